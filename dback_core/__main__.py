@@ -1,0 +1,3 @@
+from dback_core.cli import main
+
+main()

@@ -1,0 +1,87 @@
+"""Server settings, read from ``DBACK_*`` environment variables and CLI options.
+
+One frozen dataclass so every part of the server reads the same values, and tests can build
+settings for one server without touching the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+def _as_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean (1/0, true/false, yes/no), got {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the core needs to know to serve; each field has a ``DBACK_<NAME>`` variable."""
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    static_dir: Path | None = None
+    #: Seconds after which a guild's data is reloaded from the providers.
+    refresh_seconds: float = 300.0
+    #: Seconds a provider hook may take before it counts as "no answer".
+    provider_timeout: float = 10.0
+    #: Largest frame a client may send, in bytes (clients only ever send tiny ``connect``s).
+    max_frame_size: int = 4096
+    #: Bytes queued for one client past which it is disconnected as too slow.
+    max_client_buffer: int = 4 * 1024 * 1024
+    #: ``none`` or ``deflate``: permessage-deflate costs ~50 KiB of memory per connection.
+    compression: str = "none"
+    #: Listen backlog, sized for thousands of clients reconnecting at once.
+    backlog: int = 4096
+    #: Seconds a client may take to complete the WebSocket handshake.
+    open_timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``DBACK_*`` variables; explicit ``overrides`` win."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = environ.get(f"DBACK_{field.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _convert(field.name, field.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def validate(self) -> None:
+        if self.compression not in {"none", "deflate"}:
+            raise ValueError(
+                f"DBACK_COMPRESSION must be 'none' or 'deflate', not {self.compression!r}"
+            )
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"DBACK_PORT must be between 0 and 65535, not {self.port}")
+
+
+def _convert(name: str, type_name: Any, raw: str) -> Any:
+    type_text = str(type_name)
+    try:
+        if type_text.startswith("Path"):
+            return Path(raw)
+        if type_text == "int":
+            return int(raw)
+        if type_text == "float":
+            return float(raw)
+        if type_text == "bool":
+            return _as_bool(raw)
+    except ValueError as error:
+        raise ValueError(f"DBACK_{name.upper()}: {error}") from error
+    return raw

@@ -1,0 +1,180 @@
+"""The in-memory view of every guild: loaded from the providers once, kept current by events.
+
+d-back asks its data callbacks again on every join; here a guild is loaded once (one load at a
+time per guild, however many clients join at once), every join is served from memory, and
+the encoded user map is cached until the guild changes, so a join into a 10,000-member
+guild costs a string splice, not a serialisation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from dback_core import protocol
+from dback_core.events import ClientIdUpdate, Event, Message, Presence
+from dback_core.hooks import PluginHooks
+from dback_core.records import (
+    ServerInfo,
+    merge_servers,
+    normalize_color,
+    normalize_status,
+    normalize_users,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Guild:
+    """One loaded guild: its members, the plugin that provided them, and cached encodings."""
+
+    info: ServerInfo
+    users: dict[str, dict[str, Any]]
+    owner: str | None
+    client_id: str | None
+    loaded_at: float = field(default_factory=time.monotonic)
+    _users_json: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.info.key
+
+    def users_json(self) -> str:
+        if self._users_json is None:
+            self._users_json = protocol.dumps(self.users)
+        return self._users_json
+
+    def join_frame(self, requested: str) -> str:
+        return protocol.server_join(requested, self.users_json(), self.info.name, self.client_id)
+
+    def changed(self) -> None:
+        self._users_json = None
+
+
+class Directory:
+    """Guild list and loaded guilds; turns events into encoded frames."""
+
+    def __init__(self, hooks: PluginHooks) -> None:
+        self.hooks = hooks
+        self.servers: dict[str, ServerInfo] = {}
+        self.guilds: dict[str, Guild] = {}
+        self._by_short_id: dict[str, str] = {}
+        self._server_list_frame = protocol.server_list({})
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.servers_loaded = False
+
+    @property
+    def server_list_frame(self) -> str:
+        return self._server_list_frame
+
+    async def load_servers(self) -> bool:
+        """Reload the merged guild list; True when what clients see changed."""
+        servers = merge_servers(await self.hooks.get_server_data())
+        frame = protocol.server_list({key: info.public() for key, info in servers.items()})
+        changed = frame != self._server_list_frame
+        self.servers = servers
+        self._by_short_id = {}
+        for key, info in servers.items():
+            self._by_short_id.setdefault(info.id, key)
+        self._server_list_frame = frame
+        self.servers_loaded = True
+        for key in [key for key in self.guilds if key not in servers]:
+            del self.guilds[key]
+        for key, guild in self.guilds.items():
+            if guild.info != servers[key]:
+                guild.info = servers[key]
+        return changed
+
+    def resolve(self, requested: str) -> ServerInfo | None:
+        """Find a guild by short id, by snowflake, or ``default``."""
+        if requested == "default":
+            return next((info for info in self.servers.values() if info.default), None)
+        key = self._by_short_id.get(requested, requested)
+        return self.servers.get(key)
+
+    async def guild(self, key: str) -> Guild | None:
+        """The loaded guild, loading it first if needed (one load at a time per guild)."""
+        guild = self.guilds.get(key)
+        if guild is not None:
+            return guild
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            guild = self.guilds.get(key)
+            if guild is None:
+                guild = await self.load(key)
+        return guild
+
+    async def load(self, key: str) -> Guild | None:
+        """(Re)load a guild from the providers and keep it; None if it is not listed."""
+        info = self.servers.get(key)
+        if info is None:
+            return None
+        owner, users = await self.hooks.get_user_data(key)
+        client_id = await self.hooks.get_client_id(key)
+        guild = Guild(
+            info=info,
+            users=normalize_users(users, owner or "?"),
+            owner=owner,
+            client_id=client_id,
+        )
+        if key in self.servers:
+            self.guilds[key] = guild
+        log.debug("loaded guild %s: %d members from %s", key, len(guild.users), owner)
+        return guild
+
+    def evict(self, key: str) -> None:
+        self.guilds.pop(key, None)
+
+    def apply(self, event: Event, origin: str | None) -> bytes | None:
+        """Apply an event to its guild and return the frame for its viewers, or None.
+
+        Events for guilds nobody has loaded are dropped: the next load reads fresh data. A
+        plugin's events only touch guilds that plugin provided (``origin`` None means the
+        API or the bus, which may touch any guild).
+        """
+        guild = self.guilds.get(event.server_id)
+        if guild is None:
+            return None
+        if origin is not None and guild.owner is not None and origin != guild.owner:
+            return None
+        if isinstance(event, Presence):
+            return self._apply_presence(guild, event)
+        if isinstance(event, Message):
+            if event.uid not in guild.users or not event.message:
+                return None
+            return protocol.message(guild.key, event.uid, event.message, event.channel)
+        if isinstance(event, ClientIdUpdate):
+            guild.client_id = event.client_id
+            return protocol.client_id_update(guild.key, event.client_id)
+        return None
+
+    def _apply_presence(self, guild: Guild, event: Presence) -> bytes | None:
+        known = guild.users.get(event.uid)
+        if event.delete:
+            if known is None:
+                return None
+            del guild.users[event.uid]
+            guild.changed()
+            return protocol.presence(guild.key, known, delete=True)
+        if known is None and not event.username:
+            log.debug("presence for unknown uid %s without username dropped", event.uid)
+            return None
+        user = {
+            "uid": event.uid,
+            "username": event.username or known["username"],
+            "status": normalize_status(event.status),
+            "roleColor": (
+                normalize_color(event.role_color)
+                if event.role_color is not None
+                else (known["roleColor"] if known else False)
+            ),
+        }
+        if user == known:
+            return None
+        guild.users[event.uid] = user
+        guild.changed()
+        return protocol.presence(guild.key, user)

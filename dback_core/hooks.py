@@ -1,0 +1,169 @@
+"""The one place that calls plugin hooks: order, awaiting, time limits, containment, merging.
+
+pluggy calls implementations in reverse registration order and its ``firstresult`` cannot
+see through coroutines, so the server never touches ``manager.hook`` directly. Instead this
+facade walks the implementations in the configured plugin order, passes each only the
+arguments it declares, awaits what is awaitable under a time limit, and treats a plugin that
+raises or hangs as "no answer" - logged with the plugin's name, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from dback_core.plugins import PluginRecord, PluginSet
+
+log = logging.getLogger(__name__)
+
+#: Hooks for which an embedded default (the mock) steps aside when a real plugin implements
+#: them. Lifecycle and command hooks always run for every active plugin.
+_DATA_HOOKS = frozenset(
+    {"get_server_data", "get_user_data", "event_sources", "authorize", "get_client_id"}
+)
+
+
+class _NoAnswer:
+    """Marker for a call that failed or timed out (distinct from a plugin returning None)."""
+
+
+NO_ANSWER = _NoAnswer()
+
+
+class PluginHooks:
+    """Typed, ordered, awaited access to the plugins' hooks."""
+
+    def __init__(self, plugins: PluginSet, timeout: float = 10.0) -> None:
+        self.plugins = plugins
+        self.timeout = timeout
+
+    def implementations(self, hook: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
+        """The active plugins implementing ``hook``, in order, with their functions."""
+        caller = getattr(self.plugins.manager.hook, hook)
+        functions = {impl.plugin_name: impl for impl in caller.get_hookimpls()}
+        found = [
+            (record, functions[record.name])
+            for record in self.plugins.active
+            if record.name in functions
+        ]
+        if hook in _DATA_HOOKS and any(not record.is_standby_fallback for record, _ in found):
+            found = [(record, impl) for record, impl in found if not record.is_standby_fallback]
+        return [(record, _bound(impl)) for record, impl in found]
+
+    async def _call(
+        self, record: PluginRecord, function: Callable[..., Any], hook: str, kwargs: dict
+    ) -> Any:
+        try:
+            result = function(**kwargs)
+            if inspect.isawaitable(result):
+                result = await asyncio.wait_for(result, self.timeout)
+            return result
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            log.warning("plugin %s: %s took longer than %.1fs", record.name, hook, self.timeout)
+        except Exception:
+            log.exception("plugin %s: %s raised", record.name, hook)
+        return NO_ANSWER
+
+    async def call_each(self, hook: str, **kwargs: Any) -> list[tuple[PluginRecord, Any]]:
+        """Call every implementation in order; failed calls yield ``NO_ANSWER``."""
+        results = []
+        for record, function in self.implementations(hook):
+            results.append((record, await self._call(record, function, hook, kwargs)))
+        return results
+
+    async def startup(self, settings: Any) -> None:
+        for record, result in await self.call_each("startup", settings=settings):
+            if result is NO_ANSWER:
+                log.error("plugin %s did not start; its other hooks may not answer", record.name)
+
+    async def shutdown(self) -> None:
+        for record, function in reversed(self.implementations("shutdown")):
+            await self._call(record, function, "shutdown", {})
+
+    async def get_server_data(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each plugin's guild map, in order, for the directory to merge."""
+        answers = []
+        for record, result in await self.call_each("get_server_data", server_id=None):
+            if result is NO_ANSWER or result is None:
+                continue
+            if not isinstance(result, dict):
+                log.warning(
+                    "plugin %s: get_server_data returned %s, not a dict; ignored",
+                    record.name,
+                    type(result).__name__,
+                )
+                continue
+            answers.append((record.name, result))
+        return answers
+
+    async def get_user_data(self, server_id: str) -> tuple[str | None, dict[str, Any]]:
+        """The first non-empty answer in order, with the name of the plugin that gave it."""
+        for record, function in self.implementations("get_user_data"):
+            result = await self._call(record, function, "get_user_data", {"server_id": server_id})
+            if result is NO_ANSWER or not result:
+                continue
+            if not isinstance(result, dict):
+                log.warning(
+                    "plugin %s: get_user_data returned %s, not a dict; ignored",
+                    record.name,
+                    type(result).__name__,
+                )
+                continue
+            return record.name, result
+        return None, {}
+
+    async def authorize(
+        self, server_id: str, server: dict[str, Any], credentials: dict[str, Any]
+    ) -> bool:
+        """True only when a plugin admits the client; no decision at all means refused."""
+        kwargs = {"server_id": server_id, "server": server, "credentials": credentials}
+        for record, function in self.implementations("authorize"):
+            result = await self._call(record, function, "authorize", kwargs)
+            if result is True or result is False:
+                return result
+            if result is not None and result is not NO_ANSWER:
+                log.warning("plugin %s: authorize returned %r, not a bool", record.name, result)
+        return False
+
+    async def get_client_id(self, server_id: str) -> str | None:
+        for record, function in self.implementations("get_client_id"):
+            result = await self._call(record, function, "get_client_id", {"server_id": server_id})
+            if isinstance(result, str | int) and str(result):
+                return str(result)
+        return None
+
+    async def event_sources(self) -> list[tuple[PluginRecord, Callable[[], Any]]]:
+        """Every event-source factory with the plugin that owns it."""
+        sources = []
+        for record, result in await self.call_each("event_sources"):
+            if result is NO_ANSWER or result is None:
+                continue
+            for factory in result:
+                if callable(factory):
+                    sources.append((record, factory))
+                else:
+                    log.warning("plugin %s: event source %r is not callable", record.name, factory)
+        return sources
+
+    def register_commands(self, cli: Any) -> None:
+        for record, function in self.implementations("register_commands"):
+            try:
+                function(cli=cli)
+            except Exception:
+                log.exception("plugin %s: register_commands raised", record.name)
+
+
+def _bound(impl: Any) -> Callable[..., Any]:
+    """A callable taking keyword arguments and passing on only those the plugin declares."""
+    function = impl.function
+    argnames = tuple(impl.argnames) + tuple(getattr(impl, "kwargnames", ()))
+
+    def call(**kwargs: Any) -> Any:
+        return function(**{name: kwargs[name] for name in argnames if name in kwargs})
+
+    return call

@@ -1,0 +1,163 @@
+"""Normalising what plugins return into what the d-zone client can draw.
+
+Plugins are written by many hands; the client is strict (a uid must be a string, a user
+without a username is not drawn, ``passworded`` must be a boolean). Records are repaired on the
+way in - missing fields get defaults, an unknown status becomes ``offline`` - and a record that
+cannot be repaired is dropped with a warning that names the plugin responsible.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dback_core.events import VALID_STATUSES
+
+log = logging.getLogger(__name__)
+
+_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A guild as listed in ``server-list``, plus the secret the core needs to admit clients."""
+
+    key: str
+    id: str
+    name: str
+    passworded: bool
+    default: bool
+    password: str | None
+    plugin: str
+
+    def public(self) -> dict[str, Any]:
+        """The ``server-list`` entry: never the password."""
+        entry: dict[str, Any] = {"id": self.id, "name": self.name, "passworded": self.passworded}
+        if self.default:
+            entry["default"] = True
+        return entry
+
+    def for_plugins(self) -> dict[str, Any]:
+        """What ``authorize`` receives about the guild (the password stays in the core)."""
+        return {**self.public(), "key": self.key, "plugin": self.plugin}
+
+
+def _identifier(value: Any) -> str | None:
+    """Snowflakes arrive as str or int; anything else cannot be an id."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def normalize_server(key: Any, record: Any, plugin: str) -> ServerInfo | None:
+    """One guild record, or None when it is disabled or cannot be repaired."""
+    server_key = _identifier(key)
+    if server_key is None or not isinstance(record, dict):
+        log.warning("plugin %s: dropped guild %r: not a keyed record", plugin, key)
+        return None
+    if not record:
+        return None
+    if "enabled" in record and not _flag(record["enabled"]):
+        return None
+    short_id = _identifier(record.get("id")) or server_key
+    name = record.get("name")
+    password = record.get("password")
+    return ServerInfo(
+        key=server_key,
+        id=short_id,
+        name=str(name) if name not in (None, "") else short_id,
+        passworded=_flag(record.get("passworded", False)) or bool(password),
+        default=_flag(record.get("is_default", record.get("default", False))),
+        password=str(password) if password not in (None, "") else None,
+        plugin=plugin,
+    )
+
+
+def merge_servers(answers: list[tuple[str, dict[str, Any]]]) -> dict[str, ServerInfo]:
+    """Union of every plugin's guilds in plugin order; the earlier plugin wins a key.
+
+    Exactly one guild ends up marked default: the first flagged one, or else the first guild,
+    because the client falls back to ``"default"`` on every error and would loop without one.
+    """
+    merged: dict[str, ServerInfo] = {}
+    for plugin, servers in answers:
+        for key, record in servers.items():
+            info = normalize_server(key, record, plugin)
+            if info is not None and info.key not in merged:
+                merged[info.key] = info
+    default_key = next((key for key, info in merged.items() if info.default), None)
+    if default_key is None and merged:
+        default_key = next(iter(merged))
+    return {key: _with_default(info, key == default_key) for key, info in merged.items()}
+
+
+def _with_default(info: ServerInfo, is_default: bool) -> ServerInfo:
+    if info.default == is_default:
+        return info
+    return ServerInfo(
+        key=info.key,
+        id=info.id,
+        name=info.name,
+        passworded=info.passworded,
+        default=is_default,
+        password=info.password,
+        plugin=info.plugin,
+    )
+
+
+def normalize_color(value: Any) -> str | Literal[False]:
+    """``#rrggbb`` in lower case, or False (the client's "no colour")."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0xFFFFFF:
+        return f"#{value:06x}"
+    if isinstance(value, str) and _COLOR.match(value.strip()):
+        text = value.strip().lower()
+        if len(text) == 4:
+            text = "#" + "".join(char * 2 for char in text[1:])
+        return text
+    return False
+
+
+def normalize_status(value: Any) -> str:
+    text = str(value).strip().lower() if value is not None else ""
+    if text == "invisible":
+        return "offline"
+    return text if text in VALID_STATUSES else "offline"
+
+
+def normalize_user(key: Any, record: Any, plugin: str) -> dict[str, Any] | None:
+    """One member as the client expects it, or None (with a warning) when beyond repair."""
+    if not isinstance(record, dict):
+        log.warning("plugin %s: dropped user %r: record is %s", plugin, key, type(record).__name__)
+        return None
+    uid = _identifier(record.get("uid")) or _identifier(key)
+    if uid is None:
+        log.warning("plugin %s: dropped user %r: no usable uid", plugin, key)
+        return None
+    username = record.get("username")
+    return {
+        "uid": uid,
+        "username": str(username) if username not in (None, "") else uid,
+        "status": normalize_status(record.get("status")),
+        "roleColor": normalize_color(record.get("roleColor")),
+    }
+
+
+def normalize_users(users: dict[Any, Any], plugin: str) -> dict[str, dict[str, Any]]:
+    normalized: dict[str, dict[str, Any]] = {}
+    for key, record in users.items():
+        user = normalize_user(key, record, plugin)
+        if user is not None:
+            normalized[user["uid"]] = user
+    return normalized

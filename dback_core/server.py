@@ -1,0 +1,305 @@
+"""The d-zone server: WebSocket sessions, plain HTTP, and the event pipeline between them.
+
+One ``DbackServer`` owns the plugins' lifecycle, the directory of guilds, the fan-out index
+and the event sources. Every change - from a plugin, the API or a refresh - goes through
+``publish``: the directory applies it and returns one encoded frame, the fan-out writes that
+frame to the guild's viewers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from dback_core import http, protocol
+from dback_core.config import Settings
+from dback_core.directory import Directory, Guild
+from dback_core.events import Event, Refresh
+from dback_core.fanout import Fanout, Viewer
+from dback_core.hooks import PluginHooks
+from dback_core.plugins import PluginSet
+from dback_core.records import ServerInfo
+from dback_core.sources import SourceRunner
+
+log = logging.getLogger(__name__)
+
+
+def _requested_server(data: dict[str, Any]) -> str:
+    """The client's ``server`` field; null, missing or blank all mean the default guild."""
+    value = data.get("server")
+    if value is None or isinstance(value, bool):
+        return "default"
+    text = str(value).strip()
+    return text or "default"
+
+
+class DbackServer:
+    """A running dback: create, ``await start()``, ``await stop()``."""
+
+    def __init__(
+        self,
+        plugins: PluginSet,
+        settings: Settings | None = None,
+        static_handler: http.StaticHandler | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.plugins = plugins
+        self.hooks = PluginHooks(plugins, timeout=self.settings.provider_timeout)
+        self.directory = Directory(self.hooks)
+        self.fanout = Fanout(self.settings.max_client_buffer)
+        self.sources = SourceRunner(self.publish)
+        self.static_dir: Path | None = self.settings.static_dir
+        self.static_handler = static_handler
+        self._server: Server | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self.ready = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the plugins, load the guild list, and listen; returns once listening."""
+        self._stopped.clear()
+        await self.hooks.startup(self.settings)
+        await self.directory.load_servers()
+        self.sources.start(await self.hooks.event_sources())
+        self._server = await serve(
+            self._session,
+            self.settings.host,
+            self.settings.port,
+            process_request=self._process_request,
+            compression="deflate" if self.settings.compression == "deflate" else None,
+            max_size=self.settings.max_frame_size,
+            open_timeout=self.settings.open_timeout,
+            backlog=self.settings.backlog,
+            logger=logging.getLogger("dback_core.websockets"),
+        )
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
+        self.ready = True
+        active = ", ".join(
+            f"{record.name}-{record.version}" if record.version else record.name
+            for record in self.plugins.active
+        )
+        log.info("plugins: %s", active or "(none)")
+        log.info("serving %d guilds on ws://%s:%d", len(self.directory.servers), *self.address)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) actually bound - useful with port 0."""
+        if self._server is None:
+            return self.settings.host, self.settings.port
+        sockname = next(iter(self._server.sockets)).getsockname()
+        return sockname[0], sockname[1]
+
+    @property
+    def connections(self) -> set[ServerConnection]:
+        return set(self.fanout.viewers)
+
+    async def stop(self) -> None:
+        """Stop listening, close clients with 1001, stop sources, shut the plugins down."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        self.ready = False
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        server.close(close_connections=True)
+        await server.wait_closed()
+        await self.sources.stop()
+        await self.hooks.shutdown()
+        self._stopped.set()
+        log.info("stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def publish(self, event: Event, origin: str | None = None) -> None:
+        """Apply ``event`` and deliver it; ``origin`` is the plugin it came from, if any."""
+        if isinstance(event, Refresh):
+            await self.refresh(event.server_id)
+            return
+        frame = self.directory.apply(event, origin)
+        if frame is not None:
+            self.fanout.broadcast(event.server_id, frame)
+
+    async def refresh(self, server_id: str | None, announce: bool = True) -> None:
+        """Reload a guild (or, for None, the guild list) and give its viewers a new world."""
+        if server_id is None:
+            if await self.directory.load_servers():
+                self.fanout.broadcast_all(self.directory.server_list_frame.encode())
+            return
+        if server_id not in self.directory.servers:
+            await self.refresh(None)
+        guild = await self.directory.load(server_id) if server_id in self.directory.guilds else None
+        if guild is None:
+            return
+        for viewer in self.fanout.watchers(server_id):
+            await self._send(viewer.connection, guild.join_frame(viewer.requested or guild.info.id))
+        if announce:
+            self.fanout.broadcast(server_id, protocol.refresh_data(server_id))
+
+    async def _refresh_loop(self) -> None:
+        """Reload guilds older than the TTL; send a new world only where something changed."""
+        interval = max(self.settings.refresh_seconds, 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh(None)
+                for key, guild in list(self.directory.guilds.items()):
+                    if not self.fanout.by_guild.get(key):
+                        self.directory.evict(key)
+                        continue
+                    before = guild.users_json()
+                    fresh = await self.directory.load(key)
+                    if fresh is not None and fresh.users_json() != before:
+                        await self.refresh_viewers(fresh)
+            except Exception:
+                log.exception("periodic refresh failed")
+
+    async def refresh_viewers(self, guild: Guild) -> None:
+        for viewer in self.fanout.watchers(guild.key):
+            await self._send(viewer.connection, guild.join_frame(viewer.requested or guild.info.id))
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        if http.is_websocket_upgrade(request):
+            return None
+        path = request.path.split("?", 1)[0]
+        if path == http.VERSION_PATH:
+            return http.version_response()
+        if path == http.HEALTH_PATH:
+            return http.json_response(200, {"status": "ok"})
+        if path == http.READY_PATH:
+            status = 200 if self.ready and self.directory.servers_loaded else 503
+            return http.json_response(status, {"ready": status == 200})
+        if self.static_handler is not None:
+            answer = await self.static_handler(path)
+            if answer is not None:
+                content_type, body = answer
+                return http.response(200, body, content_type)
+        if self.static_dir is not None:
+            return await asyncio.to_thread(http.static_file, self.static_dir, path)
+        if path == "/":
+            return http.response(200, "dback is running. Point a d-zone client at this address.\n")
+        return http.response(404, "Not Found")
+
+    # -- WebSocket sessions ----------------------------------------------------------------
+
+    async def _session(self, connection: ServerConnection) -> None:
+        viewer = self.fanout.add(connection)
+        log.debug("client %s connected", connection.remote_address)
+        try:
+            await connection.send(self.directory.server_list_frame)
+            async for raw in connection:
+                await self._dispatch(viewer, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.fanout.remove(connection)
+            log.debug("client %s disconnected", connection.remote_address)
+
+    async def _send(self, connection: ServerConnection, frame: str) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await connection.send(frame)
+
+    async def _dispatch(self, viewer: Viewer, raw: str | bytes) -> None:
+        connection = viewer.connection
+        if isinstance(raw, bytes):
+            await self._send(connection, protocol.error("Binary frames are not supported."))
+            return
+        try:
+            message = json.loads(raw)
+        except (ValueError, RecursionError):
+            await self._send(connection, protocol.error("Invalid JSON."))
+            return
+        if not isinstance(message, dict):
+            await self._send(connection, protocol.error("A message must be a JSON object."))
+            return
+        kind = message.get("type")
+        if kind == "connect":
+            data = message.get("data")
+            if data is None:
+                data = {}
+            if not isinstance(data, dict):
+                await self._send(connection, protocol.error("'data' must be an object."))
+                return
+            await self._connect(viewer, data)
+        elif kind == "get_user_data":
+            await self._user_data(viewer, message.get("serverId"))
+        else:
+            await self._send(connection, protocol.error(f"Unknown message type: {kind!r}."))
+
+    async def _admit(self, viewer: Viewer, info: ServerInfo, data: dict[str, Any]) -> str | None:
+        """None when the viewer may see ``info``, else the error to show."""
+        if not info.passworded or info.key in viewer.authorized:
+            return None
+        password = data.get("password")
+        token = data.get("discordToken")
+        if info.password is not None and isinstance(password, str) and password:
+            if hmac.compare_digest(password.encode(), info.password.encode()):
+                viewer.authorized.add(info.key)
+                return None
+            return protocol.LOGIN_REFUSED
+        credentials = {
+            "password": password if isinstance(password, str) else None,
+            "discordToken": token if isinstance(token, str) else None,
+            "discordUser": data.get("discordUser")
+            if isinstance(data.get("discordUser"), dict)
+            else None,
+        }
+        if not any(credentials.values()):
+            return protocol.LOGIN_REQUIRED
+        if await self.hooks.authorize(info.key, info.for_plugins(), credentials):
+            viewer.authorized.add(info.key)
+            return None
+        return protocol.LOGIN_REFUSED
+
+    async def _connect(self, viewer: Viewer, data: dict[str, Any]) -> None:
+        requested = _requested_server(data)
+        info = self.directory.resolve(requested)
+        if info is None:
+            await self._send(viewer.connection, protocol.error(protocol.UNKNOWN_SERVER))
+            return
+        refusal = await self._admit(viewer, info, data)
+        if refusal is not None:
+            await self._send(viewer.connection, protocol.error(refusal))
+            return
+        guild = await self.directory.guild(info.key)
+        if guild is None:
+            await self._send(viewer.connection, protocol.error(protocol.UNKNOWN_SERVER))
+            return
+        frame = guild.join_frame(requested)
+        self.fanout.move(viewer, info.key, requested)
+        await self._send(viewer.connection, frame)
+
+    async def _user_data(self, viewer: Viewer, server_id: Any) -> None:
+        if not isinstance(server_id, str | int) or isinstance(server_id, bool):
+            await self._send(viewer.connection, protocol.error("'serverId' must be a string."))
+            return
+        requested = str(server_id).strip() or "default"
+        info = self.directory.resolve(requested)
+        if info is None:
+            await self._send(viewer.connection, protocol.error(protocol.UNKNOWN_SERVER))
+            return
+        if info.passworded and info.key not in viewer.authorized:
+            await self._send(viewer.connection, protocol.error(protocol.LOGIN_REQUIRED))
+            return
+        guild = await self.directory.guild(info.key)
+        users_json = guild.users_json() if guild is not None else "{}"
+        await self._send(viewer.connection, protocol.user_data(str(server_id), users_json))

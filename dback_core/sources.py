@@ -1,0 +1,78 @@
+"""Running the plugins' event sources: one task each, restarted with backoff.
+
+An event source is a long-lived stream (a database LISTEN, a Discord gateway, a simulation).
+When it ends or raises, the core logs it with the plugin's name and starts it again after a
+delay that doubles up to a ceiling, so a broken source neither dies silently nor spins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from dback_core.events import Event
+from dback_core.plugins import PluginRecord
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[Event, str | None], Awaitable[None]]
+
+
+class SourceRunner:
+    """Keeps one task per event source alive until ``stop``."""
+
+    def __init__(
+        self,
+        publish: Publish,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        healthy_after: float = 60.0,
+    ) -> None:
+        self.publish = publish
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.healthy_after = healthy_after
+        self.tasks: list[asyncio.Task[None]] = []
+        self.restarts: dict[str, int] = {}
+
+    def start(self, sources: list[tuple[PluginRecord, Callable[[], Any]]]) -> None:
+        for record, factory in sources:
+            name = f"dback-source-{record.name}-{getattr(factory, '__name__', 'source')}"
+            self.tasks.append(asyncio.create_task(self._run(record, factory), name=name))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+
+    async def _run(self, record: PluginRecord, factory: Callable[[], Any]) -> None:
+        delay = self.initial_backoff
+        while True:
+            started = time.monotonic()
+            try:
+                await self._consume(record, factory)
+                log.warning(
+                    "plugin %s: event source ended; restarting in %.1fs", record.name, delay
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "plugin %s: event source failed; restarting in %.1fs", record.name, delay
+                )
+            self.restarts[record.name] = self.restarts.get(record.name, 0) + 1
+            if time.monotonic() - started > self.healthy_after:
+                delay = self.initial_backoff
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_backoff)
+
+    async def _consume(self, record: PluginRecord, factory: Callable[[], Any]) -> None:
+        stream = factory()
+        if asyncio.iscoroutine(stream):
+            stream = await stream
+        async for event in stream:
+            await self.publish(event, record.name)

@@ -1,0 +1,99 @@
+"""Helpers for testing dback and its plugins against a real server over real sockets.
+
+Public so that plugin authors can test their plugins the way the core tests itself::
+
+    from dback_core.testing import Client, running_server
+
+    async with running_server(in_process=[("mine", MyPlugin())]) as server:
+        async with Client(server) as client:
+            world = await client.join("default")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import websockets
+
+from dback_core.config import Settings
+from dback_core.plugins import load_plugins
+from dback_core.server import DbackServer
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    in_process: Iterable[tuple[str, Any]] = (),
+    environ: Mapping[str, str] | None = None,
+    **settings: Any,
+) -> AsyncIterator[DbackServer]:
+    """Start a DbackServer on 127.0.0.1 and an ephemeral port; stop it afterwards."""
+    plugins = load_plugins(environ=environ, in_process=in_process)
+    server = DbackServer(plugins, Settings(host="127.0.0.1", port=0, **settings))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+class Client:
+    """A d-zone-like WebSocket client that reads frames as JSON."""
+
+    def __init__(self, server: DbackServer | str, timeout: float = 5.0, **connect_options: Any):
+        if isinstance(server, str):
+            self.url = server
+        else:
+            host, port = server.address
+            self.url = f"ws://{host}:{port}"
+        self.timeout = timeout
+        self.connect_options = connect_options
+        self.connection: Any = None
+        self.server_list: dict[str, Any] | None = None
+
+    async def __aenter__(self) -> Client:
+        self.connection = await websockets.connect(self.url, **self.connect_options)
+        first = await self.recv()
+        assert first["type"] == "server-list", first
+        self.server_list = first["data"]
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.connection.close()
+
+    async def send(self, message: Any) -> None:
+        await self.connection.send(message if isinstance(message, str | bytes) else json.dumps(message))
+
+    async def recv(self, timeout: float | None = None) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.connection.recv(), timeout or self.timeout)
+        return json.loads(raw)
+
+    async def recv_type(self, *types: str, timeout: float | None = None) -> dict[str, Any]:
+        """The next frame of one of ``types``, skipping others (such as mock presence)."""
+        deadline = asyncio.get_running_loop().time() + (timeout or self.timeout)
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"no frame of type {types} arrived")
+            frame = await self.recv(remaining)
+            if frame.get("type") in types:
+                return frame
+
+    async def join(self, server: Any = "default", **extra: Any) -> dict[str, Any]:
+        """Send ``connect`` and return the ``server-join`` (or ``error``) frame."""
+        await self.send({"type": "connect", "data": {"server": server, **extra}})
+        return await self.recv_type("server-join", "error")
+
+    async def wait_for(self, predicate: Any, timeout: float | None = None) -> dict[str, Any]:
+        """The first frame for which ``predicate(frame)`` is true."""
+        deadline = asyncio.get_running_loop().time() + (timeout or self.timeout)
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError("the expected frame did not arrive")
+            frame = await self.recv(remaining)
+            if predicate(frame):
+                return frame
