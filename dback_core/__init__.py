@@ -7,12 +7,14 @@ Plugin authors need only ``hookimpl`` and the event types::
 
 from dback_core.events import ClientIdUpdate, Event, Message, Presence, Refresh
 from dback_core.hookspecs import hookimpl
+from dback_core.plugins import NotConfigured
 from dback_core.version import __version__
 
 __all__ = [
     "ClientIdUpdate",
     "Event",
     "Message",
+    "NotConfigured",
     "Presence",
     "Refresh",
     "__version__",

@@ -37,6 +37,7 @@ STRICT_ENV = "DBACK_STRICT_PLUGINS"
 ACTIVE = "active"
 DISABLED = "disabled"
 FAILED = "failed"
+NOT_CONFIGURED = "not configured"
 
 #: A plugin (module, class or instance) that sets this attribute to True is an embedded
 #: default: it answers a hook only when no other active plugin implements that hook, unless
@@ -46,6 +47,15 @@ FALLBACK_ATTRIBUTE = "dback_fallback_only"
 
 class PluginError(RuntimeError):
     """A plugin could not be loaded and strict mode is on, or the configuration is invalid."""
+
+
+class NotConfigured(Exception):
+    """Raised by a plugin class's constructor when it lacks its settings (say, a DSN).
+
+    The plugin is then listed as "not configured" with the message - not as failed - and
+    the embedded default keeps serving, so installing a provider never empties the world
+    before it is set up.
+    """
 
 
 def normalize_name(name: str) -> str:
@@ -234,6 +244,10 @@ def load_plugins(
             continue
         try:
             _register(manager, record, _instantiate(entry_point.load()))
+        except NotConfigured as reason:
+            record.status = NOT_CONFIGURED
+            record.error = str(reason)
+            log.info("plugin %s is not configured: %s", record.name, reason)
         except Exception as error:
             _fail(record, error, strict)
         loaded.append(record)

@@ -65,7 +65,9 @@ class Client:
         await self.connection.close()
 
     async def send(self, message: Any) -> None:
-        await self.connection.send(message if isinstance(message, str | bytes) else json.dumps(message))
+        await self.connection.send(
+            message if isinstance(message, str | bytes) else json.dumps(message)
+        )
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
         raw = await asyncio.wait_for(self.connection.recv(), timeout or self.timeout)

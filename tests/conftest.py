@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from importlib.metadata import entry_points
 
 import pytest
 
+from dback_core.plugins import ENTRY_POINT_GROUP, normalize_name
 from dback_core.testing import Client, running_server
 
 __all__ = ["Client", "running_server"]
+
+
+@pytest.fixture(autouse=True)
+def only_the_mock_by_default(monkeypatch):
+    """Core tests see the mock as the only installed plugin, whatever else is installed.
+
+    Other plugins are disabled rather than the mock being listed, so the mock keeps its
+    embedded-default behaviour (stepping aside for registered callbacks).
+    """
+    others = {
+        normalize_name(entry_point.name)
+        for entry_point in entry_points(group=ENTRY_POINT_GROUP)
+        if normalize_name(entry_point.name) != "dback-mock"
+    }
+    monkeypatch.delenv("DBACK_PLUGINS", raising=False)
+    monkeypatch.setenv("DBACK_DISABLE_PLUGINS", ",".join(sorted(others)))
 
 
 @pytest.fixture
