@@ -252,9 +252,12 @@ async def test_user_records_are_repaired_or_dropped_with_the_plugins_name(caplog
         }
     )
     with caplog.at_level(logging.WARNING):
-        async with running_server(
-            [("servers", servers), ("messy", messy)], environ={"DBACK_PLUGINS": ""}
-        ) as server, Client(server) as client:
+        async with (
+            running_server(
+                [("servers", servers), ("messy", messy)], environ={"DBACK_PLUGINS": ""}
+            ) as server,
+            Client(server) as client,
+        ):
             users = (await client.join("one"))["data"]["users"]
     assert users["a"] == {
         "uid": "a",
