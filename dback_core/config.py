@@ -43,6 +43,24 @@ class Settings:
     backlog: int = 4096
     #: Seconds a client may take to complete the WebSocket handshake.
     open_timeout: float = 10.0
+    #: Seconds between pings that detect vanished clients; a pong must come within timeout.
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    #: Open connections allowed in total, and from one remote address.
+    max_connections: int = 20000
+    max_connections_per_address: int = 256
+    #: Messages per second a client may send on average, and in a burst.
+    message_rate: float = 5.0
+    message_burst: int = 20
+    #: Comma-separated Origins allowed to open a WebSocket (empty: any). Clients that send no
+    #: Origin header (not browsers) are always allowed: cross-site hijacking needs a browser.
+    allowed_origins: str = ""
+
+    @property
+    def origins(self) -> list[str | None] | None:
+        """The allow-list for the handshake, or None when every Origin is welcome."""
+        listed = [origin.strip() for origin in self.allowed_origins.split(",") if origin.strip()]
+        return [*listed, None] if listed else None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -26,20 +26,48 @@ from dback_core.directory import Directory, Guild
 from dback_core.events import Event, Refresh
 from dback_core.fanout import Fanout, Viewer
 from dback_core.hooks import PluginHooks
+from dback_core.limits import ConnectionCounter, TokenBucket
 from dback_core.plugins import PluginSet
 from dback_core.records import ServerInfo
 from dback_core.sources import SourceRunner
 
 log = logging.getLogger(__name__)
 
+#: websockets' own logger for our connections. Its DEBUG records print every frame, which
+#: would put passwords and OAuth tokens from ``connect`` into the logs: they are dropped.
+WIRE_LOG = logging.getLogger("dback_core.websockets")
+WIRE_LOG.addFilter(lambda record: record.levelno >= logging.INFO)
+
 
 def _requested_server(data: dict[str, Any]) -> str:
     """The client's ``server`` field; null, missing or blank all mean the default guild."""
     value = data.get("server")
-    if value is None or isinstance(value, bool):
+    if value is None:
         return "default"
     text = str(value).strip()
     return text or "default"
+
+
+def _address(connection: ServerConnection) -> str:
+    remote = connection.remote_address
+    return str(remote[0]) if remote else "unknown"
+
+
+_CONNECT_FIELDS = {
+    "server": (str, int, type(None)),
+    "password": (str, type(None)),
+    "discordToken": (str, type(None)),
+    "discordUser": (dict, type(None)),
+}
+
+
+def _invalid_connect(data: dict[str, Any]) -> str | None:
+    """Why a ``connect`` payload is malformed, or None when its fields have usable types."""
+    for name, types in _CONNECT_FIELDS.items():
+        value = data.get(name)
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"'{name}' has the wrong type."
+    return None
 
 
 class DbackServer:
@@ -57,6 +85,9 @@ class DbackServer:
         self.directory = Directory(self.hooks)
         self.fanout = Fanout(self.settings.max_client_buffer)
         self.sources = SourceRunner(self.publish)
+        self.counter = ConnectionCounter(
+            self.settings.max_connections, self.settings.max_connections_per_address
+        )
         self.static_dir: Path | None = self.settings.static_dir
         self.static_handler = static_handler
         self._server: Server | None = None
@@ -80,8 +111,11 @@ class DbackServer:
             compression="deflate" if self.settings.compression == "deflate" else None,
             max_size=self.settings.max_frame_size,
             open_timeout=self.settings.open_timeout,
+            ping_interval=self.settings.ping_interval,
+            ping_timeout=self.settings.ping_timeout,
+            origins=self.settings.origins,
             backlog=self.settings.backlog,
-            logger=logging.getLogger("dback_core.websockets"),
+            logger=WIRE_LOG,
         )
         self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
         self.ready = True
@@ -179,6 +213,10 @@ class DbackServer:
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
         if http.is_websocket_upgrade(request):
+            refusal = self.counter.refusal(_address(connection))
+            if refusal is not None:
+                log.warning("refused %s: %s", _address(connection), refusal[1].strip())
+                return http.response(*refusal)
             return None
         path = request.path.split("?", 1)[0]
         if path == http.VERSION_PATH:
@@ -202,17 +240,30 @@ class DbackServer:
     # -- WebSocket sessions ----------------------------------------------------------------
 
     async def _session(self, connection: ServerConnection) -> None:
+        address = _address(connection)
+        self.counter.opened(address)
         viewer = self.fanout.add(connection)
-        log.debug("client %s connected", connection.remote_address)
+        bucket = TokenBucket(self.settings.message_rate, self.settings.message_burst)
+        log.debug("client %s connected", address)
         try:
             await connection.send(self.directory.server_list_frame)
+            closing: asyncio.Task[None] | None = None
             async for raw in connection:
+                if closing is not None:
+                    continue  # keep reading so the close handshake can complete
+                if not bucket.take():
+                    log.warning("closing %s: message rate limit exceeded", address)
+                    closing = asyncio.create_task(
+                        connection.close(1008, "message rate limit exceeded")
+                    )
+                    continue
                 await self._dispatch(viewer, raw)
         except ConnectionClosed:
             pass
         finally:
             self.fanout.remove(connection)
-            log.debug("client %s disconnected", connection.remote_address)
+            self.counter.closed(address)
+            log.debug("client %s disconnected", address)
 
     async def _send(self, connection: ServerConnection, frame: str) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -239,6 +290,10 @@ class DbackServer:
             if not isinstance(data, dict):
                 await self._send(connection, protocol.error("'data' must be an object."))
                 return
+            problem = _invalid_connect(data)
+            if problem is not None:
+                await self._send(connection, protocol.error(problem))
+                return
             await self._connect(viewer, data)
         elif kind == "get_user_data":
             await self._user_data(viewer, message.get("serverId"))
@@ -250,18 +305,15 @@ class DbackServer:
         if not info.passworded or info.key in viewer.authorized:
             return None
         password = data.get("password")
-        token = data.get("discordToken")
-        if info.password is not None and isinstance(password, str) and password:
+        if info.password is not None and password:
             if hmac.compare_digest(password.encode(), info.password.encode()):
                 viewer.authorized.add(info.key)
                 return None
             return protocol.LOGIN_REFUSED
         credentials = {
-            "password": password if isinstance(password, str) else None,
-            "discordToken": token if isinstance(token, str) else None,
-            "discordUser": data.get("discordUser")
-            if isinstance(data.get("discordUser"), dict)
-            else None,
+            "password": password,
+            "discordToken": data.get("discordToken"),
+            "discordUser": data.get("discordUser"),
         }
         if not any(credentials.values()):
             return protocol.LOGIN_REQUIRED

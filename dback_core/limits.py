@@ -1,0 +1,60 @@
+"""Limits that keep one client from costing everyone else: message rate and connection counts.
+
+A d-zone client sends one ``connect`` when it opens and one more per guild switch, so a
+generous token bucket never touches a real user, while a flood (each ``connect`` may cost a
+large ``server-join``) is cut off with close code 1008.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+
+class TokenBucket:
+    """``rate`` messages per second on average, bursts of up to ``burst``."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class ConnectionCounter:
+    """Open connections in total and per remote address, checked before the handshake."""
+
+    def __init__(self, max_total: int, max_per_address: int) -> None:
+        self.max_total = max_total
+        self.max_per_address = max_per_address
+        self.per_address: Counter[str] = Counter()
+        self.total = 0
+
+    def refusal(self, address: str) -> tuple[int, str] | None:
+        """An HTTP status and reason when one more connection from ``address`` is too many."""
+        if self.total >= self.max_total:
+            return 503, "Too many connections to this server.\n"
+        if self.per_address[address] >= self.max_per_address:
+            return 429, "Too many connections from your address.\n"
+        return None
+
+    def opened(self, address: str) -> None:
+        self.total += 1
+        self.per_address[address] += 1
+
+    def closed(self, address: str) -> None:
+        self.total -= 1
+        self.per_address[address] -= 1
+        if self.per_address[address] <= 0:
+            del self.per_address[address]
