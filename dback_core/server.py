@@ -169,7 +169,7 @@ class DbackServer:
         if frame is not None:
             self.fanout.broadcast(event.server_id, frame)
 
-    async def refresh(self, server_id: str | None, announce: bool = True) -> None:
+    async def refresh(self, server_id: str | None) -> None:
         """Reload a guild (or, for None, the guild list) and give its viewers a new world."""
         if server_id is None:
             if await self.directory.load_servers():
@@ -180,10 +180,8 @@ class DbackServer:
         guild = await self.directory.load(server_id) if server_id in self.directory.guilds else None
         if guild is None:
             return
-        for viewer in self.fanout.watchers(server_id):
-            await self._send(viewer.connection, guild.join_frame(viewer.requested or guild.info.id))
-        if announce:
-            self.fanout.broadcast(server_id, protocol.refresh_data(server_id))
+        await self.refresh_viewers(guild)
+        self.fanout.broadcast(server_id, protocol.refresh_data(server_id))
 
     async def _refresh_loop(self) -> None:
         """Reload guilds older than the TTL; send a new world only where something changed."""

@@ -1,0 +1,111 @@
+"""Keeping guilds current: refresh events, the TTL, guild-list changes and client ids."""
+
+from __future__ import annotations
+
+import asyncio
+
+from dback_mock.world import MockWorld
+
+from dback_core import hookimpl
+from dback_core.events import ClientIdUpdate, Refresh
+from dback_core.testing import Client, running_server
+
+QUIET = {"DBACK_PLUGINS": ""}
+
+
+class Mutable:
+    """A provider whose data the test changes behind the server's back."""
+
+    def __init__(self):
+        self.servers = {"1": {"id": "one", "name": "One"}}
+        self.users = {"1": {"a": {"uid": "a", "username": "ann", "status": "online"}}}
+        self.client_ids = {"1": "client-1"}
+        self.user_calls = 0
+
+    @hookimpl
+    def get_server_data(self):
+        return dict(self.servers)
+
+    @hookimpl
+    async def get_user_data(self, server_id):
+        self.user_calls += 1
+        return dict(self.users.get(server_id, {}))
+
+    @hookimpl
+    def get_client_id(self, server_id):
+        return self.client_ids.get(server_id)
+
+
+async def test_refresh_event_reloads_the_guild_and_sends_a_fresh_world():
+    provider = Mutable()
+    async with running_server([("p", provider)], environ=QUIET) as server:
+        async with Client(server) as client:
+            first = await client.join("one")
+            provider.users["1"]["b"] = {"uid": "b", "username": "bob", "status": "idle"}
+            await server.publish(Refresh("1"))
+            fresh = await client.recv_type("server-join")
+            notice = await client.recv_type("refresh_data")
+    assert set(first["data"]["users"]) == {"a"}
+    assert set(fresh["data"]["users"]) == {"a", "b"}
+    assert fresh["data"]["request"] == {"server": "one"}
+    assert notice == {"type": "refresh_data", "serverId": "1"}
+
+
+async def test_the_ttl_reloads_watched_guilds_and_sends_only_real_changes():
+    provider = Mutable()
+    async with running_server([("p", provider)], environ=QUIET, refresh_seconds=1) as server:
+        async with Client(server) as client:
+            await client.join("one")
+            calls = provider.user_calls
+            await asyncio.sleep(1.3)
+            assert provider.user_calls > calls  # reloaded, nothing changed, nothing sent
+            provider.users["1"]["a"] = {"uid": "a", "username": "ann", "status": "dnd"}
+            fresh = await client.recv_type("server-join", timeout=5)
+    assert fresh["data"]["users"]["a"]["status"] == "dnd"
+
+
+async def test_a_guild_list_refresh_pushes_the_new_list_to_every_client():
+    provider = Mutable()
+    async with running_server([("p", provider)], environ=QUIET) as server:
+        async with Client(server) as watcher, Client(server) as idle:
+            await watcher.join("one")
+            provider.servers["2"] = {"id": "two", "name": "Two"}
+            await server.publish(Refresh(None))
+            to_watcher = await watcher.recv_type("server-list")
+            to_idle = await idle.recv_type("server-list")
+            joined = await idle.join("two")
+    assert set(to_watcher["data"]) == {"1", "2"} and to_idle == to_watcher
+    assert joined["data"]["serverName"] == "Two"
+
+
+async def test_client_id_is_sent_on_join_and_updates_are_pushed():
+    provider = Mutable()
+    async with running_server([("p", provider)], environ=QUIET) as server:
+        async with Client(server) as client:
+            join = await client.join("one")
+            await server.publish(ClientIdUpdate("1", "client-2"))
+            update = await client.recv_type("update-clientid")
+            rejoin = await client.join("one")
+    assert join["data"]["clientId"] == "client-1"
+    assert update == {"type": "update-clientid", "server": "1", "data": {"clientId": "client-2"}}
+    assert rejoin["data"]["clientId"] == "client-2"
+
+
+def test_the_mock_world_is_reproducible_from_its_seed():
+    first, second, other = MockWorld(seed=11), MockWorld(seed=11), MockWorld(seed=12)
+    assert first.servers() == second.servers()
+    assert first.users("232769614004748288") == second.users("232769614004748288")
+    assert first.users("232769614004748288") != other.users("232769614004748288")
+    assert [first.tick() for _ in range(20)] == [second.tick() for _ in range(20)]
+
+
+def test_the_mock_world_has_four_guilds_varied_members_and_one_passworded():
+    world = MockWorld(seed=1, password="pw")
+    servers = world.servers()
+    assert len(servers) == 4
+    assert [key for key, s in servers.items() if s["is_default"]] == ["232769614004748288"]
+    assert [s["id"] for s in servers.values() if s["passworded"]] == ["oauth"]
+    users = [u for key in servers for u in world.users(key).values()]
+    assert {u["status"] for u in users} == {"online", "idle", "dnd", "offline"}
+    assert len({u["username"] for u in users}) > 50
+    assert any(u["roleColor"] is False for u in users) and any(u["roleColor"] for u in users)
