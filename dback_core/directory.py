@@ -65,6 +65,7 @@ class Directory:
         self._by_short_id: dict[str, str] = {}
         self._server_list_frame = protocol.server_list({})
         self._locks: dict[str, asyncio.Lock] = {}
+        self._last_answers: dict[str, dict[str, Any]] = {}
         self.servers_loaded = False
 
     @property
@@ -72,8 +73,22 @@ class Directory:
         return self._server_list_frame
 
     async def load_servers(self) -> bool:
-        """Reload the merged guild list; True when what clients see changed."""
-        servers = merge_servers(await self.hooks.get_server_data())
+        """Reload the merged guild list; True when what clients see changed.
+
+        A plugin whose call failed keeps the guilds of its last good answer: a database
+        hiccup during a periodic reload must not empty everyone's server list.
+        """
+        answers = []
+        for plugin, answer in await self.hooks.get_server_data():
+            if answer is None:
+                answer = self._last_answers.get(plugin)
+                if answer is None:
+                    continue
+                log.warning("plugin %s: keeping its last guild list", plugin)
+            else:
+                self._last_answers[plugin] = answer
+            answers.append((plugin, answer))
+        servers = merge_servers(answers)
         frame = protocol.server_list({key: info.public() for key, info in servers.items()})
         changed = frame != self._server_list_frame
         self.servers = servers
@@ -109,11 +124,23 @@ class Directory:
         return guild
 
     async def load(self, key: str) -> Guild | None:
-        """(Re)load a guild from the providers and keep it; None if it is not listed."""
+        """(Re)load a guild from the providers and keep it; None if it is not listed.
+
+        When a provider failed and nobody answered, the members already in memory are kept;
+        a guild never loaded is served empty but not kept, so the next join asks again
+        instead of caching the failure until the next refresh.
+        """
         info = self.servers.get(key)
         if info is None:
             return None
-        owner, users = await self.hooks.get_user_data(key)
+        owner, users, failed = await self.hooks.get_user_data(key)
+        if failed and owner is None:
+            current = self.guilds.get(key)
+            if current is not None:
+                log.warning("guild %s: providers failed; keeping its current members", key)
+                return current
+            log.warning("guild %s: providers failed; serving it empty for now", key)
+            return Guild(info=info, users={}, owner=None, client_id=None)
         client_id = await self.hooks.get_client_id(key)
         guild = Guild(
             info=info,

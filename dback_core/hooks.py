@@ -15,14 +15,21 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from dback_core.plugins import PluginRecord, PluginSet
+from dback_core.plugins import NOT_CONFIGURED, NotConfigured, PluginRecord, PluginSet
 
 log = logging.getLogger(__name__)
 
 #: Hooks for which an embedded default (the mock) steps aside when a real plugin implements
 #: them. Lifecycle and command hooks always run for every active plugin.
 _DATA_HOOKS = frozenset(
-    {"get_server_data", "get_user_data", "event_sources", "authorize", "get_client_id"}
+    {
+        "get_server_data",
+        "get_user_data",
+        "event_sources",
+        "event_applied",
+        "authorize",
+        "get_client_id",
+    }
 )
 
 
@@ -39,9 +46,20 @@ class PluginHooks:
     def __init__(self, plugins: PluginSet, timeout: float = 10.0) -> None:
         self.plugins = plugins
         self.timeout = timeout
+        self._implementations: dict[str, list[tuple[PluginRecord, Callable[..., Any]]]] = {}
 
     def implementations(self, hook: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
-        """The active plugins implementing ``hook``, in order, with their functions."""
+        """The active plugins implementing ``hook``, in order, with their functions.
+
+        Cached per hook: it is asked for on every event, and the set of active plugins only
+        changes at startup.
+        """
+        found = self._implementations.get(hook)
+        if found is None:
+            found = self._implementations[hook] = self._find_implementations(hook)
+        return found
+
+    def _find_implementations(self, hook: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
         caller = getattr(self.plugins.manager.hook, hook)
         functions = {impl.plugin_name: impl for impl in caller.get_hookimpls()}
         found = [
@@ -63,6 +81,8 @@ class PluginHooks:
             return result
         except asyncio.CancelledError:
             raise
+        except NotConfigured:
+            raise
         except TimeoutError:
             log.warning("plugin %s: %s took longer than %.1fs", record.name, hook, self.timeout)
         except Exception:
@@ -76,8 +96,19 @@ class PluginHooks:
             results.append((record, await self._call(record, function, hook, kwargs)))
         return results
 
-    async def startup(self, settings: Any) -> None:
-        for record, result in await self.call_each("startup", settings=settings):
+    async def startup(self, settings: Any, server: Any = None) -> None:
+        """Start every plugin in order; one that reports ``NotConfigured`` leaves service."""
+        for record, function in self.implementations("startup"):
+            try:
+                result = await self._call(
+                    record, function, "startup", {"settings": settings, "server": server}
+                )
+            except NotConfigured as reason:
+                record.status = NOT_CONFIGURED
+                record.error = str(reason)
+                self._implementations.clear()
+                log.info("plugin %s is not configured: %s", record.name, reason)
+                continue
             if result is NO_ANSWER:
                 log.error("plugin %s did not start; its other hooks may not answer", record.name)
 
@@ -85,11 +116,22 @@ class PluginHooks:
         for record, function in reversed(self.implementations("shutdown")):
             await self._call(record, function, "shutdown", {})
 
-    async def get_server_data(self) -> list[tuple[str, dict[str, Any]]]:
-        """Each plugin's guild map, in order, for the directory to merge."""
-        answers = []
+    async def event_applied(self, event: Any, origin: str | None) -> None:
+        for record, function in self.implementations("event_applied"):
+            await self._call(record, function, "event_applied", {"event": event, "origin": origin})
+
+    async def get_server_data(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """Each plugin's guild map, in order, for the directory to merge.
+
+        A plugin whose call failed or timed out is listed with None, so the directory can keep
+        the guilds it served before instead of dropping them over one bad call.
+        """
+        answers: list[tuple[str, dict[str, Any] | None]] = []
         for record, result in await self.call_each("get_server_data", server_id=None):
-            if result is NO_ANSWER or result is None:
+            if result is NO_ANSWER:
+                answers.append((record.name, None))
+                continue
+            if result is None:
                 continue
             if not isinstance(result, dict):
                 log.warning(
@@ -101,11 +143,16 @@ class PluginHooks:
             answers.append((record.name, result))
         return answers
 
-    async def get_user_data(self, server_id: str) -> tuple[str | None, dict[str, Any]]:
-        """The first non-empty answer in order, with the name of the plugin that gave it."""
+    async def get_user_data(self, server_id: str) -> tuple[str | None, dict[str, Any], bool]:
+        """The first non-empty answer in order, the plugin that gave it, and whether any
+        plugin before it failed (so an empty answer may be a failure, not an empty guild)."""
+        failed = False
         for record, function in self.implementations("get_user_data"):
             result = await self._call(record, function, "get_user_data", {"server_id": server_id})
-            if result is NO_ANSWER or not result:
+            if result is NO_ANSWER:
+                failed = True
+                continue
+            if not result:
                 continue
             if not isinstance(result, dict):
                 log.warning(
@@ -113,9 +160,10 @@ class PluginHooks:
                     record.name,
                     type(result).__name__,
                 )
+                failed = True
                 continue
-            return record.name, result
-        return None, {}
+            return record.name, result, failed
+        return None, {}, failed
 
     async def authorize(
         self, server_id: str, server: dict[str, Any], credentials: dict[str, Any]
@@ -151,9 +199,27 @@ class PluginHooks:
         return sources
 
     def register_commands(self, cli: Any) -> None:
+        """Add every plugin's commands, including those of plugins not configured yet.
+
+        A plugin whose constructor raised ``NotConfigured`` still gets its commands in when
+        ``register_commands`` is a static or class method: setting a plugin up (``dback
+        postgres migrate``) must not require it to be set up already.
+        """
         for record, function in self.implementations("register_commands"):
             try:
                 function(cli=cli)
+            except Exception:
+                log.exception("plugin %s: register_commands raised", record.name)
+        for record in self.plugins.records:
+            if record.status != NOT_CONFIGURED or record.plugin is None:
+                continue
+            function = getattr(record.plugin, "register_commands", None)
+            if function is None or not hasattr(function, "dback_impl"):
+                continue
+            try:
+                function(cli=cli)
+            except TypeError:
+                log.debug("plugin %s: register_commands needs an instance", record.name)
             except Exception:
                 log.exception("plugin %s: register_commands raised", record.name)
 

@@ -22,12 +22,16 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def startup(settings: Any) -> None:
+def startup(settings: Any, server: Any) -> None:
     """Prepare the plugin before the server listens: open pools, log a bot in.
 
     Called once per server start, in plugin order. ``settings`` is the server's
-    ``dback_core.config.Settings``. A failure is logged and the plugin stays loaded; its other
-    hooks then answer as they can.
+    ``dback_core.config.Settings``; ``server`` is the ``dback_core.server.DbackServer`` itself,
+    for plugins that feed events in from outside the event-source model (a message bus calls
+    ``server.publish(event, origin, relay=False)``). Raising
+    ``dback_core.plugins.NotConfigured`` marks the plugin "not configured" and takes it out of
+    service quietly; any other failure is logged and the plugin stays loaded, its other hooks
+    answering as they can.
     """
 
 
@@ -64,6 +68,18 @@ def event_sources() -> list[Any] | None:
     The core runs each one as a task, applies what it yields, and restarts it with backoff
     when it ends or raises. This is how live presence, membership, chat messages and
     refreshes enter the server.
+    """
+
+
+@hookspec
+def event_applied(event: Any, origin: str | None) -> None:
+    """Observe a change after the core applied it: a presence, message or client-id event
+    that altered a loaded guild, or a ``Refresh``.
+
+    ``origin`` is the name of the plugin whose event source produced it, or None for events
+    from the d-back API. Called in plugin order on the event loop, so keep it quick (queue
+    slow work). Events a plugin injects with ``server.publish(..., relay=False)`` are not
+    reported, which is how a bus relays other processes' events without echoing them back.
     """
 
 

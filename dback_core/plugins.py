@@ -50,7 +50,7 @@ class PluginError(RuntimeError):
 
 
 class NotConfigured(Exception):
-    """Raised by a plugin class's constructor when it lacks its settings (say, a DSN).
+    """Raised by a plugin class's constructor (or its ``startup``) when it lacks its settings.
 
     The plugin is then listed as "not configured" with the message - not as failed - and
     the embedded default keeps serving, so installing a provider never empties the world
@@ -242,11 +242,15 @@ def load_plugins(
             record.status = DISABLED
             loaded.append(record)
             continue
+        loaded_object = None
         try:
-            _register(manager, record, _instantiate(entry_point.load()))
+            loaded_object = entry_point.load()
+            _register(manager, record, _instantiate(loaded_object))
         except NotConfigured as reason:
             record.status = NOT_CONFIGURED
             record.error = str(reason)
+            # Kept so its static ``register_commands`` can still add set-up commands.
+            record.plugin = loaded_object
             log.info("plugin %s is not configured: %s", record.name, reason)
         except Exception as error:
             _fail(record, error, strict)

@@ -100,7 +100,7 @@ class DbackServer:
     async def start(self) -> None:
         """Start the plugins, load the guild list, and listen; returns once listening."""
         self._stopped.clear()
-        await self.hooks.startup(self.settings)
+        await self.hooks.startup(self.settings, self)
         await self.directory.load_servers()
         self.sources.start(await self.hooks.event_sources())
         self._server = await serve(
@@ -160,14 +160,22 @@ class DbackServer:
 
     # -- events ----------------------------------------------------------------------------
 
-    async def publish(self, event: Event, origin: str | None = None) -> None:
-        """Apply ``event`` and deliver it; ``origin`` is the plugin it came from, if any."""
+    async def publish(self, event: Event, origin: str | None = None, *, relay: bool = True) -> None:
+        """Apply ``event`` and deliver it; ``origin`` is the plugin it came from, if any.
+
+        With ``relay`` (the default) plugins implementing ``event_applied`` are told about it
+        afterwards; a bus injecting events from other processes passes ``relay=False`` so
+        that nothing is echoed back.
+        """
         if isinstance(event, Refresh):
             await self.refresh(event.server_id)
-            return
-        frame = self.directory.apply(event, origin)
-        if frame is not None:
+        else:
+            frame = self.directory.apply(event, origin)
+            if frame is None:
+                return
             self.fanout.broadcast(event.server_id, frame)
+        if relay:
+            await self.hooks.event_applied(event, origin)
 
     async def refresh(self, server_id: str | None) -> None:
         """Reload a guild (or, for None, the guild list) and give its viewers a new world."""
