@@ -43,12 +43,15 @@ def build_world() -> FakeDiscord:
 
 @contextlib.asynccontextmanager
 async def discord_dback(
-    fake: FakeDiscord, monkeypatch, tmp_path: Path, config: str = ""
+    fake: FakeDiscord, monkeypatch, tmp_path: Path, config: str = "", token: str | None = None
 ) -> AsyncIterator[DbackServer]:
-    """A dback with only the installed Discord plugin, logged in to ``fake``."""
+    """A dback with only the installed Discord plugin, logged in to ``fake``.
+
+    ``token`` replaces the bot token the fake accepts, to test a refused login.
+    """
     path = tmp_path / "discord.toml"
     path.write_text(FAST_BOT + config)
-    monkeypatch.setenv("DBACK_DISCORD_TOKEN", fake.token)
+    monkeypatch.setenv("DBACK_DISCORD_TOKEN", token or fake.token)
     monkeypatch.setenv("DBACK_DISCORD_CONFIG", str(path))
     environ = {"DBACK_PLUGINS": "dback-discord", "DBACK_STRICT_PLUGINS": "1"}
     async with running_server(environ=environ) as server:
