@@ -85,6 +85,7 @@ class Guild:
     name: str
     roles: dict[int, dict[str, Any]] = field(default_factory=dict)
     channels: dict[int, dict[str, Any]] = field(default_factory=dict)
+    threads: dict[int, dict[str, Any]] = field(default_factory=dict)
     members: dict[int, Member] = field(default_factory=dict)
 
 
@@ -152,6 +153,25 @@ class FakeDiscord:
             "parent_id": None,
             "nsfw": False,
             "rate_limit_per_user": 0,
+        }
+
+    def add_thread(self, guild_id: int, thread_id: int, parent_id: int, name: str) -> None:
+        """A public thread in channel ``parent_id``, active when the bot logs in."""
+        self.guilds[guild_id].threads[thread_id] = {
+            "id": str(thread_id),
+            "type": 11,
+            "guild_id": str(guild_id),
+            "parent_id": str(parent_id),
+            "owner_id": self.bot["id"],
+            "name": name,
+            "message_count": 0,
+            "member_count": 1,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": _now(),
+                "locked": False,
+            },
         }
 
     def add_member(
@@ -366,7 +386,7 @@ class FakeDiscord:
             "emojis": [],
             "stickers": [],
             "features": [],
-            "threads": [],
+            "threads": list(guild.threads.values()),
             "voice_states": [],
             "stage_instances": [],
             "guild_scheduled_events": [],
@@ -428,6 +448,13 @@ class FakeDiscord:
         member.nick, member.roles = nick, list(roles)
         payload = {**member.payload(), "guild_id": str(guild_id)}
         await self._dispatch("GUILD_MEMBER_UPDATE", lambda intents: payload)
+
+    async def recolor_role(self, guild_id: int, role_id: int, color: int) -> None:
+        role = self.guilds[guild_id].roles[role_id]
+        role["color"] = color
+        role["colors"] = {**role["colors"], "primary_color": color}
+        payload = {"guild_id": str(guild_id), "role": dict(role)}
+        await self._dispatch("GUILD_ROLE_UPDATE", lambda intents: payload)
 
     async def join_guild(self, guild: Guild) -> None:
         """The bot was added to ``guild`` (built with ``add_guild`` and friends).

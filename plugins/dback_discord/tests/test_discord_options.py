@@ -88,6 +88,18 @@ async def test_listen_channels_are_the_only_ones_heard(fake, monkeypatch, tmp_pa
     assert message["data"]["message"] == "listened to"
 
 
+async def test_threads_are_heard_as_their_channel(fake, monkeypatch, tmp_path):
+    fake.add_thread(LOUNGE, 503, GENERAL, "a thread")
+    config = f"[guilds.{LOUNGE}]\nlisten_channels = [{GENERAL}]\n"
+    async with discord_dback(fake, monkeypatch, tmp_path, config) as server:
+        async with Client(server) as client:
+            await client.join(str(LOUNGE))
+            await fake.say(LOUNGE, RANDOM, ALICE, "not listened to")
+            await fake.say(LOUNGE, 503, ALICE, "in the thread")
+            message = await client.recv_type("message")
+    assert message["data"] == {"uid": str(ALICE), "message": "in the thread", "channel": "503"}
+
+
 async def test_hide_offline_lists_only_present_members(fake, monkeypatch, tmp_path):
     config = "[defaults]\nhide_offline = true\n"
     async with discord_dback(fake, monkeypatch, tmp_path, config) as server:
