@@ -111,6 +111,8 @@ class FakeDiscord:
         #: Refuse identifies that ask for privileged intents, like a bot whose portal
         #: switches are off.
         self.refuse_privileged = False
+        #: When set, the OAuth guild list answers with this HTTP status (an outage).
+        self.oauth_outage: int | None = None
         self.requests: list[str] = []
         self.identifies = 0
         self.resumes = 0
@@ -269,6 +271,8 @@ class FakeDiscord:
 
     async def _oauth_guilds(self, request: web.Request) -> web.Response:
         self.requests.append(f"{request.method} {request.path}")
+        if self.oauth_outage is not None:
+            return self._reply({"message": "outage", "code": 0}, self.oauth_outage)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme != "Bearer" or token not in self.oauth_users:
             return self._reply({"message": "401: Unauthorized", "code": 0}, 401)

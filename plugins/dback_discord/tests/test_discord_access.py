@@ -33,6 +33,19 @@ async def test_discord_login_admits_members_of_the_guild_only(fake, monkeypatch,
     assert fake.requests.count("GET /api/v10/users/@me/guilds") == 3
 
 
+async def test_discord_login_is_refused_while_discord_fails(fake, monkeypatch, tmp_path, caplog):
+    fake.oauth_users = {"member-token": [LOUNGE]}
+    fake.oauth_outage = 502
+    async with discord_dback(fake, monkeypatch, tmp_path, LOGIN_CONFIG) as server:
+        async with Client(server) as client:
+            refused = await client.join(str(LOUNGE), discordToken="member-token")
+            fake.oauth_outage = None
+            admitted = await client.join(str(LOUNGE), discordToken="member-token")
+    assert refused["type"] == "error" and admitted["type"] == "server-join"
+    assert "guild check answered HTTP 502" in caplog.text
+    assert "member-token" not in caplog.text
+
+
 async def test_guilds_without_discord_login_are_not_decided_by_a_token(fake, monkeypatch, tmp_path):
     fake.oauth_users = {"member-token": [WORKSHOP, LOUNGE]}
     config = f'[guilds.{LOUNGE}]\npassword = "sesame"\n'
