@@ -53,9 +53,9 @@ class DzoneClient(discord.Client):
             log.warning("discord: %d events not consumed; reloading instead", QUEUE_LIMIT)
             while not self.events.empty():
                 self.events.get_nowait()
-            self.events.put_nowait(Refresh(None))
-            for guild in self.guilds:
-                self.events.put_nowait(Refresh(str(guild.id)))
+            reloads = [Refresh(None)] + [Refresh(str(guild.id)) for guild in self.guilds]
+            for reload in reloads[: self.events.maxsize or None]:
+                self.events.put_nowait(reload)
             return
         self.events.put_nowait(event)
 

@@ -29,11 +29,15 @@ from typing import Any
 import yarl
 from aiohttp import WSMsgType, web
 
-OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_RESUME = 0, 1, 2, 6
+OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_RESUME, OP_REQUEST_MEMBERS = 0, 1, 2, 6, 8
 OP_RECONNECT, OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 7, 9, 10, 11
 
 GUILDS, MEMBERS, PRESENCES, GUILD_MESSAGES, MESSAGE_CONTENT = 1, 2, 256, 512, 32768
 PRIVILEGED = MEMBERS | PRESENCES | MESSAGE_CONTENT
+
+#: From this many members on a guild is "large": GUILD_CREATE lists only online members and
+#: the client asks for the rest (op 8), which arrive as GUILD_MEMBERS_CHUNK.
+LARGE_GUILD = 250
 
 _ids = itertools.count(1)
 
@@ -116,6 +120,7 @@ class FakeDiscord:
         self.requests: list[str] = []
         self.identifies = 0
         self.resumes = 0
+        self.member_requests = 0
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -303,6 +308,8 @@ class FakeDiscord:
                     session = await self._identify(socket_, data)
                 elif op == OP_RESUME:
                     session = await self._resume(socket_, data)
+                elif op == OP_REQUEST_MEMBERS and session is not None:
+                    await self._send_members(session, data)
         finally:
             if session is not None and session.socket is socket_:
                 session.socket = None
@@ -350,6 +357,27 @@ class FakeDiscord:
         await self._send(session, "RESUMED", {})
         return session
 
+    async def _send_members(self, session: Session, request: dict[str, Any]) -> None:
+        """Answer op 8 with every member of the guild in one chunk (query "" asks for all)."""
+        self.member_requests += 1
+        guild = self.guilds.get(int(request["guild_id"]))
+        if guild is None:
+            return
+        members = list(guild.members.values())
+        chunk: dict[str, Any] = {
+            "guild_id": str(guild.id),
+            "members": [member.payload() for member in members],
+            "chunk_index": 0,
+            "chunk_count": 1,
+        }
+        if request.get("presences"):
+            chunk["presences"] = [
+                self._presence(guild, member) for member in members if member.status != "offline"
+            ]
+        if request.get("nonce"):
+            chunk["nonce"] = request["nonce"]
+        await self._send(session, "GUILD_MEMBERS_CHUNK", chunk)
+
     async def _send(self, session: Session, event: str, data: dict[str, Any]) -> None:
         session.sequence += 1
         payload = {"op": OP_DISPATCH, "t": event, "s": session.sequence, "d": data}
@@ -374,14 +402,17 @@ class FakeDiscord:
         }
 
     def _guild_payload(self, guild: Guild) -> dict[str, Any]:
+        count = len(guild.members)
         members = list(guild.members.values())
+        if count >= LARGE_GUILD:
+            members = [member for member in members if member.status != "offline"]
         return {
             "id": str(guild.id),
             "name": guild.name,
             "owner_id": self.bot["id"],
             "unavailable": False,
-            "large": False,
-            "member_count": len(members),
+            "large": count >= LARGE_GUILD,
+            "member_count": count,
             "joined_at": _now(),
             "roles": list(guild.roles.values()),
             "channels": list(guild.channels.values()),

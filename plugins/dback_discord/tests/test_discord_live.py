@@ -52,6 +52,25 @@ async def test_join_shows_members_with_status_and_top_role_colour(fake, monkeypa
     assert set(users) == {str(uid) for uid in (ALICE, BOB, CAROL, DAVE, ROBOT, BOT)}
 
 
+async def test_large_guilds_are_listed_in_full(fake, monkeypatch, tmp_path):
+    """Discord sends only the online members of a large guild; the rest must be fetched."""
+    for number in range(300):
+        fake.add_member(WORKSHOP, 10_000 + number, f"member{number}")
+    async with discord_dback(fake, monkeypatch, tmp_path) as server:
+        async with Client(server) as client:
+            join = await client.join(str(WORKSHOP))
+    users = join["data"]["users"]
+    assert fake.member_requests == 1
+    assert len(users) == 303
+    assert users["10299"] == {
+        "uid": "10299",
+        "username": "member299",
+        "status": "offline",
+        "roleColor": False,
+    }
+    assert users[str(ALICE)]["status"] == "online"
+
+
 async def test_presence_changes_reach_the_viewer(fake, monkeypatch, tmp_path):
     async with discord_dback(fake, monkeypatch, tmp_path) as server:
         async with Client(server) as client:
