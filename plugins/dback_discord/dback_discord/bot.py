@@ -50,11 +50,11 @@ class DzoneClient(discord.Client):
             return
         if self.events.full():
             # A consumer this far behind would show stale state anyway: drop and reload.
-            log.warning("discord: %d events not consumed; reloading instead", QUEUE_LIMIT)
+            log.warning("discord: %d events not consumed; reloading instead", self.events.maxsize)
             while not self.events.empty():
                 self.events.get_nowait()
             reloads = [Refresh(None)] + [Refresh(str(guild.id)) for guild in self.guilds]
-            for reload in reloads[: self.events.maxsize or None]:
+            for reload in reloads[: self.events.maxsize]:
                 self.events.put_nowait(reload)
             return
         self.events.put_nowait(event)
