@@ -1,0 +1,159 @@
+"""The Discord plugin's hooks: a discord.py bot run inside dback's event loop.
+
+Settings (environment):
+    DBACK_DISCORD_TOKEN   the bot token (required; without it the plugin is "not configured")
+    DBACK_DISCORD_CONFIG  path of an optional TOML file with per-guild options (see README)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import discord
+
+from dback_core import hookimpl
+from dback_core.events import Event
+from dback_discord.bot import QUEUE_LIMIT, DzoneClient
+from dback_discord.config import TOKEN_ENV, GuildOptions, load_config
+from dback_discord.oauth import is_guild_member
+from dback_discord.records import is_listed, server_record, user_record
+
+log = logging.getLogger(__name__)
+
+INTENTS_HELP = (
+    "Discord refused the privileged gateway intents (close code 4014). In the developer "
+    "portal (https://discord.com/developers/applications) open this bot's application, "
+    "go to Bot -> Privileged Gateway Intents, switch on 'Presence Intent', 'Server Members "
+    "Intent' and 'Message Content Intent', save, and restart dback."
+)
+
+
+class DiscordUnavailable(RuntimeError):
+    """The bot could not log in or connect; the message says why and what to do."""
+
+
+class DiscordPlugin:
+    """Every guild the bot is in, with live members, presences and chat."""
+
+    def __init__(self) -> None:
+        self.config = load_config()
+        self.events: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LIMIT)
+        self.client: DzoneClient | None = None
+        self.runner: asyncio.Task[None] | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.failure: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @hookimpl
+    async def startup(self, settings: Any) -> None:
+        """Log the bot in and wait for its first guild snapshot, within the hook's time limit.
+
+        A bot that is not ready in time keeps connecting; its guilds appear when it is.
+        """
+        self.failure = None
+        self.session = aiohttp.ClientSession()
+        self.client = DzoneClient(self.config, self.events)
+        self.runner = asyncio.create_task(self._run(self.client), name="dback-discord-client")
+        limit = float(getattr(settings, "provider_timeout", 10.0))
+        ready = asyncio.create_task(self.client.first_ready.wait())
+        done, _ = await asyncio.wait(
+            {self.runner, ready}, timeout=max(limit - 1.0, limit / 2), return_when="FIRST_COMPLETED"
+        )
+        ready.cancel()
+        if self.runner in done:
+            raise DiscordUnavailable(self.failure or "the Discord client stopped")
+        if ready not in done:
+            log.warning("discord: not ready yet; its guilds appear once it is")
+
+    async def _run(self, client: DzoneClient) -> None:
+        """Run the client until it is closed; a fatal error is logged once, clearly."""
+        try:
+            await client.start(self.config.token)
+        except discord.PrivilegedIntentsRequired:
+            self.failure = INTENTS_HELP
+        except discord.LoginFailure:
+            self.failure = f"Discord refused the bot token in {TOKEN_ENV}"
+        except Exception as error:
+            self.failure = f"the Discord client stopped: {type(error).__name__}: {error}"
+        finally:
+            if not client.is_closed():
+                await client.close()
+        if self.failure:
+            log.error("discord: %s", self.failure)
+
+    @hookimpl
+    async def shutdown(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+        if self.runner is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self.runner, 5)
+        if self.session is not None:
+            await self.session.close()
+        self.client = self.runner = self.session = None
+
+    # -- data ------------------------------------------------------------------------------
+
+    def _guild(self, server_id: Any) -> tuple[discord.Guild, GuildOptions] | None:
+        text = str(server_id).strip() if server_id is not None else ""
+        if self.client is None or not text.isdigit():
+            return None
+        guild = self.client.get_guild(int(text))
+        if guild is None:
+            return None
+        return guild, self.config.guild(guild.id)
+
+    @hookimpl
+    def get_server_data(self, server_id: str | None) -> dict[str, dict[str, Any]] | None:
+        if self.client is None:
+            return None
+        guilds = self.client.guilds
+        if server_id is not None:
+            guilds = [guild for guild in guilds if str(guild.id) == str(server_id)]
+        return {
+            str(guild.id): server_record(guild, self.config.guild(guild.id)) for guild in guilds
+        }
+
+    @hookimpl
+    def get_user_data(self, server_id: str) -> dict[str, dict[str, Any]] | None:
+        found = self._guild(server_id)
+        if found is None:
+            return None
+        guild, options = found
+        return {
+            str(member.id): user_record(member)
+            for member in guild.members
+            if is_listed(member, options)
+        }
+
+    @hookimpl
+    def event_sources(self) -> list[Any]:
+        return [self.discord_events]
+
+    async def discord_events(self) -> AsyncIterator[Event]:
+        while True:
+            yield await self.events.get()
+
+    # -- access ----------------------------------------------------------------------------
+
+    @hookimpl
+    async def authorize(self, server_id: str, credentials: dict[str, Any]) -> bool | None:
+        """For guilds with ``discord_login``: admit members of the guild, refuse the rest."""
+        found = self._guild(server_id)
+        if found is None or not found[1].discord_login:
+            return None
+        token = credentials.get("discordToken")
+        if not isinstance(token, str) or not token.strip() or self.session is None:
+            return False
+        return await is_guild_member(self.session, token.strip(), str(found[0].id))
+
+    @hookimpl
+    def get_client_id(self, server_id: str) -> str | None:
+        found = self._guild(server_id)
+        return found[1].client_id if found is not None else None

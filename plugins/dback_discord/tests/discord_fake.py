@@ -1,0 +1,531 @@
+"""A fake Discord on 127.0.0.1 - REST API and Gateway - that the real discord.py logs in to.
+
+It implements what a guild-watching bot meets: login, READY and GUILD_CREATE with members,
+roles and presences, heartbeats, RESUME with replay of missed dispatches, RECONNECT,
+INVALID_SESSION, the privileged-intents refusal (close code 4014), the OAuth guild list,
+and the dispatches a test pushes (presence, chat, members joining, changing and leaving,
+guilds joined, renamed and left). Facts it depends on:
+
+- REST bodies need ``Content-Type: application/json`` with no charset, or discord.py
+  does not parse them; a 401 on ``GET /users/@me`` is a ``LoginFailure``.
+- ``PRESENCE_UPDATE`` carries a partial user (only ``id``) plus ``status``,
+  ``client_status`` and ``activities``. Members without a presence are offline.
+- Roles carry both ``color`` (discord.py < 2.6) and ``colors.primary_color`` (>= 2.6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import yarl
+from aiohttp import WSMsgType, web
+
+OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_RESUME, OP_REQUEST_MEMBERS = 0, 1, 2, 6, 8
+OP_RECONNECT, OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 7, 9, 10, 11
+
+GUILDS, MEMBERS, PRESENCES, GUILD_MESSAGES, MESSAGE_CONTENT = 1, 2, 256, 512, 32768
+PRIVILEGED = MEMBERS | PRESENCES | MESSAGE_CONTENT
+
+#: From this many members on a guild is "large": GUILD_CREATE lists only online members and
+#: the client asks for the rest (op 8), which arrive as GUILD_MEMBERS_CHUNK.
+LARGE_GUILD = 250
+
+_ids = itertools.count(1)
+
+
+def new_snowflake() -> int:
+    return ((int(time.time() * 1000) - 1420070400000) << 22) | (next(_ids) & 0xFFF)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def user_object(user_id: int, name: str, bot: bool = False) -> dict[str, Any]:
+    return {
+        "id": str(user_id),
+        "username": name,
+        "discriminator": "0",
+        "global_name": None,
+        "avatar": None,
+        "bot": bot,
+        "public_flags": 0,
+    }
+
+
+@dataclass
+class Member:
+    user: dict[str, Any]
+    nick: str | None = None
+    roles: list[int] = field(default_factory=list)
+    status: str = "offline"
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "nick": self.nick,
+            "roles": [str(role) for role in self.roles],
+            "joined_at": _now(),
+            "deaf": False,
+            "mute": False,
+            "pending": False,
+            "flags": 0,
+            "avatar": None,
+        }
+
+
+@dataclass
+class Guild:
+    id: int
+    name: str
+    roles: dict[int, dict[str, Any]] = field(default_factory=dict)
+    channels: dict[int, dict[str, Any]] = field(default_factory=dict)
+    threads: dict[int, dict[str, Any]] = field(default_factory=dict)
+    members: dict[int, Member] = field(default_factory=dict)
+
+
+@dataclass
+class Session:
+    id: str
+    intents: int
+    sequence: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    socket: web.WebSocketResponse | None = None
+
+
+class FakeDiscord:
+    """Build guilds, ``await start()``, point discord.py at it with ``redirect()``, push events."""
+
+    def __init__(self, token: str = "bot-token-for-tests", bot_id: int = 4242) -> None:
+        self.token = token
+        self.bot = user_object(bot_id, "dzone-bot", bot=True)
+        self.guilds: dict[int, Guild] = {}
+        self.sessions: dict[str, Session] = {}
+        #: OAuth access token -> ids of the guilds its user is in.
+        self.oauth_users: dict[str, list[int]] = {}
+        #: Refuse identifies that ask for privileged intents, like a bot whose portal
+        #: switches are off.
+        self.refuse_privileged = False
+        #: When set, the OAuth guild list answers with this HTTP status (an outage).
+        self.oauth_outage: int | None = None
+        self.requests: list[str] = []
+        self.identifies = 0
+        self.resumes = 0
+        self.member_requests = 0
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    # -- building the world ----------------------------------------------------------------
+
+    def add_guild(self, guild_id: int, name: str) -> Guild:
+        guild = Guild(guild_id, name)
+        self.guilds[guild_id] = guild
+        self.add_role(guild_id, guild_id, "@everyone", color=0, position=0)
+        guild.members[int(self.bot["id"])] = Member(self.bot, status="online")
+        return guild
+
+    def add_role(self, guild_id: int, role_id: int, name: str, color: int, position: int) -> None:
+        self.guilds[guild_id].roles[role_id] = {
+            "id": str(role_id),
+            "name": name,
+            "color": color,
+            "colors": {"primary_color": color, "secondary_color": None, "tertiary_color": None},
+            "position": position,
+            "permissions": "0",
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "flags": 0,
+        }
+
+    def add_channel(self, guild_id: int, channel_id: int, name: str) -> None:
+        self.guilds[guild_id].channels[channel_id] = {
+            "id": str(channel_id),
+            "type": 0,
+            "guild_id": str(guild_id),
+            "name": name,
+            "position": len(self.guilds[guild_id].channels),
+            "permission_overwrites": [],
+            "parent_id": None,
+            "nsfw": False,
+            "rate_limit_per_user": 0,
+        }
+
+    def add_thread(self, guild_id: int, thread_id: int, parent_id: int, name: str) -> None:
+        """A public thread in channel ``parent_id``, active when the bot logs in."""
+        self.guilds[guild_id].threads[thread_id] = {
+            "id": str(thread_id),
+            "type": 11,
+            "guild_id": str(guild_id),
+            "parent_id": str(parent_id),
+            "owner_id": self.bot["id"],
+            "name": name,
+            "message_count": 0,
+            "member_count": 1,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": _now(),
+                "locked": False,
+            },
+        }
+
+    def add_member(
+        self,
+        guild_id: int,
+        user_id: int,
+        name: str,
+        *,
+        nick: str | None = None,
+        roles: list[int] | None = None,
+        status: str = "offline",
+        bot: bool = False,
+    ) -> Member:
+        member = Member(user_object(user_id, name, bot), nick, list(roles or []), status)
+        self.guilds[guild_id].members[user_id] = member
+        return member
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/api/v10/users/@me", self._me)
+        app.router.add_get("/api/v10/users/@me/guilds", self._oauth_guilds)
+        app.router.add_get("/api/v10/oauth2/applications/@me", self._application)
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", "/{path:.*}", self._not_found)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        self.port = listener.getsockname()[1]
+        await web.SockSite(self._runner, listener).start()
+
+    async def stop(self) -> None:
+        for session in self.sessions.values():
+            if session.socket is not None:
+                await session.socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @contextlib.contextmanager
+    def redirect(self) -> Iterator[None]:
+        """Send discord.py's REST calls and gateway connections here, then restore them."""
+        from discord.gateway import DiscordWebSocket
+        from discord.http import Route
+
+        saved = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+        Route.BASE = self.api_base
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
+        try:
+            yield
+        finally:
+            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+    # -- REST ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _reply(data: Any, status: int = 200) -> web.Response:
+        body = json.dumps(data).encode()
+        return web.Response(body=body, status=status, content_type="application/json")
+
+    def _bot_auth(self, request: web.Request) -> bool:
+        self.requests.append(f"{request.method} {request.path}")
+        return request.headers.get("Authorization") == f"Bot {self.token}"
+
+    async def _me(self, request: web.Request) -> web.Response:
+        if not self._bot_auth(request):
+            return self._reply({"message": "401: Unauthorized", "code": 0}, 401)
+        return self._reply({**self.bot, "verified": True, "mfa_enabled": False, "flags": 0})
+
+    async def _application(self, request: web.Request) -> web.Response:
+        if not self._bot_auth(request):
+            return self._reply({"message": "401: Unauthorized", "code": 0}, 401)
+        return self._reply(
+            {
+                "id": self.bot["id"],
+                "name": "dzone",
+                "description": "",
+                "icon": None,
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "owner": user_object(1, "owner"),
+                "verify_key": "0" * 64,
+                "flags": 0,
+            }
+        )
+
+    async def _oauth_guilds(self, request: web.Request) -> web.Response:
+        self.requests.append(f"{request.method} {request.path}")
+        if self.oauth_outage is not None:
+            return self._reply({"message": "outage", "code": 0}, self.oauth_outage)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or token not in self.oauth_users:
+            return self._reply({"message": "401: Unauthorized", "code": 0}, 401)
+        return self._reply(
+            [{"id": str(guild_id), "name": "guild"} for guild_id in self.oauth_users[token]]
+        )
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        self.requests.append(f"{request.method} {request.path}")
+        return self._reply({"message": "404: Not Found", "code": 0}, 404)
+
+    # -- gateway ---------------------------------------------------------------------------
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        socket_ = web.WebSocketResponse()
+        await socket_.prepare(request)
+        await socket_.send_str(json.dumps({"op": OP_HELLO, "d": {"heartbeat_interval": 40000}}))
+        session: Session | None = None
+        try:
+            async for frame in socket_:
+                if frame.type is not WSMsgType.TEXT:
+                    continue
+                payload = json.loads(frame.data)
+                op, data = payload.get("op"), payload.get("d")
+                if op == OP_HEARTBEAT:
+                    await socket_.send_str(json.dumps({"op": OP_HEARTBEAT_ACK, "d": None}))
+                elif op == OP_IDENTIFY:
+                    session = await self._identify(socket_, data)
+                elif op == OP_RESUME:
+                    session = await self._resume(socket_, data)
+                elif op == OP_REQUEST_MEMBERS and session is not None:
+                    await self._send_members(session, data)
+        finally:
+            if session is not None and session.socket is socket_:
+                session.socket = None
+        return socket_
+
+    async def _identify(self, socket_: web.WebSocketResponse, data: dict) -> Session | None:
+        if data.get("token") != self.token:
+            await socket_.close(code=4004, message=b"Authentication failed.")
+            return None
+        intents = int(data.get("intents", 0))
+        if self.refuse_privileged and intents & PRIVILEGED:
+            await socket_.close(code=4014, message=b"Disallowed intent(s).")
+            return None
+        self.identifies += 1
+        session = Session(uuid.uuid4().hex, intents, socket=socket_)
+        self.sessions[session.id] = session
+        ready = {
+            "v": 10,
+            "user": {**self.bot, "verified": True, "mfa_enabled": False, "flags": 0},
+            "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in self.guilds],
+            "session_id": session.id,
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": self.bot["id"], "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+        }
+        await self._send(session, "READY", ready)
+        for guild in self.guilds.values():
+            await self._send(session, "GUILD_CREATE", self._guild_payload(guild))
+        return session
+
+    async def _resume(self, socket_: web.WebSocketResponse, data: dict) -> Session | None:
+        session = self.sessions.get(data.get("session_id"))
+        if session is None or data.get("token") != self.token:
+            await socket_.send_str(json.dumps({"op": OP_INVALID_SESSION, "d": False}))
+            return None
+        self.resumes += 1
+        seen = data.get("seq") or 0
+        # Replay until caught up (events may be pushed meanwhile), then attach the socket.
+        while missed := [payload for payload in session.history if payload["s"] > seen]:
+            for payload in missed:
+                await socket_.send_str(json.dumps(payload))
+                seen = payload["s"]
+        session.socket = socket_
+        await self._send(session, "RESUMED", {})
+        return session
+
+    async def _send_members(self, session: Session, request: dict[str, Any]) -> None:
+        """Answer op 8 with every member of the guild in one chunk (query "" asks for all)."""
+        self.member_requests += 1
+        guild = self.guilds.get(int(request["guild_id"]))
+        if guild is None:
+            return
+        members = list(guild.members.values())
+        chunk: dict[str, Any] = {
+            "guild_id": str(guild.id),
+            "members": [member.payload() for member in members],
+            "chunk_index": 0,
+            "chunk_count": 1,
+        }
+        if request.get("presences"):
+            chunk["presences"] = [
+                self._presence(guild, member) for member in members if member.status != "offline"
+            ]
+        if request.get("nonce"):
+            chunk["nonce"] = request["nonce"]
+        await self._send(session, "GUILD_MEMBERS_CHUNK", chunk)
+
+    async def _send(self, session: Session, event: str, data: dict[str, Any]) -> None:
+        session.sequence += 1
+        payload = {"op": OP_DISPATCH, "t": event, "s": session.sequence, "d": data}
+        session.history.append(payload)
+        if session.socket is not None:
+            await session.socket.send_str(json.dumps(payload))
+
+    async def _dispatch(self, event: str, build: Callable[[int], dict | None]) -> None:
+        for session in list(self.sessions.values()):
+            data = build(session.intents)
+            if data is not None:
+                await self._send(session, event, data)
+
+    @staticmethod
+    def _presence(guild: Guild, member: Member) -> dict[str, Any]:
+        return {
+            "user": {"id": member.user["id"]},
+            "guild_id": str(guild.id),
+            "status": member.status,
+            "activities": [],
+            "client_status": {} if member.status == "offline" else {"desktop": member.status},
+        }
+
+    def _guild_payload(self, guild: Guild) -> dict[str, Any]:
+        count = len(guild.members)
+        members = list(guild.members.values())
+        if count >= LARGE_GUILD:
+            members = [member for member in members if member.status != "offline"]
+        return {
+            "id": str(guild.id),
+            "name": guild.name,
+            "owner_id": self.bot["id"],
+            "unavailable": False,
+            "large": count >= LARGE_GUILD,
+            "member_count": count,
+            "joined_at": _now(),
+            "roles": list(guild.roles.values()),
+            "channels": list(guild.channels.values()),
+            "members": [member.payload() for member in members],
+            "presences": [self._presence(guild, m) for m in members if m.status != "offline"],
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "threads": list(guild.threads.values()),
+            "voice_states": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "preferred_locale": "en-US",
+        }
+
+    # -- events pushed by tests ------------------------------------------------------------
+
+    async def set_status(self, guild_id: int, user_id: int, status: str) -> None:
+        guild = self.guilds[guild_id]
+        member = guild.members[user_id]
+        member.status = status
+        presence = self._presence(guild, member)
+        await self._dispatch("PRESENCE_UPDATE", lambda intents: presence)
+
+    async def say(self, guild_id: int, channel_id: int, user_id: int, text: str) -> None:
+        member = self.guilds[guild_id].members[user_id]
+        message = {
+            "id": str(new_snowflake()),
+            "type": 0,
+            "channel_id": str(channel_id),
+            "guild_id": str(guild_id),
+            "author": member.user,
+            "member": {key: value for key, value in member.payload().items() if key != "user"},
+            "content": text,
+            "timestamp": _now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "components": [],
+            "pinned": False,
+            "flags": 0,
+        }
+
+        def build(intents: int) -> dict[str, Any]:
+            return message if intents & MESSAGE_CONTENT else {**message, "content": ""}
+
+        await self._dispatch("MESSAGE_CREATE", build)
+
+    async def join_member(self, guild_id: int, user_id: int, name: str, **options: Any) -> None:
+        member = self.add_member(guild_id, user_id, name, **options)
+        payload = {**member.payload(), "guild_id": str(guild_id)}
+        await self._dispatch("GUILD_MEMBER_ADD", lambda intents: payload)
+
+    async def remove_member(self, guild_id: int, user_id: int) -> None:
+        member = self.guilds[guild_id].members.pop(user_id)
+        payload = {"guild_id": str(guild_id), "user": member.user}
+        await self._dispatch("GUILD_MEMBER_REMOVE", lambda intents: payload)
+
+    async def update_member(
+        self, guild_id: int, user_id: int, *, nick: str | None, roles: list[int]
+    ) -> None:
+        member = self.guilds[guild_id].members[user_id]
+        member.nick, member.roles = nick, list(roles)
+        payload = {**member.payload(), "guild_id": str(guild_id)}
+        await self._dispatch("GUILD_MEMBER_UPDATE", lambda intents: payload)
+
+    async def recolor_role(self, guild_id: int, role_id: int, color: int) -> None:
+        role = self.guilds[guild_id].roles[role_id]
+        role["color"] = color
+        role["colors"] = {**role["colors"], "primary_color": color}
+        payload = {"guild_id": str(guild_id), "role": dict(role)}
+        await self._dispatch("GUILD_ROLE_UPDATE", lambda intents: payload)
+
+    async def join_guild(self, guild: Guild) -> None:
+        """The bot was added to ``guild`` (built with ``add_guild`` and friends).
+
+        Unlike the GUILD_CREATE after READY, this one has no ``unavailable`` field: that is
+        how discord.py tells a new guild (``on_guild_join``) from one coming back online.
+        """
+        payload = {k: v for k, v in self._guild_payload(guild).items() if k != "unavailable"}
+        await self._dispatch("GUILD_CREATE", lambda intents: payload)
+
+    async def rename_guild(self, guild_id: int, name: str) -> None:
+        guild = self.guilds[guild_id]
+        guild.name = name
+        payload = {k: v for k, v in self._guild_payload(guild).items() if k != "members"}
+        await self._dispatch("GUILD_UPDATE", lambda intents: payload)
+
+    async def leave_guild(self, guild_id: int) -> None:
+        del self.guilds[guild_id]
+        await self._dispatch("GUILD_DELETE", lambda intents: {"id": str(guild_id)})
+
+    async def reconnect(self) -> None:
+        """Op 7: the client reconnects and resumes its session."""
+        for session in self.sessions.values():
+            if session.socket is not None:
+                await session.socket.send_str(json.dumps({"op": OP_RECONNECT, "d": None}))
+
+    async def drop_connections(self) -> None:
+        """Close every socket (code 4000); sessions stay resumable and keep what they miss."""
+        for session in self.sessions.values():
+            socket_, session.socket = session.socket, None
+            if socket_ is not None:
+                await socket_.close(code=4000)
+
+    async def invalidate_sessions(self) -> None:
+        """Op 9 (not resumable): clients must identify again and receive fresh guilds."""
+        sessions, self.sessions = list(self.sessions.values()), {}
+        for session in sessions:
+            if session.socket is not None:
+                await session.socket.send_str(json.dumps({"op": OP_INVALID_SESSION, "d": False}))

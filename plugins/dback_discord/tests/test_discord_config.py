@@ -1,0 +1,113 @@
+"""The TOML configuration: what it accepts, and the clear errors for what it does not."""
+
+from __future__ import annotations
+
+import pytest
+from dback_discord.config import ConfigError, GuildOptions, load_config, parse_config
+from dback_discord.records import short_id
+
+from dback_core.plugins import FAILED, NotConfigured, load_plugins
+
+EXAMPLE = """
+[bot]
+guild_ready_timeout = 1
+
+[defaults]
+ignore_bots = true
+hide_offline = true
+
+[guilds.111111111111111111]
+alias = "The Lounge"
+short_id = "lounge"
+default = true
+discord_login = true
+client_id = 778899
+ignore_users = [1002, "1003"]
+listen_channels = [501]
+
+[guilds.222222222222222222]
+password = "sesame"
+hide_offline = false
+ignore_channels = [601]
+"""
+
+
+def write(tmp_path, monkeypatch, text: str) -> None:
+    path = tmp_path / "discord.toml"
+    path.write_text(text)
+    monkeypatch.setenv("DBACK_DISCORD_TOKEN", "token")
+    monkeypatch.setenv("DBACK_DISCORD_CONFIG", str(path))
+
+
+def test_guild_tables_override_the_defaults(tmp_path, monkeypatch):
+    write(tmp_path, monkeypatch, EXAMPLE)
+    config = load_config()
+    lounge, workshop = config.guild(111111111111111111), config.guild(222222222222222222)
+    assert config.bot.guild_ready_timeout == 1 and config.bot.reidentify_delay == 5.0
+    assert lounge.alias == "The Lounge" and lounge.short_id == "lounge" and lounge.default
+    assert lounge.passworded and lounge.client_id == "778899"
+    assert lounge.ignore_users == {1002, 1003} and lounge.listen_channels == {501}
+    assert lounge.ignore_bots and lounge.hide_offline
+    assert workshop.password == "sesame" and workshop.passworded and not workshop.discord_login
+    assert workshop.ignore_bots and not workshop.hide_offline
+    assert config.guild(333) == config.defaults and config.defaults.ignore_bots
+
+
+def test_without_a_file_every_guild_gets_the_defaults(monkeypatch):
+    monkeypatch.setenv("DBACK_DISCORD_TOKEN", "token")
+    monkeypatch.delenv("DBACK_DISCORD_CONFIG", raising=False)
+    assert load_config().guild(1) == GuildOptions()
+
+
+def test_the_token_is_required_and_never_shown(monkeypatch):
+    monkeypatch.delenv("DBACK_DISCORD_TOKEN", raising=False)
+    with pytest.raises(NotConfigured, match="DBACK_DISCORD_TOKEN"):
+        load_config()
+    assert "secret-token" not in repr(parse_config("secret-token", {}))
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"guilds": {"lounge": {}}}, "guilds.lounge: 'lounge' is not a Discord id"),
+        ({"guilds": {"1": {"hide_ofline": True}}}, "unknown key 'hide_ofline'"),
+        ({"guilds": {"1": {"hide_offline": "yes"}}}, "guilds.1.hide_offline: 'yes' has the wrong"),
+        ({"guilds": {"1": {"ignore_users": ["bob"]}}}, "guilds.1.ignore_users: 'bob' is not"),
+        ({"guilds": {"1": {"alias": True}}}, "guilds.1.alias: True has the wrong type"),
+        ({"bot": {"reidentify_delay": -1}}, "bot.reidentify_delay: must not be negative"),
+        ({"servers": {}}, "unknown table(s) servers"),
+        ({"guilds": []}, "guilds must be a table"),
+        (
+            {"guilds": {"1": {"short_id": "a"}, "2": {"short_id": "a"}}},
+            "short_id a used by more than one guild",
+        ),
+        ({"guilds": {"1": {"default": True}, "2": {"default": True}}}, "more than one default"),
+    ],
+)
+def test_mistakes_are_named(document, message):
+    with pytest.raises(ConfigError) as raised:
+        parse_config("token", document, "discord.toml")
+    assert message in str(raised.value)
+    assert str(raised.value).startswith("discord.toml")
+
+
+def test_unreadable_or_invalid_files_are_named(tmp_path, monkeypatch):
+    write(tmp_path, monkeypatch, "[guilds\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config()
+    monkeypatch.setenv("DBACK_DISCORD_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match=r"missing\.toml: cannot read"):
+        load_config()
+
+
+def test_a_broken_file_fails_the_plugin_with_the_reason(tmp_path, monkeypatch):
+    write(tmp_path, monkeypatch, "[guilds.1]\ncolour = 1\n")
+    (record,) = load_plugins(environ={"DBACK_PLUGINS": "dback-discord"}).records
+    assert record.status == FAILED
+    assert "unknown key 'colour'" in record.error
+
+
+def test_short_ids_depend_only_on_the_snowflake():
+    assert short_id(111111111111111111, GuildOptions()) == "245cz9pz"
+    assert short_id(222222222222222222, GuildOptions()) != "245cz9pz"
+    assert short_id(111111111111111111, GuildOptions(short_id="lounge")) == "lounge"

@@ -1,0 +1,23 @@
+"""The bot's event queue: a consumer that falls far behind gets a reload, not a memory leak."""
+
+from __future__ import annotations
+
+import asyncio
+
+from dback_discord.bot import DzoneClient
+from dback_discord.config import DiscordConfig
+
+from dback_core.events import Presence, Refresh
+
+
+async def test_a_full_queue_is_replaced_by_a_reload():
+    events: asyncio.Queue = asyncio.Queue(3)
+    client = DzoneClient(DiscordConfig(token="unused"), events)
+    try:
+        for number in range(3):
+            client.queue(Presence("1", str(number), "online", username="x"))
+        client.queue(Presence("1", "4", "online", username="x"))
+        queued = [events.get_nowait() for _ in range(events.qsize())]
+    finally:
+        await client.close()
+    assert queued == [Refresh(None)]

@@ -1,0 +1,46 @@
+"""Gateway reconnects: a resumed session keeps its events; a new session reloads the guilds."""
+
+from __future__ import annotations
+
+from discord_world import ALICE, BOB, CAROL, DAVE, LOUNGE, discord_dback
+
+from dback_core.testing import Client
+
+
+async def test_reconnect_request_resumes_and_events_keep_flowing(fake, monkeypatch, tmp_path):
+    async with discord_dback(fake, monkeypatch, tmp_path) as server:
+        async with Client(server) as client:
+            await client.join(str(LOUNGE))
+            await fake.reconnect()
+            await fake.set_status(LOUNGE, CAROL, "online")
+            frame = await client.recv_type("presence")
+    assert frame["data"]["uid"] == str(CAROL) and frame["data"]["status"] == "online"
+    assert (fake.identifies, fake.resumes) == (1, 1)
+
+
+async def test_events_missed_while_disconnected_are_replayed(fake, monkeypatch, tmp_path):
+    async with discord_dback(fake, monkeypatch, tmp_path) as server:
+        async with Client(server) as client:
+            await client.join(str(LOUNGE))
+            await fake.drop_connections()
+            await fake.set_status(LOUNGE, BOB, "dnd")
+            frame = await client.recv_type("presence")
+    assert frame["data"]["uid"] == str(BOB) and frame["data"]["status"] == "dnd"
+    assert (fake.identifies, fake.resumes) == (1, 1)
+
+
+async def test_a_new_session_reloads_the_guild_for_its_viewers(fake, monkeypatch, tmp_path):
+    async with discord_dback(fake, monkeypatch, tmp_path) as server:
+        async with Client(server) as client:
+            first = await client.join(str(LOUNGE))
+            # Changes Discord never dispatched to the old session: only a reload shows them.
+            del fake.guilds[LOUNGE].members[DAVE]
+            fake.guilds[LOUNGE].members[ALICE].status = "idle"
+            await fake.invalidate_sessions()
+            rejoin = await client.recv_type("server-join", timeout=10)
+            refresh = await client.recv_type("refresh_data")
+    assert str(DAVE) in first["data"]["users"]
+    assert str(DAVE) not in rejoin["data"]["users"]
+    assert rejoin["data"]["users"][str(ALICE)]["status"] == "idle"
+    assert refresh == {"type": "refresh_data", "serverId": str(LOUNGE)}
+    assert fake.identifies == 2
