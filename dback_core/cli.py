@@ -53,7 +53,7 @@ def serve(host: str, port: int, static_dir: Path | None, log_level: str) -> None
     configure_logging(log_level)
     try:
         settings = Settings.from_env(host=host, port=port, static_dir=static_dir)
-        plugins = load_plugins()
+        plugins = _plugin_set()
     except (ValueError, PluginError) as error:
         raise click.ClickException(str(error)) from error
     try:
@@ -79,7 +79,7 @@ async def _serve(settings: Settings, plugins: PluginSet) -> None:
 def plugins(as_json: bool) -> None:
     """List installed plugins: version, status, hooks, and the effective order."""
     try:
-        plugin_set = load_plugins()
+        plugin_set = _plugin_set()
     except PluginError as error:
         raise click.ClickException(str(error)) from error
     description = plugin_set.describe()
@@ -95,8 +95,19 @@ def plugins(as_json: bool) -> None:
             click.echo("    hooks: " + ", ".join(entry["hooks"]))
 
 
-def build_cli() -> click.Group:
-    """The command line with every active plugin's sub-commands added."""
+def _plugin_set() -> PluginSet:
+    """The plugins loaded while building the command line, or a fresh load.
+
+    Reusing the set from ``build_cli`` means a plugin is imported and instantiated once per
+    command, and its load errors are reported once.
+    """
+    context = click.get_current_context(silent=True)
+    found = context.find_object(PluginSet) if context is not None else None
+    return found if found is not None else load_plugins()
+
+
+def build_cli() -> tuple[click.Group, PluginSet]:
+    """The command line with every active plugin's sub-commands added, and those plugins."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         plugin_set = load_plugins()
@@ -104,8 +115,9 @@ def build_cli() -> click.Group:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
     PluginHooks(plugin_set).register_commands(cli)
-    return cli
+    return cli, plugin_set
 
 
 def main() -> None:
-    build_cli()(prog_name="dback")
+    group, plugin_set = build_cli()
+    group(prog_name="dback", obj=plugin_set)

@@ -46,6 +46,13 @@ def test_plugins_table_shows_disabled_plugins():
     assert "dback-mock" in result.stdout and "disabled" in result.stdout
 
 
+def test_a_load_error_is_reported_once_per_command():
+    result = run("plugins", env={"DBACK_PLUGINS": "no-such-plugin,dback-mock"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("no installed plugin is named 'no-such-plugin'") == 1
+    assert "no-such-plugin : failed" in result.stdout
+
+
 def test_strict_mode_with_an_unknown_plugin_fails_clearly():
     result = run("plugins", env={"DBACK_PLUGINS": "dback-nope", "DBACK_STRICT_PLUGINS": "1"})
     assert result.returncode != 0
