@@ -42,6 +42,8 @@ class ChangeListener:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.connection: asyncpg.Connection | None = None
+        #: True from the moment every change is being delivered (LISTEN on, resync applied).
+        self.listening = False
 
     async def events(self) -> AsyncIterator[Event]:
         """The event source the core runs: never ends, never raises but for cancellation."""
@@ -55,6 +57,7 @@ class ChangeListener:
                 delay = INITIAL_DELAY
                 for event in await self._resync():
                     yield event
+                self.listening = True
                 while True:
                     for event in await self._next_events(queue):
                         yield event
@@ -70,6 +73,7 @@ class ChangeListener:
             except SchemaBehind as error:
                 log.error("%s; checking again in %.1fs", error, delay)
             finally:
+                self.listening = False
                 await self.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, settings.retry_max)
