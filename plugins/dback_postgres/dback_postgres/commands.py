@@ -13,7 +13,7 @@ import asyncpg
 import click
 
 from dback_postgres import migrations
-from dback_postgres.database import DATABASE_ERRORS
+from dback_postgres.database import DATABASE_ERRORS, describe
 from dback_postgres.settings import DSN_ENV, PostgresSettings
 
 _DSN_OPTION = click.option(
@@ -41,7 +41,7 @@ async def _connect(settings: PostgresSettings) -> Any:
         return await asyncpg.connect(settings.dsn, timeout=settings.timeout)
     except DATABASE_ERRORS as error:
         raise click.ClickException(
-            f"cannot connect to {settings.where}: {type(error).__name__}: {error}"
+            f"cannot connect to {settings.where}: {describe(error)}"
         ) from error
 
 

@@ -28,6 +28,12 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def describe(error: BaseException) -> str:
+    """``Type: message`` for a log line; some errors (timeouts) carry no message of their own."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 class SchemaBehind(RuntimeError):
     """The database has not been migrated to the version this plugin needs."""
 

@@ -19,7 +19,7 @@ import asyncpg
 
 from dback_core.events import ClientIdUpdate, Event, Presence, Refresh
 from dback_postgres import queries
-from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind
+from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe
 from dback_postgres.migrations import CHANNEL
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,10 @@ class ChangeListener:
                         yield event
             except (*DATABASE_ERRORS, ConnectionLost) as error:
                 log.warning(
-                    "PostgreSQL at %s is unavailable (%s: %s); the plugin waits for it to "
-                    "listen for changes, next attempt in %.1fs",
+                    "PostgreSQL at %s is unavailable (%s); waiting for it to listen for "
+                    "changes, next attempt in %.1fs",
                     settings.where,
-                    type(error).__name__,
-                    error,
+                    describe(error),
                     delay,
                 )
             except SchemaBehind as error:

@@ -12,7 +12,7 @@ from typing import Any
 from dback_core import NotConfigured, hookimpl
 from dback_postgres import queries
 from dback_postgres.commands import postgres
-from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind
+from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe
 from dback_postgres.listener import ChangeListener
 from dback_postgres.settings import DSN_ENV, PostgresSettings
 
@@ -38,10 +38,9 @@ class PostgresPlugin:
             log.error("%s; serving nothing from PostgreSQL until then", error)
         except DATABASE_ERRORS as error:
             log.warning(
-                "PostgreSQL at %s is unavailable (%s: %s); serving without it and retrying",
+                "PostgreSQL at %s is unavailable (%s); serving without it and retrying",
                 self.database.settings.where,
-                type(error).__name__,
-                error,
+                describe(error),
             )
 
     @hookimpl
@@ -87,10 +86,9 @@ class PostgresPlugin:
             return await self.database.fetch(query, *args)
         except DATABASE_ERRORS as error:
             log.warning(
-                "%s from PostgreSQL at %s failed: %s: %s",
+                "%s from PostgreSQL at %s failed (%s); no answer from this plugin",
                 hook,
                 self.database.settings.where,
-                type(error).__name__,
-                error,
+                describe(error),
             )
             return None

@@ -56,3 +56,13 @@ def postgres_env(monkeypatch, dsn: str) -> str:
     monkeypatch.setenv("DBACK_POSTGRES_RETRY_MAX", "0.5")
     monkeypatch.setenv("DBACK_POSTGRES_TIMEOUT", "5")
     return dsn
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the maintenance database, for what cannot be done from inside."""
+    connection = await asyncpg.connect(ADMIN_DSN)
+    try:
+        yield connection
+    finally:
+        await connection.close()

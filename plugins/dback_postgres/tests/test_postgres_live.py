@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from postgres_helpers import listening, seed_guild, wait_until
+from postgres_helpers import listening, seed_guild
 
 from dback_core.testing import Client, running_server
 
@@ -174,8 +174,15 @@ async def test_a_burst_of_changes_ends_in_the_final_state(postgres_env, db):
                 for round_ in range(20):
                     status = ["idle", "dnd"][round_ % 2]
                     await db.execute("UPDATE users SET status = $1", status)
-            guild = server.directory.guilds[GUILD]
-            await wait_until(lambda: all(guild.users[uid]["status"] == "dnd" for uid in uids))
+            seen = {uid: "online" for uid in uids}
+
+            def all_dnd(frame: dict) -> bool:
+                if frame.get("type") == "presence":
+                    seen[frame["data"]["uid"]] = frame["data"]["status"]
+                return all(status == "dnd" for status in seen.values())
+
+            await client.wait_for(all_dnd, timeout=10)
+            assert server.directory.guilds[GUILD].users[uids[0]]["status"] == "dnd"
 
 
 async def test_garbage_on_the_channel_is_ignored(postgres_env, db, caplog):
