@@ -74,21 +74,28 @@ class PostgresPlugin:
     def event_sources(self) -> list[Any]:
         return [self.listener.events]
 
+    @staticmethod
     @hookimpl
-    def register_commands(self, cli: Any) -> None:
+    def register_commands(cli: Any) -> None:
+        """Static, so ``dback postgres migrate`` exists before a DSN is set (it then says so)."""
         cli.add_command(postgres)
 
     async def _fetch(self, hook: str, query: str, *args: Any) -> list[Any] | None:
-        """Rows, or None while the database is unavailable (logged, never raised)."""
+        """Rows, or None before the database was ever ready (nothing to serve yet).
+
+        A failing query once the plugin served raises ``DatabaseUnavailable``, which the
+        core counts as a failed call: it keeps the guilds and members it already has rather
+        than taking "no answer" for "no guilds".
+        """
         if not self.database.ready:
             return None
         try:
             return await self.database.fetch(query, *args)
         except DATABASE_ERRORS as error:
-            log.warning(
-                "%s from PostgreSQL at %s failed (%s); no answer from this plugin",
-                hook,
-                self.database.settings.where,
-                describe(error),
-            )
-            return None
+            raise DatabaseUnavailable(
+                f"{hook}: PostgreSQL at {self.database.settings.where} failed: {describe(error)}"
+            ) from None
+
+
+class DatabaseUnavailable(RuntimeError):
+    """A query failed or timed out; the message says where and why."""

@@ -95,9 +95,9 @@ async def test_the_cli_migrates_and_reports_status(dsn):
 
 
 def test_migrate_without_a_dsn_says_what_to_set():
-    result = CliRunner().invoke(postgres, ["migrate"], env={"DBACK_POSTGRES_DSN": ""})
-    assert result.exit_code != 0
-    assert "DBACK_POSTGRES_DSN" in result.output
+    result = run_dback("postgres", "migrate", dsn=None)
+    assert result.returncode == 1
+    assert "no database given: set DBACK_POSTGRES_DSN" in result.stderr
 
 
 def test_migrate_against_an_unreachable_database_is_a_clear_error():
