@@ -72,16 +72,28 @@ def free_port() -> int:
 
 
 class TcpForwarder:
-    """A TCP port that forwards to PostgreSQL once ``start``ed: a database that comes up late."""
+    """A TCP port that forwards to PostgreSQL once ``start``ed: a database that comes up late.
+
+    ``pause`` stops all traffic without closing anything, like a network cut that sends no
+    reset (the case only a keep-alive check can detect); ``resume`` lets it flow again.
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = free_port()
         self.server: asyncio.Server | None = None
         self.tasks: set[asyncio.Task] = set()
+        self.flowing = asyncio.Event()
+        self.flowing.set()
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+
+    def pause(self) -> None:
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        self.flowing.set()
 
     async def _forward(self, reader, writer) -> None:
         upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
@@ -89,6 +101,7 @@ class TcpForwarder:
         async def pipe(source, sink) -> None:
             with contextlib.suppress(ConnectionError):
                 while data := await source.read(65536):
+                    await self.flowing.wait()
                     sink.write(data)
                     await sink.drain()
             sink.close()

@@ -122,6 +122,33 @@ async def test_a_database_down_at_startup_is_waited_for(
         await forwarder.stop()
 
 
+async def test_a_silent_network_cut_is_detected_by_the_keepalive(
+    monkeypatch, postgres_env, db, database, caplog
+):
+    caplog.set_level(logging.INFO, logger="dback_postgres")
+    monkeypatch.setenv("DBACK_POSTGRES_KEEPALIVE", "0.5")
+    monkeypatch.setenv("DBACK_POSTGRES_TIMEOUT", "1")
+    uids = await seed_guild(db, GUILD, members=2)
+    forwarder = TcpForwarder("127.0.0.1", 5432)
+    await forwarder.start()
+    monkeypatch.setenv("DBACK_POSTGRES_DSN", dsn_for(database, port=forwarder.port))
+    try:
+        async with running_server() as server:
+            await listening(server)
+            async with Client(server, timeout=30) as client:
+                await client.join(GUILD)
+                forwarder.pause()
+                plugin = postgres_plugin(server)
+                await wait_until(lambda: not plugin.listener.listening, timeout=30)
+                assert "TimeoutError" in caplog.text
+                await db.execute("UPDATE users SET status = 'dnd' WHERE user_id = $1", uids[1])
+                forwarder.resume()
+                join = await client.recv_type("server-join")
+                assert join["data"]["users"][uids[1]]["status"] == "dnd"
+    finally:
+        await forwarder.stop()
+
+
 async def test_a_slow_query_times_out_instead_of_hanging_a_join(
     monkeypatch, postgres_env, db, dsn, caplog
 ):
