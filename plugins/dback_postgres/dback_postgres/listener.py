@@ -46,7 +46,8 @@ class ChangeListener:
         self.listening = False
 
     async def events(self) -> AsyncIterator[Event]:
-        """The event source the core runs: never ends, never raises but for cancellation."""
+        """The event source the core runs. Database trouble is handled here (log, back off,
+        reconnect, resync); anything else is a bug, left to the core to log and restart."""
         settings = self.database.settings
         delay = INITIAL_DELAY
         while True:
@@ -123,7 +124,7 @@ class ChangeListener:
                 member_keys.pop((change["server_id"], change["user_id"]), None)
                 member_keys[(change["server_id"], change["user_id"])] = None
             elif table == "messages":
-                message_ids.append(int(change["message_id"]))
+                message_ids.append(change["message_id"])
             elif table == "servers":
                 servers_changed = True
                 if change.get("client_id_changed"):
@@ -170,10 +171,11 @@ class ChangeListener:
             connection.terminate()
 
 
-_FIELDS = {
-    "users": ("server_id", "user_id"),
-    "servers": ("server_id",),
-    "messages": ("message_id",),
+#: The keys each trigger sends, with their types.
+_FIELDS: dict[str, dict[str, type]] = {
+    "users": {"server_id": str, "user_id": str},
+    "servers": {"server_id": str},
+    "messages": {"message_id": int},
 }
 
 
@@ -186,7 +188,12 @@ def _parse(payload: str) -> dict[str, Any] | None:
     if not isinstance(change, dict) or change.get("table") not in _FIELDS:
         log.warning("ignored a notification on %s not sent by dback: %.200r", CHANNEL, payload)
         return None
-    if any(change.get(name) is None for name in _FIELDS[change["table"]]):
+    fields = _FIELDS[change["table"]].items()
+    if any(_wrong_type(change.get(name), kind) for name, kind in fields):
         log.warning("ignored a notification on %s without its keys: %.200r", CHANNEL, payload)
         return None
     return change
+
+
+def _wrong_type(value: Any, kind: type) -> bool:
+    return not isinstance(value, kind) or isinstance(value, bool)

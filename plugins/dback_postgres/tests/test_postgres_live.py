@@ -193,7 +193,11 @@ async def test_garbage_on_the_channel_is_ignored(postgres_env, db, caplog):
             await client.join(GUILD)
             await db.execute("SELECT pg_notify('dback_changes', 'not json')")
             await db.execute("""SELECT pg_notify('dback_changes', '{"table": "users"}')""")
+            await db.execute(
+                """SELECT pg_notify('dback_changes', '{"table": "messages", "message_id": "x"}')"""
+            )
             await db.execute("UPDATE users SET status = 'idle' WHERE user_id = $1", uids[0])
             await client.wait_for(presence_of(uids[0], status="idle"))
     assert "not sent by dback" in caplog.text
-    assert "without its keys" in caplog.text
+    assert caplog.text.count("without its keys") == 2
+    assert server.sources.restarts == {}
