@@ -1,0 +1,96 @@
+"""``dback postgres migrate`` and ``dback postgres status``.
+
+The commands read the DSN when they run, not when they are registered, so they give a clear
+error (rather than a traceback or a silent no-op) when ``DBACK_POSTGRES_DSN`` is not set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import click
+
+from dback_postgres import migrations
+from dback_postgres.database import DATABASE_ERRORS, describe
+from dback_postgres.settings import DSN_ENV, PostgresSettings
+
+_DSN_OPTION = click.option(
+    "--dsn",
+    envvar=DSN_ENV,
+    help=f"postgresql:// URL of the database [env: {DSN_ENV}]",
+)
+
+
+def _settings(dsn: str | None) -> PostgresSettings:
+    try:
+        settings = PostgresSettings.from_env({DSN_ENV: dsn or ""})
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    if settings is None:
+        raise click.ClickException(
+            f"no database given: set {DSN_ENV} (for example "
+            "postgresql://postgres@127.0.0.1:5432/dback) or pass --dsn"
+        )
+    return settings
+
+
+async def _connect(settings: PostgresSettings) -> Any:
+    try:
+        return await asyncpg.connect(settings.dsn, timeout=settings.timeout)
+    except DATABASE_ERRORS as error:
+        raise click.ClickException(
+            f"cannot connect to {settings.where}: {describe(error)}"
+        ) from error
+
+
+async def _migrate(settings: PostgresSettings) -> None:
+    connection = await _connect(settings)
+    try:
+        applied = await migrations.migrate(connection)
+    except asyncpg.PostgresError as error:
+        raise click.ClickException(f"migration failed and was rolled back: {error}") from error
+    finally:
+        await connection.close()
+    for migration in applied:
+        click.echo(f"applied {migration.version}: {migration.description}")
+    click.echo(f"schema at {settings.where} is at version {migrations.LATEST_VERSION}")
+
+
+async def _status(settings: PostgresSettings) -> bool:
+    connection = await _connect(settings)
+    try:
+        version = await migrations.current_version(connection)
+        click.echo(f"database: {settings.where}")
+        click.echo(f"schema version: {version} (this plugin needs {migrations.LATEST_VERSION})")
+        for migration in migrations.MIGRATIONS:
+            if migration.version > version:
+                click.echo(f"pending {migration.version}: {migration.description}")
+        if version >= 1:
+            servers = await connection.fetchval("SELECT count(*) FROM servers WHERE enabled")
+            users = await connection.fetchval("SELECT count(*) FROM users")
+            click.echo(f"enabled guilds: {servers}, members: {users}")
+    finally:
+        await connection.close()
+    return version >= migrations.LATEST_VERSION
+
+
+@click.group("postgres")
+def postgres() -> None:
+    """The PostgreSQL provider: create or upgrade its schema, show its state."""
+
+
+@postgres.command()
+@_DSN_OPTION
+def migrate(dsn: str | None) -> None:
+    """Create or upgrade the schema; safe to run again."""
+    asyncio.run(_migrate(_settings(dsn)))
+
+
+@postgres.command()
+@_DSN_OPTION
+def status(dsn: str | None) -> None:
+    """Show the schema version and pending migrations; exit 1 when the schema is behind."""
+    if not asyncio.run(_status(_settings(dsn))):
+        raise SystemExit(1)

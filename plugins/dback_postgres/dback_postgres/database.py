@@ -1,0 +1,98 @@
+"""The connection pool, and whether the database is ready to be read.
+
+The pool is opened by the plugin's ``startup`` hook when PostgreSQL is reachable; when it is
+not, the server starts anyway and the listener keeps calling ``ensure_ready`` with backoff.
+Until the pool is open and the schema current, ``ready`` is False and the hooks answer None,
+so other plugins (or nobody) serve and no join waits on a database that is not there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+
+from dback_postgres import migrations
+from dback_postgres.settings import PostgresSettings
+
+log = logging.getLogger(__name__)
+
+#: What a broken, refused or slow database raises through asyncpg.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` for a log line; some errors (timeouts) carry no message of their own."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class SchemaBehind(RuntimeError):
+    """The database has not been migrated to the version this plugin needs."""
+
+
+class Database:
+    """An asyncpg pool that is opened late, checked, and closed once."""
+
+    def __init__(self, settings: PostgresSettings) -> None:
+        self.settings = settings
+        self.pool: asyncpg.Pool | None = None
+        self.ready = False
+
+    async def ensure_ready(self) -> None:
+        """Open the pool and check the schema version; raise what stands in the way."""
+        if self.ready:
+            return
+        if self.pool is None:
+            self.pool = await asyncpg.create_pool(
+                self.settings.dsn,
+                min_size=self.settings.pool_min,
+                max_size=self.settings.pool_max,
+                timeout=self.settings.timeout,
+                command_timeout=self.settings.timeout,
+            )
+        async with self.pool.acquire() as connection:
+            version = await migrations.current_version(connection)
+        if version < migrations.LATEST_VERSION:
+            raise SchemaBehind(
+                f"the schema at {self.settings.where} is at version {version}, this plugin "
+                f"needs {migrations.LATEST_VERSION}: run `dback postgres migrate`"
+            )
+        if version > migrations.LATEST_VERSION:
+            log.warning(
+                "the schema at %s is at version %d, newer than this plugin knows (%d); "
+                "upgrade dback-postgres",
+                self.settings.where,
+                version,
+                migrations.LATEST_VERSION,
+            )
+        self.ready = True
+        log.info("PostgreSQL at %s is ready (schema version %d)", self.settings.where, version)
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        """Rows of ``query``; raises when the pool is not open."""
+        if self.pool is None:
+            raise asyncpg.InterfaceError("the pool is not open")
+        return await self.pool.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        if self.pool is None:
+            raise asyncpg.InterfaceError("the pool is not open")
+        return await self.pool.fetchrow(query, *args)
+
+    async def close(self) -> None:
+        self.ready = False
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self.settings.timeout)
+            except DATABASE_ERRORS as error:
+                log.warning("closing the PostgreSQL pool: %s", error)
+                pool.terminate()

@@ -1,0 +1,199 @@
+"""The event source: LISTEN on one dedicated connection, turn notifications into events.
+
+The triggers send only keys (NOTIFY payloads are limited to 8000 bytes), and the listener
+reads the rows as they are now. That makes every notification idempotent: a burst of
+changes to one member collapses into one read of its current state, and a member whose row
+is gone is removed. Whenever the listening connection is (re)established, the guild list and
+every guild are reloaded, so changes made while it was down are not missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+
+from dback_core.events import ClientIdUpdate, Event, Presence, Refresh
+from dback_postgres import queries
+from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe
+from dback_postgres.migrations import CHANNEL
+
+log = logging.getLogger(__name__)
+
+#: Notifications read in one go before the rows behind them are fetched together.
+BATCH = 1000
+INITIAL_DELAY = 0.25
+
+
+class ConnectionLost(ConnectionError):
+    """The listening connection was closed by the server or the network."""
+
+
+_LOST = object()
+
+
+class ChangeListener:
+    """Produces dback events from the database's notifications, reconnecting forever."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.connection: asyncpg.Connection | None = None
+        #: True from the moment every change is being delivered (LISTEN on, resync applied).
+        self.listening = False
+
+    async def events(self) -> AsyncIterator[Event]:
+        """The event source the core runs. Database trouble is handled here (log, back off,
+        reconnect, resync); anything else is a bug, left to the core to log and restart."""
+        settings = self.database.settings
+        delay = INITIAL_DELAY
+        while True:
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            try:
+                await self.database.ensure_ready()
+                await self._listen(queue)
+                delay = INITIAL_DELAY
+                for event in await self._resync():
+                    yield event
+                self.listening = True
+                while True:
+                    for event in await self._next_events(queue):
+                        yield event
+            except (*DATABASE_ERRORS, ConnectionLost) as error:
+                log.warning(
+                    "PostgreSQL at %s is unavailable (%s); waiting for it to listen for "
+                    "changes, next attempt in %.1fs",
+                    settings.where,
+                    describe(error),
+                    delay,
+                )
+            except SchemaBehind as error:
+                log.error("%s; checking again in %.1fs", error, delay)
+            finally:
+                self.listening = False
+                await self.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, settings.retry_max)
+
+    async def _listen(self, queue: asyncio.Queue[Any]) -> None:
+        settings = self.database.settings
+        self.connection = await asyncpg.connect(
+            settings.dsn, timeout=settings.timeout, command_timeout=settings.timeout
+        )
+        await self.connection.add_listener(
+            CHANNEL, lambda _connection, _pid, _channel, payload: queue.put_nowait(payload)
+        )
+        self.connection.add_termination_listener(lambda _connection: queue.put_nowait(_LOST))
+        log.info("listening on %s at %s", CHANNEL, settings.where)
+
+    async def _resync(self) -> list[Event]:
+        """Reload the guild list and every guild: anything may have changed meanwhile."""
+        rows = await self.database.fetch(queries.SERVERS)
+        return [Refresh(None), *(Refresh(row["server_id"]) for row in rows)]
+
+    async def _next_events(self, queue: asyncio.Queue[Any]) -> list[Event]:
+        """Wait for notifications (checking the connection when it is quiet), then translate."""
+        assert self.connection is not None
+        try:
+            first = await asyncio.wait_for(queue.get(), self.database.settings.keepalive)
+        except TimeoutError:
+            await self.connection.fetchval("SELECT 1")
+            return []
+        payloads = [first]
+        while len(payloads) < BATCH and not queue.empty():
+            payloads.append(queue.get_nowait())
+        if any(payload is _LOST for payload in payloads):
+            raise ConnectionLost("the listening connection was closed")
+        return await self.translate(payloads)
+
+    async def translate(self, payloads: list[str]) -> list[Event]:
+        """Events for a batch of notifications: members first, then messages, then guilds."""
+        member_keys: dict[tuple[str, str], None] = {}
+        message_ids: list[int] = []
+        servers_changed = False
+        client_ids_changed: dict[str, None] = {}
+        for payload in payloads:
+            change = _parse(payload)
+            if change is None:
+                continue
+            table = change["table"]
+            if table == "users":
+                member_keys.pop((change["server_id"], change["user_id"]), None)
+                member_keys[(change["server_id"], change["user_id"])] = None
+            elif table == "messages":
+                message_ids.append(change["message_id"])
+            elif table == "servers":
+                servers_changed = True
+                if change.get("client_id_changed"):
+                    client_ids_changed[change["server_id"]] = None
+        events: list[Event] = []
+        if member_keys:
+            events.extend(await self._members(list(member_keys)))
+        if message_ids:
+            rows = await self.database.fetch(queries.MESSAGES, message_ids)
+            events.extend(queries.message(row) for row in rows)
+        if servers_changed:
+            events.append(Refresh(None))
+        if client_ids_changed:
+            rows = await self.database.fetch(queries.CLIENT_IDS, list(client_ids_changed))
+            events.extend(
+                ClientIdUpdate(row["server_id"], row["client_id"])
+                for row in rows
+                if row["client_id"]
+            )
+        return events
+
+    async def _members(self, keys: list[tuple[str, str]]) -> list[Event]:
+        """The current state of each changed member; a member without a row is removed."""
+        rows = await self.database.fetch(
+            queries.MEMBERS, [key[0] for key in keys], [key[1] for key in keys]
+        )
+        found = {(row["server_id"], row["user_id"]): row for row in rows}
+        events: list[Event] = []
+        for server_id, user_id in keys:
+            row = found.get((server_id, user_id))
+            if row is None:
+                events.append(Presence(server_id, user_id, "offline", delete=True))
+            else:
+                events.append(queries.presence(row))
+        return events
+
+    async def close(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is None or connection.is_closed():
+            return
+        try:
+            await asyncio.wait_for(connection.close(), self.database.settings.timeout)
+        except DATABASE_ERRORS:
+            connection.terminate()
+
+
+#: The keys each trigger sends, with their types.
+_FIELDS: dict[str, dict[str, type]] = {
+    "users": {"server_id": str, "user_id": str},
+    "servers": {"server_id": str},
+    "messages": {"message_id": int},
+}
+
+
+def _parse(payload: str) -> dict[str, Any] | None:
+    """A trigger's notification, or None (logged) for anything else on the channel."""
+    try:
+        change = json.loads(payload)
+    except ValueError:
+        change = None
+    if not isinstance(change, dict) or change.get("table") not in _FIELDS:
+        log.warning("ignored a notification on %s not sent by dback: %.200r", CHANNEL, payload)
+        return None
+    fields = _FIELDS[change["table"]].items()
+    if any(_wrong_type(change.get(name), kind) for name, kind in fields):
+        log.warning("ignored a notification on %s without its keys: %.200r", CHANNEL, payload)
+        return None
+    return change
+
+
+def _wrong_type(value: Any, kind: type) -> bool:
+    return not isinstance(value, kind) or isinstance(value, bool)

@@ -1,0 +1,101 @@
+"""The PostgreSQL plugin's hooks. One instance per server, so each server has its own pool.
+
+Settings (environment) are described in the plugin's README; without ``DBACK_POSTGRES_DSN``
+the plugin reports itself as not configured and stays out of the way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dback_core import NotConfigured, hookimpl
+from dback_postgres import queries
+from dback_postgres.commands import postgres
+from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe
+from dback_postgres.listener import ChangeListener
+from dback_postgres.settings import DSN_ENV, PostgresSettings
+
+log = logging.getLogger(__name__)
+
+
+class PostgresPlugin:
+    """Guilds and members from PostgreSQL, kept live by LISTEN/NOTIFY."""
+
+    def __init__(self) -> None:
+        settings = PostgresSettings.from_env()
+        if settings is None:
+            raise NotConfigured(f"set {DSN_ENV} to a postgresql:// URL")
+        self.database = Database(settings)
+        self.listener = ChangeListener(self.database)
+
+    @hookimpl
+    async def startup(self) -> None:
+        """Open the pool now if the database is there; if not, the listener keeps trying."""
+        try:
+            await self.database.ensure_ready()
+        except SchemaBehind as error:
+            log.error("%s; serving nothing from PostgreSQL until then", error)
+        except DATABASE_ERRORS as error:
+            log.warning(
+                "PostgreSQL at %s is unavailable (%s); serving without it and retrying",
+                self.database.settings.where,
+                describe(error),
+            )
+
+    @hookimpl
+    async def shutdown(self) -> None:
+        await self.listener.close()
+        await self.database.close()
+
+    @hookimpl
+    async def get_server_data(self, server_id: str | None) -> dict[str, dict[str, Any]] | None:
+        rows = await self._fetch("get_server_data", queries.SERVERS)
+        if rows is None:
+            return None
+        servers = {row["server_id"]: queries.server_record(row) for row in rows}
+        if server_id is not None:
+            return {server_id: servers[server_id]} if server_id in servers else None
+        return servers
+
+    @hookimpl
+    async def get_user_data(self, server_id: str) -> dict[str, dict[str, Any]] | None:
+        rows = await self._fetch("get_user_data", queries.USERS, server_id)
+        if not rows:
+            return None
+        return {row["user_id"]: queries.user_record(row) for row in rows}
+
+    @hookimpl
+    async def get_client_id(self, server_id: str) -> str | None:
+        rows = await self._fetch("get_client_id", queries.CLIENT_ID, server_id)
+        return rows[0]["client_id"] if rows else None
+
+    @hookimpl
+    def event_sources(self) -> list[Any]:
+        return [self.listener.events]
+
+    @staticmethod
+    @hookimpl
+    def register_commands(cli: Any) -> None:
+        """Static, so ``dback postgres migrate`` exists before a DSN is set (it then says so)."""
+        cli.add_command(postgres)
+
+    async def _fetch(self, hook: str, query: str, *args: Any) -> list[Any] | None:
+        """Rows, or None before the database was ever ready (nothing to serve yet).
+
+        A failing query once the plugin served raises ``DatabaseUnavailable``, which the
+        core counts as a failed call: it keeps the guilds and members it already has rather
+        than taking "no answer" for "no guilds".
+        """
+        if not self.database.ready:
+            return None
+        try:
+            return await self.database.fetch(query, *args)
+        except DATABASE_ERRORS as error:
+            raise DatabaseUnavailable(
+                f"{hook}: PostgreSQL at {self.database.settings.where} failed: {describe(error)}"
+            ) from None
+
+
+class DatabaseUnavailable(RuntimeError):
+    """A query failed or timed out; the message says where and why."""

@@ -1,0 +1,75 @@
+"""Every query the plugin sends, and the mapping from rows to dback's records and events.
+
+Kept in one module so the SQL the running server depends on can be read in one place, and
+so the hooks and the listener build records the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dback_core.events import Message, Presence
+
+SERVERS = """
+    SELECT server_id, name, passworded, is_default
+    FROM servers WHERE enabled ORDER BY server_id
+"""
+USERS = """
+    SELECT u.user_id, u.username, u.status, u.role_color
+    FROM users u JOIN servers s USING (server_id)
+    WHERE u.server_id = $1 AND s.enabled
+"""
+#: The current rows of a batch of (server_id, user_id) keys; keys without a row are absent.
+MEMBERS = """
+    SELECT u.user_id, u.server_id, u.username, u.status, u.role_color
+    FROM unnest($1::text[], $2::text[]) AS k (server_id, user_id)
+    JOIN users u USING (server_id, user_id)
+"""
+CLIENT_ID = "SELECT client_id FROM servers WHERE server_id = $1 AND enabled"
+CLIENT_IDS = """
+    SELECT server_id, client_id FROM servers WHERE server_id = ANY($1::text[]) AND enabled
+"""
+MESSAGES = """
+    SELECT server_id, user_id, message, channel
+    FROM messages WHERE message_id = ANY($1::bigint[]) ORDER BY message_id
+"""
+
+
+def server_record(row: Any) -> dict[str, Any]:
+    """A ``servers`` row as a ``get_server_data`` record (disabled rows never get here)."""
+    return {
+        "id": row["server_id"],
+        "name": row["name"],
+        "passworded": row["passworded"],
+        "is_default": row["is_default"],
+    }
+
+
+def user_record(row: Any) -> dict[str, Any]:
+    """A ``users`` row as a ``get_user_data`` record."""
+    return {
+        "uid": row["user_id"],
+        "username": row["username"],
+        "status": row["status"],
+        "roleColor": row["role_color"] or False,
+    }
+
+
+def presence(row: Any) -> Presence:
+    """A member as it is now: the client draws or updates the character from this."""
+    return Presence(
+        server_id=row["server_id"],
+        uid=row["user_id"],
+        status=row["status"],
+        username=row["username"],
+        role_color=row["role_color"] or False,
+    )
+
+
+def message(row: Any) -> Message:
+    return Message(
+        server_id=row["server_id"],
+        uid=row["user_id"],
+        message=row["message"],
+        channel=row["channel"],
+    )

@@ -1,0 +1,76 @@
+"""The plugin's settings, read from ``DBACK_POSTGRES_*`` environment variables.
+
+One frozen value read once per plugin instance, so a test can run two servers against two
+databases and a bad value is reported by name before anything connects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DSN_ENV = "DBACK_POSTGRES_DSN"
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum:g}, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    """Where the database is and how patiently to talk to it."""
+
+    dsn: str
+    #: Connections the pool keeps open, and the most it opens.
+    pool_min: int = 1
+    pool_max: int = 10
+    #: Seconds a query may run (and a connection attempt may take) before it is given up.
+    timeout: float = 5.0
+    #: Ceiling, in seconds, of the doubling delay between reconnection attempts.
+    retry_max: float = 30.0
+    #: Seconds of silence after which the listening connection is checked with a query.
+    keepalive: float = 15.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PostgresSettings | None:
+        """The settings, or None when no DSN is set (the plugin is then not configured)."""
+        environ = os.environ if environ is None else environ
+        dsn = environ.get(DSN_ENV, "").strip()
+        if not dsn:
+            return None
+        if urlsplit(dsn).scheme not in {"postgres", "postgresql"}:
+            raise ValueError(
+                f"{DSN_ENV} must be a postgresql:// URL (postgresql://user@host:5432/dbname)"
+            )
+        pool_min = int(_number(environ, "DBACK_POSTGRES_POOL_MIN", cls.pool_min, 0))
+        pool_max = int(_number(environ, "DBACK_POSTGRES_POOL_MAX", cls.pool_max, 1))
+        if pool_min > pool_max:
+            raise ValueError("DBACK_POSTGRES_POOL_MIN must not exceed DBACK_POSTGRES_POOL_MAX")
+        return cls(
+            dsn=dsn,
+            pool_min=pool_min,
+            pool_max=pool_max,
+            timeout=_number(environ, "DBACK_POSTGRES_TIMEOUT", cls.timeout, 0.1),
+            retry_max=_number(environ, "DBACK_POSTGRES_RETRY_MAX", cls.retry_max, 0.1),
+            keepalive=_number(environ, "DBACK_POSTGRES_KEEPALIVE", cls.keepalive, 0.1),
+        )
+
+    @property
+    def where(self) -> str:
+        """The DSN without its password, for log lines."""
+        parts = urlsplit(self.dsn)
+        host = parts.hostname or "localhost"
+        port = f":{parts.port}" if parts.port else ""
+        user = f"{parts.username}@" if parts.username else ""
+        return f"postgresql://{user}{host}{port}{parts.path}"

@@ -1,0 +1,68 @@
+"""Fixtures for the PostgreSQL plugin's tests: a fresh database per test on the real server.
+
+Every test gets its own database (created with a unique name, dropped afterwards, even when
+connections to it are still open), so tests never see each other's rows or triggers. The
+server is the machine's PostgreSQL; ``DBACK_POSTGRES_TEST_ADMIN_DSN`` points elsewhere.
+There is no skip: without PostgreSQL these tests fail, as CI must.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from dback_postgres import migrations
+from postgres_helpers import ADMIN_DSN, dsn_for
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    """The name of a fresh, empty database; dropped after the test."""
+    name = f"dback_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield name
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+def dsn(database: str) -> str:
+    return dsn_for(database)
+
+
+@pytest.fixture
+async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A migrated database and a connection to it for the test to change rows with."""
+    connection = await asyncpg.connect(dsn)
+    await migrations.migrate(connection)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def postgres_env(monkeypatch, dsn: str) -> str:
+    """Load only this plugin, against the test's database, with quick retries."""
+    monkeypatch.setenv("DBACK_PLUGINS", "dback-postgres")
+    monkeypatch.delenv("DBACK_DISABLE_PLUGINS", raising=False)
+    monkeypatch.setenv("DBACK_POSTGRES_DSN", dsn)
+    monkeypatch.setenv("DBACK_POSTGRES_RETRY_MAX", "0.5")
+    monkeypatch.setenv("DBACK_POSTGRES_TIMEOUT", "5")
+    return dsn
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the maintenance database, for what cannot be done from inside."""
+    connection = await asyncpg.connect(ADMIN_DSN)
+    try:
+        yield connection
+    finally:
+        await connection.close()
