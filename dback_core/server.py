@@ -168,7 +168,9 @@ class DbackServer:
         that nothing is echoed back.
         """
         if isinstance(event, Refresh):
-            await self.refresh(event.server_id)
+            # Plugins refresh after every reconnect; only the API's ``refresh_data`` (origin
+            # None, not relayed) is an explicit request to resend an unchanged world.
+            await self.refresh(event.server_id, always=origin is None and relay)
         else:
             frame = self.directory.apply(event, origin)
             if frame is None:
@@ -177,16 +179,25 @@ class DbackServer:
         if relay:
             await self.hooks.event_applied(event, origin)
 
-    async def refresh(self, server_id: str | None) -> None:
-        """Reload a guild (or, for None, the guild list) and give its viewers a new world."""
+    async def refresh(self, server_id: str | None, *, always: bool = True) -> None:
+        """Reload a guild (or, for None, the guild list) and give its viewers a new world.
+
+        With ``always`` false the viewers hear of it only when the reload changed what they
+        see: a provider resynchronising after a reconnect must not resend a 10,000-member
+        world to every viewer when nothing happened meanwhile.
+        """
         if server_id is None:
             if await self.directory.load_servers():
                 self.fanout.broadcast_all(self.directory.server_list_frame.encode())
             return
         if server_id not in self.directory.servers:
             await self.refresh(None)
-        guild = await self.directory.load(server_id) if server_id in self.directory.guilds else None
-        if guild is None:
+        current = self.directory.guilds.get(server_id)
+        if current is None:
+            return
+        before = current.join_frame("")
+        guild = await self.directory.load(server_id)
+        if guild is None or (not always and guild.join_frame("") == before):
             return
         await self.refresh_viewers(guild)
         self.fanout.broadcast(server_id, protocol.refresh_data(server_id))

@@ -51,6 +51,21 @@ async def test_refresh_event_reloads_the_guild_and_sends_a_fresh_world():
     assert notice == {"type": "refresh_data", "serverId": "1"}
 
 
+async def test_a_plugins_refresh_sends_a_new_world_only_when_something_changed():
+    provider = Mutable()
+    async with running_server([("p", provider)], environ=QUIET) as server:
+        async with Client(server) as client:
+            await client.join("one")
+            calls = provider.user_calls
+            await server.publish(Refresh("1"), "p")
+            assert provider.user_calls == calls + 1
+            provider.users["1"]["a"] = {"uid": "a", "username": "ann", "status": "idle"}
+            await server.publish(Refresh("1"), "p")
+            fresh = await client.recv_type("server-join", "refresh_data")
+    assert fresh["type"] == "server-join"
+    assert fresh["data"]["users"]["a"]["status"] == "idle"
+
+
 async def test_the_ttl_reloads_watched_guilds_and_sends_only_real_changes():
     provider = Mutable()
     async with running_server([("p", provider)], environ=QUIET, refresh_seconds=1) as server:
