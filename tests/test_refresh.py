@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from dback_mock.world import MockWorld
-
 from dback_core import hookimpl
 from dback_core.events import ClientIdUpdate, Refresh
 from dback_core.testing import Client, running_server
+from dback_mock.world import MockWorld
 
 QUIET = {"DBACK_PLUGINS": ""}
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from dback_discord.config import ConfigError, GuildOptions, load_config, parse_config
-from dback_discord.records import short_id
 
 from dback_core.plugins import FAILED, NotConfigured, load_plugins
+from dback_discord.config import ConfigError, GuildOptions, load_config, parse_config
+from dback_discord.records import short_id
 
 EXAMPLE = """
 [bot]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dback_discord.config import GuildOptions
-from dback_discord.records import short_id
 from discord_world import (
     ALICE,
     BOB,
@@ -19,6 +17,8 @@ from discord_world import (
 )
 
 from dback_core.testing import Client
+from dback_discord.config import GuildOptions
+from dback_discord.records import short_id
 
 
 async def test_every_guild_of_the_bot_is_listed_with_a_stable_short_id(fake, monkeypatch, tmp_path):

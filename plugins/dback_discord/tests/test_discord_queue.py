@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from dback_core.events import Presence, Refresh
 from dback_discord.bot import DzoneClient
 from dback_discord.config import DiscordConfig
-
-from dback_core.events import Presence, Refresh
 
 
 async def test_a_full_queue_is_replaced_by_a_reload():

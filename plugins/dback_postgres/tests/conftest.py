@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from dback_postgres import migrations
 from postgres_helpers import ADMIN_DSN, dsn_for
+
+from dback_postgres import migrations
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import sys
 
 import asyncpg
 from click.testing import CliRunner
-from dback_postgres import migrations
-from dback_postgres.commands import postgres
 from postgres_helpers import wait_until
 
 from dback_core.testing import Client, running_server
+from dback_postgres import migrations
+from dback_postgres.commands import postgres
 
 
 async def columns(connection: asyncpg.Connection, table: str) -> dict[str, str]:
