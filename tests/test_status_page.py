@@ -7,13 +7,19 @@ page. A screenshot is kept under ``test-artifacts/`` for people to look at.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from playwright.async_api import async_playwright, expect
 
+from dback_core.cli import cli
 from dback_core.events import Message, Presence
 from dback_core.testing import running_server
 
@@ -98,10 +104,14 @@ async def test_page_shows_members_presence_and_chat(quiet_mock_server, page):
 
 
 async def test_page_lists_plugins_like_the_cli(quiet_mock_server, page):
+    """``dback plugins --json`` and the page show the same names, versions and order."""
     server = quiet_mock_server
+    listed = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert listed.exit_code == 0, listed.output
+    expected = json.loads(listed.output)
+    assert expected["order"] == ["dback-mock"]
     await page.goto(_url(server))
     items = page.locator("#plugins .plugin")
-    expected = server.plugins.describe()
     await expect(items).to_have_count(len(expected["order"]), timeout=WAIT_MS)
     versions = {entry["name"]: entry["version"] for entry in expected["plugins"]}
     assert await items.evaluate_all("nodes => nodes.map(n => n.dataset.name)") == expected["order"]
@@ -120,3 +130,44 @@ async def test_switching_guilds_and_passworded_guild(quiet_mock_server, page):
     await page.select_option("#guilds", "oauth")
     await expect(page.locator("#error")).to_contain_text("authentication", timeout=WAIT_MS)
     await expect(page.locator("#login")).to_be_visible()
+
+
+def _get(server, path: str) -> tuple[int, str, bytes]:
+    host, port = server.address
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as answer:
+            return answer.status, answer.headers["Content-Type"], answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read()
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/", "text/html; charset=utf-8"),
+        ("/_dback/status.css", "text/css; charset=utf-8"),
+        ("/_dback/status.js", "text/javascript; charset=utf-8"),
+    ],
+)
+async def test_the_page_loads_nothing_from_elsewhere(quiet_mock_server, path, content_type):
+    """No CDN, no web font, no absolute URL: the page works on a machine without internet."""
+    status, served_type, body = await asyncio.to_thread(_get, quiet_mock_server, path)
+    assert status == 200
+    assert served_type == content_type
+    assert re.search(rb"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", body, re.IGNORECASE) is None
+
+
+async def test_with_a_static_dir_the_page_moves_aside(tmp_path, monkeypatch):
+    (tmp_path / "index.html").write_text("<title>d-zone</title>")
+    monkeypatch.setenv("DBACK_PLUGINS", "dback-mock")
+    async with running_server(static_dir=tmp_path) as server:
+        front = await asyncio.to_thread(_get, server, "/")
+        status_page = await asyncio.to_thread(_get, server, "/_dback/index.html")
+        unknown = await asyncio.to_thread(_get, server, "/_dback/secret.py")
+        escape = await asyncio.to_thread(_get, server, "/_dback/../pyproject.toml")
+    assert front[0] == 200
+    assert front[2] == b"<title>d-zone</title>"
+    assert status_page[0] == 200
+    assert b"<title>dback status</title>" in status_page[2]
+    assert unknown[0] == 404
+    assert escape[0] == 404

@@ -1,7 +1,8 @@
 """The path a third party takes: a plugin in its own folder, pip-installed beside dback-core.
 
 The plugin is the tutorial's, taken from docs/plugins.md as written. It is installed with pip
-into a fresh virtual environment together with dback-core from this repository; then the
+into a fresh virtual environment together with dback-core (a clean copy of this repository's
+sources, so no earlier build output can slip into the install); then the
 installed ``dback`` command must list it, and ``dback serve`` must serve its guild to a
 WebSocket client and agree with ``dback plugins`` on names, versions and order.
 """
@@ -12,6 +13,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,11 +55,19 @@ def fresh_venv(tmp_path_factory) -> Path:
     (project / "dback_weather" / "plugin.py").write_text(
         _block("### 3. `dback_weather/plugin.py`", "python")
     )
+    core = base / "dback-core"
+    core.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, core / name)
+    for package in ("dback_core", "d_back"):
+        shutil.copytree(
+            ROOT / package, core / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     install = subprocess.run(
-        [*pip, "install", str(ROOT), str(project)],
+        [*pip, "install", str(core), str(project)],
         capture_output=True,
         text=True,
         timeout=600,
