@@ -144,6 +144,7 @@ async def proxied(tmp_path, monkeypatch):
     _self_signed(tmp_path)
     monkeypatch.setenv("DBACK_PLUGINS", "dback-mock")
     monkeypatch.setenv("DBACK_MOCK_INTERVAL", "3600")
+    monkeypatch.setenv("DBACK_MOCK_SEED", "11")
     async with running_server() as server:
         tls_port, http_port = _free_port(), _free_port()
         (tmp_path / "dback.conf").write_text(
@@ -178,11 +179,12 @@ async def test_websocket_and_http_through_nginx_with_tls(proxied):
         assert client.server_list[DEFAULT_GUILD]["name"] == "D-World"
         world = await client.join("dworld")
         assert world["type"] == "server-join"
-        uid = next(iter(world["data"]["users"]))
-        await server.publish(Presence(DEFAULT_GUILD, uid, "dnd"))
+        user = next(iter(world["data"]["users"].values()))
+        status = "idle" if user["status"] == "dnd" else "dnd"  # a change, so it is sent
+        await server.publish(Presence(DEFAULT_GUILD, user["uid"], status))
         change = await client.recv_type("presence")
-        assert change["data"]["uid"] == uid
-        assert change["data"]["status"] == "dnd"
+        assert change["data"]["uid"] == user["uid"]
+        assert change["data"]["status"] == status
         assert len(server.connections) == 1
 
     base = f"https://127.0.0.1:{tls_port}"
