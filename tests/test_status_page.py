@@ -44,6 +44,7 @@ async def quiet_mock_server(monkeypatch):
     monkeypatch.setenv("DBACK_PLUGINS", "dback-mock")
     monkeypatch.setenv("DBACK_MOCK_INTERVAL", "3600")
     monkeypatch.setenv("DBACK_MOCK_SEED", "7")
+    monkeypatch.setenv("DBACK_MOCK_PASSWORD", "sesame")
     async with running_server() as server:
         yield server
 
@@ -119,7 +120,7 @@ async def test_page_lists_plugins_like_the_cli(quiet_mock_server, page):
         await expect(items.nth(index).locator(".label")).to_have_text(f"{name} {versions[name]}")
 
 
-async def test_switching_guilds_and_passworded_guild(quiet_mock_server, page):
+async def test_switching_guilds_and_logging_in_to_a_passworded_guild(quiet_mock_server, page):
     server = quiet_mock_server
     await page.goto(_url(server))
     await expect(page.locator("#guild-name")).to_have_text("D-World", timeout=WAIT_MS)
@@ -130,6 +131,18 @@ async def test_switching_guilds_and_passworded_guild(quiet_mock_server, page):
     await page.select_option("#guilds", "oauth")
     await expect(page.locator("#error")).to_contain_text("authentication", timeout=WAIT_MS)
     await expect(page.locator("#login")).to_be_visible()
+    await page.fill("#password", "wrong")
+    await page.click("#login button")
+    await expect(page.locator("#error")).to_contain_text("failed", timeout=WAIT_MS)
+    await page.fill("#password", "sesame")
+    await page.click("#login button")
+    await expect(page.locator("#guild-name")).to_have_text(
+        "OAuth2 Protected Server", timeout=WAIT_MS
+    )
+    await expect(page.locator("#error")).to_be_hidden()
+    await expect(page.locator("#login")).to_be_hidden()
+    oauth = json.loads((await server.directory.guild("123456789012345678")).users_json())
+    await expect(page.locator(".member")).to_have_count(len(oauth), timeout=WAIT_MS)
 
 
 def _get(server, path: str) -> tuple[int, str, bytes]:
