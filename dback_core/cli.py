@@ -18,7 +18,7 @@ import click
 
 from dback_core.config import Settings
 from dback_core.hooks import PluginHooks
-from dback_core.logs import configure_logging
+from dback_core.logs import FORMATS, configure_logging
 from dback_core.plugins import PluginError, PluginSet, load_plugins
 from dback_core.server import DbackServer
 from dback_core.version import __version__
@@ -48,9 +48,17 @@ def cli() -> None:
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
-def serve(host: str, port: int, static_dir: Path | None, log_level: str) -> None:
+@click.option(
+    "--log-format",
+    envvar="DBACK_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    type=click.Choice(FORMATS, case_sensitive=False),
+    help="'json' writes one JSON object per line, for log shippers.",
+)
+def serve(host: str, port: int, static_dir: Path | None, log_level: str, log_format: str) -> None:
     """Serve d-zone clients until SIGINT or SIGTERM."""
-    configure_logging(log_level)
+    configure_logging(log_level, log_format.lower())
     try:
         settings = Settings.from_env(host=host, port=port, static_dir=static_dir)
         plugins = _plugin_set()

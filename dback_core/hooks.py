@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
+from dback_core.metrics import Metrics
 from dback_core.plugins import NOT_CONFIGURED, NotConfigured, PluginRecord, PluginSet
 
 log = logging.getLogger(__name__)
@@ -43,9 +45,12 @@ NO_ANSWER = _NoAnswer()
 class PluginHooks:
     """Typed, ordered, awaited access to the plugins' hooks."""
 
-    def __init__(self, plugins: PluginSet, timeout: float = 10.0) -> None:
+    def __init__(
+        self, plugins: PluginSet, timeout: float = 10.0, metrics: Metrics | None = None
+    ) -> None:
         self.plugins = plugins
         self.timeout = timeout
+        self.metrics = metrics
         self._implementations: dict[str, list[tuple[PluginRecord, Callable[..., Any]]]] = {}
 
     def implementations(self, hook: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
@@ -74,6 +79,8 @@ class PluginHooks:
     async def _call(
         self, record: PluginRecord, function: Callable[..., Any], hook: str, kwargs: dict
     ) -> Any:
+        started = time.perf_counter()
+        error: str | None = None
         try:
             result = function(**kwargs)
             if inspect.isawaitable(result):
@@ -84,9 +91,14 @@ class PluginHooks:
         except NotConfigured:
             raise
         except TimeoutError:
+            error = "timeout"
             log.warning("plugin %s: %s took longer than %.1fs", record.name, hook, self.timeout)
         except Exception:
+            error = "exception"
             log.exception("plugin %s: %s raised", record.name, hook)
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe_call(record.name, hook, time.perf_counter() - started, error)
         return NO_ANSWER
 
     async def call_each(self, hook: str, **kwargs: Any) -> list[tuple[PluginRecord, Any]]:

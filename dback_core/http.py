@@ -1,4 +1,4 @@
-"""Plain HTTP on the WebSocket port: version, health, and a front end's static files.
+"""Plain HTTP on the WebSocket port: version, health, metrics, and a front end's static files.
 
 The d-zone client is usually served from the same origin as its socket, so dback serves a
 directory of static files. Paths are resolved and then checked to lie inside that directory
@@ -26,6 +26,8 @@ StaticHandler = Callable[[str], Awaitable[tuple[str, str | bytes] | None]]
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 VERSION_PATH = "/api/version"
+PLUGINS_PATH = "/api/plugins"
+METRICS_PATH = "/metrics"
 
 
 def is_websocket_upgrade(request: Request) -> bool:

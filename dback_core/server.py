@@ -20,13 +20,15 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from dback_core import http, protocol
+from dback_core import http, protocol, status_page
 from dback_core.config import Settings
 from dback_core.directory import Directory, Guild
 from dback_core.events import Event, Refresh
 from dback_core.fanout import Fanout, Viewer
 from dback_core.hooks import PluginHooks
 from dback_core.limits import ConnectionCounter, TokenBucket
+from dback_core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from dback_core.metrics import Metrics
 from dback_core.plugins import PluginSet
 from dback_core.records import ServerInfo
 from dback_core.sources import SourceRunner
@@ -51,6 +53,15 @@ def _requested_server(data: dict[str, Any]) -> str:
 def _address(connection: ServerConnection) -> str:
     remote = connection.remote_address
     return str(remote[0]) if remote else "unknown"
+
+
+def _page_response(name: str) -> Response:
+    """One file of dback's own status page, or 404."""
+    answer = status_page.asset(name)
+    if answer is None:
+        return http.response(404, "Not Found")
+    content_type, body = answer
+    return http.response(200, body, content_type)
 
 
 _CONNECT_FIELDS = {
@@ -81,7 +92,10 @@ class DbackServer:
     ) -> None:
         self.settings = settings or Settings()
         self.plugins = plugins
-        self.hooks = PluginHooks(plugins, timeout=self.settings.provider_timeout)
+        self.metrics = Metrics()
+        self.hooks = PluginHooks(
+            plugins, timeout=self.settings.provider_timeout, metrics=self.metrics
+        )
         self.directory = Directory(self.hooks)
         self.fanout = Fanout(self.settings.max_client_buffer)
         self.sources = SourceRunner(self.publish)
@@ -94,6 +108,7 @@ class DbackServer:
         self._refresher: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.ready = False
+        self.metrics.watch(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -167,6 +182,7 @@ class DbackServer:
         afterwards; a bus injecting events from other processes passes ``relay=False`` so
         that nothing is echoed back.
         """
+        self.metrics.events_in.labels(type(event).__name__).inc()
         if isinstance(event, Refresh):
             # Plugins refresh after every reconnect; only the API's ``refresh_data`` (origin
             # None, not relayed) is an explicit request to resend an unchanged world.
@@ -175,7 +191,7 @@ class DbackServer:
             frame = self.directory.apply(event, origin)
             if frame is None:
                 return
-            self.fanout.broadcast(event.server_id, frame)
+            self.metrics.frames_out.inc(self.fanout.broadcast(event.server_id, frame))
         if relay:
             await self.hooks.event_applied(event, origin)
 
@@ -243,6 +259,12 @@ class DbackServer:
         if path == http.READY_PATH:
             status = 200 if self.ready and self.directory.servers_loaded else 503
             return http.json_response(status, {"ready": status == 200})
+        if path == http.METRICS_PATH:
+            return http.response(200, self.metrics.render(), METRICS_CONTENT_TYPE)
+        if path == http.PLUGINS_PATH:
+            return http.json_response(200, self.plugins.describe())
+        if path.startswith(status_page.ASSET_PREFIX):
+            return _page_response(path.removeprefix(status_page.ASSET_PREFIX))
         if self.static_handler is not None:
             answer = await self.static_handler(path)
             if answer is not None:
@@ -251,7 +273,7 @@ class DbackServer:
         if self.static_dir is not None:
             return await asyncio.to_thread(http.static_file, self.static_dir, path)
         if path == "/":
-            return http.response(200, "dback is running. Point a d-zone client at this address.\n")
+            return _page_response("index.html")
         return http.response(404, "Not Found")
 
     # -- WebSocket sessions ----------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""Prometheus metrics for one server: what it serves, what flows through it, how plugins fare.
+
+Each ``DbackServer`` owns its own ``CollectorRegistry``, so several servers in one process
+(tests, embedding) never share or clash over counters. Counters that the hot path would
+otherwise have to maintain - connections per guild, slow clients dropped, plugin status - are
+read from the server's own state when ``/metrics`` is scraped, so serving costs nothing extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from dback_core.server import DbackServer
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: Provider latency buckets: from a cached dict lookup to a slow remote API near the timeout.
+_LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The counters a server updates as it works, and the registry that exposes them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events_in = Counter(
+            "dback_events",
+            "Events published into the server, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.frames_out = Counter(
+            "dback_frames_out",
+            "Broadcast frames written to client connections.",
+            registry=self.registry,
+        )
+        self.provider_calls = Counter(
+            "dback_provider_calls",
+            "Plugin hook calls, by plugin and hook.",
+            ["plugin", "hook"],
+            registry=self.registry,
+        )
+        self.provider_errors = Counter(
+            "dback_provider_errors",
+            "Plugin hook calls that raised or timed out, by plugin, hook and reason.",
+            ["plugin", "hook", "reason"],
+            registry=self.registry,
+        )
+        self.provider_latency = Histogram(
+            "dback_provider_call_seconds",
+            "Time plugin hook calls took, by plugin and hook.",
+            ["plugin", "hook"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def watch(self, server: DbackServer) -> None:
+        """Expose the live state of ``server`` (connections, plugins) on each scrape."""
+        self.registry.register(_ServerState(server))
+
+    def observe_call(self, plugin: str, hook: str, seconds: float, error: str | None) -> None:
+        """Record one plugin hook call; ``error`` is ``"exception"``, ``"timeout"`` or None."""
+        self.provider_calls.labels(plugin, hook).inc()
+        self.provider_latency.labels(plugin, hook).observe(seconds)
+        if error is not None:
+            self.provider_errors.labels(plugin, hook, error).inc()
+
+    def render(self) -> bytes:
+        """The text exposition format, as served on ``/metrics``."""
+        return generate_latest(self.registry)
+
+
+class _ServerState(Collector):
+    """Gauges computed from the server's state at scrape time."""
+
+    def __init__(self, server: DbackServer) -> None:
+        self.server = server
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        server = self.server
+        fanout = server.fanout
+        per_guild = GaugeMetricFamily(
+            "dback_connections_per_guild",
+            "Clients watching each guild, by guild snowflake.",
+            labels=["guild"],
+        )
+        for guild, connections in sorted(fanout.by_guild.items()):
+            per_guild.add_metric([guild], len(connections))
+        yield per_guild
+        yield GaugeMetricFamily(
+            "dback_connections", "Open WebSocket connections.", value=len(fanout.viewers)
+        )
+        yield GaugeMetricFamily(
+            "dback_guilds", "Guilds in the server list.", value=len(server.directory.servers)
+        )
+        yield CounterMetricFamily(
+            "dback_slow_clients_dropped",
+            "Clients disconnected because they stopped reading.",
+            value=fanout.slow_disconnects,
+        )
+        yield GaugeMetricFamily(
+            "dback_ready", "1 once plugins started and the guild list loaded.", value=_ready(server)
+        )
+        status = GaugeMetricFamily(
+            "dback_plugin_status",
+            "1 for each plugin's current status (active, disabled, failed, not configured).",
+            labels=["plugin", "version", "status"],
+        )
+        for record in server.plugins.records:
+            status.add_metric([record.name, record.version or "", record.status], 1)
+        yield status
+
+
+def _ready(server: DbackServer) -> int:
+    return int(server.ready and server.directory.servers_loaded)

@@ -1,0 +1,202 @@
+"""The deployment examples work: systemd accepts the units, nginx proxies TLS and WebSocket.
+
+The files in docs/examples/ are the ones shown in docs/deployment.md. nginx runs for real on
+loopback ports with a throw-away self-signed certificate, in front of a real dback; a client
+connects through it with ``wss://`` and receives live events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dback_core.events import Presence
+from dback_core.testing import Client, running_server
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "docs" / "examples"
+GUIDE = (ROOT / "docs" / "deployment.md").read_text()
+EXAMPLE_DBACK = "/opt/dback/.venv/bin/dback"
+DEFAULT_GUILD = "232769614004748288"
+
+
+@pytest.mark.parametrize("name", ["dback.service", "dback-edge@.service", "nginx-dback.conf"])
+def test_the_guide_shows_the_example_files(name):
+    assert (EXAMPLES / name).read_text() in GUIDE
+
+
+@pytest.mark.parametrize(
+    ("name", "unit"),
+    [("dback.service", "dback.service"), ("dback-edge@.service", "dback-edge@3001.service")],
+)
+def test_systemd_accepts_the_units(tmp_path, name, unit):
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is required: apt-get install -y systemd"
+    dback = str(Path(sys.executable).with_name("dback"))
+    assert Path(dback).exists(), "the dback command must be installed beside this Python"
+    text = (EXAMPLES / name).read_text()
+    assert EXAMPLE_DBACK in text
+    (tmp_path / unit).write_text(text.replace(EXAMPLE_DBACK, dback))
+    result = subprocess.run(
+        [analyze, "verify", str(tmp_path / unit)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout + result.stderr == ""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _substitute(text: str, old: str, new: str) -> str:
+    assert old in text, f"the nginx example no longer contains {old!r}"
+    return text.replace(old, new)
+
+
+def _site(tls_port: int, http_port: int, dback_port: int, certs: Path) -> str:
+    """The example with loopback ports and the test's certificate, nothing else changed."""
+    text = (EXAMPLES / "nginx-dback.conf").read_text()
+    text = _substitute(text, "listen 443 ssl;", f"listen 127.0.0.1:{tls_port} ssl;")
+    text = _substitute(text, "listen 80;", f"listen 127.0.0.1:{http_port};")
+    text = _substitute(text, "server 127.0.0.1:3000;", f"server 127.0.0.1:{dback_port};")
+    text = _substitute(text, "/etc/ssl/dback/fullchain.pem", str(certs / "cert.pem"))
+    return _substitute(text, "/etc/ssl/dback/privkey.pem", str(certs / "key.pem"))
+
+
+def _main_config(workdir: Path) -> str:
+    temp = {name: workdir / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    for path in temp.values():
+        path.mkdir()
+    return f"""
+daemon off;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {temp["body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
+    include {workdir}/dback.conf;
+}}
+"""
+
+
+def _self_signed(certs: Path) -> None:
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is required: apt-get install -y openssl"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-nodes", "-newkey", "ec",
+            "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-keyout", str(certs / "key.pem"), "-out", str(certs / "cert.pem"),
+            "-days", "1", "-subj", "/CN=localhost",
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+async def _wait_listening(port: int, process: subprocess.Popen, workdir: Path) -> None:
+    for _ in range(300):
+        assert process.poll() is None, (workdir / "error.log").read_text()
+        with contextlib.suppress(OSError):
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("nginx did not start listening")
+
+
+def _fetch(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str, str]:
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    handlers = [NoRedirect(), urllib.request.HTTPSHandler(context=context)]
+    opener = urllib.request.build_opener(*handlers)
+    try:
+        with opener.open(url, timeout=10) as answer:
+            return answer.status, answer.read().decode(), answer.headers.get("Location", "")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(), error.headers.get("Location", "")
+
+
+@pytest.fixture
+async def proxied(tmp_path, monkeypatch):
+    """A mock-serving dback behind nginx with the example configuration."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(nginx).exists(), "nginx is required: apt-get install -y nginx-light"
+    _self_signed(tmp_path)
+    monkeypatch.setenv("DBACK_PLUGINS", "dback-mock")
+    monkeypatch.setenv("DBACK_MOCK_INTERVAL", "3600")
+    monkeypatch.setenv("DBACK_MOCK_SEED", "11")
+    async with running_server() as server:
+        tls_port, http_port = _free_port(), _free_port()
+        (tmp_path / "dback.conf").write_text(
+            _site(tls_port, http_port, server.address[1], tmp_path)
+        )
+        (tmp_path / "nginx.conf").write_text(_main_config(tmp_path))
+        process = subprocess.Popen(
+            [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            await _wait_listening(tls_port, process, tmp_path)
+            await _wait_listening(http_port, process, tmp_path)
+            yield server, tls_port, http_port
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _insecure_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def test_websocket_and_http_through_nginx_with_tls(proxied):
+    server, tls_port, http_port = proxied
+    context = _insecure_context()
+    async with Client(f"wss://127.0.0.1:{tls_port}/", timeout=15, ssl=context) as client:
+        assert client.server_list[DEFAULT_GUILD]["name"] == "D-World"
+        world = await client.join("dworld")
+        assert world["type"] == "server-join"
+        user = next(iter(world["data"]["users"].values()))
+        status = "idle" if user["status"] == "dnd" else "dnd"  # a change, so it is sent
+        await server.publish(Presence(DEFAULT_GUILD, user["uid"], status))
+        change = await client.recv_type("presence")
+        assert change["data"]["uid"] == user["uid"]
+        assert change["data"]["status"] == status
+        assert len(server.connections) == 1
+
+    base = f"https://127.0.0.1:{tls_port}"
+    status, body, _ = await asyncio.to_thread(_fetch, f"{base}/healthz", context)
+    assert (status, body) == (200, '{"status": "ok"}')
+    status, body, _ = await asyncio.to_thread(_fetch, f"{base}/", context)
+    assert status == 200
+    assert "<title>dback status</title>" in body
+    status, body, _ = await asyncio.to_thread(_fetch, f"{base}/metrics", context)
+    assert status == 200
+    assert "dback_connections " in body
+
+    status, _, location = await asyncio.to_thread(_fetch, f"http://127.0.0.1:{http_port}/x")
+    assert status == 301
+    assert location == "https://127.0.0.1/x"

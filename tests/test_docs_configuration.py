@@ -1,0 +1,117 @@
+"""docs/configuration.md lists every setting with its real default, and nothing that is not one.
+
+The core table is checked against ``Settings`` and the ``dback`` command line; each plugin's
+section against the ``DBACK_*`` names its source code reads.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import click
+import pytest
+
+from dback_core import plugins as plugin_loading
+from dback_core.cli import cli
+from dback_core.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXT = (ROOT / "docs" / "configuration.md").read_text()
+VARIABLE = re.compile(r"DBACK_[A-Z0-9_]*[A-Z0-9]")
+
+
+def section(title: str) -> str:
+    assert f"\n## {title}\n" in TEXT, f"docs/configuration.md has no '## {title}' section"
+    return TEXT.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def table(text: str) -> dict[str, list[str]]:
+    """Rows of the markdown tables in ``text``, keyed by their first cell without backticks."""
+    rows = {}
+    for line in text.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+CORE = table(section("Core"))
+
+
+def rendered(value: object) -> str:
+    if value is None:
+        return "`none`"
+    if value == "":
+        return '`""`'
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    return f"`{value}`"
+
+
+def serve_options() -> list[click.Option]:
+    return [param for param in cli.commands["serve"].params if isinstance(param, click.Option)]
+
+
+@pytest.mark.parametrize("field", fields(Settings), ids=lambda field: field.name)
+def test_every_setting_is_documented_with_its_default(field):
+    variable = f"DBACK_{field.name.upper()}"
+    assert variable in CORE, f"{variable} is missing from docs/configuration.md"
+    option, default = CORE[variable][0], CORE[variable][1]
+    expected = field.default if field.default is not MISSING else field.default_factory()
+    assert default == rendered(expected), f"{variable}: documented default {default}"
+    flag = "--" + field.name.replace("_", "-")
+    documented_flag = option.strip("`") or None
+    offered = {opt for param in serve_options() for opt in param.opts}
+    assert documented_flag == (flag if flag in offered else None), variable
+
+
+@pytest.mark.parametrize("option", serve_options(), ids=lambda option: option.name)
+def test_every_serve_option_is_documented_with_its_variable_and_default(option):
+    assert option.envvar, f"--{option.name} has no environment variable"
+    row = CORE.get(option.envvar)
+    assert row is not None, f"{option.envvar} is missing from docs/configuration.md"
+    assert row[0] == f"`{option.opts[0]}`"
+    default = option.to_info_dict()["default"]  # None for "no default", in every click
+    assert row[1] == rendered(default), f"{option.envvar}: documented default {row[1]}"
+
+
+def test_every_other_command_option_is_documented():
+    options = {opt for param in cli.params for opt in param.opts}
+    for name, command in cli.commands.items():
+        if name != "serve":
+            options |= {opt for param in command.params for opt in param.opts}
+    options.add("--help")
+    for option in options:
+        assert f"`{option}`" in TEXT, f"{option} is missing from docs/configuration.md"
+
+
+def test_the_core_table_holds_only_real_settings():
+    known = {f"DBACK_{field.name.upper()}" for field in fields(Settings)}
+    known |= {option.envvar for option in serve_options()}
+    known |= {plugin_loading.PLUGINS_ENV, plugin_loading.DISABLE_ENV, plugin_loading.STRICT_ENV}
+    assert set(CORE) == known
+
+
+def _plugin_dirs() -> list[Path]:
+    return sorted(path.parent for path in ROOT.glob("plugins/*/pyproject.toml"))
+
+
+@pytest.mark.parametrize("plugin_dir", _plugin_dirs(), ids=lambda path: path.name)
+def test_every_plugin_variable_is_documented(plugin_dir):
+    name = tomllib.loads((plugin_dir / "pyproject.toml").read_text())["project"]["name"]
+    documented = set(table(section(f"Plugin {name}")))
+    used = set()
+    for source in plugin_dir.rglob("*.py"):
+        if "tests" in source.relative_to(plugin_dir).parts:
+            continue
+        used |= {
+            variable
+            for variable in VARIABLE.findall(source.read_text())
+            if variable.startswith(f"DBACK_{name.removeprefix('dback-').upper()}_")
+        }
+    assert used, f"{name} reads no DBACK_* variable of its own?"
+    assert used <= documented, f"undocumented: {sorted(used - documented)}"

@@ -1,0 +1,142 @@
+"""Logs: JSON lines on request, plugin failures named, and never a password or token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+
+import pytest
+
+from dback_core import hookimpl
+from dback_core.logs import configure_logging, redact
+from dback_core.testing import Client, running_server
+
+PASSWORD = "sesame-7f3a9c"
+WRONG_PASSWORD = "guess-5b1e2d"
+DISCORD_TOKEN = "MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs"
+DSN_PASSWORD = "hunter2-9d8c"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        (f"cannot connect to postgresql://dback:{DSN_PASSWORD}@db:5432/dback", DSN_PASSWORD),
+        (f"redis://:{DSN_PASSWORD}@cache:6379/0 refused", DSN_PASSWORD),
+        (f"login failed: password={PASSWORD}", PASSWORD),
+        (f'{{"password": "{PASSWORD}", "server": "oauth"}}', PASSWORD),
+        (f"{{'discordToken': '{DISCORD_TOKEN}'}}", DISCORD_TOKEN),
+        (f"Improper token has been passed: {DISCORD_TOKEN}", DISCORD_TOKEN),
+        (f"DBACK_DISCORD_TOKEN={DISCORD_TOKEN}", DISCORD_TOKEN),
+    ],
+)
+def test_secrets_are_redacted(text, secret):
+    cleaned = redact(text)
+    assert secret not in cleaned
+    assert "***" in cleaned
+
+
+def test_ordinary_text_is_left_alone():
+    text = "serving 4 guilds on ws://127.0.0.1:3000; client 127.0.0.1 joined dworld"
+    assert redact(text) == text
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+async def test_a_failing_plugin_is_named_in_json_lines_without_its_secret(capsys, restore_logging):
+    class Broken:
+        @hookimpl
+        def get_user_data(self, server_id):
+            raise ConnectionError(f"cannot reach postgresql://dback:{DSN_PASSWORD}@db/dback")
+
+    class Provider:
+        @hookimpl
+        def get_server_data(self):
+            return {"1": {"id": "one", "name": "One"}}
+
+    configure_logging("INFO", "json")
+    plugins = [("broken-db", Broken()), ("provider", Provider())]
+    async with running_server(plugins, environ={"DBACK_PLUGINS": ""}) as server:
+        async with Client(server) as client:
+            await client.join("one")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    failures = [line for line in lines if line["message"].startswith("plugin broken-db:")]
+    assert failures, lines
+    assert failures[0]["level"] == "ERROR"
+    assert "get_user_data" in failures[0]["message"]
+    assert "ConnectionError" in failures[0]["exception"]
+    assert DSN_PASSWORD not in json.dumps(lines)
+
+
+def test_an_unknown_log_format_is_a_clear_error(restore_logging):
+    with pytest.raises(ValueError, match="DBACK_LOG_FORMAT"):
+        configure_logging("INFO", "xml")
+
+
+async def _serving_port(stream: asyncio.StreamReader, seen: list[str]) -> int:
+    while True:
+        line = (await asyncio.wait_for(stream.readline(), 30)).decode()
+        assert line, "dback serve exited early:\n" + "".join(seen)
+        seen.append(line)
+        message = json.loads(line)["message"]
+        if message.startswith("serving "):
+            return int(message.rsplit(":", 1)[1])
+
+
+async def test_dback_serve_logs_json_lines_and_never_credentials():
+    """A real ``dback serve`` at DEBUG: every line JSON, no password or token anywhere."""
+    environ = {
+        **os.environ,
+        "DBACK_PLUGINS": "dback-mock",
+        "DBACK_MOCK_PASSWORD": PASSWORD,
+        "DBACK_MOCK_INTERVAL": "0.05",
+        "DBACK_LOG_FORMAT": "json",
+        "DBACK_LOG_LEVEL": "DEBUG",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dback_core",
+        "serve",
+        "--port",
+        "0",
+        env=environ,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    seen: list[str] = []
+    try:
+        port = await _serving_port(process.stderr, seen)
+        url = f"ws://127.0.0.1:{port}"
+        async with Client(url) as client:
+            refused = await client.join("oauth", password=WRONG_PASSWORD)
+            assert refused["type"] == "error"
+            refused = await client.join("oauth", discordToken=DISCORD_TOKEN)
+            assert refused["type"] == "error"
+            admitted = await client.join("oauth", password=PASSWORD)
+            assert admitted["type"] == "server-join"
+            await client.recv_type("presence")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, rest = await asyncio.wait_for(process.communicate(), 30)
+    text = "".join(seen) + rest.decode()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert {"time", "level", "logger", "message"} <= set(lines[0])
+    messages = [line["message"] for line in lines]
+    assert any(message.startswith("plugins: dback-mock") for message in messages)
+    assert any("connected" in message for message in messages)
+    for secret in (PASSWORD, WRONG_PASSWORD, DISCORD_TOKEN):
+        assert secret not in text
+    assert process.returncode == 0

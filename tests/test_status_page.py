@@ -1,0 +1,186 @@
+"""The status page in a real headless browser (Debian's chromium driven by Playwright).
+
+The page is served by a real server with the installed mock plugin; changes are pushed
+through ``server.publish`` exactly as a plugin's event source would, and must show up on the
+page. A screenshot is kept under ``test-artifacts/`` for people to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from playwright.async_api import async_playwright, expect
+
+from dback_core.cli import cli
+from dback_core.events import Message, Presence
+from dback_core.testing import running_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+DEFAULT_GUILD = "232769614004748288"
+#: Generous: waiting for the browser, never a claim about speed.
+WAIT_MS = 15_000
+
+
+@pytest.fixture
+async def quiet_mock_server(monkeypatch):
+    """The mock with a simulation too slow to interfere: only the test changes the world."""
+    monkeypatch.setenv("DBACK_PLUGINS", "dback-mock")
+    monkeypatch.setenv("DBACK_MOCK_INTERVAL", "3600")
+    monkeypatch.setenv("DBACK_MOCK_SEED", "7")
+    monkeypatch.setenv("DBACK_MOCK_PASSWORD", "sesame")
+    async with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+async def page():
+    assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), (
+        "Debian's chromium is required: apt-get install -y chromium"
+    )
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield await browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            await browser.close()
+
+
+def _url(server) -> str:
+    host, port = server.address
+    return f"http://{host}:{port}/"
+
+
+async def test_page_shows_members_presence_and_chat(quiet_mock_server, page):
+    server = quiet_mock_server
+    guild = await server.directory.guild(DEFAULT_GUILD)
+    users = json.loads(guild.users_json())
+    await page.goto(_url(server))
+
+    await expect(page.locator("#connection")).to_have_text("open", timeout=WAIT_MS)
+    await expect(page.locator("#guild-name")).to_have_text("D-World", timeout=WAIT_MS)
+    await expect(page.locator(".member")).to_have_count(len(users), timeout=WAIT_MS)
+    for user in list(users.values())[:5]:
+        card = page.locator(f'.member[data-uid="{user["uid"]}"]')
+        await expect(card.locator(".name")).to_have_text(user["username"])
+        await expect(card.locator(".dot")).to_have_attribute("data-status", user["status"])
+
+    target = next(iter(users.values()))
+    new_status = "dnd" if target["status"] != "dnd" else "idle"
+    await server.publish(Presence(DEFAULT_GUILD, target["uid"], new_status))
+    dot = page.locator(f'.member[data-uid="{target["uid"]}"] .dot')
+    await expect(dot).to_have_attribute("data-status", new_status, timeout=WAIT_MS)
+
+    await server.publish(Message(DEFAULT_GUILD, target["uid"], "hello from the status test"))
+    line = page.locator("#chat li").filter(has_text="hello from the status test")
+    await expect(line).to_have_count(1, timeout=WAIT_MS)
+    await expect(line.locator(".who")).to_have_text(target["username"])
+
+    newcomer = Presence(DEFAULT_GUILD, "999000111", "online", "newcomer", "#ff8800")
+    await server.publish(newcomer)
+    card = page.locator('.member[data-uid="999000111"]')
+    await expect(card.locator(".name")).to_have_text("newcomer", timeout=WAIT_MS)
+    await expect(card.locator(".name")).to_have_css("color", "rgb(255, 136, 0)")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "status-page.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 1000
+
+
+async def test_page_lists_plugins_like_the_cli(quiet_mock_server, page):
+    """``dback plugins --json`` and the page show the same names, versions and order."""
+    server = quiet_mock_server
+    listed = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert listed.exit_code == 0, listed.output
+    expected = json.loads(listed.output)
+    assert expected["order"] == ["dback-mock"]
+    await page.goto(_url(server))
+    items = page.locator("#plugins .plugin")
+    await expect(items).to_have_count(len(expected["order"]), timeout=WAIT_MS)
+    versions = {entry["name"]: entry["version"] for entry in expected["plugins"]}
+    assert await items.evaluate_all("nodes => nodes.map(n => n.dataset.name)") == expected["order"]
+    for index, name in enumerate(expected["order"]):
+        await expect(items.nth(index).locator(".label")).to_have_text(f"{name} {versions[name]}")
+
+
+async def test_switching_guilds_and_logging_in_to_a_passworded_guild(quiet_mock_server, page):
+    server = quiet_mock_server
+    await page.goto(_url(server))
+    await expect(page.locator("#guild-name")).to_have_text("D-World", timeout=WAIT_MS)
+    await page.select_option("#guilds", "docs")
+    await expect(page.locator("#guild-name")).to_have_text("Docs (WIP)", timeout=WAIT_MS)
+    docs = json.loads((await server.directory.guild("482241773318701056")).users_json())
+    await expect(page.locator(".member")).to_have_count(len(docs), timeout=WAIT_MS)
+    await page.select_option("#guilds", "oauth")
+    await expect(page.locator("#error")).to_contain_text("authentication", timeout=WAIT_MS)
+    await expect(page.locator("#login")).to_be_visible()
+    await page.fill("#password", "wrong")
+    await page.click("#login button")
+    await expect(page.locator("#error")).to_contain_text("failed", timeout=WAIT_MS)
+    await page.fill("#password", "sesame")
+    await page.click("#login button")
+    await expect(page.locator("#guild-name")).to_have_text(
+        "OAuth2 Protected Server", timeout=WAIT_MS
+    )
+    await expect(page.locator("#error")).to_be_hidden()
+    await expect(page.locator("#login")).to_be_hidden()
+    oauth = json.loads((await server.directory.guild("123456789012345678")).users_json())
+    await expect(page.locator(".member")).to_have_count(len(oauth), timeout=WAIT_MS)
+
+
+def _get(server, path: str) -> tuple[int, str, bytes]:
+    host, port = server.address
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as answer:
+            return answer.status, answer.headers["Content-Type"], answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read()
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/", "text/html; charset=utf-8"),
+        ("/_dback/status.css", "text/css; charset=utf-8"),
+        ("/_dback/status.js", "text/javascript; charset=utf-8"),
+    ],
+)
+async def test_the_page_loads_nothing_from_elsewhere(quiet_mock_server, path, content_type):
+    """No CDN, no web font, no absolute URL: the page works on a machine without internet."""
+    status, served_type, body = await asyncio.to_thread(_get, quiet_mock_server, path)
+    assert status == 200
+    assert served_type == content_type
+    assert re.search(rb"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", body, re.IGNORECASE) is None
+
+
+async def test_with_a_static_dir_the_page_moves_aside(tmp_path, monkeypatch):
+    (tmp_path / "index.html").write_text("<title>d-zone</title>")
+    monkeypatch.setenv("DBACK_PLUGINS", "dback-mock")
+    async with running_server(static_dir=tmp_path) as server:
+        front = await asyncio.to_thread(_get, server, "/")
+        status_page = await asyncio.to_thread(_get, server, "/_dback/index.html")
+        unknown = await asyncio.to_thread(_get, server, "/_dback/secret.py")
+        escape = await asyncio.to_thread(_get, server, "/_dback/../pyproject.toml")
+    assert front[0] == 200
+    assert front[2] == b"<title>d-zone</title>"
+    assert status_page[0] == 200
+    assert b"<title>dback status</title>" in status_page[2]
+    assert unknown[0] == 404
+    assert escape[0] == 404

@@ -1,0 +1,156 @@
+"""The path a third party takes: a plugin in its own folder, pip-installed beside dback-core.
+
+The plugin is the tutorial's, taken from docs/plugins.md as written. It is installed with pip
+into a fresh virtual environment together with dback-core (a clean copy of this repository's
+sources, so no earlier build output can slip into the install); then the
+installed ``dback`` command must list it, and ``dback serve`` must serve its guild to a
+WebSocket client and agree with ``dback plugins`` on names, versions and order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dback_core.testing import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+GUIDE = (ROOT / "docs" / "plugins.md").read_text()
+WEATHER_GUILD = "700000000000000001"
+
+
+def _block(heading: str, language: str) -> str:
+    match = re.search(rf"```{language}\n(.*?)```", GUIDE.split(heading, 1)[1], flags=re.DOTALL)
+    assert match, f"docs/plugins.md: no {language} block after {heading!r}"
+    return match.group(1)
+
+
+def _environment(venv: Path) -> dict[str, str]:
+    """The fresh environment's PATH, and none of this test run's dback settings."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("DBACK_", "PYTHON"))}
+    environ["PATH"] = f"{venv / 'bin'}{os.pathsep}{environ.get('PATH', '')}"
+    environ["VIRTUAL_ENV"] = str(venv)
+    environ["DBACK_WEATHER_INTERVAL"] = "0.2"
+    return environ
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory) -> Path:
+    """A new virtual environment with dback-core and the tutorial plugin pip-installed."""
+    base = tmp_path_factory.mktemp("third-party")
+    project = base / "dback-weather"
+    (project / "dback_weather").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(_block("### 2. `pyproject.toml`", "toml"))
+    (project / "dback_weather" / "__init__.py").write_text("")
+    (project / "dback_weather" / "plugin.py").write_text(
+        _block("### 3. `dback_weather/plugin.py`", "python")
+    )
+    core = base / "dback-core"
+    core.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, core / name)
+    for package in ("dback_core", "d_back"):
+        shutil.copytree(
+            ROOT / package, core / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    install = subprocess.run(
+        [*pip, "install", str(core), str(project)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    return venv
+
+
+def test_dback_plugins_lists_the_installed_plugin(fresh_venv):
+    listed = subprocess.run(
+        [str(fresh_venv / "bin" / "dback"), "plugins", "--json"],
+        env=_environment(fresh_venv),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    description = json.loads(listed.stdout)
+    assert description["order"] == ["dback-weather"]
+    (entry,) = description["plugins"]
+    assert entry["name"] == "dback-weather"
+    assert entry["version"] == "0.1.0"
+    assert entry["status"] == "active"
+    assert entry["hooks"] == ["event_sources", "get_server_data", "get_user_data"]
+
+
+def _get_json(port: int, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+async def _serving_port(stream: asyncio.StreamReader, seen: list[str]) -> int:
+    while True:
+        line = (await asyncio.wait_for(stream.readline(), 60)).decode()
+        assert line, "dback serve exited early:\n" + "".join(seen)
+        seen.append(line)
+        message = json.loads(line)["message"]
+        if message.startswith("serving "):
+            return int(message.rsplit(":", 1)[1])
+
+
+async def test_dback_serve_serves_the_plugins_data(fresh_venv):
+    environ = _environment(fresh_venv)
+    cli = subprocess.run(
+        [str(fresh_venv / "bin" / "dback"), "plugins", "--json"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    process = await asyncio.create_subprocess_exec(
+        str(fresh_venv / "bin" / "dback"),
+        "serve",
+        "--port",
+        "0",
+        "--log-format",
+        "json",
+        env=environ,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    seen: list[str] = []
+    try:
+        port = await _serving_port(process.stderr, seen)
+        async with Client(f"ws://127.0.0.1:{port}", timeout=30) as client:
+            assert client.server_list[WEATHER_GUILD]["name"] == "Weather"
+            world = await client.join("weather")
+            assert world["type"] == "server-join"
+            users = world["data"]["users"]
+            assert {user["username"] for user in users.values()} == {"Berlin", "Lisbon", "Oslo"}
+            assert users["1001"]["status"] == "online"
+            change = await client.recv_type("presence")
+            assert change["server"] == WEATHER_GUILD
+            assert change["data"]["uid"] in users
+        served = await asyncio.to_thread(_get_json, port, "/api/plugins")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    listed = json.loads(cli.stdout)
+    assert served["order"] == listed["order"] == ["dback-weather"]
+
+    def names_and_versions(description):
+        return [(entry["name"], entry["version"]) for entry in description["plugins"]]
+
+    assert names_and_versions(served) == names_and_versions(listed)
