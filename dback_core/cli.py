@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -116,7 +117,10 @@ def _plugin_set() -> PluginSet:
 
 def build_cli() -> tuple[click.Group, PluginSet]:
     """The command line with every active plugin's sub-commands added, and those plugins."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        configure_logging("WARNING", (os.environ.get("DBACK_LOG_FORMAT") or "text").lower())
+    except ValueError:
+        configure_logging("WARNING")  # ``serve`` reports the bad value through its option
     try:
         plugin_set = load_plugins()
     except PluginError as error:

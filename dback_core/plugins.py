@@ -23,6 +23,7 @@ from typing import Any
 import pluggy
 
 from dback_core import hookspecs
+from dback_core.logs import redact
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class PluginRecord:
             "name": self.name,
             "version": self.version,
             "status": self.status,
-            "error": self.error,
+            "error": redact(self.error) if self.error else None,
             "hooks": sorted(self.hooks),
             "fallback_only": self.fallback_only,
             "source": self.source,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import textwrap
@@ -94,6 +95,13 @@ def test_a_plugin_that_fails_to_import_does_not_stop_the_others(site, caplog):
     assert broken.status == FAILED and "needs libfoo" in broken.error
     assert [record.name for record in plugins.active] == ["tp-alpha"]
     assert "tp-broken" in caplog.text
+
+
+def test_a_secret_in_a_load_error_is_not_listed(site):
+    install_plugin(site, "tp-leaky", "raise ConnectionError('no postgresql://ops:hunter2@db/x')")
+    plugins = load_plugins(environ={"DBACK_PLUGINS": "tp-leaky"})
+    listed = json.dumps(plugins.describe())
+    assert "ConnectionError" in listed and "hunter2" not in listed
 
 
 def test_strict_mode_stops_on_a_broken_plugin(site):
