@@ -95,6 +95,10 @@ class Edge:
                 log.warning(
                     "redis %s subscription lost (%s); retrying", redacted(self.config.url), error
                 )
+            except Exception:
+                # A bug must not end the subscription for good: log it and start over,
+                # which resynchronises.
+                log.exception("redis subscription failed; retrying")
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
@@ -102,8 +106,10 @@ class Edge:
             backoff = min(backoff * 2, 5.0)
 
     async def _subscribed_now(self) -> None:
-        """The first subscription precedes the first load; any later one needs a resync."""
-        if not self._subscribed.is_set():
+        """A subscription made during ``startup`` precedes the first load; any later one
+        (a reconnect, or Redis coming up after the server started without it) needs a
+        resync."""
+        if not self.server.ready:
             self._subscribed.set()
             return
         log.info("redis subscription re-established; resynchronising")

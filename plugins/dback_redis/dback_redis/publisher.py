@@ -87,7 +87,11 @@ class Publisher:
             self._queue.get_nowait()
 
     async def _run(self) -> None:
-        """Write the first snapshot once the server is up, then follow the queue."""
+        """Write the first snapshot once the server is up, then follow the queue.
+
+        ``startup`` runs before the core has loaded anything, so the first snapshot waits
+        for ``server.ready`` (set once every guild is loaded and the server listens).
+        """
         while not self.server.ready:
             await asyncio.sleep(0.05)
         backoff = 0.1
@@ -108,6 +112,12 @@ class Publisher:
                         redacted(self.config.url),
                         error,
                     )
+                self._mark_down()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                # A bug must not stop publishing for good: start over with a full rewrite.
+                log.exception("redis publisher failed; rewriting the snapshot")
                 self._mark_down()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

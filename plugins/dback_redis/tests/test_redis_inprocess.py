@@ -13,7 +13,7 @@ from dback_redis.config import RedisConfig
 from dback_redis.plugin import RedisPlugin
 
 from dback_core import hookimpl
-from dback_core.events import ClientIdUpdate, Message, Refresh
+from dback_core.events import ClientIdUpdate, Message, Presence, Refresh
 from dback_core.testing import Client, running_server
 
 WAIT = 30.0
@@ -145,3 +145,50 @@ async def test_guild_list_changes_and_passwords_reach_the_edges(namespace):
                 assert set(joined["data"]["users"]) == {"8"}
                 stored = json.loads(await namespace.admin.get(f"{namespace.prefix}:servers"))
                 assert set(stored) == {"1", "2"}
+
+
+async def test_an_edge_started_while_redis_refuses_it_serves_once_redis_answers(
+    namespace, monkeypatch
+):
+    monkeypatch.setattr("dback_redis.edge.SUBSCRIBE_WAIT", 0.3)
+    pub_url = await namespace.new_user("pub")
+    edge_url = await namespace.new_user("edge")
+    await namespace.lock_out("edge")
+    publisher = in_process(pub_url, namespace.prefix, "publisher")
+    async with running_server([("provider", Provider()), publisher], environ={"DBACK_PLUGINS": ""}):
+        await snapshot_written(namespace)
+        edge = in_process(edge_url, namespace.prefix, "edge")
+        async with running_server([edge], environ={"DBACK_PLUGINS": ""}) as b:
+            async with Client(b, timeout=WAIT) as viewer:
+                assert viewer.server_list == {}  # serving, with nothing to serve yet
+                await namespace.let_in("edge")
+                pushed = await viewer.recv_type("server-list", timeout=WAIT)
+                assert set(pushed["data"]) == {"1"}
+                joined = await viewer.join("one")
+                assert set(joined["data"]["users"]) == {"5"}
+
+
+async def test_a_publisher_without_redis_serves_locally_and_catches_up(namespace):
+    pub_url = await namespace.new_user("pub")
+    edge_url = await namespace.new_user("edge")
+    await namespace.lock_out("pub")
+    publisher = in_process(pub_url, namespace.prefix, "publisher")
+    async with running_server(
+        [("provider", Provider()), publisher], environ={"DBACK_PLUGINS": ""}
+    ) as a:
+        edge = in_process(edge_url, namespace.prefix, "edge")
+        async with (
+            running_server([edge], environ={"DBACK_PLUGINS": ""}) as b,
+            Client(a, timeout=WAIT) as on_a,
+            Client(b, timeout=WAIT) as on_b,
+        ):
+            await on_a.join("one")
+            await a.publish(Presence("1", "5", "dnd"), origin="provider")
+            local = await on_a.recv_type("presence", timeout=WAIT)
+            assert local["data"]["status"] == "dnd"
+            assert on_b.server_list == {}
+            await namespace.let_in("pub")
+            pushed = await on_b.recv_type("server-list", timeout=WAIT)
+            assert set(pushed["data"]) == {"1"}
+            joined = await on_b.join("one")
+            assert joined["data"]["users"]["5"]["status"] == "dnd"
