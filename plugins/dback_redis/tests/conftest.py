@@ -1,5 +1,5 @@
-"""Fixtures for the Redis plugin: a unique key namespace and ACL user per test on the real
-Redis at 127.0.0.1:6379, and edges started as real ``dback serve`` processes."""
+"""Fixtures for the Redis plugin: a unique key namespace and ACL users per test on the real
+Redis at 127.0.0.1:6379, and real ``dback serve`` processes."""
 
 from __future__ import annotations
 
@@ -95,17 +95,20 @@ def redis_and_mock_only(monkeypatch):
     monkeypatch.setenv("DBACK_DISABLE_PLUGINS", _other_plugins())
 
 
-class EdgeProcess:
-    """``dback serve`` as an edge in its own process, on a port the OS picks."""
+class DbackProcess:
+    """``dback serve`` in its own process with the Redis plugin, on a port the OS picks."""
 
-    def __init__(self, namespace: Namespace, url: str, log_path: Path) -> None:
+    def __init__(
+        self, namespace: Namespace, url: str, role: str, log_path: Path, **extra_env: str
+    ) -> None:
         env = {
             **os.environ,
             "DBACK_REDIS_URL": url,
-            "DBACK_REDIS_ROLE": "edge",
+            "DBACK_REDIS_ROLE": role,
             "DBACK_REDIS_PREFIX": namespace.prefix,
             "DBACK_DISABLE_PLUGINS": _other_plugins(),
             "DBACK_PORT": "0",
+            **extra_env,
         }
         env.pop("DBACK_PLUGINS", None)
         self.log_path = log_path
@@ -128,9 +131,9 @@ class EdgeProcess:
                 self.url = found.group(1)
                 return self.url
             if self.process.poll() is not None:
-                raise RuntimeError("edge exited:\n" + self.log_path.read_text())
+                raise RuntimeError("dback exited:\n" + self.log_path.read_text())
             await asyncio.sleep(0.05)
-        raise TimeoutError("edge did not start:\n" + self.log_path.read_text())
+        raise TimeoutError("dback did not start:\n" + self.log_path.read_text())
 
     def stop(self) -> None:
         self.process.terminate()
@@ -143,16 +146,17 @@ class EdgeProcess:
 
 
 @pytest.fixture
-def start_edge(namespace, tmp_path):
-    """Start edge processes; every one is stopped when the test ends."""
-    started: list[EdgeProcess] = []
+def start_dback(namespace, tmp_path):
+    """Start ``dback serve`` processes (role ``edge`` unless told); all stop with the test."""
+    started: list[DbackProcess] = []
 
-    async def start(url: str) -> EdgeProcess:
-        edge = EdgeProcess(namespace, url, tmp_path / f"edge{len(started)}.log")
-        started.append(edge)
-        await edge.ready()
-        return edge
+    async def start(url: str, role: str = "edge", **extra_env: str) -> DbackProcess:
+        log_path = tmp_path / f"dback{len(started)}-{role}.log"
+        process = DbackProcess(namespace, url, role, log_path, **extra_env)
+        started.append(process)
+        await process.ready()
+        return process
 
     yield start
-    for edge in started:
-        edge.stop()
+    for process in started:
+        process.stop()

@@ -111,7 +111,7 @@ async def world_matches(client: Client, server, key: str) -> None:
     )
 
 
-async def test_three_processes_share_one_world_through_outages(namespace, start_edge):
+async def test_three_processes_share_one_world_through_outages(namespace, start_dback):
     pub_url = await namespace.new_user("pub")
     edge_url = await namespace.new_user("edge")
     admin = namespace.admin
@@ -120,7 +120,7 @@ async def test_three_processes_share_one_world_through_outages(namespace, start_
         BusRecorder(admin, f"{namespace.prefix}:events") as bus,
     ):
         await wait_until(lambda: admin.exists(f"{namespace.prefix}:servers"), "no snapshot written")
-        b, c = await start_edge(edge_url), await start_edge(edge_url)
+        b, c = await start_dback(edge_url), await start_dback(edge_url)
         async with (
             Client(b.url, timeout=WAIT) as on_b,
             Client(c.url, timeout=WAIT) as on_c,
@@ -149,7 +149,7 @@ async def test_three_processes_share_one_world_through_outages(namespace, start_
                 assert [(f["data"]["uid"], f["data"]["status"]) for f in changes] == [(uid, status)]
                 assert sum(f["type"] == "message" for f in frames) == 1
 
-            d = await start_edge(edge_url)
+            d = await start_dback(edge_url)
             async with Client(d.url, timeout=WAIT) as on_d:
                 join_d = await on_d.join("one")
                 assert join_d["data"]["users"]["11"]["status"] == "idle"
