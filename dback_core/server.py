@@ -225,12 +225,19 @@ class DbackServer:
         self.fanout.broadcast(server_id, protocol.refresh_data(server_id))
 
     async def _refresh_loop(self) -> None:
-        """Reload guilds older than the TTL; send a new world only where something changed."""
+        """Reload guilds older than the TTL; send a new world only where something changed.
+
+        What changed is reported to ``event_applied`` as a ``Refresh``, like a refresh an
+        event source asked for, so that a bus can pass it on.
+        """
         interval = max(self.settings.refresh_seconds, 1.0)
         while True:
             await asyncio.sleep(interval)
             try:
+                listed = self.directory.server_list_frame
                 await self.refresh(None)
+                if self.directory.server_list_frame != listed:
+                    await self.hooks.event_applied(Refresh(None), None)
                 for key, guild in list(self.directory.guilds.items()):
                     if not self.keep_loaded and not self.fanout.by_guild.get(key):
                         self.directory.evict(key)

@@ -80,3 +80,19 @@ def test_a_plugin_detail_is_part_of_its_description():
     plugins = load_plugins(environ={"DBACK_PLUGINS": ""}, in_process=[("described", Described())])
     (entry,) = plugins.describe()["plugins"]
     assert entry["detail"] == "role=edge url=redis://127.0.0.1:6379/0"
+
+
+async def test_a_ttl_reload_that_changed_the_guild_list_is_reported_as_a_refresh():
+    provider = Provider(keep=False)
+    seen: asyncio.Queue = asyncio.Queue()
+
+    class Recorder:
+        @hookimpl
+        def event_applied(self, event, origin):
+            seen.put_nowait((event, origin))
+
+    plugins = [("p", provider), ("r", Recorder())]
+    async with running_server(plugins, environ={"DBACK_PLUGINS": ""}, refresh_seconds=1.0):
+        provider.servers["3"] = {"id": "three", "name": "Three"}
+        event, origin = await asyncio.wait_for(seen.get(), 30)
+    assert (event, origin) == (Refresh(None), None)
