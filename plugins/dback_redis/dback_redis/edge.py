@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
 from dback_redis import codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import open_client
+
+if TYPE_CHECKING:
+    from dback_core.server import DbackServer
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +37,15 @@ class Edge:
         self.config = config
         self.keys = snapshot.Keys(config.prefix)
         self.redis = open_client(config)
-        self.server: Any = None
+        self.server: DbackServer | None = None
+        #: Remote events applied and resyncs done, for tests and diagnostics.
         self.applied = 0
         self.resyncs = 0
         self._last_seq: dict[str, int] = {}
         self._subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, server: Any) -> None:
+    async def start(self, server: DbackServer) -> None:
         """Subscribe before the core loads anything, so no event falls between the two."""
         self.server = server
         self._task = asyncio.create_task(self._follow(), name="dback-redis-edge")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
@@ -23,6 +23,9 @@ from dback_core.events import ClientIdUpdate, Event, Presence, Refresh
 from dback_redis import codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import open_client
+
+if TYPE_CHECKING:
+    from dback_core.server import DbackServer
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +42,13 @@ class Publisher:
         self.config = config
         self.keys = snapshot.Keys(config.prefix)
         self.redis = open_client(config)
-        self.server: Any = None
+        self.server: DbackServer | None = None
         self.seq = 0
-        self.published = 0
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._down = True
         self._task: asyncio.Task[None] | None = None
 
-    def start(self, server: Any) -> None:
+    def start(self, server: DbackServer) -> None:
         self.server = server
         server.keep_loaded = True
         self._task = asyncio.create_task(self._run(), name="dback-redis-publisher")
@@ -164,5 +166,4 @@ class Publisher:
 
     def _publish(self, pipe: Any, event: Event | None) -> None:
         self.seq += 1
-        self.published += 1
         pipe.publish(self.keys.channel, codec.encode(event, self.config.process_id, self.seq))

@@ -57,7 +57,9 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def write_user(pipe: Pipeline, keys: Keys, guild_key: str, user: dict[str, Any] | None, uid: str):
+def write_user(
+    pipe: Pipeline, keys: Keys, guild_key: str, user: dict[str, Any] | None, uid: str
+) -> None:
     """Queue one member's record (None: the member left)."""
     if user is None:
         pipe.hdel(keys.users(guild_key), uid)

@@ -101,6 +101,7 @@ async def test_bad_foreign_and_duplicate_bus_messages_are_ignored(namespace):
                     frames.append(await viewer.recv(WAIT))
                 assert [f["data"].get("message") for f in frames[:-1]] == ["first"]
                 assert frames[-1]["data"] == {"clientId": "77"}
+                assert (edge[1].role.applied, edge[1].role.resyncs) == (2, 0)
                 assert b.ready
 
 
