@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 
 from dback_redis.codec import encode
@@ -63,10 +64,13 @@ async def test_an_edge_replaces_the_mock_and_follows_a_mock_publisher(namespace,
     # The mock is the publisher's provider here: the publisher implements no data hook.
     async with running_server([publisher], environ={"DBACK_PLUGINS": "dback-mock"}) as a:
         await snapshot_written(namespace)
-        monkeypatch.setenv("DBACK_MOCK_SEED", "99")  # a different world, were it to serve
         async with edge_from_entry_point(monkeypatch, url, namespace.prefix) as b:
+            assert [record.name for record in b.plugins.active] == ["dback-redis", "dback-mock"]
+            for hook in ("get_server_data", "get_user_data", "event_sources"):
+                serving = [record.name for record, _ in b.hooks.implementations(hook)]
+                assert serving == ["dback-redis"], (hook, serving)  # the mock stepped aside
             assert b.directory.servers == {
-                key: info.__class__(**{**info.__dict__, "plugin": "dback-redis"})
+                key: dataclasses.replace(info, plugin="dback-redis")
                 for key, info in a.directory.servers.items()
             }
             assert b.sources.tasks == []  # the mock's simulation does not run on an edge
