@@ -144,8 +144,16 @@ class Edge:
         await self.server.publish(envelope.event, None, relay=False)
 
     async def resync(self) -> None:
-        """Reload the guild list and every loaded guild from the snapshot."""
+        """Reload the guild list and every loaded guild from the snapshot.
+
+        Like the core's periodic reload, a guild's viewers get a new world only when it
+        changed: after a short blip nothing did, and thousands of viewers need no resend.
+        """
         self.resyncs += 1
-        await self.server.refresh(None)
-        for key in list(self.server.directory.guilds):
-            await self.server.refresh(key)
+        server = self.server
+        await server.refresh(None)
+        for key, guild in list(server.directory.guilds.items()):
+            before = (guild.users_json(), guild.client_id, guild.info)
+            fresh = await server.directory.load(key)
+            if fresh is not None and (fresh.users_json(), fresh.client_id, fresh.info) != before:
+                await server.refresh_viewers(fresh)

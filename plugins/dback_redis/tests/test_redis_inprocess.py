@@ -197,3 +197,25 @@ async def test_a_publisher_without_redis_serves_locally_and_catches_up(namespace
             assert set(pushed["data"]) == {"1"}
             joined = await on_b.join("one")
             assert joined["data"]["users"]["5"]["status"] == "dnd"
+
+
+async def test_a_resync_that_finds_nothing_new_sends_viewers_nothing(namespace):
+    url = await namespace.new_user("pub")
+    async with running_server(
+        [("provider", Provider()), in_process(url, namespace.prefix, "publisher")],
+        environ={"DBACK_PLUGINS": ""},
+    ) as a:
+        await snapshot_written(namespace)
+        edge = in_process(url, namespace.prefix, "edge")
+        async with running_server([edge], environ={"DBACK_PLUGINS": ""}) as b:
+            async with Client(b, timeout=WAIT) as viewer:
+                await viewer.join("one")
+                assert await namespace.kill(edge[1].config.process_id, kind="pubsub") == 1
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + WAIT
+                while edge[1].role.resyncs == 0:
+                    assert loop.time() < deadline, "the edge did not resynchronise"
+                    await asyncio.sleep(0.05)
+                await a.publish(Presence("1", "5", "idle"), origin="provider")
+                first = await viewer.recv(WAIT)
+                assert (first["type"], first["data"]["status"]) == ("presence", "idle")
