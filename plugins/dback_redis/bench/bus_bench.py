@@ -25,13 +25,13 @@ import uuid
 from pathlib import Path
 
 import websockets
-from dback_redis.config import RedisConfig
-from dback_redis.plugin import RedisPlugin
 from redis.asyncio import Redis
 
 from dback_core import hookimpl
 from dback_core.events import Presence
 from dback_core.testing import running_server
+from dback_redis.config import RedisConfig
+from dback_redis.plugin import RedisPlugin
 
 MEMBERS = 1000
 

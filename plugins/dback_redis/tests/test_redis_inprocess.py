@@ -9,13 +9,12 @@ import contextlib
 import dataclasses
 import json
 
-from dback_redis.codec import encode
-from dback_redis.config import RedisConfig
-from dback_redis.plugin import RedisPlugin
-
 from dback_core import hookimpl
 from dback_core.events import ClientIdUpdate, Message, Presence, Refresh
 from dback_core.testing import Client, running_server
+from dback_redis.codec import encode
+from dback_redis.config import RedisConfig
+from dback_redis.plugin import RedisPlugin
 
 WAIT = 30.0
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from dback_redis.codec import decode
-
 from dback_core.testing import Client
+from dback_redis.codec import decode
 
 WAIT = 30.0
 WINDOW = 40

@@ -13,13 +13,12 @@ import asyncio
 import contextlib
 import json
 
-from dback_redis.codec import decode
-from dback_redis.config import RedisConfig
-from dback_redis.plugin import RedisPlugin
-
 from dback_core import hookimpl
 from dback_core.events import Message, Presence
 from dback_core.testing import Client, running_server
+from dback_redis.codec import decode
+from dback_redis.config import RedisConfig
+from dback_redis.plugin import RedisPlugin
 
 WAIT = 30.0
 
