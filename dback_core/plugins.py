@@ -104,7 +104,7 @@ class PluginRecord:
             "hooks": sorted(self.hooks),
             "fallback_only": self.fallback_only,
             "source": self.source,
-            "detail": self.detail,
+            "detail": redact(self.detail) if self.detail else None,
         }
 
 
