@@ -100,6 +100,8 @@ def plugins(as_json: bool) -> None:
         status = entry["status"] + (f" ({entry['error']})" if entry["error"] else "")
         fallback = " [embedded default]" if entry["fallback_only"] else ""
         click.echo(f"{entry['name']} {entry['version'] or ''}: {status}{fallback}")
+        if entry["detail"]:
+            click.echo("    " + entry["detail"])
         if entry["hooks"]:
             click.echo("    hooks: " + ", ".join(entry["hooks"]))
 

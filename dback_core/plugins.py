@@ -44,6 +44,9 @@ NOT_CONFIGURED = "not configured"
 #: default: it answers a hook only when no other active plugin implements that hook, unless
 #: it is named in DBACK_PLUGINS. This keeps mock guilds out of real deployments.
 FALLBACK_ATTRIBUTE = "dback_fallback_only"
+#: A plugin may set this attribute to a short text about its configuration (never a secret),
+#: shown by ``dback plugins`` - for example which Redis a bus plugin uses and in which role.
+DETAIL_ATTRIBUTE = "dback_detail"
 
 
 class PluginError(RuntimeError):
@@ -81,6 +84,7 @@ class PluginRecord:
     explicit: bool = False
     source: str = "entry point"
     hooks: list[str] = field(default_factory=list)
+    detail: str | None = None
 
     @property
     def is_active(self) -> bool:
@@ -100,6 +104,7 @@ class PluginRecord:
             "hooks": sorted(self.hooks),
             "fallback_only": self.fallback_only,
             "source": self.source,
+            "detail": redact(self.detail) if self.detail else None,
         }
 
 
@@ -184,6 +189,8 @@ def _register(manager: pluggy.PluginManager, record: PluginRecord, plugin: Any) 
     record.plugin = plugin
     record.hooks = [caller.name for caller in manager.get_hookcallers(plugin) or []]
     record.fallback_only = bool(getattr(plugin, FALLBACK_ATTRIBUTE, False))
+    detail = getattr(plugin, DETAIL_ATTRIBUTE, None)
+    record.detail = str(detail) if detail else None
 
 
 def _fail(record: PluginRecord, error: BaseException, strict: bool) -> None:

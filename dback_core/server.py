@@ -109,6 +109,10 @@ class DbackServer:
         self._stopped = asyncio.Event()
         self.ready = False
         self.metrics.watch(self)
+        #: Keep every listed guild loaded, viewed or not. Set by a plugin's ``startup`` when it
+        #: must see events for all guilds (a bus publisher): events for unloaded guilds are
+        #: dropped, and the periodic reload would otherwise evict guilds nobody watches.
+        self.keep_loaded = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -117,6 +121,7 @@ class DbackServer:
         self._stopped.clear()
         await self.hooks.startup(self.settings, self)
         await self.directory.load_servers()
+        await self._load_kept()
         self.sources.start(await self.hooks.event_sources())
         self._server = await serve(
             self._session,
@@ -205,6 +210,7 @@ class DbackServer:
         if server_id is None:
             if await self.directory.load_servers():
                 self.fanout.broadcast_all(self.directory.server_list_frame.encode())
+            await self._load_kept()
             return
         if server_id not in self.directory.servers:
             await self.refresh(None)
@@ -219,22 +225,38 @@ class DbackServer:
         self.fanout.broadcast(server_id, protocol.refresh_data(server_id))
 
     async def _refresh_loop(self) -> None:
-        """Reload guilds older than the TTL; send a new world only where something changed."""
+        """Reload guilds older than the TTL; send a new world only where something changed.
+
+        What changed is reported to ``event_applied`` as a ``Refresh``, like a refresh an
+        event source asked for, so that a bus can pass it on.
+        """
         interval = max(self.settings.refresh_seconds, 1.0)
         while True:
             await asyncio.sleep(interval)
             try:
+                listed = self.directory.server_list_frame
                 await self.refresh(None)
+                if self.directory.server_list_frame != listed:
+                    await self.hooks.event_applied(Refresh(None), None)
                 for key, guild in list(self.directory.guilds.items()):
-                    if not self.fanout.by_guild.get(key):
+                    if not self.keep_loaded and not self.fanout.by_guild.get(key):
                         self.directory.evict(key)
                         continue
                     before = guild.users_json()
                     fresh = await self.directory.load(key)
                     if fresh is not None and fresh.users_json() != before:
                         await self.refresh_viewers(fresh)
+                        await self.hooks.event_applied(Refresh(key), None)
             except Exception:
                 log.exception("periodic refresh failed")
+
+    async def _load_kept(self) -> None:
+        """With ``keep_loaded``, load every listed guild that is not loaded yet."""
+        if not self.keep_loaded:
+            return
+        for key in list(self.directory.servers):
+            if key not in self.directory.guilds:
+                await self.directory.guild(key)
 
     async def refresh_viewers(self, guild: Guild) -> None:
         for viewer in self.fanout.watchers(guild.key):

@@ -1,0 +1,117 @@
+"""The bus's wire format: one JSON object per event, tagged with sender and sequence number.
+
+``{"v": 1, "from": <process id>, "seq": <n>, "kind": "presence", ...fields}``. The sender
+lets a process ignore its own messages; the per-sender sequence lets an edge drop
+duplicates and notice a gap (then it resynchronises). ``resync`` is a control message: the
+publisher rewrote the whole snapshot, reload everything from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from dback_core.events import ClientIdUpdate, Event, Message, Presence, Refresh
+
+VERSION = 1
+RESYNC = "resync"
+
+
+class BadMessage(ValueError):
+    """A bus message that is not valid JSON or not a well-formed event."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One decoded bus message: who sent it, its sequence number, and the event (None:
+    a ``resync`` control message)."""
+
+    sender: str
+    seq: int
+    event: Event | None
+
+
+def _fields(event: Event) -> dict[str, Any]:
+    if isinstance(event, Presence):
+        return {
+            "kind": "presence",
+            "server_id": event.server_id,
+            "uid": event.uid,
+            "status": event.status,
+            "username": event.username,
+            "role_color": event.role_color,
+            "delete": event.delete,
+        }
+    if isinstance(event, Message):
+        return {
+            "kind": "message",
+            "server_id": event.server_id,
+            "uid": event.uid,
+            "message": event.message,
+            "channel": event.channel,
+        }
+    if isinstance(event, ClientIdUpdate):
+        return {"kind": "client_id", "server_id": event.server_id, "client_id": event.client_id}
+    if isinstance(event, Refresh):
+        return {"kind": "refresh", "server_id": event.server_id}
+    raise TypeError(f"not a dback event: {event!r}")
+
+
+def encode(event: Event | None, sender: str, seq: int) -> str:
+    """The bus message for ``event`` (None: ``resync``)."""
+    body = {"kind": RESYNC} if event is None else _fields(event)
+    return json.dumps({"v": VERSION, "from": sender, "seq": seq, **body}, separators=(",", ":"))
+
+
+def _text(data: dict[str, Any], name: str, optional: bool = False) -> str | None:
+    value = data.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise BadMessage(f"'{name}' must be a string")
+    return value
+
+
+def _event(data: dict[str, Any]) -> Event | None:
+    kind = data.get("kind")
+    if kind == RESYNC:
+        return None
+    if kind == "presence":
+        color = data.get("role_color")
+        if color is not None and color is not False and not isinstance(color, str):
+            raise BadMessage("'role_color' must be a string, false or null")
+        return Presence(
+            server_id=_text(data, "server_id"),
+            uid=_text(data, "uid"),
+            status=_text(data, "status"),
+            username=_text(data, "username", optional=True),
+            role_color=color,
+            delete=data.get("delete") is True,
+        )
+    if kind == "message":
+        return Message(
+            server_id=_text(data, "server_id"),
+            uid=_text(data, "uid"),
+            message=_text(data, "message"),
+            channel=_text(data, "channel", optional=True) or "",
+        )
+    if kind == "client_id":
+        return ClientIdUpdate(_text(data, "server_id"), _text(data, "client_id"))
+    if kind == "refresh":
+        return Refresh(_text(data, "server_id", optional=True))
+    raise BadMessage(f"unknown kind {kind!r}")
+
+
+def decode(raw: str | bytes) -> Envelope:
+    """Parse one bus message; raises ``BadMessage`` for anything malformed."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise BadMessage(f"not JSON: {error}") from error
+    if not isinstance(data, dict) or data.get("v") != VERSION:
+        raise BadMessage("not a version 1 bus message")
+    seq = data.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise BadMessage("'seq' must be an integer")
+    return Envelope(sender=_text(data, "from"), seq=seq, event=_event(data))

@@ -1,0 +1,71 @@
+"""The plugin's settings, read from ``DBACK_REDIS_*`` environment variables.
+
+Read when the plugin is loaded, so ``dback plugins`` can show the role and the Redis it uses
+(never the password) and a typo in the role fails loudly before the server starts.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from dback_core.plugins import NotConfigured
+
+URL_ENV = "DBACK_REDIS_URL"
+ROLE_ENV = "DBACK_REDIS_ROLE"
+PREFIX_ENV = "DBACK_REDIS_PREFIX"
+
+PUBLISHER = "publisher"
+EDGE = "edge"
+ROLES = (PUBLISHER, EDGE)
+_SCHEMES = {"redis", "rediss", "unix"}
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for logs and ``dback plugins``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Where Redis is, what this process does on the bus, and the key namespace."""
+
+    url: str
+    role: str = EDGE
+    prefix: str = "dback"
+    #: Identifies this process on the bus; its own messages are ignored.
+    process_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisConfig:
+        environ = os.environ if environ is None else environ
+        url = environ.get(URL_ENV, "").strip()
+        if not url:
+            raise NotConfigured(f"set {URL_ENV} (for example redis://127.0.0.1:6379/0)")
+        scheme = urlsplit(url).scheme
+        if scheme not in _SCHEMES:
+            raise ValueError(f"{URL_ENV} must start with redis://, rediss:// or unix://")
+        role = environ.get(ROLE_ENV, "").strip().lower() or EDGE
+        if role not in ROLES:
+            raise ValueError(f"{ROLE_ENV} must be 'publisher' or 'edge', not {role!r}")
+        prefix = environ.get(PREFIX_ENV, "").strip() or "dback"
+        return cls(url=url, role=role, prefix=prefix)
+
+    @property
+    def client_name(self) -> str:
+        """The CLIENT SETNAME of this process's connections (no spaces allowed)."""
+        return f"{self.prefix}:{self.role}:{self.process_id}"
+
+    def describe(self) -> str:
+        return f"role={self.role} url={redacted(self.url)} prefix={self.prefix}"

@@ -1,0 +1,112 @@
+"""The world as the publisher last saw it, kept in Redis for edges to load from.
+
+Keys under the prefix ``P``:
+
+- ``P:servers``      JSON object: the guild list, key -> provider-style record (with the
+  guild password, so edges can admit clients to passworded guilds themselves)
+- ``P:guilds``       set of guild keys that have member and meta keys
+- ``P:users:<key>``  hash uid -> JSON member record
+- ``P:meta:<key>``   hash with ``client_id``
+- ``P:events``       the pub/sub channel (see ``codec``)
+
+Writes are queued on a pipeline that the publisher executes as one MULTI/EXEC together with
+the matching PUBLISH, so an edge never reads a snapshot older than a message it received.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio.client import Pipeline, Redis
+
+from dback_core.directory import Directory, Guild
+from dback_core.records import ServerInfo
+
+
+class Keys:
+    """Key names in one namespace."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.servers = f"{prefix}:servers"
+        self.guilds = f"{prefix}:guilds"
+        self.channel = f"{prefix}:events"
+
+    def users(self, key: str) -> str:
+        return f"{self.prefix}:users:{key}"
+
+    def meta(self, key: str) -> str:
+        return f"{self.prefix}:meta:{key}"
+
+
+def server_record(info: ServerInfo) -> dict[str, Any]:
+    """A ``get_server_data`` record that the core turns back into the same ``ServerInfo``."""
+    record: dict[str, Any] = {
+        "id": info.id,
+        "name": info.name,
+        "passworded": info.passworded,
+        "is_default": info.default,
+    }
+    if info.password is not None:
+        record["password"] = info.password
+    return record
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def write_user(
+    pipe: Pipeline, keys: Keys, guild_key: str, user: dict[str, Any] | None, uid: str
+) -> None:
+    """Queue one member's record (None: the member left)."""
+    if user is None:
+        pipe.hdel(keys.users(guild_key), uid)
+    else:
+        pipe.hset(keys.users(guild_key), uid, _dumps(user))
+
+
+def write_client_id(pipe: Pipeline, keys: Keys, guild_key: str, client_id: str | None) -> None:
+    if client_id:
+        pipe.hset(keys.meta(guild_key), "client_id", client_id)
+    else:
+        pipe.hdel(keys.meta(guild_key), "client_id")
+
+
+def write_guild(pipe: Pipeline, keys: Keys, guild: Guild) -> None:
+    """Queue a full rewrite of one guild's members and meta."""
+    pipe.delete(keys.users(guild.key), keys.meta(guild.key))
+    if guild.users:
+        pipe.hset(keys.users(guild.key), mapping={u: _dumps(r) for u, r in guild.users.items()})
+    write_client_id(pipe, keys, guild.key, guild.client_id)
+    pipe.sadd(keys.guilds, guild.key)
+
+
+async def write_all(pipe: Pipeline, redis: Redis, keys: Keys, directory: Directory) -> None:
+    """Queue a rewrite of the whole snapshot, dropping guilds that are no longer listed."""
+    servers = {key: server_record(info) for key, info in directory.servers.items()}
+    pipe.set(keys.servers, _dumps(servers))
+    known = set(await redis.smembers(keys.guilds))
+    for gone in known - set(directory.guilds):
+        pipe.delete(keys.users(gone), keys.meta(gone))
+        pipe.srem(keys.guilds, gone)
+    for guild in directory.guilds.values():
+        write_guild(pipe, keys, guild)
+
+
+async def read_servers(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
+    raw = await redis.get(keys.servers)
+    if raw is None:
+        return {}
+    servers = json.loads(raw)
+    return servers if isinstance(servers, dict) else {}
+
+
+async def read_users(redis: Redis, keys: Keys, guild_key: str) -> dict[str, dict[str, Any]]:
+    raw = await redis.hgetall(keys.users(guild_key))
+    return {uid: json.loads(record) for uid, record in raw.items()}
+
+
+async def read_client_id(redis: Redis, keys: Keys, guild_key: str) -> str | None:
+    return await redis.hget(keys.meta(guild_key), "client_id")

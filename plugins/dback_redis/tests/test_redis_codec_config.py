@@ -1,0 +1,116 @@
+"""The bus codec, the settings, the role selection and what ``dback plugins`` shows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from dback_core.cli import cli
+from dback_core.events import ClientIdUpdate, Message, Presence, Refresh
+from dback_core.plugins import NotConfigured
+from dback_redis.codec import BadMessage, decode, encode
+from dback_redis.config import RedisConfig, redacted
+from dback_redis.plugin import EdgePlugin, PublisherPlugin, RedisPlugin
+
+EVENTS = [
+    Presence("1", "5", "idle", "five", "#112233"),
+    Presence("1", "5", "online", None, False),
+    Presence("1", "5", "offline", None, None, delete=True),
+    Message("1", "5", "hello", "general"),
+    ClientIdUpdate("1", "4242"),
+    Refresh("1"),
+    Refresh(None),
+    None,
+]
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_every_event_survives_the_bus(event):
+    envelope = decode(encode(event, "proc", 7))
+    assert (envelope.sender, envelope.seq, envelope.event) == ("proc", 7, event)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        "[]",
+        json.dumps({"v": 2, "from": "p", "seq": 1, "kind": "resync"}),
+        json.dumps({"v": 1, "from": "p", "seq": "1", "kind": "resync"}),
+        json.dumps({"v": 1, "from": "p", "seq": True, "kind": "resync"}),
+        json.dumps({"v": 1, "from": 3, "seq": 1, "kind": "resync"}),
+        json.dumps({"v": 1, "from": "p", "seq": 1, "kind": "teleport"}),
+        json.dumps({"v": 1, "from": "p", "seq": 1, "kind": "presence", "server_id": "1"}),
+        json.dumps(
+            {
+                "v": 1,
+                "from": "p",
+                "seq": 1,
+                "kind": "presence",
+                "server_id": "1",
+                "uid": "5",
+                "status": "online",
+                "role_color": 5,
+            }
+        ),
+        json.dumps({"v": 1, "from": "p", "seq": 1, "kind": "client_id", "server_id": None}),
+    ],
+)
+def test_malformed_bus_messages_are_rejected_clearly(raw):
+    with pytest.raises(BadMessage):
+        decode(raw)
+
+
+def test_an_unset_url_means_not_configured():
+    with pytest.raises(NotConfigured, match="DBACK_REDIS_URL"):
+        RedisConfig.from_env({})
+
+
+def test_settings_are_read_and_checked():
+    config = RedisConfig.from_env({"DBACK_REDIS_URL": "redis://127.0.0.1:6379/2"})
+    assert (config.role, config.prefix) == ("edge", "dback")
+    config = RedisConfig.from_env(
+        {
+            "DBACK_REDIS_URL": "redis://127.0.0.1:6379/2",
+            "DBACK_REDIS_ROLE": " Publisher ",
+            "DBACK_REDIS_PREFIX": "zone",
+        }
+    )
+    assert (config.role, config.prefix) == ("publisher", "zone")
+    with pytest.raises(ValueError, match="DBACK_REDIS_ROLE"):
+        RedisConfig.from_env({"DBACK_REDIS_URL": "redis://x", "DBACK_REDIS_ROLE": "leader"})
+    with pytest.raises(ValueError, match="redis://"):
+        RedisConfig.from_env({"DBACK_REDIS_URL": "http://127.0.0.1:6379"})
+
+
+def test_passwords_never_leave_the_process():
+    assert redacted("redis://u:hunter2@127.0.0.1:6379/0") == "redis://u:***@127.0.0.1:6379/0"
+    assert redacted("redis://:hunter2@[::1]/0") == "redis://:***@[::1]/0"
+    assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_the_role_selects_the_plugin_class_and_its_hooks():
+    publisher = RedisPlugin(RedisConfig(url="redis://127.0.0.1", role="publisher"))
+    edge = RedisPlugin(RedisConfig(url="redis://127.0.0.1", role="edge"))
+    assert isinstance(publisher, PublisherPlugin) and isinstance(edge, EdgePlugin)
+    # The publisher leaves the data hooks to the providers; the edge takes them over.
+    assert not hasattr(publisher, "get_user_data") and hasattr(publisher, "event_applied")
+    assert hasattr(edge, "get_user_data") and not hasattr(edge, "event_applied")
+
+
+def test_dback_plugins_shows_role_and_url_without_the_password(monkeypatch):
+    monkeypatch.setenv("DBACK_REDIS_URL", "redis://app:hunter2@127.0.0.1:6379/0")
+    monkeypatch.setenv("DBACK_REDIS_ROLE", "publisher")
+    monkeypatch.setenv("DBACK_REDIS_PREFIX", "zone")
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0, result.output
+    assert "role=publisher url=redis://app:***@127.0.0.1:6379/0 prefix=zone" in result.output
+    assert "hunter2" not in result.output
+
+
+def test_dback_plugins_says_what_is_missing(monkeypatch):
+    monkeypatch.delenv("DBACK_REDIS_URL", raising=False)
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert "dback-redis 0.1.0: not configured (set DBACK_REDIS_URL" in result.output
