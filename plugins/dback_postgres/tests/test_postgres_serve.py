@@ -50,7 +50,7 @@ async def test_migrate_then_serve_then_update(dsn, db):
 
     reader = asyncio.create_task(read_log())
     try:
-        await asyncio.wait_for(listening.wait(), 30)
+        await asyncio.wait_for(listening.wait(), 90)
         async with Client(f"ws://127.0.0.1:{port}", timeout=10) as client:
             # Installed beside the mock, the configured provider is the only one serving.
             assert set(client.server_list) == {GUILD}
