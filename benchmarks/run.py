@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from clients import Drain, Sampler, open_drain, open_drains, slow_reader  # noqa: E402
+from clients import Drain, Sampler, open_drain, open_drains, slow_reader, sweep
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -203,14 +203,14 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def close_all(drains: list[Drain]) -> None:
     for drain in drains:
-        if drain.transport is not None:
-            drain.transport.abort()
+        drain.close()
 
 
 async def settle(drains: list[Drain], samplers: list[Sampler], expected: int, quiet: float) -> None:
     """Wait until every client has ``expected`` broadcasts, or nothing arrived for ``quiet`` s."""
     last_total, last_change = -1, time.monotonic()
     while True:
+        await sweep(drains)
         total = sum(d.frames for d in drains) + sum(len(s.latencies) for s in samplers)
         want = len(drains) * (expected + 2) + len(samplers) * expected
         if total >= want:
@@ -247,7 +247,8 @@ async def broadcast_run(server: ServerProcess, viewers: int, plan: Plan, slow: b
     finished = max([d.last_at for d in drains] + [start])
     latencies = [value for s in samplers for value in s.latencies]
     for sampler in samplers:
-        await sampler.close()
+        with contextlib.suppress(Exception):
+            await sampler.close()
     close_all(drains)
     if blocked is not None:
         blocked.close()
@@ -269,9 +270,7 @@ async def storm_run(server: ServerProcess, plan: Plan) -> dict:
 
     async def one() -> tuple[Drain | None, float]:
         try:
-            drain = await asyncio.wait_for(
-                open_drain(HOST, server.port, SMALL), plan.storm_timeout
-            )
+            drain = await asyncio.wait_for(open_drain(HOST, server.port, SMALL), plan.storm_timeout)
         except (OSError, TimeoutError, ConnectionError):
             return None, 0.0
         return drain, time.monotonic()
@@ -301,7 +300,7 @@ async def joins_run(server: ServerProcess, plan: Plan) -> dict:
     async def one() -> None:
         async with gate:
             drain = await open_drain(HOST, server.port, LARGE)
-            drain.transport.abort()
+            drain.close()
 
     with ClientCpu() as cpu:
         start = time.monotonic()
@@ -343,7 +342,7 @@ class Results:
 async def run_server(
     name: str, python: Path, plan: Plan, results: Results, log: Path, only: set[str]
 ) -> None:
-    port = 39000 + (0 if name == "dback" else 100)
+    port = 30100 + (0 if name == "dback" else 100)  # below the ephemeral range
 
     async def scenario(label: str, body: Callable[[ServerProcess], object]) -> None:
         if only and label.split("@")[0] not in only:
@@ -361,9 +360,7 @@ async def run_server(
         )
     await scenario("storm", lambda s: storm_run(s, plan))
     await scenario("joins", lambda s: joins_run(s, plan))
-    await scenario(
-        "slow@without", lambda s: broadcast_run(s, plan.slow_viewers, plan, slow=False)
-    )
+    await scenario("slow@without", lambda s: broadcast_run(s, plan.slow_viewers, plan, slow=False))
     await scenario("slow@with", lambda s: broadcast_run(s, plan.slow_viewers, plan, slow=True))
 
 
@@ -381,12 +378,14 @@ def table(results: Results, plan: Plan, servers: list[str]) -> list[str]:
         mine = results.median("dback", scenario, key)
         theirs = results.median(other, scenario, key) if other else float("nan")
         ratio = mine / theirs if theirs == theirs and theirs else float("nan")
-        marks = ["" if not results.invalid(s, scenario) else " (INVALID: client saturated)"
-                 for s in ("dback", other or "dback")]
+        marks = [
+            "" if not results.invalid(s, scenario) else " (INVALID: client saturated)"
+            for s in ("dback", other or "dback")
+        ]
         noise = max(results.spread(s, scenario, key) for s in servers)
         rows.append(
             f"| {scenario} | {label} | {mine:{fmt}}{marks[0]} | "
-            f"{theirs:{fmt}}{marks[1] if other else ''} | {ratio:.3g}× | {noise:.0%} |"
+            f"{theirs:{fmt}}{marks[1] if other else ''} | {ratio:.3g}x | {noise:.0%} |"
         )
 
     for viewers in plan.viewers:
@@ -448,11 +447,14 @@ async def main(argv: list[str] | None = None) -> None:
         print(f"{name}:", flush=True)
         await run_server(name, interpreters[name], plan, results, log, only)
     rows = table(results, plan, servers)
-    command = " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+    given = argv if argv is not None else sys.argv[1:]
+    command = " ".join(["python", "benchmarks/run.py", *given])
     print()
     print("\n".join(rows))
-    print(f"\ncommand: {command}\nmachine: {note}\nruns per scenario: {plan.runs}, "
-          f"took {time.monotonic() - started:.0f} s")
+    print(
+        f"\ncommand: {command}\nmachine: {note}\nruns per scenario: {plan.runs}, "
+        f"took {time.monotonic() - started:.0f} s"
+    )
     if args.json:
         args.json.write_text(
             json.dumps(

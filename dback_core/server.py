@@ -327,6 +327,7 @@ class DbackServer:
             log.debug("client %s disconnected", address)
 
     async def _send(self, connection: ServerConnection, frame: str) -> None:
+        self.fanout.flush()  # broadcasts queued before this frame go first
         with contextlib.suppress(ConnectionClosed):
             await connection.send(frame)
 
