@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import venv
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +56,7 @@ class Plan:
     storm: int = 10000
     storm_timeout: float = 60.0
     joins: int = 200
-    join_parallel: int = 20
+    join_parallel: int = 50
     large: int = 10000
     slow_viewers: int = 1000
     slow_broadcasts: int = 500
@@ -239,7 +239,8 @@ async def broadcast_run(server: ServerProcess, viewers: int, plan: Plan, slow: b
     with ClientCpu() as cpu:
         start = time.monotonic() + 0.05
         await server.broadcast(count, plan.rate)
-        await asyncio.wait_for(server.broadcast_done(), count / plan.rate * 20 + 120)
+        # d-back can stall on a client that stops reading until its keepalive drops it (40 s)
+        await asyncio.wait_for(server.broadcast_done(), count / plan.rate * 5 + 120)
         await settle(drains, samplers, count, quiet=5.0)
     server_cpu = server.cpu_seconds() - server_cpu
     delivered = sum(min(d.frames - 2, count) for d in drains)
@@ -339,29 +340,35 @@ class Results:
         return any(run["client_cpu"] > SATURATED for run in runs)
 
 
-async def run_server(
-    name: str, python: Path, plan: Plan, results: Results, log: Path, only: set[str]
+PORTS = {"dback": 30100, "d-back": 30200}  # below the ephemeral port range of the clients
+
+
+async def run_all(
+    interpreters: dict[str, Path], plan: Plan, results: Results, log: Path, only: set[str]
 ) -> None:
-    port = 30100 + (0 if name == "dback" else 100)  # below the ephemeral range
-
-    async def scenario(label: str, body: Callable[[ServerProcess], object]) -> None:
+    """Every scenario, run by run, alternating the servers so both see the same noise."""
+    scenarios: list[tuple[str, Callable[[ServerProcess], Awaitable[dict]]]] = [
+        (f"broadcast@{viewers}", lambda s, v=viewers: broadcast_run(s, v, plan, slow=False))
+        for viewers in plan.viewers
+    ]
+    scenarios += [
+        ("storm", lambda s: storm_run(s, plan)),
+        ("joins", lambda s: joins_run(s, plan)),
+        ("slow@without", lambda s: broadcast_run(s, plan.slow_viewers, plan, slow=False)),
+        ("slow@with", lambda s: broadcast_run(s, plan.slow_viewers, plan, slow=True)),
+    ]
+    for label, body in scenarios:
         if only and label.split("@")[0] not in only:
-            return
+            continue
         for run in range(plan.runs):
-            async with running(name, python, port, plan.large, log) as server:
-                numbers = await body(server)
-            results.add(name, label, numbers)
-            shown = ", ".join(f"{key}={value:.3g}" for key, value in numbers.items())
-            print(f"  {name:6} {label:16} run {run + 1}: {shown}", flush=True)
-
-    for viewers in plan.viewers:
-        await scenario(
-            f"broadcast@{viewers}", lambda s, v=viewers: broadcast_run(s, v, plan, slow=False)
-        )
-    await scenario("storm", lambda s: storm_run(s, plan))
-    await scenario("joins", lambda s: joins_run(s, plan))
-    await scenario("slow@without", lambda s: broadcast_run(s, plan.slow_viewers, plan, slow=False))
-    await scenario("slow@with", lambda s: broadcast_run(s, plan.slow_viewers, plan, slow=True))
+            for name, python in interpreters.items():
+                load = os.getloadavg()[0]
+                async with running(name, python, PORTS[name], plan.large, log) as server:
+                    numbers = await body(server)
+                numbers["load"] = load
+                results.add(name, label, numbers)
+                shown = ", ".join(f"{key}={value:.3g}" for key, value in numbers.items())
+                print(f"  {label:16} run {run + 1} {name:6}: {shown}", flush=True)
 
 
 def table(results: Results, plan: Plan, servers: list[str]) -> list[str]:
@@ -436,16 +443,14 @@ async def main(argv: list[str] | None = None) -> None:
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {CLIENT_CPU})
     note = noise_note()
-    interpreters = {"dback": DBACK_PYTHON}
+    interpreters = {"dback": DBACK_PYTHON} if "dback" in servers else {}
     if "d-back" in servers:
         interpreters["d-back"] = d_back_python(args.cache)
     log = args.cache / "servers.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     results = Results()
     started = time.monotonic()
-    for name in servers:
-        print(f"{name}:", flush=True)
-        await run_server(name, interpreters[name], plan, results, log, only)
+    await run_all(interpreters, plan, results, log, only)
     rows = table(results, plan, servers)
     given = argv if argv is not None else sys.argv[1:]
     command = " ".join(["python", "benchmarks/run.py", *given])

@@ -8,15 +8,18 @@ the bytes on the wire are right.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
 import websockets
 
 from dback_core import protocol
-from dback_core.events import Message, Presence
+from dback_core.directory import JOIN_CACHE_SIZE, Guild
+from dback_core.events import ClientIdUpdate, Message, Presence
 from dback_core.fanout import Viewer, text_frame
 from dback_core.hookspecs import hookimpl
+from dback_core.records import ServerInfo
 from dback_core.testing import Client, running_server
 
 GUILD = "1"
@@ -141,3 +144,45 @@ async def test_broadcast_returns_how_many_viewers_it_was_queued_for():
             assert server.fanout.broadcast("elsewhere", protocol.refresh_data(GUILD)) == 0
             await asyncio.wait_for(one.recv_type("refresh_data"), 5)
             await asyncio.wait_for(two.recv_type("refresh_data"), 5)
+
+
+async def test_joins_are_served_from_one_cached_encoding_per_requested_name():
+    async with running_server([("world", World())], environ=QUIET) as server:
+        async with Client(server) as first, Client(server) as second:
+            assert (await first.join("one"))["data"]["users"]["7"]["status"] == "online"
+            guild = server.directory.guilds[GUILD]
+            cached = guild.join_frame("one")
+            assert guild.join_frame("one") is cached
+            assert json.loads(guild.join_frame("default"))["data"]["request"] == {
+                "server": "default"
+            }
+            await server.publish(Presence(GUILD, "7", "dnd"))
+            assert guild.join_frame("one") is not cached
+            assert (await second.join("one"))["data"]["users"]["7"]["status"] == "dnd"
+
+
+async def test_a_cached_join_follows_client_id_and_name_changes():
+    async with running_server([("world", World())], environ=QUIET) as server:
+        async with Client(server) as client:
+            await client.join("one")
+            guild = server.directory.guilds[GUILD]
+            before = guild.join_frame("one")
+            await server.publish(ClientIdUpdate(GUILD, "4242"))
+            assert json.loads(guild.join_frame("one"))["data"]["clientId"] == "4242"
+            guild.info = dataclasses.replace(guild.info, name="Renamed")
+            assert json.loads(guild.join_frame("one"))["data"]["serverName"] == "Renamed"
+            assert guild.join_frame("one") != before
+
+
+def test_the_join_cache_is_bounded():
+    guild = Guild(
+        info=ServerInfo(
+            GUILD, "one", "One", passworded=False, default=True, password=None, plugin="t"
+        ),
+        users={},
+        owner=None,
+        client_id=None,
+    )
+    for number in range(JOIN_CACHE_SIZE * 3):
+        guild.join_frame(f"name-{number}")
+    assert len(guild._joins) <= JOIN_CACHE_SIZE
