@@ -11,7 +11,7 @@ Scenarios (see docs/performance.md for what each number means):
   broadcast   N idle viewers of a 100-member guild (plus samplers), 100 presence broadcasts
               at 50/s; deliveries/s, latency p50/p99 from the scheduled time, memory/viewer
   storm       N clients connecting at once; how many joined, and how long it took
-  joins       clients joining a 10,000-member guild, 20 at a time; joins per second
+  joins       clients joining a 10,000-member guild, 50 at a time; joins per second
   slow        1,000 viewers, 500 broadcasts, with and without a client that never reads
 """
 
