@@ -56,7 +56,7 @@ class Plan:
     rate: float = 50.0
     storm: int = 10000
     storm_timeout: float = 60.0
-    joins: int = 200
+    joins: int = 1000
     join_parallel: int = 50
     large: int = 10000
     slow_viewers: int = 1000
