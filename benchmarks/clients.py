@@ -210,7 +210,7 @@ async def open_drains(host: str, port: int, server: str, count: int, parallel: i
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
-async def sweep(drains: list[Drain], chunk: int = 500) -> None:
+async def sweep(drains: list[Drain], chunk: int = 100) -> None:
     """Poll every drain once, yielding to the event loop between chunks (samplers stay live)."""
     for start in range(0, len(drains), chunk):
         for drain in drains[start : start + chunk]:

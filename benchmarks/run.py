@@ -5,7 +5,8 @@ Installs d-back 0.0.18 from the package index into its own virtual environment (
 the server pinned to CPU 0 and this process - all the clients - to CPU 1. Each scenario runs
 ``--runs`` times on a fresh server; the table shows medians, ratios (dback / d-back) and the
 spread between runs as the machine's noise. A run in which the client process used more than
-90 % of its CPU measured the client, not the server: it is reported as invalid.
+90 % of its CPU measured the client, not the server: it is invalid, left out of the medians
+and counted in the table.
 
 Scenarios (see docs/performance.md for what each number means):
   broadcast   N idle viewers of a 100-member guild (plus samplers), 100 presence broadcasts
@@ -207,6 +208,14 @@ def close_all(drains: list[Drain]) -> None:
         drain.close()
 
 
+async def keep_sweeping(drains: list[Drain]) -> None:
+    """Read the drains all along, so frames never pile up into one long sweep that would
+    delay the samplers (and the last delivery times are right)."""
+    while True:
+        await sweep(drains)
+        await asyncio.sleep(0.02)
+
+
 async def settle(drains: list[Drain], samplers: list[Sampler], expected: int, quiet: float) -> None:
     """Wait until every client has ``expected`` broadcasts, or nothing arrived for ``quiet`` s."""
     last_total, last_change = -1, time.monotonic()
@@ -238,12 +247,14 @@ async def broadcast_run(
     for drain in drains:
         drain.frames, drain.last_at = 2, 0.0
     server_cpu = server.cpu_seconds()
+    sweeper = asyncio.create_task(keep_sweeping(drains))
     with ClientCpu() as cpu:
         start = time.monotonic() + 0.05
         await server.broadcast(count, plan.rate)
         # d-back can stall on a client that stops reading until its keepalive drops it (40 s)
         await asyncio.wait_for(server.broadcast_done(), count / plan.rate * 5 + 120)
         await settle(drains, samplers, count, quiet=5.0)
+    sweeper.cancel()
     server_cpu = server.cpu_seconds() - server_cpu
     delivered = sum(min(d.frames - 2, count) for d in drains)
     delivered += sum(min(len(s.latencies), count) for s in samplers)
@@ -325,22 +336,32 @@ class Results:
     def add(self, server: str, scenario: str, numbers: dict) -> None:
         self.runs.setdefault(server, {}).setdefault(scenario, []).append(numbers)
 
+    def _values(self, server: str, scenario: str, key: str) -> list[float]:
+        """The metric over the valid runs: NaN and runs with a saturated client left out."""
+        runs = self.runs.get(server, {}).get(scenario, [])
+        values = [run[key] for run in runs if run["client_cpu"] <= SATURATED]
+        return [value for value in values if value == value]
+
     def median(self, server: str, scenario: str, key: str) -> float:
-        values = [run[key] for run in self.runs.get(server, {}).get(scenario, [])]
-        values = [value for value in values if value == value]  # drop NaN
+        values = self._values(server, scenario, key)
         return statistics.median(values) if values else float("nan")
 
     def spread(self, server: str, scenario: str, key: str) -> float:
         """(max - min) / median over the runs: the noise of this measurement."""
-        values = [run[key] for run in self.runs.get(server, {}).get(scenario, [])]
-        values = [value for value in values if value == value]
+        values = self._values(server, scenario, key)
         if len(values) < 2 or not statistics.median(values):
             return 0.0
         return (max(values) - min(values)) / abs(statistics.median(values))
 
-    def invalid(self, server: str, scenario: str) -> bool:
+    def mark(self, server: str, scenario: str) -> str:
+        """How many runs measured a saturated client instead of the server, if any."""
         runs = self.runs.get(server, {}).get(scenario, [])
-        return any(run["client_cpu"] > SATURATED for run in runs)
+        saturated = sum(run["client_cpu"] > SATURATED for run in runs)
+        if not saturated:
+            return ""
+        if saturated == len(runs):
+            return " (INVALID: client saturated)"
+        return f" ({saturated} of {len(runs)} runs invalid: client saturated)"
 
 
 PORTS = {"dback": 30100, "d-back": 30200}  # below the ephemeral port range of the clients
@@ -398,10 +419,7 @@ def table(results: Results, plan: Plan, servers: list[str]) -> list[str]:
         theirs = results.median(other, scenario, key) if other else float("nan")
         ratio = mine / theirs if theirs == theirs and theirs else float("nan")
         shown_ratio = f"{ratio:.3g}x" if math.isfinite(ratio) else "-"
-        marks = [
-            "" if not results.invalid(s, scenario) else " (INVALID: client saturated)"
-            for s in ("dback", other or "dback")
-        ]
+        marks = [results.mark(s, scenario) for s in ("dback", other or "dback")]
         noise = max(results.spread(s, scenario, key) for s in servers)
         rows.append(
             f"| {scenario} | {label} | {mine:{fmt}}{marks[0]} | "
