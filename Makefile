@@ -1,13 +1,14 @@
 # Two commands do everything on a fresh clone:
 #   make serve   set up .venv (core + every plugin in plugins/, editable) and start dback
 #   make test    set up .venv with the test tools and run the whole test suite
+#   make bench   dback side by side with d-back 0.0.18 (see docs/performance.md; BENCH_ARGS=--quick)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve test lint clean
+.PHONY: setup serve test lint bench clean
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,9 @@ lint: setup
 
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -326,9 +326,10 @@ class DbackServer:
             self.counter.closed(address)
             log.debug("client %s disconnected", address)
 
-    async def _send(self, connection: ServerConnection, frame: str) -> None:
+    async def _send(self, connection: ServerConnection, frame: str | bytes) -> None:
+        self.fanout.flush()  # broadcasts queued before this frame go first
         with contextlib.suppress(ConnectionClosed):
-            await connection.send(frame)
+            await connection.send(frame, text=True)
 
     async def _dispatch(self, viewer: Viewer, raw: str | bytes) -> None:
         connection = viewer.connection
