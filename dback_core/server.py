@@ -334,8 +334,15 @@ class DbackServer:
     async def _dispatch(self, viewer: Viewer, raw: str | bytes) -> None:
         connection = viewer.connection
         if isinstance(raw, bytes):
-            await self._send(connection, protocol.error("Binary frames are not supported."))
-            return
+            # d-zone builds that send ``new Buffer(JSON.stringify(...))`` put their ``connect``
+            # in a binary frame; the JSON inside is as good as a text frame's.
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                await self._send(
+                    connection, protocol.error("A binary frame must hold UTF-8 encoded JSON.")
+                )
+                return
         try:
             message = json.loads(raw)
         except (ValueError, RecursionError):

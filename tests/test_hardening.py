@@ -50,12 +50,23 @@ async def test_a_bad_frame_gets_an_error_and_the_connection_carries_on(mock_serv
     assert join["type"] == "server-join"
 
 
-async def test_a_binary_frame_gets_an_error(mock_server):
+async def test_a_binary_frame_that_is_not_utf8_gets_an_error(mock_server):
     async with Client(mock_server) as client:
-        await client.send(b'{"type": "connect"}')
+        await client.send(b"\xff\xfe\x00connect")
         answer = await client.recv_type("error")
-        assert "Binary" in answer["data"]["message"]
+        assert "UTF-8" in answer["data"]["message"]
         assert (await client.join())["type"] == "server-join"
+
+
+async def test_a_connect_in_a_binary_frame_is_served_like_text(mock_server):
+    """Browser builds of d-zone send ``connect`` as a Buffer, which is a binary frame."""
+    async with Client(mock_server) as client:
+        await client.send(json.dumps({"type": "connect", "data": {"server": None}}).encode())
+        join = await client.recv_type("server-join", "error")
+        await client.send(b"[1, 2]")
+        shape = await client.recv_type("error")
+    assert join["type"] == "server-join" and join["data"]["request"] == {"server": "default"}
+    assert "object" in shape["data"]["message"]
 
 
 async def test_an_oversized_frame_closes_with_1009_and_others_carry_on(mock_server):
