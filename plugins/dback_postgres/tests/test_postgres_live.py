@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 
-from postgres_helpers import listening, seed_guild
+from postgres_helpers import listening, postgres_plugin, seed_guild, wait_until
 
 from dback_core.testing import Client, running_server
+from dback_postgres import listener
 
 GUILD = "232769614004748288"
 
@@ -200,4 +201,30 @@ async def test_garbage_on_the_channel_is_ignored(postgres_env, db, caplog):
             await client.wait_for(presence_of(uids[0], status="idle"))
     assert "not sent by dback" in caplog.text
     assert caplog.text.count("without its keys") == 2
+    assert server.sources.restarts == {}
+
+
+async def test_a_burst_larger_than_the_listener_holds_becomes_one_reload(
+    postgres_env, db, caplog, monkeypatch
+):
+    """Unread notifications are bounded: past ``MAX_PENDING`` every guild is reloaded."""
+    monkeypatch.setattr(listener, "MAX_PENDING", 20)
+    uids = await seed_guild(db, GUILD, members=500)
+    async with running_server() as server:
+        await listening(server)
+        plugin = postgres_plugin(server)
+        async with Client(server) as client:
+            await client.join(GUILD)
+            # One statement, one commit: 500 notifications arrive together.
+            await db.execute("UPDATE users SET status = 'dnd'")
+
+            def all_dnd() -> bool:
+                users = server.directory.guilds[GUILD].users
+                return all(users[uid]["status"] == "dnd" for uid in uids)
+
+            await wait_until(all_dnd)
+            rejoin = await client.recv_type("server-join")
+            assert {user["status"] for user in rejoin["data"]["users"].values()} == {"dnd"}
+    assert "notifications on dback_changes unread; reloading every guild" in caplog.text
+    assert not plugin.listener.overflowed
     assert server.sources.restarts == {}
