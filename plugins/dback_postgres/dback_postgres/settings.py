@@ -68,9 +68,12 @@ class PostgresSettings:
 
     @property
     def where(self) -> str:
-        """The DSN without its password, for log lines."""
+        """The DSN without its password or query string (which may hold one), for log lines.
+
+        The hosts are copied as written rather than parsed: asyncpg accepts several
+        (``host1:5432,host2:5433``), which ``urlsplit`` cannot turn into one port.
+        """
         parts = urlsplit(self.dsn)
-        host = parts.hostname or "localhost"
-        port = f":{parts.port}" if parts.port else ""
+        hosts = parts.netloc.rpartition("@")[2] or "localhost"
         user = f"{parts.username}@" if parts.username else ""
-        return f"postgresql://{user}{host}{port}{parts.path}"
+        return f"postgresql://{user}{hosts}{parts.path}"
