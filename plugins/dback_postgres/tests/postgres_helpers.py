@@ -65,6 +65,17 @@ async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -
         await asyncio.sleep(interval)
 
 
+def presence_of(uid: str, **expected):
+    """A ``Client.wait_for`` predicate: a presence frame for ``uid`` with these fields."""
+
+    def match(frame: dict) -> bool:
+        if frame.get("type") != "presence" or frame["data"].get("uid") != uid:
+            return False
+        return all(frame["data"].get(key) == value for key, value in expected.items())
+
+    return match
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from postgres_helpers import listening, postgres_plugin, seed_guild, wait_until
+from postgres_helpers import listening, postgres_plugin, presence_of, seed_guild, wait_until
 
 from dback_core.testing import Client, running_server
 from dback_postgres import listener
@@ -18,15 +18,6 @@ from dback_postgres import listener
 GUILD = "232769614004748288"
 
 log = logging.getLogger(__name__)
-
-
-def presence_of(uid: str, **expected):
-    def match(frame: dict) -> bool:
-        if frame.get("type") != "presence" or frame["data"].get("uid") != uid:
-            return False
-        return all(frame["data"].get(key) == value for key, value in expected.items())
-
-    return match
 
 
 async def test_the_guilds_and_members_in_the_database_are_served(postgres_env, db):
