@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 #: Events waiting for the core; beyond this the oldest are dropped and a refresh is queued.
 QUEUE_LIMIT = 10_000
+#: Reload the guild list. Queued once for every guild that arrives, but one waiting is enough:
+#: it reads the cache when the core takes it, after every arrival that asked for it.
+LIST_REFRESH = Refresh(None)
 
 
 def required_intents() -> discord.Intents:
@@ -44,20 +47,31 @@ class DzoneClient(discord.Client):
         self.config = config
         self.events = events
         self.first_ready = asyncio.Event()
+        self._list_refresh_waiting = False
 
     def queue(self, event: Event | None) -> None:
-        if event is None:
+        if event is None or (event == LIST_REFRESH and self._list_refresh_waiting):
             return
         if self.events.full():
             # A consumer this far behind would show stale state anyway: drop and reload.
             log.warning("discord: %d events not consumed; reloading instead", self.events.maxsize)
             while not self.events.empty():
                 self.events.get_nowait()
-            reloads = [Refresh(None)] + [Refresh(str(guild.id)) for guild in self.guilds]
+            reloads = [LIST_REFRESH] + [Refresh(str(guild.id)) for guild in self.guilds]
             for reload in reloads[: self.events.maxsize]:
                 self.events.put_nowait(reload)
+            self._list_refresh_waiting = True
             return
         self.events.put_nowait(event)
+        if event == LIST_REFRESH:
+            self._list_refresh_waiting = True
+
+    async def next_event(self) -> Event:
+        """The oldest queued event, for the plugin's event source."""
+        event = await self.events.get()
+        if event == LIST_REFRESH:
+            self._list_refresh_waiting = False
+        return event
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         if not initial:
@@ -68,13 +82,13 @@ class DzoneClient(discord.Client):
     async def on_ready(self) -> None:
         """After every identify (never after a resume): the cache was rebuilt from scratch.
 
-        Events missed while disconnected are gone, so every guild is reloaded.
+        Events missed while disconnected are gone. Every guild of the new session has been
+        reloaded by ``on_guild_available`` (or ``on_guild_join``) as its data arrived; the
+        guild list is reloaded here too, for guilds the bot left meanwhile.
         """
         log.info("discord: logged in as %s, %d guilds", self.user, len(self.guilds))
         if self.first_ready.is_set():
-            self.queue(Refresh(None))
-            for guild in self.guilds:
-                self.queue(Refresh(str(guild.id)))
+            self.queue(LIST_REFRESH)
         self.first_ready.set()
 
     async def on_resumed(self) -> None:
@@ -82,14 +96,22 @@ class DzoneClient(discord.Client):
 
     # -- guilds ----------------------------------------------------------------------------
 
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        """A guild's data arrived: on every identify, or later for a guild that READY or an
+        outage left unavailable (listed without name or members until now)."""
+        self.queue(LIST_REFRESH)
+        self.queue(Refresh(str(guild.id)))
+
     async def on_guild_join(self, guild: discord.Guild) -> None:
-        self.queue(Refresh(None))
+        """A new guild, or one discord.py reports as joined when it arrives after READY."""
+        self.queue(LIST_REFRESH)
+        self.queue(Refresh(str(guild.id)))
 
     async def on_guild_remove(self, guild: discord.Guild) -> None:
-        self.queue(Refresh(None))
+        self.queue(LIST_REFRESH)
 
     async def on_guild_update(self, before: discord.Guild, after: discord.Guild) -> None:
-        self.queue(Refresh(None))
+        self.queue(LIST_REFRESH)
 
     async def on_guild_role_update(self, before: discord.Role, after: discord.Role) -> None:
         if before.colour != after.colour:

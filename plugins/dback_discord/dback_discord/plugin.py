@@ -137,8 +137,11 @@ class DiscordPlugin:
         return [self.discord_events]
 
     async def discord_events(self) -> AsyncIterator[Event]:
+        client = self.client
+        if client is None:
+            return
         while True:
-            yield await self.events.get()
+            yield await client.next_event()
 
     # -- access ----------------------------------------------------------------------------
 

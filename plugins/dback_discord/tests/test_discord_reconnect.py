@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from discord_world import ALICE, BOB, CAROL, DAVE, LOUNGE, discord_dback
 
 from dback_core.testing import Client
@@ -44,3 +46,19 @@ async def test_a_new_session_reloads_the_guild_for_its_viewers(fake, monkeypatch
     assert rejoin["data"]["users"][str(ALICE)]["status"] == "idle"
     assert refresh == {"type": "refresh_data", "serverId": str(LOUNGE)}
     assert fake.identifies == 2
+
+
+async def test_a_guild_that_becomes_available_later_is_reloaded(fake, monkeypatch, tmp_path):
+    """READY may list a guild as unavailable (a Discord outage); its GUILD_CREATE comes
+    later, and only then are its name and members known."""
+    fake.guilds_held = asyncio.Event()
+    async with discord_dback(fake, monkeypatch, tmp_path) as server:
+        async with Client(server) as client:
+            early = await client.join(str(LOUNGE))
+            fake.guilds_held.set()
+            listed = await client.recv_type("server-list", timeout=10)
+            rejoin = await client.recv_type("server-join", timeout=10)
+    assert early["data"]["users"] == {}
+    assert listed["data"][str(LOUNGE)]["name"] == "Lounge"
+    assert rejoin["data"]["serverName"] == "Lounge"
+    assert rejoin["data"]["users"][str(ALICE)]["status"] == "online"
