@@ -27,6 +27,15 @@ def _number(environ: Mapping[str, str], name: str, default: float, minimum: floa
     return value
 
 
+def _check_ports(dsn: str) -> None:
+    """Each ``host:port`` of the DSN (asyncpg takes several) must have a numeric port;
+    asyncpg would otherwise fail on every connection attempt with a bare ``int()`` error."""
+    for host in urlsplit(dsn).netloc.rpartition("@")[2].split(","):
+        _host, colon, port = host.rpartition("]")[2].rpartition(":")
+        if colon and port and not port.isdigit():
+            raise ValueError(f"{DSN_ENV} has a port that is not a number: {port!r}")
+
+
 @dataclass(frozen=True)
 class PostgresSettings:
     """Where the database is and how patiently to talk to it."""
@@ -53,6 +62,7 @@ class PostgresSettings:
             raise ValueError(
                 f"{DSN_ENV} must be a postgresql:// URL (postgresql://user@host:5432/dbname)"
             )
+        _check_ports(dsn)
         pool_min = int(_number(environ, "DBACK_POSTGRES_POOL_MIN", cls.pool_min, 0))
         pool_max = int(_number(environ, "DBACK_POSTGRES_POOL_MAX", cls.pool_max, 1))
         if pool_min > pool_max:
