@@ -20,9 +20,33 @@ log = logging.getLogger(__name__)
 
 #: Events waiting for the core; beyond this the oldest are dropped and a refresh is queued.
 QUEUE_LIMIT = 10_000
-#: Reload the guild list. Queued once for every guild that arrives, but one waiting is enough:
-#: it reads the cache when the core takes it, after every arrival that asked for it.
+#: Reload the guild list (see ``EventQueue``).
 LIST_REFRESH = Refresh(None)
+
+
+class EventQueue(asyncio.Queue[Event]):
+    """The events waiting for the core, where a guild-list reload is never queued twice.
+
+    Every guild that arrives asks for one, but one waiting is enough: it reads discord.py's
+    cache when the core takes it, which is after every arrival that asked for it.
+    """
+
+    def __init__(self, maxsize: int = QUEUE_LIMIT) -> None:
+        super().__init__(maxsize)
+        self._list_refresh_waiting = False
+
+    def put_nowait(self, item: Event) -> None:
+        if item == LIST_REFRESH and self._list_refresh_waiting:
+            return
+        super().put_nowait(item)
+        if item == LIST_REFRESH:
+            self._list_refresh_waiting = True
+
+    def get_nowait(self) -> Event:
+        item = super().get_nowait()
+        if item == LIST_REFRESH:
+            self._list_refresh_waiting = False
+        return item
 
 
 def required_intents() -> discord.Intents:
@@ -47,10 +71,9 @@ class DzoneClient(discord.Client):
         self.config = config
         self.events = events
         self.first_ready = asyncio.Event()
-        self._list_refresh_waiting = False
 
     def queue(self, event: Event | None) -> None:
-        if event is None or (event == LIST_REFRESH and self._list_refresh_waiting):
+        if event is None:
             return
         if self.events.full():
             # A consumer this far behind would show stale state anyway: drop and reload.
@@ -60,18 +83,8 @@ class DzoneClient(discord.Client):
             reloads = [LIST_REFRESH] + [Refresh(str(guild.id)) for guild in self.guilds]
             for reload in reloads[: self.events.maxsize]:
                 self.events.put_nowait(reload)
-            self._list_refresh_waiting = True
             return
         self.events.put_nowait(event)
-        if event == LIST_REFRESH:
-            self._list_refresh_waiting = True
-
-    async def next_event(self) -> Event:
-        """The oldest queued event, for the plugin's event source."""
-        event = await self.events.get()
-        if event == LIST_REFRESH:
-            self._list_refresh_waiting = False
-        return event
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         if not initial:
