@@ -7,9 +7,13 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from dback_core.server import DbackServer
+from dback_core.testing import Client, running_server
 
 ADMIN_DSN = os.environ.get(
     "DBACK_POSTGRES_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -141,3 +145,14 @@ async def listening(server, timeout: float = 10.0) -> None:
     """Wait until the server's plugin delivers every change (LISTEN on, resync applied)."""
     plugin = postgres_plugin(server)
     await wait_until(lambda: plugin.listener.listening, timeout)
+
+
+@contextlib.asynccontextmanager
+async def joined(guild: str) -> AsyncIterator[tuple[DbackServer, Client]]:
+    """A dback with the installed plugin, delivering every change, and a client that joined
+    ``guild``: where most live tests start."""
+    async with running_server() as server:
+        await listening(server)
+        async with Client(server) as client:
+            await client.join(guild)
+            yield server, client
