@@ -72,7 +72,7 @@ async def test_a_status_update_reaches_every_viewer(postgres_env, db):
                     assert frame["data"]["roleColor"] == "#5865f2"
                 latencies.append((time.perf_counter() - started) * 1000)
             latencies.sort()
-            log.warning(
+            log.info(
                 "UPDATE -> both clients: median %.1f ms, max %.1f ms over %d updates",
                 latencies[len(latencies) // 2],
                 latencies[-1],
