@@ -2,7 +2,9 @@
 
 Each example is kept verbatim in a string and executed; the test then drives the server it
 built. Only the port is changed after the example ran (to a free one), so parallel test runs
-and a developer's own server on port 3000 do not collide.
+and a developer's own server on port 3000 do not collide. Where an example calls a function
+the guide leaves to the reader (``fetch_from_api``, ``get_default_value``, ...), the test
+supplies one.
 """
 
 from __future__ import annotations
@@ -61,6 +63,58 @@ async def on_change(server, server_id, user_id, new_status):
     })
 """
 
+HYBRID_PROVIDER = """
+async def hybrid_user_data(server_id: str) -> Dict[str, Any]:
+    # Try Discord API first
+    discord_users = await get_discord_users(server_id)
+    # Fall back to database if Discord unavailable
+    if not discord_users:
+        discord_users = await get_database_users(server_id)
+    # Merge with cached data
+    cached_users = await get_cached_users(server_id)
+    discord_users.update(cached_users)
+    return discord_users
+server.on_get_user_data(hybrid_user_data)
+"""
+
+CACHED_PROVIDER = """
+from functools import lru_cache
+from datetime import datetime, timedelta
+class CachedProvider:
+    def __init__(self):
+        self.cache = {}
+        self.cache_timeout = timedelta(minutes=5)
+    async def get_user_data(self, server_id: str) -> Dict[str, Any]:
+        now = datetime.now()
+        # Check cache
+        if server_id in self.cache:
+            cached_data, cached_time = self.cache[server_id]
+            if now - cached_time < self.cache_timeout:
+                return cached_data
+        # Fetch fresh data
+        data = await fetch_from_api(server_id)
+        self.cache[server_id] = (data, now)
+        return data
+"""
+
+VALIDATE_USER_DATA = '''
+# Always validate and transform data
+def validate_user_data(data: Dict) -> Dict:
+    """Ensure user data has required fields."""
+    required_fields = ["uid", "username", "status", "roleColor"]
+    for user_id, user_data in data.items():
+        for field in required_fields:
+            if field not in user_data:
+                user_data[field] = get_default_value(field)
+    return data
+'''
+
+MOCK_GUILD = "232769614004748288"
+
+
+def user(uid: str, username: str, status: str = "online") -> dict:
+    return {"uid": uid, "username": username, "status": status, "roleColor": "#5865f2"}
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -68,8 +122,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run_example(*sources: str) -> dict:
-    namespace: dict = {}
+def run_example(*sources: str, **helpers: object) -> dict:
+    """Run the examples in one namespace; ``helpers`` are the reader's own functions that
+    an example calls but the guide leaves undefined (``fetch_from_api`` and the like)."""
+    namespace: dict = dict(helpers)
     for source in sources:
         exec(compile(source, "<seed example>", "exec"), namespace)
     namespace["server"].port = free_port()
@@ -169,3 +225,86 @@ async def test_run_forever_serves_until_stop():
     assert not task.done()
     await server.stop()
     await asyncio.wait_for(task, 5)
+
+
+async def test_the_hybrid_provider_falls_back_and_merges_the_cache():
+    asked = []
+
+    async def get_discord_users(server_id):
+        asked.append(("discord", server_id))
+        return {}  # Discord is unavailable
+
+    async def get_database_users(server_id):
+        asked.append(("database", server_id))
+        return {"1": user("1", "aus der Datenbank"), "2": user("2", "veraltet")}
+
+    async def get_cached_users(server_id):
+        return {"2": user("2", "aus dem Cache", "idle")}
+
+    server = run_example(
+        CUSTOM_USER_PROVIDER,
+        HYBRID_PROVIDER,
+        get_discord_users=get_discord_users,
+        get_database_users=get_database_users,
+        get_cached_users=get_cached_users,
+    )["server"]
+    await server.start()
+    try:
+        async with Client(f"ws://localhost:{server.port}") as client:
+            join = await client.join(MOCK_GUILD)
+    finally:
+        await server.stop()
+    assert asked[:2] == [("discord", MOCK_GUILD), ("database", MOCK_GUILD)]
+    users = join["data"]["users"]
+    assert set(users) == {"1", "2"}
+    assert users["1"]["username"] == "aus der Datenbank"
+    assert (users["2"]["username"], users["2"]["status"]) == ("aus dem Cache", "idle")
+
+
+async def test_the_cached_provider_fetches_once_and_serves():
+    fetched = []
+
+    async def fetch_from_api(server_id):
+        fetched.append(server_id)
+        return {"7": user("7", "Zwischengespeichert")}
+
+    namespace = run_example(CUSTOM_USER_PROVIDER, CACHED_PROVIDER, fetch_from_api=fetch_from_api)
+    provider = namespace["CachedProvider"]()
+    first = await provider.get_user_data(MOCK_GUILD)
+    assert await provider.get_user_data(MOCK_GUILD) is first
+    assert fetched == [MOCK_GUILD]
+
+    server = namespace["server"]
+    server.on_get_user_data(provider.get_user_data)
+    await server.start()
+    try:
+        async with Client(f"ws://localhost:{server.port}") as client:
+            join = await client.join(MOCK_GUILD)
+    finally:
+        await server.stop()
+    assert join["data"]["users"]["7"]["username"] == "Zwischengespeichert"
+    assert fetched == [MOCK_GUILD]
+
+
+async def test_validate_user_data_fills_missing_fields_the_server_accepts():
+    defaults = {"username": "Unbekannt", "status": "offline", "roleColor": "#000000"}
+    namespace = run_example(
+        CUSTOM_USER_PROVIDER, VALIDATE_USER_DATA, get_default_value=defaults.__getitem__
+    )
+    validate_user_data = namespace["validate_user_data"]
+    assert validate_user_data({"5": {"uid": "5"}}) == {"5": {"uid": "5", **defaults}}
+
+    async def incomplete_users(server_id):
+        return validate_user_data({"5": {"uid": "5", "status": "dnd"}})
+
+    server = namespace["server"]
+    server.on_get_user_data(incomplete_users)
+    await server.start()
+    try:
+        async with Client(f"ws://localhost:{server.port}") as client:
+            join = await client.join(MOCK_GUILD)
+    finally:
+        await server.stop()
+    assert join["data"]["users"] == {
+        "5": {"uid": "5", "username": "Unbekannt", "status": "dnd", "roleColor": "#000000"}
+    }

@@ -20,6 +20,33 @@ log = logging.getLogger(__name__)
 
 #: Events waiting for the core; beyond this the oldest are dropped and a refresh is queued.
 QUEUE_LIMIT = 10_000
+#: Reload the guild list (see ``EventQueue``).
+LIST_REFRESH = Refresh(None)
+
+
+class EventQueue(asyncio.Queue[Event]):
+    """The events waiting for the core, where a guild-list reload is never queued twice.
+
+    Every guild that arrives asks for one, but one waiting is enough: it reads discord.py's
+    cache when the core takes it, which is after every arrival that asked for it.
+    """
+
+    def __init__(self, maxsize: int = QUEUE_LIMIT) -> None:
+        super().__init__(maxsize)
+        self._list_refresh_waiting = False
+
+    def put_nowait(self, item: Event) -> None:
+        if item == LIST_REFRESH and self._list_refresh_waiting:
+            return
+        super().put_nowait(item)
+        if item == LIST_REFRESH:
+            self._list_refresh_waiting = True
+
+    def get_nowait(self) -> Event:
+        item = super().get_nowait()
+        if item == LIST_REFRESH:
+            self._list_refresh_waiting = False
+        return item
 
 
 def required_intents() -> discord.Intents:
@@ -53,7 +80,7 @@ class DzoneClient(discord.Client):
             log.warning("discord: %d events not consumed; reloading instead", self.events.maxsize)
             while not self.events.empty():
                 self.events.get_nowait()
-            reloads = [Refresh(None)] + [Refresh(str(guild.id)) for guild in self.guilds]
+            reloads = [LIST_REFRESH] + [Refresh(str(guild.id)) for guild in self.guilds]
             for reload in reloads[: self.events.maxsize]:
                 self.events.put_nowait(reload)
             return
@@ -68,13 +95,13 @@ class DzoneClient(discord.Client):
     async def on_ready(self) -> None:
         """After every identify (never after a resume): the cache was rebuilt from scratch.
 
-        Events missed while disconnected are gone, so every guild is reloaded.
+        Events missed while disconnected are gone. Every guild of the new session has been
+        reloaded by ``on_guild_available`` (or ``on_guild_join``) as its data arrived; the
+        guild list is reloaded here too, for guilds the bot left meanwhile.
         """
         log.info("discord: logged in as %s, %d guilds", self.user, len(self.guilds))
         if self.first_ready.is_set():
-            self.queue(Refresh(None))
-            for guild in self.guilds:
-                self.queue(Refresh(str(guild.id)))
+            self.queue(LIST_REFRESH)
         self.first_ready.set()
 
     async def on_resumed(self) -> None:
@@ -82,14 +109,22 @@ class DzoneClient(discord.Client):
 
     # -- guilds ----------------------------------------------------------------------------
 
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        """A guild's data arrived: on every identify, or later for a guild that READY or an
+        outage left unavailable (listed without name or members until now)."""
+        self.queue(LIST_REFRESH)
+        self.queue(Refresh(str(guild.id)))
+
     async def on_guild_join(self, guild: discord.Guild) -> None:
-        self.queue(Refresh(None))
+        """A new guild, or one discord.py reports as joined when it arrives after READY."""
+        self.queue(LIST_REFRESH)
+        self.queue(Refresh(str(guild.id)))
 
     async def on_guild_remove(self, guild: discord.Guild) -> None:
-        self.queue(Refresh(None))
+        self.queue(LIST_REFRESH)
 
     async def on_guild_update(self, before: discord.Guild, after: discord.Guild) -> None:
-        self.queue(Refresh(None))
+        self.queue(LIST_REFRESH)
 
     async def on_guild_role_update(self, before: discord.Role, after: discord.Role) -> None:
         if before.colour != after.colour:

@@ -18,7 +18,7 @@ import discord
 
 from dback_core import hookimpl
 from dback_core.events import Event
-from dback_discord.bot import QUEUE_LIMIT, DzoneClient
+from dback_discord.bot import DzoneClient, EventQueue
 from dback_discord.config import TOKEN_ENV, GuildOptions, load_config
 from dback_discord.oauth import is_guild_member
 from dback_discord.records import is_listed, server_record, user_record
@@ -33,6 +33,22 @@ INTENTS_HELP = (
 )
 
 
+#: Seconds before the first new attempt after Discord could not be reached, and the most
+#: the doubling delay grows to.
+RETRY_FIRST = 1.0
+RETRY_MAX = 60.0
+
+#: What a Discord that cannot be reached right now raises: refused or reset connections,
+#: timeouts, 5xx answers. discord.py retries these itself once connected, not at login.
+UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    aiohttp.ClientError,
+    discord.GatewayNotFound,
+    discord.DiscordServerError,
+)
+
+
 class DiscordUnavailable(RuntimeError):
     """The bot could not log in or connect; the message says why and what to do."""
 
@@ -42,11 +58,13 @@ class DiscordPlugin:
 
     def __init__(self) -> None:
         self.config = load_config()
-        self.events: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LIMIT)
+        self.events = EventQueue()
         self.client: DzoneClient | None = None
         self.runner: asyncio.Task[None] | None = None
         self.session: aiohttp.ClientSession | None = None
         self.failure: str | None = None
+        #: Set by ``shutdown``: the runner makes no further attempt.
+        self.stopping = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -54,12 +72,14 @@ class DiscordPlugin:
     async def startup(self, settings: Any) -> None:
         """Log the bot in and wait for its first guild snapshot, within the hook's time limit.
 
-        A bot that is not ready in time keeps connecting; its guilds appear when it is.
+        A bot that is not ready in time (or cannot reach Discord yet) keeps connecting; its
+        guilds appear when it is ready.
         """
         self.failure = None
+        self.stopping = asyncio.Event()
         self.session = aiohttp.ClientSession()
         self.client = DzoneClient(self.config, self.events)
-        self.runner = asyncio.create_task(self._run(self.client), name="dback-discord-client")
+        self.runner = asyncio.create_task(self._run(), name="dback-discord-client")
         limit = float(getattr(settings, "provider_timeout", 10.0))
         ready = asyncio.create_task(self.client.first_ready.wait())
         done, _ = await asyncio.wait(
@@ -71,24 +91,48 @@ class DiscordPlugin:
         if ready not in done:
             log.warning("discord: not ready yet; its guilds appear once it is")
 
-    async def _run(self, client: DzoneClient) -> None:
-        """Run the client until it is closed; a fatal error is logged once, clearly."""
-        try:
-            await client.start(self.config.token)
-        except discord.PrivilegedIntentsRequired:
-            self.failure = INTENTS_HELP
-        except discord.LoginFailure:
-            self.failure = f"Discord refused the bot token in {TOKEN_ENV}"
-        except Exception as error:
-            self.failure = f"the Discord client stopped: {type(error).__name__}: {error}"
-        finally:
-            if not client.is_closed():
-                await client.close()
-        if self.failure:
-            log.error("discord: %s", self.failure)
+    async def _run(self) -> None:
+        """Run the client until it is closed; a fatal error is logged once, clearly.
+
+        A Discord that cannot be reached is tried again with a doubling delay, each time
+        with a new client (a closed discord.Client cannot start again): without this, a
+        network hiccup while dback starts would leave it without Discord until restarted.
+        """
+        delay = RETRY_FIRST
+        while self.client is not None:
+            client = self.client
+            try:
+                await client.start(self.config.token)
+                return
+            except discord.PrivilegedIntentsRequired:
+                self.failure = INTENTS_HELP
+            except discord.LoginFailure:
+                self.failure = f"Discord refused the bot token in {TOKEN_ENV}"
+            except UNREACHABLE as error:
+                log.warning(
+                    "discord: cannot reach Discord (%s: %s); next attempt in %gs",
+                    type(error).__name__,
+                    error,
+                    delay,
+                )
+            except Exception as error:
+                self.failure = f"the Discord client stopped: {type(error).__name__}: {error}"
+            finally:
+                if not client.is_closed():
+                    await client.close()
+            if self.failure:
+                log.error("discord: %s", self.failure)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
+            if self.stopping.is_set():
+                return
+            delay = min(delay * 2, RETRY_MAX)
+            self.client = DzoneClient(self.config, self.events)
 
     @hookimpl
     async def shutdown(self) -> None:
+        self.stopping.set()
         if self.client is not None:
             await self.client.close()
         if self.runner is not None:

@@ -15,6 +15,7 @@ guilds joined, renamed and left). Facts it depends on:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -117,6 +118,9 @@ class FakeDiscord:
         self.refuse_privileged = False
         #: When set, the OAuth guild list answers with this HTTP status (an outage).
         self.oauth_outage: int | None = None
+        #: When set, GUILD_CREATE waits for this event after READY: guilds that READY lists
+        #: as unavailable arrive later, as after a Discord outage.
+        self.guilds_held: asyncio.Event | None = None
         self.requests: list[str] = []
         self.identifies = 0
         self.resumes = 0
@@ -337,6 +341,8 @@ class FakeDiscord:
             "relationships": [],
         }
         await self._send(session, "READY", ready)
+        if self.guilds_held is not None:
+            await self.guilds_held.wait()
         for guild in self.guilds.values():
             await self._send(session, "GUILD_CREATE", self._guild_payload(guild))
         return session

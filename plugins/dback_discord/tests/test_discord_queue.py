@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from dback_core.events import Presence, Refresh
-from dback_discord.bot import DzoneClient
+from dback_discord.bot import DzoneClient, EventQueue
 from dback_discord.config import DiscordConfig
 
 
@@ -20,3 +20,21 @@ async def test_a_full_queue_is_replaced_by_a_reload():
     finally:
         await client.close()
     assert queued == [Refresh(None)]
+
+
+async def test_a_waiting_guild_list_reload_is_not_queued_twice():
+    """Every guild that arrives asks for a list reload; one waiting serves them all."""
+    events = EventQueue(100)
+    client = DzoneClient(DiscordConfig(token="unused"), events)
+    try:
+        client.queue(Refresh(None))
+        client.queue(Refresh("1"))
+        client.queue(Refresh(None))
+        client.queue(Refresh("2"))
+        first = [await events.get() for _ in range(events.qsize())]
+        client.queue(Refresh(None))  # taken by the core meanwhile: a new one is needed
+        second = [await events.get() for _ in range(events.qsize())]
+    finally:
+        await client.close()
+    assert first == [Refresh(None), Refresh("1"), Refresh("2")]
+    assert second == [Refresh(None)]

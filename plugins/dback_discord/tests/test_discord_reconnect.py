@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from discord_world import ALICE, BOB, CAROL, DAVE, LOUNGE, discord_dback
+import asyncio
 
-from dback_core.testing import Client
+from discord_world import (
+    ALICE,
+    BOB,
+    CAROL,
+    DAVE,
+    FAST_BOT,
+    LOUNGE,
+    WORKSHOP,
+    build_world,
+    discord_dback,
+)
+
+from dback_core.testing import Client, running_server
+from dback_discord import plugin
 
 
 async def test_reconnect_request_resumes_and_events_keep_flowing(fake, monkeypatch, tmp_path):
@@ -44,3 +57,47 @@ async def test_a_new_session_reloads_the_guild_for_its_viewers(fake, monkeypatch
     assert rejoin["data"]["users"][str(ALICE)]["status"] == "idle"
     assert refresh == {"type": "refresh_data", "serverId": str(LOUNGE)}
     assert fake.identifies == 2
+
+
+async def test_a_guild_that_becomes_available_later_is_reloaded(fake, monkeypatch, tmp_path):
+    """READY may list a guild as unavailable (a Discord outage); its GUILD_CREATE comes
+    later, and only then are its name and members known."""
+    fake.guilds_held = asyncio.Event()
+    async with discord_dback(fake, monkeypatch, tmp_path) as server:
+        async with Client(server) as client:
+            early = await client.join(str(LOUNGE))
+            fake.guilds_held.set()
+            listed = await client.recv_type("server-list", timeout=10)
+            rejoin = await client.recv_type("server-join", timeout=10)
+    assert early["data"]["users"] == {}
+    assert listed["data"][str(LOUNGE)]["name"] == "Lounge"
+    assert rejoin["data"]["serverName"] == "Lounge"
+    assert rejoin["data"]["users"][str(ALICE)]["status"] == "online"
+
+
+async def test_a_discord_unreachable_at_startup_is_tried_again(monkeypatch, tmp_path, caplog):
+    """Login is not retried by discord.py; the plugin tries again until Discord answers."""
+    monkeypatch.setattr(plugin, "RETRY_FIRST", 0.05)
+    monkeypatch.setattr(plugin, "RETRY_MAX", 0.2)
+    world = build_world()
+    await world.start()
+    try:
+        # Not redirected yet: discord.py's calls go to a port where nothing listens.
+        path = tmp_path / "discord.toml"
+        path.write_text(FAST_BOT)
+        monkeypatch.setenv("DBACK_DISCORD_TOKEN", world.token)
+        monkeypatch.setenv("DBACK_DISCORD_CONFIG", str(path))
+        environ = {"DBACK_PLUGINS": "dback-discord", "DBACK_STRICT_PLUGINS": "1"}
+        async with running_server(environ=environ, provider_timeout=2.0) as server:
+            async with Client(server) as client:
+                early = client.server_list
+                with world.redirect():
+                    listed = await client.recv_type("server-list", timeout=10)
+                    join = await client.join(str(LOUNGE))
+    finally:
+        await world.stop()
+    assert early == {}
+    assert "cannot reach Discord (ClientConnectorError" in caplog.text
+    assert set(listed["data"]) == {str(LOUNGE), str(WORKSHOP)}
+    assert join["data"]["users"][str(ALICE)]["status"] == "online"
+    assert world.identifies == 1

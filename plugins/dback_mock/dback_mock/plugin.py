@@ -10,6 +10,7 @@ Settings (environment):
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,11 +21,19 @@ from dback_mock.world import MockWorld
 
 
 def _read_settings() -> tuple[float, int | None, str | None]:
-    interval = float(os.environ.get("DBACK_MOCK_INTERVAL") or 3.0)
-    if interval <= 0:
-        raise ValueError("DBACK_MOCK_INTERVAL must be positive")
+    """The settings above; a bad value raises an error that names its variable."""
+    interval_text = os.environ.get("DBACK_MOCK_INTERVAL") or "3"
+    try:
+        interval = float(interval_text)
+    except ValueError:
+        raise ValueError(f"DBACK_MOCK_INTERVAL must be a number, got {interval_text!r}") from None
+    if not (interval > 0 and math.isfinite(interval)):
+        raise ValueError(f"DBACK_MOCK_INTERVAL must be positive, got {interval_text!r}")
     seed_text = os.environ.get("DBACK_MOCK_SEED")
-    seed = int(seed_text) if seed_text else None
+    try:
+        seed = int(seed_text) if seed_text else None
+    except ValueError:
+        raise ValueError(f"DBACK_MOCK_SEED must be an integer, got {seed_text!r}") from None
     return interval, seed, os.environ.get("DBACK_MOCK_PASSWORD") or None
 
 

@@ -82,11 +82,6 @@ class Database:
             raise asyncpg.InterfaceError("the pool is not open")
         return await self.pool.fetch(query, *args)
 
-    async def fetchrow(self, query: str, *args: Any) -> Any:
-        if self.pool is None:
-            raise asyncpg.InterfaceError("the pool is not open")
-        return await self.pool.fetchrow(query, *args)
-
     async def close(self) -> None:
         self.ready = False
         pool, self.pool = self.pool, None

@@ -4,7 +4,9 @@ The triggers send only keys (NOTIFY payloads are limited to 8000 bytes), and the
 reads the rows as they are now. That makes every notification idempotent: a burst of
 changes to one member collapses into one read of its current state, and a member whose row
 is gone is removed. Whenever the listening connection is (re)established, the guild list and
-every guild are reloaded, so changes made while it was down are not missed.
+every guild are reloaded, so changes made while it was down are not missed. The same reload
+replaces the notifications of a burst too large to hold (a bulk UPDATE of every member):
+at most ``MAX_PENDING`` wait, beyond that they are dropped and everything is reloaded.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Notifications read in one go before the rows behind them are fetched together.
 BATCH = 1000
+#: Notifications held unread at most; when more arrive, every guild is reloaded instead.
+MAX_PENDING = 10_000
 INITIAL_DELAY = 0.25
 
 
@@ -44,6 +48,8 @@ class ChangeListener:
         self.connection: asyncpg.Connection | None = None
         #: True from the moment every change is being delivered (LISTEN on, resync applied).
         self.listening = False
+        #: Set when a notification was dropped because ``MAX_PENDING`` were unread.
+        self.overflowed = False
 
     async def events(self) -> AsyncIterator[Event]:
         """The event source the core runs. Database trouble is handled here (log, back off,
@@ -51,7 +57,7 @@ class ChangeListener:
         settings = self.database.settings
         delay = INITIAL_DELAY
         while True:
-            queue: asyncio.Queue[Any] = asyncio.Queue()
+            queue: asyncio.Queue[Any] = asyncio.Queue(MAX_PENDING)
             try:
                 await self.database.ensure_ready()
                 await self._listen(queue)
@@ -83,11 +89,23 @@ class ChangeListener:
         self.connection = await asyncpg.connect(
             settings.dsn, timeout=settings.timeout, command_timeout=settings.timeout
         )
+        self.overflowed = False
         await self.connection.add_listener(
-            CHANNEL, lambda _connection, _pid, _channel, payload: queue.put_nowait(payload)
+            CHANNEL, lambda _connection, _pid, _channel, payload: self._hold(queue, payload)
         )
-        self.connection.add_termination_listener(lambda _connection: queue.put_nowait(_LOST))
+        self.connection.add_termination_listener(lambda _connection: self._hold(queue, _LOST))
         log.info("listening on %s at %s", CHANNEL, settings.where)
+
+    def _hold(self, queue: asyncio.Queue[Any], payload: Any) -> None:
+        """Queue a notification; a full queue means a reload is due (see ``MAX_PENDING``)."""
+        try:
+            queue.put_nowait(payload)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            if payload is _LOST:
+                # Make room: the lost connection must be noticed, the rest is reloaded.
+                queue.get_nowait()
+                queue.put_nowait(_LOST)
 
     async def _resync(self) -> list[Event]:
         """Reload the guild list and every guild: anything may have changed meanwhile."""
@@ -107,6 +125,17 @@ class ChangeListener:
             payloads.append(queue.get_nowait())
         if any(payload is _LOST for payload in payloads):
             raise ConnectionLost("the listening connection was closed")
+        if self.overflowed:
+            log.warning(
+                "more than %d notifications on %s unread; reloading every guild instead",
+                MAX_PENDING,
+                CHANNEL,
+            )
+            dropped = [queue.get_nowait() for _ in range(queue.qsize())]
+            if any(payload is _LOST for payload in dropped):
+                raise ConnectionLost("the listening connection was closed")
+            self.overflowed = False
+            return await self._resync()
         return await self.translate(payloads)
 
     async def translate(self, payloads: list[str]) -> list[Event]:

@@ -27,6 +27,15 @@ def _number(environ: Mapping[str, str], name: str, default: float, minimum: floa
     return value
 
 
+def _check_ports(dsn: str) -> None:
+    """Each ``host:port`` of the DSN (asyncpg takes several) must have a numeric port;
+    asyncpg would otherwise fail on every connection attempt with a bare ``int()`` error."""
+    for host in urlsplit(dsn).netloc.rpartition("@")[2].split(","):
+        _host, colon, port = host.rpartition("]")[2].rpartition(":")
+        if colon and port and not port.isdigit():
+            raise ValueError(f"{DSN_ENV} has a port that is not a number: {port!r}")
+
+
 @dataclass(frozen=True)
 class PostgresSettings:
     """Where the database is and how patiently to talk to it."""
@@ -53,6 +62,7 @@ class PostgresSettings:
             raise ValueError(
                 f"{DSN_ENV} must be a postgresql:// URL (postgresql://user@host:5432/dbname)"
             )
+        _check_ports(dsn)
         pool_min = int(_number(environ, "DBACK_POSTGRES_POOL_MIN", cls.pool_min, 0))
         pool_max = int(_number(environ, "DBACK_POSTGRES_POOL_MAX", cls.pool_max, 1))
         if pool_min > pool_max:
@@ -68,9 +78,12 @@ class PostgresSettings:
 
     @property
     def where(self) -> str:
-        """The DSN without its password, for log lines."""
+        """The DSN without its password or query string (which may hold one), for log lines.
+
+        The hosts are copied as written rather than parsed: asyncpg accepts several
+        (``host1:5432,host2:5433``), which ``urlsplit`` cannot turn into one port.
+        """
         parts = urlsplit(self.dsn)
-        host = parts.hostname or "localhost"
-        port = f":{parts.port}" if parts.port else ""
+        hosts = parts.netloc.rpartition("@")[2] or "localhost"
         user = f"{parts.username}@" if parts.username else ""
-        return f"postgresql://{user}{host}{port}{parts.path}"
+        return f"postgresql://{user}{hosts}{parts.path}"

@@ -7,9 +7,13 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from dback_core.server import DbackServer
+from dback_core.testing import Client, running_server
 
 ADMIN_DSN = os.environ.get(
     "DBACK_POSTGRES_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -63,6 +67,17 @@ async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("the condition did not become true in time")
         await asyncio.sleep(interval)
+
+
+def presence_of(uid: str, **expected):
+    """A ``Client.wait_for`` predicate: a presence frame for ``uid`` with these fields."""
+
+    def match(frame: dict) -> bool:
+        if frame.get("type") != "presence" or frame["data"].get("uid") != uid:
+            return False
+        return all(frame["data"].get(key) == value for key, value in expected.items())
+
+    return match
 
 
 def free_port() -> int:
@@ -130,3 +145,14 @@ async def listening(server, timeout: float = 10.0) -> None:
     """Wait until the server's plugin delivers every change (LISTEN on, resync applied)."""
     plugin = postgres_plugin(server)
     await wait_until(lambda: plugin.listener.listening, timeout)
+
+
+@contextlib.asynccontextmanager
+async def joined(guild: str) -> AsyncIterator[tuple[DbackServer, Client]]:
+    """A dback with the installed plugin, delivering every change, and a client that joined
+    ``guild``: where most live tests start."""
+    async with running_server() as server:
+        await listening(server)
+        async with Client(server) as client:
+            await client.join(guild)
+            yield server, client

@@ -10,6 +10,7 @@ from postgres_helpers import (
     dsn_for,
     listening,
     postgres_plugin,
+    presence_of,
     seed_guild,
     wait_until,
 )
@@ -17,15 +18,6 @@ from postgres_helpers import (
 from dback_core.testing import Client, running_server
 
 GUILD = "232769614004748288"
-
-
-def presence_of(uid: str, **expected):
-    def match(frame: dict) -> bool:
-        if frame.get("type") != "presence" or frame["data"].get("uid") != uid:
-            return False
-        return all(frame["data"].get(key) == value for key, value in expected.items())
-
-    return match
 
 
 async def test_a_killed_connection_is_restored_and_changes_made_meanwhile_arrive(

@@ -57,7 +57,7 @@ async def test_a_ten_thousand_member_guild_is_loaded_joined_and_live(postgres_en
                 assert frame["data"]["status"] == "dnd"
                 seen.add(frame["data"]["uid"])
             bulk_ms = (time.perf_counter() - started) * 1000
-    log.warning(
+    log.info(
         "10k guild: seeded %.0f ms, first join (load + encode + send) %.0f ms, reload %.0f ms, "
         "join from memory %.0f ms, UPDATE -> client %.1f ms, 10k-row UPDATE -> all presences "
         "%.0f ms",

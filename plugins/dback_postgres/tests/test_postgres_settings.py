@@ -28,12 +28,31 @@ def test_defaults_and_overrides():
 def test_the_password_never_appears_in_log_lines():
     settings = PostgresSettings.from_env({"DBACK_POSTGRES_DSN": DSN})
     assert settings.where == "postgresql://dback@db.internal:6543/presence"
+    in_query = PostgresSettings.from_env({"DBACK_POSTGRES_DSN": "postgres://u@h/db?password=x"})
+    assert in_query.where == "postgresql://u@h/db"
+
+
+def test_a_dsn_with_several_hosts_can_be_logged():
+    """asyncpg tries each host in turn; the log line names them all, still without secrets."""
+    settings = PostgresSettings.from_env(
+        {"DBACK_POSTGRES_DSN": "postgresql://dback:s3cr@t@db1:5432,[::1]:5433/presence"}
+    )
+    assert settings.where == "postgresql://dback@db1:5432,[::1]:5433/presence"
+    assert PostgresSettings.from_env({"DBACK_POSTGRES_DSN": "postgresql://[::1]/db"}) is not None
 
 
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
         ({"DBACK_POSTGRES_DSN": "mysql://x@y/z"}, "must be a postgresql:// URL"),
+        (
+            {"DBACK_POSTGRES_DSN": "postgresql://u:pw@h:54e2/db"},
+            "port that is not a number: '54e2'",
+        ),
+        (
+            {"DBACK_POSTGRES_DSN": "postgresql://u@h1:5432,[::1]:x/db"},
+            "port that is not a number: 'x'",
+        ),
         (
             {"DBACK_POSTGRES_DSN": DSN, "DBACK_POSTGRES_POOL_MAX": "ten"},
             "POOL_MAX must be a number",

@@ -10,7 +10,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from dback_core.plugins import NotConfigured
 
@@ -24,17 +24,33 @@ ROLES = (PUBLISHER, EDGE)
 _SCHEMES = {"redis", "rediss", "unix"}
 
 
+#: Query-string arguments that redis-py reads as secrets (``unix://...?password=...``).
+_SECRET_ARGUMENTS = {"password", "ssl_password"}
+
+
 def redacted(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for logs and ``dback plugins``."""
+    """``url`` with any password replaced by ``***``, for logs and ``dback plugins``.
+
+    redis-py takes a password from the user-info part and from the query string alike
+    (the usual way for ``unix://`` URLs), so both are masked.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    query = "&".join(_redacted_argument(argument) for argument in parts.query.split("&"))
+    # Not urlunsplit: it turns ``unix:///path`` (empty host) into ``unix:/path``.
+    text = f"{parts.scheme}://{netloc}{parts.path}"
+    return text + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+def _redacted_argument(argument: str) -> str:
+    name, separator, _value = argument.partition("=")
+    return f"{name}=***" if separator and unquote(name) in _SECRET_ARGUMENTS else argument
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from dback_redis import codec, snapshot
 from dback_redis.config import RedisConfig, redacted
-from dback_redis.connection import open_client
+from dback_redis.connection import Role
 
 if TYPE_CHECKING:
     from dback_core.server import DbackServer
@@ -30,20 +30,16 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_WAIT = 5.0
 
 
-class Edge:
+class Edge(Role):
     """Serves guilds from the snapshot and follows the publisher's event stream."""
 
     def __init__(self, config: RedisConfig) -> None:
-        self.config = config
-        self.keys = snapshot.Keys(config.prefix)
-        self.redis = open_client(config)
-        self.server: DbackServer | None = None
+        super().__init__(config)
         #: Remote events applied and resyncs done, for tests and diagnostics.
         self.applied = 0
         self.resyncs = 0
         self._last_seq: dict[str, int] = {}
         self._subscribed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self, server: DbackServer) -> None:
         """Subscribe before the core loads anything, so no event falls between the two."""
@@ -56,13 +52,6 @@ class Edge:
                 "redis %s unreachable; serving without it until it answers",
                 redacted(self.config.url),
             )
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.redis.aclose()
 
     # -- data hooks ------------------------------------------------------------------------
 

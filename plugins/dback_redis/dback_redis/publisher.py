@@ -13,7 +13,6 @@ reload from it (chat messages sent during the outage are not replayed: they are 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from redis.exceptions import RedisError
 from dback_core.events import ClientIdUpdate, Event, Presence, Refresh
 from dback_redis import codec, snapshot
 from dback_redis.config import RedisConfig, redacted
-from dback_redis.connection import open_client
+from dback_redis.connection import Role
 
 if TYPE_CHECKING:
     from dback_core.server import DbackServer
@@ -35,30 +34,19 @@ MAX_QUEUE = 100_000
 MAX_BATCH = 500
 
 
-class Publisher:
+class Publisher(Role):
     """Mirrors the local directory into Redis and publishes each applied event once."""
 
     def __init__(self, config: RedisConfig) -> None:
-        self.config = config
-        self.keys = snapshot.Keys(config.prefix)
-        self.redis = open_client(config)
-        self.server: DbackServer | None = None
+        super().__init__(config)
         self.seq = 0
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._down = True
-        self._task: asyncio.Task[None] | None = None
 
     def start(self, server: DbackServer) -> None:
         self.server = server
         server.keep_loaded = True
         self._task = asyncio.create_task(self._run(), name="dback-redis-publisher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.redis.aclose()
 
     def applied(self, event: Event) -> None:
         """Queue ``event`` for the snapshot and the channel (called by ``event_applied``)."""

@@ -91,6 +91,20 @@ def test_passwords_never_leave_the_process():
     assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
 
 
+def test_passwords_in_the_query_string_are_masked_too():
+    """redis-py reads ``?password=`` (the usual way for unix sockets) like the user-info."""
+    assert (
+        redacted("unix:///run/redis.sock?db=2&password=hunter2")
+        == "unix:///run/redis.sock?db=2&password=***"
+    )
+    assert (
+        redacted("rediss://u:hunter2@host:6380/0?ssl_password=hunter3&ssl_cert_reqs=none")
+        == "rediss://u:***@host:6380/0?ssl_password=***&ssl_cert_reqs=none"
+    )
+    config = RedisConfig.from_env({"DBACK_REDIS_URL": "unix:///run/r.sock?password=hunter2"})
+    assert "hunter2" not in config.describe()
+
+
 def test_the_role_selects_the_plugin_class_and_its_hooks():
     publisher = RedisPlugin(RedisConfig(url="redis://127.0.0.1", role="publisher"))
     edge = RedisPlugin(RedisConfig(url="redis://127.0.0.1", role="edge"))

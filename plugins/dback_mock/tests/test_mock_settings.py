@@ -1,0 +1,36 @@
+"""The mock's settings: a bad value stops the plugin with a message naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from dback_core.plugins import FAILED, load_plugins
+from dback_mock.plugin import MockPlugin
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DBACK_MOCK_INTERVAL", "often", "DBACK_MOCK_INTERVAL must be a number, got 'often'"),
+        ("DBACK_MOCK_INTERVAL", "0", "DBACK_MOCK_INTERVAL must be positive"),
+        ("DBACK_MOCK_INTERVAL", "nan", "DBACK_MOCK_INTERVAL must be positive"),
+        ("DBACK_MOCK_INTERVAL", "inf", "DBACK_MOCK_INTERVAL must be positive"),
+        ("DBACK_MOCK_SEED", "seven", "DBACK_MOCK_SEED must be an integer, got 'seven'"),
+    ],
+)
+def test_a_bad_setting_is_named(monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    (record,) = load_plugins(environ={"DBACK_PLUGINS": "dback-mock"}).records
+    assert record.status == FAILED
+    assert message in record.error
+
+
+def test_good_settings_are_read(monkeypatch):
+    monkeypatch.setenv("DBACK_MOCK_INTERVAL", "0.5")
+    monkeypatch.setenv("DBACK_MOCK_SEED", "11")
+    monkeypatch.setenv("DBACK_MOCK_PASSWORD", "sesame")
+    plugin = MockPlugin()
+    assert plugin.interval == 0.5
+    assert plugin.world.users("232769614004748288") == MockPlugin().world.users(
+        "232769614004748288"
+    )
