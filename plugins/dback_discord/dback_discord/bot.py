@@ -24,7 +24,7 @@ QUEUE_LIMIT = 10_000
 LIST_REFRESH = Refresh(None)
 
 
-class EventQueue(asyncio.Queue[Event]):
+class EventQueue:
     """The events waiting for the core, where a guild-list reload is never queued twice.
 
     Every guild that arrives asks for one, but one waiting is enough: it reads discord.py's
@@ -32,21 +32,37 @@ class EventQueue(asyncio.Queue[Event]):
     """
 
     def __init__(self, maxsize: int = QUEUE_LIMIT) -> None:
-        super().__init__(maxsize)
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self._list_refresh_waiting = False
 
-    def put_nowait(self, item: Event) -> None:
-        if item == LIST_REFRESH and self._list_refresh_waiting:
-            return
-        super().put_nowait(item)
-        if item == LIST_REFRESH:
-            self._list_refresh_waiting = True
+    @property
+    def maxsize(self) -> int:
+        return self._queue.maxsize
 
-    def get_nowait(self) -> Event:
-        item = super().get_nowait()
+    def full(self) -> bool:
+        return self._queue.full()
+
+    def put_nowait(self, item: Event) -> None:
+        if item == LIST_REFRESH:
+            if self._list_refresh_waiting:
+                return
+            self._list_refresh_waiting = True
+        self._queue.put_nowait(item)
+
+    async def take(self) -> Event:
+        """The next event, waiting for one; taking a list reload lets the next one queue."""
+        item = await self._queue.get()
         if item == LIST_REFRESH:
             self._list_refresh_waiting = False
         return item
+
+    def drain(self) -> list[Event]:
+        """Remove and return everything waiting."""
+        items = []
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        self._list_refresh_waiting = False
+        return items
 
 
 def required_intents() -> discord.Intents:
@@ -63,7 +79,7 @@ def required_intents() -> discord.Intents:
 class DzoneClient(discord.Client):
     """A discord.Client whose events feed ``events``, a queue of at most ``QUEUE_LIMIT``."""
 
-    def __init__(self, config: DiscordConfig, events: asyncio.Queue[Event]) -> None:
+    def __init__(self, config: DiscordConfig, events: EventQueue) -> None:
         super().__init__(
             intents=required_intents(),
             guild_ready_timeout=config.bot.guild_ready_timeout,
@@ -78,8 +94,7 @@ class DzoneClient(discord.Client):
         if self.events.full():
             # A consumer this far behind would show stale state anyway: drop and reload.
             log.warning("discord: %d events not consumed; reloading instead", self.events.maxsize)
-            while not self.events.empty():
-                self.events.get_nowait()
+            self.events.drain()
             reloads = [LIST_REFRESH] + [Refresh(str(guild.id)) for guild in self.guilds]
             for reload in reloads[: self.events.maxsize]:
                 self.events.put_nowait(reload)

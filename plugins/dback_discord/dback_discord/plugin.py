@@ -182,7 +182,7 @@ class DiscordPlugin:
 
     async def discord_events(self) -> AsyncIterator[Event]:
         while True:
-            yield await self.events.get()
+            yield await self.events.take()
 
     # -- access ----------------------------------------------------------------------------
 

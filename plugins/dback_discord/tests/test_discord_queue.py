@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from dback_core.events import Presence, Refresh
 from dback_discord.bot import DzoneClient, EventQueue
 from dback_discord.config import DiscordConfig
 
 
 async def test_a_full_queue_is_replaced_by_a_reload():
-    events: asyncio.Queue = asyncio.Queue(3)
+    events = EventQueue(3)
     client = DzoneClient(DiscordConfig(token="unused"), events)
     try:
         for number in range(3):
             client.queue(Presence("1", str(number), "online", username="x"))
         client.queue(Presence("1", "4", "online", username="x"))
-        queued = [events.get_nowait() for _ in range(events.qsize())]
+        queued = events.drain()
     finally:
         await client.close()
     assert queued == [Refresh(None)]
@@ -31,9 +29,9 @@ async def test_a_waiting_guild_list_reload_is_not_queued_twice():
         client.queue(Refresh("1"))
         client.queue(Refresh(None))
         client.queue(Refresh("2"))
-        first = [await events.get() for _ in range(events.qsize())]
+        first = [await events.take() for _ in range(3)]
         client.queue(Refresh(None))  # taken by the core meanwhile: a new one is needed
-        second = [await events.get() for _ in range(events.qsize())]
+        second = events.drain()
     finally:
         await client.close()
     assert first == [Refresh(None), Refresh("1"), Refresh("2")]
