@@ -105,19 +105,22 @@ class Fanout:
                 del self.by_guild[guild]
 
     def watchers(self, guild: str) -> list[Viewer]:
-        return [self.viewers[c] for c in self.by_guild.get(guild, ()) if c in self.viewers]
+        return [self.viewers[c] for c in self.by_guild.get(guild, ())]
 
     def broadcast(self, guild: str, frame: bytes) -> int:
         """Send ``frame`` to every viewer of ``guild``; returns how many it was queued for."""
         connections = self.by_guild.get(guild)
         if not connections:
             return 0
-        return self._deliver(connections, frame)
+        return self.deliver(connections, frame)
 
     def broadcast_all(self, frame: bytes) -> int:
-        return self._deliver(tuple(self.viewers), frame)
+        return self.deliver(tuple(self.viewers), frame)
 
-    def _deliver(self, connections: Collection[ServerConnection], frame: bytes) -> int:
+    def deliver(self, connections: Collection[ServerConnection], frame: bytes) -> int:
+        """Send ``frame`` to ``connections`` without awaiting any of them; returns how many
+        it was queued for. Everything the server sends to more than the one client whose
+        request it answers goes through here."""
         compressed = self._compressed
         deflated: list[ServerConnection] = []
         if compressed:

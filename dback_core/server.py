@@ -259,8 +259,17 @@ class DbackServer:
                 await self.directory.guild(key)
 
     async def refresh_viewers(self, guild: Guild) -> None:
+        """Send every viewer of ``guild`` its world again, under the name it asked for.
+
+        Through the fan-out, like any broadcast: no viewer is awaited, so one that stopped
+        reading is cut off at its buffer limit instead of holding up the refresh and every
+        event behind it. One encoded frame per requested name, not per viewer.
+        """
+        groups: dict[str, list[ServerConnection]] = {}
         for viewer in self.fanout.watchers(guild.key):
-            await self._send(viewer.connection, guild.join_frame(viewer.requested or guild.info.id))
+            groups.setdefault(viewer.requested or guild.info.id, []).append(viewer.connection)
+        for requested, connections in groups.items():
+            self.fanout.deliver(connections, guild.join_frame(requested))
 
     # -- HTTP ------------------------------------------------------------------------------
 
