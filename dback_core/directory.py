@@ -72,6 +72,15 @@ class Guild:
         self._joins[requested] = (stamp, frame)
         return frame
 
+    def looks_like(self, other: Guild) -> bool:
+        """Whether a viewer of ``other`` would see this guild the same: members, name and
+        client id. Compares the data, not the encodings, so nothing is serialised for it."""
+        return (
+            self.users == other.users
+            and self.client_id == other.client_id
+            and self.info.name == other.info.name
+        )
+
     def changed(self) -> None:
         self._users_json = None
         self._joins.clear()

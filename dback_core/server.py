@@ -200,32 +200,35 @@ class DbackServer:
         if relay:
             await self.hooks.event_applied(event, origin)
 
-    async def refresh(self, server_id: str | None, *, always: bool = True) -> None:
-        """Reload a guild (or, for None, the guild list) and give its viewers a new world.
+    async def refresh(self, server_id: str | None, *, always: bool = True) -> bool:
+        """Reload a guild (or, for None, the guild list) and give its viewers a new world;
+        True when the viewers were sent something.
 
         With ``always`` false the viewers hear of it only when the reload changed what they
         see: a provider resynchronising after a reconnect must not resend a 10,000-member
         world to every viewer when nothing happened meanwhile.
         """
         if server_id is None:
-            if await self.directory.load_servers():
+            changed = await self.directory.load_servers()
+            if changed:
                 self.fanout.broadcast_all(self.directory.server_list_frame.encode())
             await self._load_kept()
-            return
+            return changed
         if server_id not in self.directory.servers:
             await self.refresh(None)
         current = self.directory.guilds.get(server_id)
         if current is None:
-            return
-        before = current.join_frame("")
+            return False
         guild = await self.directory.load(server_id)
-        if guild is None or (not always and guild.join_frame("") == before):
-            return
+        if guild is None or (not always and guild.looks_like(current)):
+            return False
         await self.refresh_viewers(guild)
         self.fanout.broadcast(server_id, protocol.refresh_data(server_id))
+        return True
 
     async def _refresh_loop(self) -> None:
-        """Reload guilds older than the TTL; send a new world only where something changed.
+        """Reload the guild list and every watched (or kept) guild each ``refresh_seconds``;
+        send a new world only where something changed.
 
         What changed is reported to ``event_applied`` as a ``Refresh``, like a refresh an
         event source asked for, so that a bus can pass it on.
@@ -234,17 +237,14 @@ class DbackServer:
         while True:
             await asyncio.sleep(interval)
             try:
-                listed = self.directory.server_list_frame
-                await self.refresh(None)
-                if self.directory.server_list_frame != listed:
+                if await self.refresh(None):
                     await self.hooks.event_applied(Refresh(None), None)
                 for key, guild in list(self.directory.guilds.items()):
                     if not self.keep_loaded and not self.fanout.by_guild.get(key):
                         self.directory.evict(key)
                         continue
-                    before = guild.users_json()
                     fresh = await self.directory.load(key)
-                    if fresh is not None and fresh.users_json() != before:
+                    if fresh is not None and not fresh.looks_like(guild):
                         await self.refresh_viewers(fresh)
                         await self.hooks.event_applied(Refresh(key), None)
             except Exception:

@@ -167,3 +167,13 @@ async def test_a_new_world_never_waits_for_a_client_that_stopped_reading():
             assert server.fanout.slow_disconnects == 1
         finally:
             silent.close()
+
+
+async def test_the_ttl_resends_the_world_when_only_the_client_id_changed():
+    provider = Mutable()
+    async with running_server([("p", provider)], environ=QUIET, refresh_seconds=1.0) as server:
+        async with Client(server) as client:
+            await client.join("one")
+            provider.client_ids["1"] = "client-2"
+            fresh = await client.recv_type("server-join", timeout=30)
+    assert fresh["data"]["clientId"] == "client-2"
