@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +44,6 @@ class Guild:
     users: dict[str, dict[str, Any]]
     owner: str | None
     client_id: str | None
-    loaded_at: float = field(default_factory=time.monotonic)
     _users_json: str | None = None
     _joins: dict[str, tuple[tuple[str, str | None], bytes]] = field(default_factory=dict)
 
