@@ -187,7 +187,7 @@ class DbackServer:
         afterwards; a bus injecting events from other processes passes ``relay=False`` so
         that nothing is echoed back.
         """
-        self.metrics.events_in.labels(type(event).__name__).inc()
+        self.metrics.event_in(type(event).__name__)
         if isinstance(event, Refresh):
             # Plugins refresh after every reconnect; only the API's ``refresh_data`` (origin
             # None, not relayed) is an explicit request to resend an unchanged world.
