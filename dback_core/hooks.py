@@ -225,15 +225,26 @@ class PluginHooks:
         for record in self.plugins.records:
             if record.status != NOT_CONFIGURED or record.plugin is None:
                 continue
-            function = getattr(record.plugin, "register_commands", None)
-            if function is None or not hasattr(function, "dback_impl"):
+            function = _callable_without_instance(record.plugin, "register_commands")
+            if function is None:
                 continue
             try:
                 function(cli=cli)
-            except TypeError:
-                log.debug("plugin %s: register_commands needs an instance", record.name)
             except Exception:
                 log.exception("plugin %s: register_commands raised", record.name)
+
+
+def _callable_without_instance(plugin: Any, hook: str) -> Callable[..., Any] | None:
+    """``plugin``'s implementation of ``hook`` when it can be called with no instance: a
+    module's function, or a class's static or class method; else None."""
+    function = getattr(plugin, hook, None)
+    if function is None or not hasattr(function, "dback_impl"):
+        return None
+    if inspect.isclass(plugin) and not isinstance(
+        inspect.getattr_static(plugin, hook), staticmethod | classmethod
+    ):
+        return None
+    return function
 
 
 def _bound(impl: Any) -> Callable[..., Any]:

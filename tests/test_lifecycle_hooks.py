@@ -124,6 +124,55 @@ def test_an_unconfigured_plugin_still_adds_its_set_up_commands(tmp_path, monkeyp
     assert "tp-migrate" in group.commands
 
 
+def test_an_unconfigured_plugins_failing_set_up_commands_are_reported(
+    tmp_path, monkeypatch, caplog
+):
+    """A static ``register_commands`` that raises (a TypeError too) is logged as an error;
+    one that needs an instance is left out without one."""
+    module = tmp_path / "tp_broken_cmd.py"
+    module.write_text(
+        textwrap.dedent(
+            """
+            from dback_core import NotConfigured, hookimpl
+
+            class Broken:
+                def __init__(self):
+                    raise NotConfigured("set TP_DSN")
+
+                @staticmethod
+                @hookimpl
+                def register_commands(cli):
+                    raise TypeError("a bug in the command code")
+
+            class NeedsInstance:
+                def __init__(self):
+                    raise NotConfigured("set TP_DSN")
+
+                @hookimpl
+                def register_commands(self, cli):
+                    raise AssertionError("never called without an instance")
+            """
+        )
+    )
+    dist_info = tmp_path / "tp_broken_cmd-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: tp-broken-cmd\nVersion: 1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        "[dback]\ntp-broken = tp_broken_cmd:Broken\ntp-instance = tp_broken_cmd:NeedsInstance\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        plugins = load_plugins(environ={"DBACK_PLUGINS": "tp-broken,tp-instance"})
+        with caplog.at_level(logging.ERROR):
+            PluginHooks(plugins).register_commands(click.Group())
+    finally:
+        sys.modules.pop("tp_broken_cmd", None)
+    assert "plugin tp-broken: register_commands raised" in caplog.text
+    assert "tp-instance" not in caplog.text
+
+
 async def test_event_applied_sees_what_changed_but_not_relayed_or_dropped_events():
     provider, recorder = Provider(), Recorder()
     in_process = [("provider", provider), ("recorder", recorder)]
