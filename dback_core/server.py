@@ -227,28 +227,42 @@ class DbackServer:
         return True
 
     async def _refresh_loop(self) -> None:
-        """Reload the guild list and every watched (or kept) guild each ``refresh_seconds``;
-        send a new world only where something changed.
-
-        What changed is reported to ``event_applied`` as a ``Refresh``, like a refresh an
-        event source asked for, so that a bus can pass it on.
-        """
+        """Every ``refresh_seconds``, reload the guild list and the guilds in use."""
         interval = max(self.settings.refresh_seconds, 1.0)
         while True:
             await asyncio.sleep(interval)
             try:
-                if await self.refresh(None):
-                    await self.hooks.event_applied(Refresh(None), None)
-                for key, guild in list(self.directory.guilds.items()):
-                    if not self.keep_loaded and not self.fanout.by_guild.get(key):
-                        self.directory.evict(key)
-                        continue
-                    fresh = await self.directory.load(key)
-                    if fresh is not None and not fresh.looks_like(guild):
-                        await self.refresh_viewers(fresh)
-                        await self.hooks.event_applied(Refresh(key), None)
+                await self._reload_all()
             except Exception:
                 log.exception("periodic refresh failed")
+
+    async def _reload_all(self) -> None:
+        """Reload the guild list, then every watched (or kept) guild; send a new world only
+        where something changed, and report it to ``event_applied`` as a ``Refresh``, like a
+        refresh an event source asked for, so that a bus can pass it on.
+
+        A guild nobody watches is dropped instead (unless ``keep_loaded``). A watched guild
+        whose first load failed was served empty and not kept; it is tried again here, so its
+        viewers get their world once a provider answers.
+        """
+        loaded = list(self.directory.guilds.items())  # guilds the list reload adds are fresh
+        if await self.refresh(None):
+            await self.hooks.event_applied(Refresh(None), None)
+        for key, guild in loaded:
+            if not self.keep_loaded and not self.fanout.by_guild.get(key):
+                self.directory.evict(key)
+                continue
+            await self._reload(key, guild)
+        for key in [key for key in self.fanout.by_guild if key not in self.directory.guilds]:
+            await self._reload(key, None)
+
+    async def _reload(self, key: str, before: Guild | None) -> None:
+        fresh = await self.directory.load(key)
+        if fresh is None or self.directory.guilds.get(key) is not fresh:
+            return  # no longer listed, or its providers are still failing
+        if before is None or not fresh.looks_like(before):
+            await self.refresh_viewers(fresh)
+            await self.hooks.event_applied(Refresh(key), None)
 
     async def _load_kept(self) -> None:
         """With ``keep_loaded``, load every listed guild that is not loaded yet."""

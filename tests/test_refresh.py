@@ -177,3 +177,28 @@ async def test_the_ttl_resends_the_world_when_only_the_client_id_changed():
             provider.client_ids["1"] = "client-2"
             fresh = await client.recv_type("server-join", timeout=30)
     assert fresh["data"]["clientId"] == "client-2"
+
+
+class FailsFirst(Mutable):
+    """A provider whose first member lookup fails, as a database that is still starting."""
+
+    def __init__(self):
+        super().__init__()
+        self.failing = True
+
+    @hookimpl
+    async def get_user_data(self, server_id):
+        if self.failing:
+            raise ConnectionError("database is starting")
+        return dict(self.users.get(server_id, {}))
+
+
+async def test_viewers_of_a_guild_whose_first_load_failed_get_its_world_once_it_loads():
+    provider = FailsFirst()
+    async with running_server([("p", provider)], environ=QUIET, refresh_seconds=1.0) as server:
+        async with Client(server) as client:
+            empty = await client.join("one")
+            provider.failing = False
+            fresh = await client.recv_type("server-join", timeout=30)
+    assert empty["data"]["users"] == {}
+    assert set(fresh["data"]["users"]) == {"a"}
