@@ -75,7 +75,8 @@ class Fanout:
         self._batches: list[tuple[bytes, tuple[ServerConnection, ...]]] = []
 
     def add(self, connection: ServerConnection) -> Viewer:
-        """Register an open connection; its handshake headers are dropped (see below)."""
+        """Register an open connection; its handshake headers are dropped (see
+        ``forget_handshake_headers``)."""
         forget_handshake_headers(connection)
         viewer = Viewer(connection)
         self.viewers[connection] = viewer

@@ -2,8 +2,8 @@
 
 One ``DbackServer`` owns the plugins' lifecycle, the directory of guilds, the fan-out index
 and the event sources. Every change - from a plugin, the API or a refresh - goes through
-``publish``: the directory applies it and returns one encoded frame, the fan-out writes that
-frame to the guild's viewers.
+``publish``: the directory applies it and returns one encoded frame, the fan-out queues that
+frame for the guild's viewers. The periodic reload resends worlds through the same fan-out.
 """
 
 from __future__ import annotations
