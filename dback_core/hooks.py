@@ -145,12 +145,7 @@ class PluginHooks:
                 continue
             if result is None:
                 continue
-            if not isinstance(result, dict):
-                log.warning(
-                    "plugin %s: get_server_data returned %s, not a dict; ignored",
-                    record.name,
-                    type(result).__name__,
-                )
+            if _not_a_dict(record, "get_server_data", result):
                 continue
             answers.append((record.name, result))
         return answers
@@ -166,12 +161,7 @@ class PluginHooks:
                 continue
             if not result:
                 continue
-            if not isinstance(result, dict):
-                log.warning(
-                    "plugin %s: get_user_data returned %s, not a dict; ignored",
-                    record.name,
-                    type(result).__name__,
-                )
+            if _not_a_dict(record, "get_user_data", result):
                 failed = True
                 continue
             return record.name, result, failed
@@ -232,6 +222,16 @@ class PluginHooks:
                 function(cli=cli)
             except Exception:
                 log.exception("plugin %s: register_commands raised", record.name)
+
+
+def _not_a_dict(record: PluginRecord, hook: str, result: Any) -> bool:
+    """True, after a warning naming the plugin, when its answer is not a dict."""
+    if isinstance(result, dict):
+        return False
+    log.warning(
+        "plugin %s: %s returned %s, not a dict; ignored", record.name, hook, type(result).__name__
+    )
+    return True
 
 
 def _callable_without_instance(plugin: Any, hook: str) -> Callable[..., Any] | None:
