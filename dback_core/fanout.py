@@ -161,6 +161,23 @@ class Fanout:
             return
         connection.transport.write(data)
 
+    def drop_stalled(self) -> int:
+        """Abort every connection whose unsent data has paused its writes; returns how many.
+
+        Done before closing the server: ``websockets`` sends its close frame behind that data
+        and waits, with no deadline, for the client to read it, so one client that stopped
+        reading (but is still under ``max_buffer``) would hold the shutdown forever.
+        """
+        dropped = 0
+        for connection in list(self.viewers):
+            transport = connection.transport
+            if transport is None or transport.is_closing():
+                continue
+            if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
+                transport.abort()
+                dropped += 1
+        return dropped
+
     def _too_slow(self, connection: ServerConnection) -> bool:
         transport = connection.transport
         if transport is None or transport.get_write_buffer_size() <= self.max_buffer:

@@ -168,6 +168,9 @@ class DbackServer:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
+        stalled = self.fanout.drop_stalled()
+        if stalled:
+            log.info("aborted %d clients that stopped reading instead of closing them", stalled)
         server.close(close_connections=True)
         await server.wait_closed()
         await self.sources.stop()
