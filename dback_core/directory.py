@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +44,6 @@ class Guild:
     users: dict[str, dict[str, Any]]
     owner: str | None
     client_id: str | None
-    loaded_at: float = field(default_factory=time.monotonic)
     _users_json: str | None = None
     _joins: dict[str, tuple[tuple[str, str | None], bytes]] = field(default_factory=dict)
 
@@ -71,6 +69,15 @@ class Guild:
             self._joins.clear()
         self._joins[requested] = (stamp, frame)
         return frame
+
+    def looks_like(self, other: Guild) -> bool:
+        """Whether a viewer of ``other`` would see this guild the same: members, name and
+        client id. Compares the data, not the encodings, so nothing is serialised for it."""
+        return (
+            self.users == other.users
+            and self.client_id == other.client_id
+            and self.info.name == other.info.name
+        )
 
     def changed(self) -> None:
         self._users_json = None

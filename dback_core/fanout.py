@@ -75,7 +75,8 @@ class Fanout:
         self._batches: list[tuple[bytes, tuple[ServerConnection, ...]]] = []
 
     def add(self, connection: ServerConnection) -> Viewer:
-        """Register an open connection; its handshake headers are dropped (see below)."""
+        """Register an open connection; its handshake headers are dropped (see
+        ``forget_handshake_headers``)."""
         forget_handshake_headers(connection)
         viewer = Viewer(connection)
         self.viewers[connection] = viewer
@@ -105,19 +106,22 @@ class Fanout:
                 del self.by_guild[guild]
 
     def watchers(self, guild: str) -> list[Viewer]:
-        return [self.viewers[c] for c in self.by_guild.get(guild, ()) if c in self.viewers]
+        return [self.viewers[c] for c in self.by_guild.get(guild, ())]
 
     def broadcast(self, guild: str, frame: bytes) -> int:
         """Send ``frame`` to every viewer of ``guild``; returns how many it was queued for."""
         connections = self.by_guild.get(guild)
         if not connections:
             return 0
-        return self._deliver(connections, frame)
+        return self.deliver(connections, frame)
 
     def broadcast_all(self, frame: bytes) -> int:
-        return self._deliver(tuple(self.viewers), frame)
+        return self.deliver(tuple(self.viewers), frame)
 
-    def _deliver(self, connections: Collection[ServerConnection], frame: bytes) -> int:
+    def deliver(self, connections: Collection[ServerConnection], frame: bytes) -> int:
+        """Send ``frame`` to ``connections`` without awaiting any of them; returns how many
+        it was queued for. Everything the server sends to more than the one client whose
+        request it answers goes through here."""
         compressed = self._compressed
         deflated: list[ServerConnection] = []
         if compressed:
@@ -156,6 +160,23 @@ class Fanout:
         if connection.protocol.state is not State.OPEN or self._too_slow(connection):
             return
         connection.transport.write(data)
+
+    def drop_stalled(self) -> int:
+        """Abort every connection whose unsent data has paused its writes; returns how many.
+
+        Done before closing the server: ``websockets`` sends its close frame behind that data
+        and waits, with no deadline, for the client to read it, so one client that stopped
+        reading (but is still under ``max_buffer``) would hold the shutdown forever.
+        """
+        dropped = 0
+        for connection in list(self.viewers):
+            transport = connection.transport
+            if transport is None or transport.is_closing():
+                continue
+            if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
+                transport.abort()
+                dropped += 1
+        return dropped
 
     def _too_slow(self, connection: ServerConnection) -> bool:
         transport = connection.transport

@@ -145,12 +145,7 @@ class PluginHooks:
                 continue
             if result is None:
                 continue
-            if not isinstance(result, dict):
-                log.warning(
-                    "plugin %s: get_server_data returned %s, not a dict; ignored",
-                    record.name,
-                    type(result).__name__,
-                )
+            if _not_a_dict(record, "get_server_data", result):
                 continue
             answers.append((record.name, result))
         return answers
@@ -166,12 +161,7 @@ class PluginHooks:
                 continue
             if not result:
                 continue
-            if not isinstance(result, dict):
-                log.warning(
-                    "plugin %s: get_user_data returned %s, not a dict; ignored",
-                    record.name,
-                    type(result).__name__,
-                )
+            if _not_a_dict(record, "get_user_data", result):
                 failed = True
                 continue
             return record.name, result, failed
@@ -225,15 +215,36 @@ class PluginHooks:
         for record in self.plugins.records:
             if record.status != NOT_CONFIGURED or record.plugin is None:
                 continue
-            function = getattr(record.plugin, "register_commands", None)
-            if function is None or not hasattr(function, "dback_impl"):
+            function = _callable_without_instance(record.plugin, "register_commands")
+            if function is None:
                 continue
             try:
                 function(cli=cli)
-            except TypeError:
-                log.debug("plugin %s: register_commands needs an instance", record.name)
             except Exception:
                 log.exception("plugin %s: register_commands raised", record.name)
+
+
+def _not_a_dict(record: PluginRecord, hook: str, result: Any) -> bool:
+    """True, after a warning naming the plugin, when its answer is not a dict."""
+    if isinstance(result, dict):
+        return False
+    log.warning(
+        "plugin %s: %s returned %s, not a dict; ignored", record.name, hook, type(result).__name__
+    )
+    return True
+
+
+def _callable_without_instance(plugin: Any, hook: str) -> Callable[..., Any] | None:
+    """``plugin``'s implementation of ``hook`` when it can be called with no instance: a
+    module's function, or a class's static or class method; else None."""
+    function = getattr(plugin, hook, None)
+    if function is None or not hasattr(function, "dback_impl"):
+        return None
+    if inspect.isclass(plugin) and not isinstance(
+        inspect.getattr_static(plugin, hook), staticmethod | classmethod
+    ):
+        return None
+    return function
 
 
 def _bound(impl: Any) -> Callable[..., Any]:

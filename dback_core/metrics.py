@@ -9,7 +9,7 @@ read from the server's own state when ``/metrics`` is scraped, so serving costs 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -60,6 +60,17 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # Label children resolved once: ``labels()`` costs more than the increment itself,
+        # and these are counted on every event and every plugin call.
+        self._events_by_kind: dict[str, Any] = {}
+        self._calls_by_hook: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def event_in(self, kind: str) -> None:
+        """Count one event of ``kind`` published into the server."""
+        child = self._events_by_kind.get(kind)
+        if child is None:
+            child = self._events_by_kind[kind] = self.events_in.labels(kind)
+        child.inc()
 
     def watch(self, server: DbackServer) -> None:
         """Expose the live state of ``server`` (connections, plugins) on each scrape."""
@@ -67,8 +78,15 @@ class Metrics:
 
     def observe_call(self, plugin: str, hook: str, seconds: float, error: str | None) -> None:
         """Record one plugin hook call; ``error`` is ``"exception"``, ``"timeout"`` or None."""
-        self.provider_calls.labels(plugin, hook).inc()
-        self.provider_latency.labels(plugin, hook).observe(seconds)
+        children = self._calls_by_hook.get((plugin, hook))
+        if children is None:
+            children = self._calls_by_hook[plugin, hook] = (
+                self.provider_calls.labels(plugin, hook),
+                self.provider_latency.labels(plugin, hook),
+            )
+        calls, latency = children
+        calls.inc()
+        latency.observe(seconds)
         if error is not None:
             self.provider_errors.labels(plugin, hook, error).inc()
 

@@ -2,8 +2,8 @@
 
 One ``DbackServer`` owns the plugins' lifecycle, the directory of guilds, the fan-out index
 and the event sources. Every change - from a plugin, the API or a refresh - goes through
-``publish``: the directory applies it and returns one encoded frame, the fan-out writes that
-frame to the guild's viewers.
+``publish``: the directory applies it and returns one encoded frame, the fan-out queues that
+frame for the guild's viewers. The periodic reload resends worlds through the same fan-out.
 """
 
 from __future__ import annotations
@@ -168,6 +168,9 @@ class DbackServer:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
+        stalled = self.fanout.drop_stalled()
+        if stalled:
+            log.info("aborted %d clients that stopped reading instead of closing them", stalled)
         server.close(close_connections=True)
         await server.wait_closed()
         await self.sources.stop()
@@ -187,7 +190,7 @@ class DbackServer:
         afterwards; a bus injecting events from other processes passes ``relay=False`` so
         that nothing is echoed back.
         """
-        self.metrics.events_in.labels(type(event).__name__).inc()
+        self.metrics.event_in(type(event).__name__)
         if isinstance(event, Refresh):
             # Plugins refresh after every reconnect; only the API's ``refresh_data`` (origin
             # None, not relayed) is an explicit request to resend an unchanged world.
@@ -200,55 +203,69 @@ class DbackServer:
         if relay:
             await self.hooks.event_applied(event, origin)
 
-    async def refresh(self, server_id: str | None, *, always: bool = True) -> None:
-        """Reload a guild (or, for None, the guild list) and give its viewers a new world.
+    async def refresh(self, server_id: str | None, *, always: bool = True) -> bool:
+        """Reload a guild (or, for None, the guild list) and give its viewers a new world;
+        True when the viewers were sent something.
 
         With ``always`` false the viewers hear of it only when the reload changed what they
         see: a provider resynchronising after a reconnect must not resend a 10,000-member
         world to every viewer when nothing happened meanwhile.
         """
         if server_id is None:
-            if await self.directory.load_servers():
+            changed = await self.directory.load_servers()
+            if changed:
                 self.fanout.broadcast_all(self.directory.server_list_frame.encode())
             await self._load_kept()
-            return
+            return changed
         if server_id not in self.directory.servers:
             await self.refresh(None)
         current = self.directory.guilds.get(server_id)
         if current is None:
-            return
-        before = current.join_frame("")
+            return False
         guild = await self.directory.load(server_id)
-        if guild is None or (not always and guild.join_frame("") == before):
-            return
+        if guild is None or (not always and guild.looks_like(current)):
+            return False
         await self.refresh_viewers(guild)
         self.fanout.broadcast(server_id, protocol.refresh_data(server_id))
+        return True
 
     async def _refresh_loop(self) -> None:
-        """Reload guilds older than the TTL; send a new world only where something changed.
-
-        What changed is reported to ``event_applied`` as a ``Refresh``, like a refresh an
-        event source asked for, so that a bus can pass it on.
-        """
+        """Every ``refresh_seconds``, reload the guild list and the guilds in use."""
         interval = max(self.settings.refresh_seconds, 1.0)
         while True:
             await asyncio.sleep(interval)
             try:
-                listed = self.directory.server_list_frame
-                await self.refresh(None)
-                if self.directory.server_list_frame != listed:
-                    await self.hooks.event_applied(Refresh(None), None)
-                for key, guild in list(self.directory.guilds.items()):
-                    if not self.keep_loaded and not self.fanout.by_guild.get(key):
-                        self.directory.evict(key)
-                        continue
-                    before = guild.users_json()
-                    fresh = await self.directory.load(key)
-                    if fresh is not None and fresh.users_json() != before:
-                        await self.refresh_viewers(fresh)
-                        await self.hooks.event_applied(Refresh(key), None)
+                await self._reload_all()
             except Exception:
                 log.exception("periodic refresh failed")
+
+    async def _reload_all(self) -> None:
+        """Reload the guild list, then every watched (or kept) guild; send a new world only
+        where something changed, and report it to ``event_applied`` as a ``Refresh``, like a
+        refresh an event source asked for, so that a bus can pass it on.
+
+        A guild nobody watches is dropped instead (unless ``keep_loaded``). A watched guild
+        whose first load failed was served empty and not kept; it is tried again here, so its
+        viewers get their world once a provider answers.
+        """
+        loaded = list(self.directory.guilds.items())  # guilds the list reload adds are fresh
+        if await self.refresh(None):
+            await self.hooks.event_applied(Refresh(None), None)
+        for key, guild in loaded:
+            if not self.keep_loaded and not self.fanout.by_guild.get(key):
+                self.directory.evict(key)
+                continue
+            await self._reload(key, guild)
+        for key in [key for key in self.fanout.by_guild if key not in self.directory.guilds]:
+            await self._reload(key, None)
+
+    async def _reload(self, key: str, before: Guild | None) -> None:
+        fresh = await self.directory.load(key)
+        if fresh is None or self.directory.guilds.get(key) is not fresh:
+            return  # no longer listed, or its providers are still failing
+        if before is None or not fresh.looks_like(before):
+            await self.refresh_viewers(fresh)
+            await self.hooks.event_applied(Refresh(key), None)
 
     async def _load_kept(self) -> None:
         """With ``keep_loaded``, load every listed guild that is not loaded yet."""
@@ -259,8 +276,17 @@ class DbackServer:
                 await self.directory.guild(key)
 
     async def refresh_viewers(self, guild: Guild) -> None:
+        """Send every viewer of ``guild`` its world again, under the name it asked for.
+
+        Through the fan-out, like any broadcast: no viewer is awaited, so one that stopped
+        reading is cut off at its buffer limit instead of holding up the refresh and every
+        event behind it. One encoded frame per requested name, not per viewer.
+        """
+        groups: dict[str, list[ServerConnection]] = {}
         for viewer in self.fanout.watchers(guild.key):
-            await self._send(viewer.connection, guild.join_frame(viewer.requested or guild.info.id))
+            groups.setdefault(viewer.requested or guild.info.id, []).append(viewer.connection)
+        for requested, connections in groups.items():
+            self.fanout.deliver(connections, guild.join_frame(requested))
 
     # -- HTTP ------------------------------------------------------------------------------
 

@@ -11,7 +11,10 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from dback_core import hookimpl, protocol
+from dback_core.config import Settings
 from dback_core.events import Message, Presence
+from dback_core.plugins import load_plugins
+from dback_core.server import DbackServer
 from dback_core.testing import Client, running_server
 from tests.drain import DrainClient, drain_all, frame_size
 
@@ -311,3 +314,26 @@ async def test_no_password_or_token_is_logged_sent_or_echoed(monkeypatch, caplog
     seen = json.dumps(frames) + server_logs
     for secret in ("hunter2-secret", "wrong-pass-456", "bad-token-789", "good-token-123"):
         assert secret not in seen
+
+
+async def test_stop_does_not_wait_for_a_client_that_stopped_reading():
+    """A silent client whose backlog is under max_client_buffer (so it was not cut off) can
+    not take a close frame; stopping aborts it instead of waiting for it."""
+    plugins = load_plugins(environ=QUIET, in_process=[("crowd", Crowd())])
+    server = DbackServer(plugins, Settings(host="127.0.0.1", port=0, ping_interval=3600))
+    await server.start()
+    host, port = server.address
+    silent = DrainClient(host, port, receive_buffer=4096)
+    try:
+        await silent.open()
+        await silent.join("default")
+        uid = next(iter(server.directory.guilds["1"].users))
+        connection = next(iter(server.fanout.viewers))
+        # Past what the kernel holds, until the server's own buffer pauses the writes.
+        while connection.transport.get_write_buffer_size() < 256 * 1024:
+            server.fanout.broadcast("1", protocol.message("1", uid, "x" * 60000, "c"))
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(server.stop(), 30)
+        assert server.fanout.slow_disconnects == 0
+    finally:
+        silent.close()

@@ -88,32 +88,37 @@ async def test_not_configured_at_startup_takes_the_plugin_out_and_the_mock_serve
     assert "set TP_DSN first" in caplog.text
 
 
-def test_an_unconfigured_plugin_still_adds_its_set_up_commands(tmp_path, monkeypatch):
-    module = tmp_path / "tp_setup_cmd.py"
-    module.write_text(
-        textwrap.dedent(
-            """
-            import click
-            from dback_core import NotConfigured, hookimpl
-
-            class Provider:
-                def __init__(self):
-                    raise NotConfigured("set TP_DSN")
-
-                @staticmethod
-                @hookimpl
-                def register_commands(cli):
-                    @cli.command("tp-migrate")
-                    def migrate():
-                        click.echo("migrating")
-            """
-        )
-    )
-    dist_info = tmp_path / "tp_setup_cmd-1.0.dist-info"
+def install_module(tmp_path, monkeypatch, module: str, source: str, entry_points: str) -> None:
+    """Install ``module`` the way pip does, with ``entry_points`` lines in the dback group;
+    the caller pops it from ``sys.modules`` afterwards."""
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+    dist_info = tmp_path / f"{module}-1.0.dist-info"
     dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: tp-setup-cmd\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text("[dback]\ntp-setup-cmd = tp_setup_cmd:Provider\n")
+    name = module.replace("_", "-")
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(f"[dback]\n{entry_points}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_an_unconfigured_plugin_still_adds_its_set_up_commands(tmp_path, monkeypatch):
+    source = """
+        import click
+        from dback_core import NotConfigured, hookimpl
+
+        class Provider:
+            def __init__(self):
+                raise NotConfigured("set TP_DSN")
+
+            @staticmethod
+            @hookimpl
+            def register_commands(cli):
+                @cli.command("tp-migrate")
+                def migrate():
+                    click.echo("migrating")
+        """
+    install_module(
+        tmp_path, monkeypatch, "tp_setup_cmd", source, "tp-setup-cmd = tp_setup_cmd:Provider"
+    )
     try:
         plugins = load_plugins(environ={"DBACK_PLUGINS": "tp-setup-cmd"})
         group = click.Group()
@@ -122,6 +127,43 @@ def test_an_unconfigured_plugin_still_adds_its_set_up_commands(tmp_path, monkeyp
         sys.modules.pop("tp_setup_cmd", None)
     assert plugins.records[0].status == NOT_CONFIGURED
     assert "tp-migrate" in group.commands
+
+
+def test_an_unconfigured_plugins_failing_set_up_commands_are_reported(
+    tmp_path, monkeypatch, caplog
+):
+    """A static ``register_commands`` that raises (a TypeError too) is logged as an error;
+    one that needs an instance is left out without one."""
+    source = """
+        from dback_core import NotConfigured, hookimpl
+
+        class Broken:
+            def __init__(self):
+                raise NotConfigured("set TP_DSN")
+
+            @staticmethod
+            @hookimpl
+            def register_commands(cli):
+                raise TypeError("a bug in the command code")
+
+        class NeedsInstance:
+            def __init__(self):
+                raise NotConfigured("set TP_DSN")
+
+            @hookimpl
+            def register_commands(self, cli):
+                raise AssertionError("never called without an instance")
+        """
+    entry_points = "tp-broken = tp_broken_cmd:Broken\ntp-instance = tp_broken_cmd:NeedsInstance"
+    install_module(tmp_path, monkeypatch, "tp_broken_cmd", source, entry_points)
+    try:
+        plugins = load_plugins(environ={"DBACK_PLUGINS": "tp-broken,tp-instance"})
+        with caplog.at_level(logging.ERROR):
+            PluginHooks(plugins).register_commands(click.Group())
+    finally:
+        sys.modules.pop("tp_broken_cmd", None)
+    assert "plugin tp-broken: register_commands raised" in caplog.text
+    assert "tp-instance" not in caplog.text
 
 
 async def test_event_applied_sees_what_changed_but_not_relayed_or_dropped_events():

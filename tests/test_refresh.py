@@ -8,6 +8,7 @@ from dback_core import hookimpl
 from dback_core.events import ClientIdUpdate, Refresh
 from dback_core.testing import Client, running_server
 from dback_mock.world import MockWorld
+from tests.drain import DrainClient
 
 QUIET = {"DBACK_PLUGINS": ""}
 
@@ -123,3 +124,81 @@ def test_the_mock_world_has_four_guilds_varied_members_and_one_passworded():
     assert {u["status"] for u in users} == {"online", "idle", "dnd", "offline"}
     assert len({u["username"] for u in users}) > 50
     assert any(u["roleColor"] is False for u in users) and any(u["roleColor"] for u in users)
+
+
+class Big(Mutable):
+    """A guild whose world is about 250 KB."""
+
+    def __init__(self):
+        super().__init__()
+        self.users = {
+            "1": {
+                str(uid): {"uid": str(uid), "username": f"member {uid}", "status": "online"}
+                for uid in range(3000)
+            }
+        }
+
+
+async def test_a_new_world_never_waits_for_a_client_that_stopped_reading():
+    """Worlds resent after a refresh go through the fan-out like any broadcast: a viewer that
+    stopped reading is cut off at its buffer limit, and neither the refresh (nor the event
+    pipeline behind it) nor the other viewers wait for it."""
+    provider = Big()
+    async with running_server(
+        [("p", provider)], environ=QUIET, max_client_buffer=64 * 1024
+    ) as server:
+        host, port = server.address
+        silent = DrainClient(host, port, receive_buffer=4096)
+        try:
+            await silent.open()
+            await silent.join("one")
+            async with Client(server, max_size=None) as reader:
+                await reader.join("one")
+                # 20 worlds of 250 KB: more than the kernel buffers a silent client can hold.
+                for status in ("idle", "dnd", "offline", "online") * 5:
+                    provider.users["1"]["0"] = {
+                        "uid": "0",
+                        "username": "member 0",
+                        "status": status,
+                    }
+                    await asyncio.wait_for(server.publish(Refresh("1")), 60)
+                    fresh = await reader.recv_type("server-join", timeout=60)
+                    assert fresh["data"]["users"]["0"]["status"] == status
+            assert server.fanout.slow_disconnects == 1
+        finally:
+            silent.close()
+
+
+async def test_the_ttl_resends_the_world_when_only_the_client_id_changed():
+    provider = Mutable()
+    async with running_server([("p", provider)], environ=QUIET, refresh_seconds=1.0) as server:
+        async with Client(server) as client:
+            await client.join("one")
+            provider.client_ids["1"] = "client-2"
+            fresh = await client.recv_type("server-join", timeout=30)
+    assert fresh["data"]["clientId"] == "client-2"
+
+
+class FailsFirst(Mutable):
+    """A provider whose first member lookup fails, as a database that is still starting."""
+
+    def __init__(self):
+        super().__init__()
+        self.failing = True
+
+    @hookimpl
+    async def get_user_data(self, server_id):
+        if self.failing:
+            raise ConnectionError("database is starting")
+        return dict(self.users.get(server_id, {}))
+
+
+async def test_viewers_of_a_guild_whose_first_load_failed_get_its_world_once_it_loads():
+    provider = FailsFirst()
+    async with running_server([("p", provider)], environ=QUIET, refresh_seconds=1.0) as server:
+        async with Client(server) as client:
+            empty = await client.join("one")
+            provider.failing = False
+            fresh = await client.recv_type("server-join", timeout=30)
+    assert empty["data"]["users"] == {}
+    assert set(fresh["data"]["users"]) == {"a"}

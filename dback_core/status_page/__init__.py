@@ -7,6 +7,7 @@ protocol to the server that served it, so it doubles as a live check of that pro
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.resources import files
 
 #: URL prefix for the page's own assets, kept apart from a front end's static files.
@@ -24,4 +25,10 @@ def asset(name: str) -> tuple[str, bytes] | None:
     content_type = _CONTENT_TYPES.get(name)
     if content_type is None:
         return None
-    return content_type, files(__name__).joinpath(name).read_bytes()
+    return content_type, _read(name)
+
+
+@cache
+def _read(name: str) -> bytes:
+    """A file's bytes, read once: package data does not change while the server runs."""
+    return files(__name__).joinpath(name).read_bytes()
