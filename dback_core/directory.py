@@ -94,6 +94,8 @@ class Directory:
         self._by_short_id: dict[str, str] = {}
         self._server_list_frame = protocol.server_list({})
         self._locks: dict[str, asyncio.Lock] = {}
+        #: Changes applied while a guild is being (re)loaded, replayed onto the fresh copy.
+        self._arrived_during_load: dict[str, list[tuple[Event, str | None]]] = {}
         self._last_answers: dict[str, dict[str, Any]] = {}
         self.servers_loaded = False
 
@@ -145,11 +147,10 @@ class Directory:
         guild = self.guilds.get(key)
         if guild is not None:
             return guild
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._lock(key):
             guild = self.guilds.get(key)
             if guild is None:
-                guild = await self.load(key)
+                guild = await self._load(key)
         return guild
 
     async def load(self, key: str) -> Guild | None:
@@ -157,11 +158,30 @@ class Directory:
 
         When a provider failed and nobody answered, the members already in memory are kept;
         a guild never loaded is served empty but not kept, so the next join asks again
-        instead of caching the failure until the next refresh.
+        instead of caching the failure until the next refresh. Loads of one guild run one
+        at a time.
         """
+        async with self._lock(key):
+            return await self._load(key)
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def _load(self, key: str) -> Guild | None:
         info = self.servers.get(key)
         if info is None:
             return None
+        # The providers may answer with data read before a change that reaches ``apply``
+        # while they are being asked; such changes are kept and replayed onto the answer.
+        arrived = self._arrived_during_load[key] = []
+        try:
+            return await self._build(key, info, arrived)
+        finally:
+            del self._arrived_during_load[key]
+
+    async def _build(
+        self, key: str, info: ServerInfo, arrived: list[tuple[Event, str | None]]
+    ) -> Guild | None:
         owner, users, failed = await self.hooks.get_user_data(key)
         if failed and owner is None:
             current = self.guilds.get(key)
@@ -177,6 +197,9 @@ class Directory:
             owner=owner,
             client_id=client_id,
         )
+        for event, origin in arrived:
+            if origin is None or owner is None or origin == owner:
+                self._change(guild, event)
         if key in self.servers:
             self.guilds[key] = guild
         log.debug("loaded guild %s: %d members from %s", key, len(guild.users), owner)
@@ -188,21 +211,29 @@ class Directory:
     def apply(self, event: Event, origin: str | None) -> bytes | None:
         """Apply an event to its guild and return the frame for its viewers, or None.
 
-        Events for guilds nobody has loaded are dropped: the next load reads fresh data. A
+        Events for guilds nobody has loaded are dropped: the next load reads fresh data, and
+        changes that arrive while a guild loads are replayed onto what it loaded. A
         plugin's events only touch guilds that plugin provided (``origin`` None means the
         API or the bus, which may touch any guild).
         """
+        arrived = self._arrived_during_load.get(event.server_id)
+        if arrived is not None and not isinstance(event, Message):
+            arrived.append((event, origin))
         guild = self.guilds.get(event.server_id)
         if guild is None:
             return None
         if origin is not None and guild.owner is not None and origin != guild.owner:
             return None
-        if isinstance(event, Presence):
-            return self._apply_presence(guild, event)
         if isinstance(event, Message):
             if event.uid not in guild.users or not event.message:
                 return None
             return protocol.message(guild.key, event.uid, event.message, event.channel)
+        return self._change(guild, event)
+
+    def _change(self, guild: Guild, event: Event) -> bytes | None:
+        """Apply a presence or client-id change to ``guild``; the frame, or None if no change."""
+        if isinstance(event, Presence):
+            return self._apply_presence(guild, event)
         if isinstance(event, ClientIdUpdate):
             guild.client_id = event.client_id
             return protocol.client_id_update(guild.key, event.client_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from dback_core import hookimpl
-from dback_core.events import ClientIdUpdate, Refresh
+from dback_core.events import ClientIdUpdate, Presence, Refresh
 from dback_core.testing import Client, running_server
 from dback_mock.world import MockWorld
 from tests.drain import DrainClient
@@ -202,3 +202,54 @@ async def test_viewers_of_a_guild_whose_first_load_failed_get_its_world_once_it_
             fresh = await client.recv_type("server-join", timeout=30)
     assert empty["data"]["users"] == {}
     assert set(fresh["data"]["users"]) == {"a"}
+
+
+class Slow(Mutable):
+    """A provider that reads its data, then takes a while to answer (a slow query)."""
+
+    def __init__(self):
+        super().__init__()
+        self.answer_after = asyncio.Event()
+        self.reading = asyncio.Event()
+
+    @hookimpl
+    async def get_user_data(self, server_id):
+        snapshot = {uid: dict(user) for uid, user in self.users.get(server_id, {}).items()}
+        self.reading.set()
+        await self.answer_after.wait()
+        return snapshot
+
+
+async def test_changes_that_arrive_during_a_reload_survive_it():
+    """The provider's answer was read before the change; the change must not be lost."""
+    provider = Slow()
+    provider.answer_after.set()
+    async with running_server([("p", provider)], environ=QUIET) as server:
+        async with Client(server) as client:
+            await client.join("one")
+            provider.answer_after.clear()
+            provider.reading.clear()
+            reload = asyncio.create_task(server.refresh("1", always=False))
+            await provider.reading.wait()
+            await server.publish(Presence("1", "a", "dnd", username="ann"), "p")  # after the read
+            await server.publish(Presence("1", "z", "idle", username="zed"), "p")
+            await server.publish(ClientIdUpdate("1", "client-2"), "p")
+            provider.answer_after.set()
+            await reload
+            again = await client.join("one")
+    users = again["data"]["users"]
+    assert users["a"]["status"] == "dnd" and users["z"]["status"] == "idle"
+    assert again["data"]["clientId"] == "client-2"
+
+
+async def test_changes_that_arrive_during_a_first_load_are_not_lost():
+    provider = Slow()
+    async with running_server([("p", provider)], environ=QUIET) as server:
+        async with Client(server) as client:
+            await client.send({"type": "connect", "data": {"server": "one"}})
+            await provider.reading.wait()
+            await server.publish(Presence("1", "a", "idle", username="ann"), "p")
+            await server.publish(Presence("1", "a", "offline", delete=True), "p")
+            provider.answer_after.set()
+            join = await client.recv_type("server-join")
+    assert join["data"]["users"] == {}
