@@ -139,10 +139,6 @@ class Edge(Role):
         changed: after a short blip nothing did, and thousands of viewers need no resend.
         """
         self.resyncs += 1
-        server = self.server
-        await server.refresh(None)
-        for key, guild in list(server.directory.guilds.items()):
-            before = (guild.users_json(), guild.client_id, guild.info)
-            fresh = await server.directory.load(key)
-            if fresh is not None and (fresh.users_json(), fresh.client_id, fresh.info) != before:
-                await server.refresh_viewers(fresh)
+        await self.server.refresh(None)
+        for key in list(self.server.directory.guilds):
+            await self.server.refresh(key, always=False)
