@@ -9,8 +9,10 @@ supplies one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+from collections.abc import AsyncIterator
 
 import websockets
 
@@ -132,14 +134,21 @@ def run_example(*sources: str, **helpers: object) -> dict:
     return namespace
 
 
-async def test_custom_user_provider_serves_its_users_in_the_mock_guilds():
-    server = run_example(CUSTOM_USER_PROVIDER)["server"]
+@contextlib.asynccontextmanager
+async def serving(server) -> AsyncIterator[Client]:
+    """Start an example's ``server``, connect a client to it, and stop the server after."""
     await server.start()
     try:
         async with Client(f"ws://localhost:{server.port}") as client:
-            join = await client.join(None)
+            yield client
     finally:
         await server.stop()
+
+
+async def test_custom_user_provider_serves_its_users_in_the_mock_guilds():
+    server = run_example(CUSTOM_USER_PROVIDER)["server"]
+    async with serving(server) as client:
+        join = await client.join(None)
     assert "232769614004748288" in client.server_list
     assert join["data"]["users"] == {
         "123456789": {
@@ -153,12 +162,8 @@ async def test_custom_user_provider_serves_its_users_in_the_mock_guilds():
 
 async def test_custom_server_provider_replaces_the_mock_guilds():
     server = run_example(CUSTOM_USER_PROVIDER, CUSTOM_SERVER_PROVIDER)["server"]
-    await server.start()
-    try:
-        async with Client(f"ws://localhost:{server.port}") as client:
-            join = await client.join(None)
-    finally:
-        await server.stop()
+    async with serving(server) as client:
+        join = await client.join(None)
     assert client.server_list == {
         "987654321": {
             "id": "987654321",
@@ -174,16 +179,12 @@ async def test_custom_server_provider_replaces_the_mock_guilds():
 async def test_real_time_updates_reach_the_viewers():
     namespace = run_example(CUSTOM_USER_PROVIDER, CUSTOM_SERVER_PROVIDER, REAL_TIME_UPDATES)
     server = namespace["server"]
-    await server.start()
-    try:
-        async with Client(f"ws://localhost:{server.port}") as client:
-            await client.join(None)
-            await namespace["on_change"](server, "987654321", "123456789", "idle")
-            presence = await client.recv_type("presence")
-            rejoin = await client.recv_type("server-join")
-            refresh = await client.recv_type("refresh_data")
-    finally:
-        await server.stop()
+    async with serving(server) as client:
+        await client.join(None)
+        await namespace["on_change"](server, "987654321", "123456789", "idle")
+        presence = await client.recv_type("presence")
+        rejoin = await client.recv_type("server-join")
+        refresh = await client.recv_type("refresh_data")
     assert presence["data"]["status"] == "idle"
     assert presence["data"]["username"] == "Echter Benutzer"
     assert rejoin["data"]["request"] == {"server": "default"}
@@ -248,12 +249,8 @@ async def test_the_hybrid_provider_falls_back_and_merges_the_cache():
         get_database_users=get_database_users,
         get_cached_users=get_cached_users,
     )["server"]
-    await server.start()
-    try:
-        async with Client(f"ws://localhost:{server.port}") as client:
-            join = await client.join(MOCK_GUILD)
-    finally:
-        await server.stop()
+    async with serving(server) as client:
+        join = await client.join(MOCK_GUILD)
     assert asked[:2] == [("discord", MOCK_GUILD), ("database", MOCK_GUILD)]
     users = join["data"]["users"]
     assert set(users) == {"1", "2"}
@@ -276,12 +273,8 @@ async def test_the_cached_provider_fetches_once_and_serves():
 
     server = namespace["server"]
     server.on_get_user_data(provider.get_user_data)
-    await server.start()
-    try:
-        async with Client(f"ws://localhost:{server.port}") as client:
-            join = await client.join(MOCK_GUILD)
-    finally:
-        await server.stop()
+    async with serving(server) as client:
+        join = await client.join(MOCK_GUILD)
     assert join["data"]["users"]["7"]["username"] == "Zwischengespeichert"
     assert fetched == [MOCK_GUILD]
 
@@ -299,12 +292,8 @@ async def test_validate_user_data_fills_missing_fields_the_server_accepts():
 
     server = namespace["server"]
     server.on_get_user_data(incomplete_users)
-    await server.start()
-    try:
-        async with Client(f"ws://localhost:{server.port}") as client:
-            join = await client.join(MOCK_GUILD)
-    finally:
-        await server.stop()
+    async with serving(server) as client:
+        join = await client.join(MOCK_GUILD)
     assert join["data"]["users"] == {
         "5": {"uid": "5", "username": "Unbekannt", "status": "dnd", "roleColor": "#000000"}
     }
