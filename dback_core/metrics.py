@@ -38,7 +38,7 @@ class Metrics:
         )
         self.frames_out = Counter(
             "dback_frames_out",
-            "Broadcast frames written to client connections.",
+            "Event frames queued for viewers (frames to a slow client dropped later count too).",
             registry=self.registry,
         )
         self.provider_calls = Counter(
