@@ -52,19 +52,23 @@ async def test_without_keep_loaded_guilds_load_on_demand():
         assert s.directory.guilds == {}
 
 
+class Recorder:
+    """Queues every ``event_applied`` call, for a test to wait on."""
+
+    def __init__(self):
+        self.seen: asyncio.Queue = asyncio.Queue()
+
+    @hookimpl
+    def event_applied(self, event, origin):
+        self.seen.put_nowait((event, origin))
+
+
 async def test_a_ttl_reload_that_changed_a_guild_is_reported_as_a_refresh():
-    provider = Provider(keep=True)
-    seen: asyncio.Queue = asyncio.Queue()
-
-    class Recorder:
-        @hookimpl
-        def event_applied(self, event, origin):
-            seen.put_nowait((event, origin))
-
-    plugins = [("p", provider), ("r", Recorder())]
+    provider, recorder = Provider(keep=True), Recorder()
+    plugins = [("p", provider), ("r", recorder)]
     async with running_server(plugins, environ={"DBACK_PLUGINS": ""}, refresh_seconds=1.0):
         provider.users["2"]["6"] = user("6", "six", status="idle")
-        event, origin = await asyncio.wait_for(seen.get(), 30)
+        event, origin = await asyncio.wait_for(recorder.seen.get(), 30)
     assert (event, origin) == (Refresh("2"), None)
 
 
@@ -83,16 +87,9 @@ def test_a_plugin_detail_is_part_of_its_description():
 
 
 async def test_a_ttl_reload_that_changed_the_guild_list_is_reported_as_a_refresh():
-    provider = Provider(keep=False)
-    seen: asyncio.Queue = asyncio.Queue()
-
-    class Recorder:
-        @hookimpl
-        def event_applied(self, event, origin):
-            seen.put_nowait((event, origin))
-
-    plugins = [("p", provider), ("r", Recorder())]
+    provider, recorder = Provider(keep=False), Recorder()
+    plugins = [("p", provider), ("r", recorder)]
     async with running_server(plugins, environ={"DBACK_PLUGINS": ""}, refresh_seconds=1.0):
         provider.servers["3"] = {"id": "three", "name": "Three"}
-        event, origin = await asyncio.wait_for(seen.get(), 30)
+        event, origin = await asyncio.wait_for(recorder.seen.get(), 30)
     assert (event, origin) == (Refresh(None), None)
