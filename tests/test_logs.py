@@ -14,6 +14,7 @@ import pytest
 from dback_core import hookimpl
 from dback_core.logs import configure_logging, redact
 from dback_core.testing import Client, running_server
+from tests.json_log import serving_port
 
 PASSWORD = "sesame-7f3a9c"
 WRONG_PASSWORD = "guess-5b1e2d"
@@ -86,16 +87,6 @@ def test_an_unknown_log_format_is_a_clear_error(restore_logging):
         configure_logging("INFO", "xml")
 
 
-async def _serving_port(stream: asyncio.StreamReader, seen: list[str]) -> int:
-    while True:
-        line = (await asyncio.wait_for(stream.readline(), 30)).decode()
-        assert line, "dback serve exited early:\n" + "".join(seen)
-        seen.append(line)
-        message = json.loads(line)["message"]
-        if message.startswith("serving "):
-            return int(message.rsplit(":", 1)[1])
-
-
 async def test_dback_serve_logs_json_lines_and_never_credentials():
     """A real ``dback serve`` at DEBUG: every line JSON, no password or token anywhere."""
     environ = {
@@ -118,7 +109,7 @@ async def test_dback_serve_logs_json_lines_and_never_credentials():
     )
     seen: list[str] = []
     try:
-        port = await _serving_port(process.stderr, seen)
+        port = await serving_port(process.stderr, seen, timeout=30)
         url = f"ws://127.0.0.1:{port}"
         async with Client(url) as client:
             refused = await client.join("oauth", password=WRONG_PASSWORD)

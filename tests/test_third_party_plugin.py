@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from dback_core.testing import Client
+from tests.json_log import serving_port
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = (ROOT / "docs" / "plugins.md").read_text()
@@ -99,16 +100,6 @@ def _get_json(port: int, path: str) -> dict:
         return json.loads(answer.read())
 
 
-async def _serving_port(stream: asyncio.StreamReader, seen: list[str]) -> int:
-    while True:
-        line = (await asyncio.wait_for(stream.readline(), 60)).decode()
-        assert line, "dback serve exited early:\n" + "".join(seen)
-        seen.append(line)
-        message = json.loads(line)["message"]
-        if message.startswith("serving "):
-            return int(message.rsplit(":", 1)[1])
-
-
 async def test_dback_serve_serves_the_plugins_data(fresh_venv):
     environ = _environment(fresh_venv)
     cli = subprocess.run(
@@ -131,7 +122,7 @@ async def test_dback_serve_serves_the_plugins_data(fresh_venv):
     )
     seen: list[str] = []
     try:
-        port = await _serving_port(process.stderr, seen)
+        port = await serving_port(process.stderr, seen)
         async with Client(f"ws://127.0.0.1:{port}", timeout=30) as client:
             assert client.server_list[WEATHER_GUILD]["name"] == "Weather"
             world = await client.join("weather")
