@@ -37,8 +37,9 @@ class Settings:
     max_frame_size: int = 4096
     #: Bytes queued for one client past which it is disconnected as too slow.
     max_client_buffer: int = 4 * 1024 * 1024
-    #: ``none`` or ``deflate``: permessage-deflate costs ~50 KiB of memory per connection.
-    compression: str = "none"
+    #: ``deflate``: permessage-deflate with every client that offers it, compressed once per
+    #: guild rather than per connection (``dback_core.deflate``); ``none`` declines it.
+    compression: str = "deflate"
     #: Listen backlog, sized for thousands of clients reconnecting at once.
     backlog: int = 4096
     #: Seconds a client may take to complete the WebSocket handshake.

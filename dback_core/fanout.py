@@ -5,9 +5,13 @@ with a snapshot of its viewers, in O(1); on the next turn of the event loop each
 gets all the frames queued for it in one ``transport.write``. Writing straight to the
 transport skips ``websockets``' per-connection framing (about 10 us per delivery, which made
 a 5,000-viewer broadcast cost 50 ms), and when events come faster than the loop turns, the
-queue turns a burst into one system call per viewer instead of one per event. Connections
-that negotiated compression keep per-connection deflate state, so they go through
-``websockets``' own broadcast instead.
+queue turns a burst into one system call per viewer instead of one per event.
+
+Compression (permessage-deflate, negotiated by ``dback_core.deflate``) keeps that shape: a
+broadcast is compressed once by its guild's shared stream for the viewers in sync with it,
+once without history for the viewers waiting for the stream's next reset, and the frames go
+out like any other. Frames for one viewer (joins) are compressed without history, the big
+ones once and cached, and put that viewer behind its stream until the next reset.
 
 A client that stops reading can only fill its own transport buffer; past ``max_buffer`` bytes
 it is disconnected, which bounds the memory one silent client can cost.
@@ -17,12 +21,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 
-from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
+from dback_core.deflate import (
+    PLAIN_BELOW,
+    HistoryFree,
+    SharedDeflate,
+    SharedStream,
+    compressed_frame,
+    negotiated,
+)
+
 log = logging.getLogger(__name__)
+
+#: Seconds between resets of a guild's shared compressor while some of its viewers wait to
+#: share it. A reset costs every sharing viewer one message compressed without history
+#: (~120 B instead of ~27 B for a presence); waiting costs each waiting viewer that per
+#: broadcast. A guild where nobody shares yet is reset at once.
+SYNC_INTERVAL = 1.0
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -43,10 +63,12 @@ class Viewer:
     Slotted: there is one per open connection, and idle connections are most of them.
     """
 
-    __slots__ = ("authorized", "connection", "guild", "requested")
+    __slots__ = ("authorized", "connection", "deflate", "guild", "requested")
 
-    def __init__(self, connection: ServerConnection) -> None:
+    def __init__(self, connection: ServerConnection, deflate: SharedDeflate | None = None) -> None:
         self.connection = connection
+        #: The negotiated compression, or None when the client did not offer it.
+        self.deflate = deflate
         self.guild: str | None = None
         self.requested: str | None = None
         self.authorized: set[str] = set()
@@ -64,39 +86,52 @@ def forget_handshake_headers(connection: ServerConnection) -> None:
 class Fanout:
     """The guild -> connections index and the non-blocking broadcast over it."""
 
-    def __init__(self, max_buffer: int) -> None:
+    def __init__(self, max_buffer: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_buffer = max_buffer
         self.viewers: dict[ServerConnection, Viewer] = {}
         self.by_guild: dict[str, set[ServerConnection]] = {}
         self.slow_disconnects = 0
-        #: Connections with per-connection compression state, served by ``websockets``.
-        self._compressed: set[ServerConnection] = set()
+        #: Per watched guild: its broadcast compressor and which viewers can share its output.
+        self.streams: dict[str, SharedStream] = {}
+        self.history_free = HistoryFree()
+        self._clock = clock
         #: Frames broadcast this loop turn, each with the connections it is for.
-        self._batches: list[tuple[bytes, tuple[ServerConnection, ...]]] = []
+        self._batches: list[tuple[bytes, Collection[ServerConnection]]] = []
 
     def add(self, connection: ServerConnection) -> Viewer:
         """Register an open connection; its handshake headers are dropped (see
         ``forget_handshake_headers``)."""
         forget_handshake_headers(connection)
-        viewer = Viewer(connection)
+        viewer = Viewer(connection, negotiated(connection.protocol.extensions))
         self.viewers[connection] = viewer
-        if connection.protocol.extensions:
-            self._compressed.add(connection)
         return viewer
 
     def remove(self, connection: ServerConnection) -> None:
         viewer = self.viewers.pop(connection, None)
-        self._compressed.discard(connection)
         if viewer is not None and viewer.guild is not None:
             self._leave(connection, viewer.guild)
 
     def move(self, viewer: Viewer, guild: str, requested: str) -> None:
-        """Make ``viewer`` watch ``guild`` only."""
+        """Make ``viewer`` watch ``guild`` only. It shares the guild's compressed broadcasts
+        from the stream's next reset on."""
+        connection = viewer.connection
         if viewer.guild is not None and viewer.guild != guild:
-            self._leave(viewer.connection, viewer.guild)
+            self._leave(connection, viewer.guild)
         viewer.guild = guild
         viewer.requested = requested
-        self.by_guild.setdefault(guild, set()).add(viewer.connection)
+        self.by_guild.setdefault(guild, set()).add(connection)
+        stream = self.streams.get(guild)
+        if stream is None:
+            stream = self.streams[guild] = SharedStream(self._clock())
+        elif connection in stream.synced:
+            return  # a second join of the same guild: the join itself puts it behind
+        stream.discard(connection)
+        if viewer.deflate is None:
+            stream.plain.add(connection)
+        elif viewer.deflate.history:
+            stream.behind.add(connection)
+        else:
+            stream.history_free.add(connection)
 
     def _leave(self, connection: ServerConnection, guild: str) -> None:
         members = self.by_guild.get(guild)
@@ -104,16 +139,36 @@ class Fanout:
             members.discard(connection)
             if not members:
                 del self.by_guild[guild]
+        stream = self.streams.get(guild)
+        if stream is not None:
+            stream.discard(connection)
+            if not stream:
+                del self.streams[guild]
 
     def watchers(self, guild: str) -> list[Viewer]:
         return [self.viewers[c] for c in self.by_guild.get(guild, ())]
 
     def broadcast(self, guild: str, frame: bytes) -> int:
-        """Send ``frame`` to every viewer of ``guild``; returns how many it was queued for."""
-        connections = self.by_guild.get(guild)
-        if not connections:
+        """Send ``frame`` to every viewer of ``guild``; returns how many it was queued for.
+
+        Compressed once for the viewers in the guild's shared stream, once without history
+        for the other viewers that negotiated compression, and not at all for the rest.
+        """
+        stream = self.streams.get(guild)
+        if stream is None:
             return 0
-        return self.deliver(connections, frame)
+        if stream.behind and (
+            not stream.synced or self._clock() - stream.reset_at >= SYNC_INTERVAL
+        ):
+            stream.reset(self._clock())
+        if stream.synced:
+            self._queue(compressed_frame(stream.compress(frame)), tuple(stream.synced))
+        if stream.behind or stream.history_free:
+            fresh = compressed_frame(self.history_free.compress(frame))
+            self._queue(fresh, (*stream.behind, *stream.history_free))
+        if stream.plain:
+            self._queue(text_frame(frame), tuple(stream.plain))
+        return len(stream)
 
     def broadcast_all(self, frame: bytes) -> int:
         return self.deliver(tuple(self.viewers), frame)
@@ -121,20 +176,54 @@ class Fanout:
     def deliver(self, connections: Collection[ServerConnection], frame: bytes) -> int:
         """Send ``frame`` to ``connections`` without awaiting any of them; returns how many
         it was queued for. Everything the server sends to more than the one client whose
-        request it answers goes through here."""
-        compressed = self._compressed
+        request it answers goes through here; a guild's broadcasts go through ``broadcast``.
+
+        The frame is outside every guild's shared stream: viewers that negotiated
+        compression get it compressed without history, and fall behind their stream.
+        """
+        if len(frame) < PLAIN_BELOW:
+            self._queue(text_frame(frame), tuple(connections))
+            return len(connections)
+        plain: list[ServerConnection] = []
         deflated: list[ServerConnection] = []
-        if compressed:
-            direct = tuple(c for c in connections if c not in compressed)
-            deflated = [c for c in connections if c in compressed and not self._too_slow(c)]
-            broadcast(deflated, frame, text=True)
-        else:
-            direct = tuple(connections)
-        if direct:
-            if not self._batches:
-                asyncio.get_running_loop().call_soon(self.flush)
-            self._batches.append((text_frame(frame), direct))
-        return len(direct) + len(deflated)
+        for connection in connections:
+            viewer = self.viewers.get(connection)
+            if viewer is None or viewer.deflate is None:
+                plain.append(connection)
+            else:
+                deflated.append(connection)
+                self._fall_behind(viewer)
+        if deflated:
+            self._queue(compressed_frame(self.history_free.compress(frame)), deflated)
+        if plain:
+            self._queue(text_frame(frame), plain)
+        return len(connections)
+
+    def send(self, connection: ServerConnection, frame: str | bytes) -> bool:
+        """Write ``frame`` to one client, compressed, after everything queued; False when it
+        is for ``websockets`` to send uncompressed instead (no compression negotiated, or a
+        frame too small to be worth it, which leaves the viewer in its shared stream)."""
+        viewer = self.viewers.get(connection)
+        if viewer is None or viewer.deflate is None or len(frame) < PLAIN_BELOW:
+            return False
+        payload = frame.encode() if isinstance(frame, str) else frame
+        self.flush()
+        self._fall_behind(viewer)
+        self._write(connection, compressed_frame(self.history_free.compress(payload)))
+        return True
+
+    def _fall_behind(self, viewer: Viewer) -> None:
+        if viewer.guild is not None:
+            stream = self.streams.get(viewer.guild)
+            if stream is not None:
+                stream.fall_behind(viewer.connection)
+
+    def _queue(self, wire: bytes, connections: Collection[ServerConnection]) -> None:
+        if not connections:
+            return
+        if not self._batches:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._batches.append((wire, connections))
 
     def flush(self) -> None:
         """Write every queued frame now; call before sending any viewer anything else, so

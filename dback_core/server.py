@@ -22,6 +22,7 @@ from websockets.http11 import Request, Response
 
 from dback_core import http, protocol, status_page
 from dback_core.config import Settings
+from dback_core.deflate import SharedDeflateFactory
 from dback_core.directory import Directory, Guild
 from dback_core.events import Event, Refresh
 from dback_core.fanout import Fanout, Viewer
@@ -130,7 +131,8 @@ class DbackServer:
             self.settings.host,
             self.settings.port,
             process_request=self._process_request,
-            compression="deflate" if self.settings.compression == "deflate" else None,
+            compression=None,  # dback's own, shared by every viewer: dback_core.deflate
+            extensions=[SharedDeflateFactory()] if self.settings.compression == "deflate" else None,
             max_size=self.settings.max_frame_size,
             open_timeout=self.settings.open_timeout,
             ping_interval=self.settings.ping_interval,
@@ -395,6 +397,8 @@ class DbackServer:
             log.debug("client %s disconnected", address)
 
     async def _send(self, connection: ServerConnection, frame: str | bytes) -> None:
+        if self.fanout.send(connection, frame):
+            return  # written compressed, after the queued broadcasts
         self.fanout.flush()  # broadcasts queued before this frame go first
         with contextlib.suppress(ConnectionClosed):
             await connection.send(frame, text=True)
