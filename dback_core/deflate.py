@@ -166,6 +166,8 @@ class SharedDeflateFactory(ServerExtensionFactory):
         history = "server_no_context_takeover" not in found
         if not history:
             response.insert(0, ("server_no_context_takeover", None))
+        if window is not None:
+            response.append(("server_max_window_bits", window))  # accepting it means echoing it
         return response, SharedDeflate(history)
 
 
