@@ -76,6 +76,8 @@ async def test_page_shows_members_presence_and_chat(quiet_mock_server, page):
     await expect(page.locator("#connection")).to_have_text("open", timeout=WAIT_MS)
     await expect(page.locator("#guild-name")).to_have_text("D-World", timeout=WAIT_MS)
     await expect(page.locator(".member")).to_have_count(len(users), timeout=WAIT_MS)
+    (viewer,) = server.fanout.viewers.values()
+    assert viewer.deflate is not None  # chromium offered deflate: the page reads it compressed
     for user in list(users.values())[:5]:
         card = page.locator(f'.member[data-uid="{user["uid"]}"]')
         await expect(card.locator(".name")).to_have_text(user["username"])
