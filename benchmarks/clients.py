@@ -56,7 +56,18 @@ class Drain:
     a few system calls per drain per sweep, however many frames arrived in between.
     """
 
-    __slots__ = ("buffer", "closed", "first_at", "frames", "last_at", "pending", "skip", "sock")
+    __slots__ = (
+        "buffer",
+        "closed",
+        "first_at",
+        "frames",
+        "joined_bytes",
+        "last_at",
+        "pending",
+        "received",
+        "skip",
+        "sock",
+    )
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -68,6 +79,10 @@ class Drain:
         self.first_at = 0.0
         self.last_at = 0.0
         self.closed = False
+        #: Bytes on the wire after the handshake (frame headers included, as sent).
+        self.received = 0
+        #: Of those, the ``server-join``'s (set by ``open``).
+        self.joined_bytes = 0
 
     async def open(self, host: str, port: int, server: str) -> None:
         """Handshake (offering deflate), read the server-list, send connect, read the join."""
@@ -85,8 +100,10 @@ class Drain:
             raise ConnectionError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
         self.feed(rest)
         sent = False
+        listed = 0
         while self.frames < 2:
             if self.frames >= 1 and not sent:
+                listed = self.received  # the server-list; nothing else comes before connect
                 await loop.sock_sendall(self.sock, connect_message(server))
                 sent = True
             if self.skip > BIG:
@@ -96,6 +113,7 @@ class Drain:
             if not chunk:
                 raise ConnectionError("closed before joining")
             self.feed(chunk)
+        self.joined_bytes = self.received - listed
 
     async def _discard(self, loop: asyncio.AbstractEventLoop) -> None:
         """Drop the rest of a big payload in the kernel (``MSG_TRUNC``): a 1 MB join would
@@ -112,6 +130,7 @@ class Drain:
             return
         if not dropped:
             raise ConnectionError("closed before joining")
+        self.received += dropped
         self.skip -= dropped
         if not self.skip:
             self.frames += self.pending
@@ -134,6 +153,7 @@ class Drain:
 
     def feed(self, data: bytes) -> None:
         """Walk frame headers, skipping payloads; answer pings so the server keeps us."""
+        self.received += len(data)
         frames = 0
         skip = self.skip
         if skip:

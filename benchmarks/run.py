@@ -14,6 +14,10 @@ Scenarios (see docs/performance.md for what each number means):
   storm       N clients connecting at once; how many joined, and how long it took
   joins       clients joining a 10,000-member guild, 50 at a time; joins per second
   slow        1,000 viewers, 500 broadcasts, with and without a client that never reads
+
+Servers: ``dback`` (its defaults: permessage-deflate with every client that offers it),
+``dback-none`` (``DBACK_COMPRESSION=none``) and ``d-back``; every client offers deflate, as
+browsers do. Bytes on the wire are counted by the drain clients, frame headers included.
 """
 
 from __future__ import annotations
@@ -106,6 +110,10 @@ def _pin(cpu: int) -> Callable[[], None]:
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
+#: Settings that make a server variant out of the same interpreter.
+SERVER_ENV = {"dback-none": {"DBACK_COMPRESSION": "none"}}
+
+
 class ServerProcess:
     """``bench_server.py`` under one interpreter, pinned to the server CPU."""
 
@@ -121,6 +129,7 @@ class ServerProcess:
             DBACK_MAX_CONNECTIONS_PER_ADDRESS="100000",
             PYTHONPATH=str(HERE),
         )
+        env.update(SERVER_ENV.get(self.name, {}))
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 str(self.python),
@@ -245,7 +254,7 @@ async def broadcast_run(
     per_viewer = (server.rss() - before) / viewers
     blocked = await asyncio.to_thread(slow_reader, HOST, server.port, SMALL) if slow else None
     for drain in drains:
-        drain.frames, drain.last_at = 2, 0.0
+        drain.frames, drain.last_at, drain.received = 2, 0.0, 0
     server_cpu = server.cpu_seconds()
     sweeper = asyncio.create_task(keep_sweeping(drains))
     with ClientCpu() as cpu:
@@ -256,6 +265,8 @@ async def broadcast_run(
         await settle(drains, samplers, count, quiet=5.0)
     sweeper.cancel()
     server_cpu = server.cpu_seconds() - server_cpu
+    drained = sum(d.frames - 2 for d in drains)
+    wire_bytes = sum(d.received for d in drains)
     delivered = sum(min(d.frames - 2, count) for d in drains)
     delivered += sum(min(len(s.latencies), count) for s in samplers)
     finished = max([d.last_at for d in drains] + [start])
@@ -274,6 +285,7 @@ async def broadcast_run(
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "memory_per_viewer_kib": per_viewer / 1024,
         "server_cpu_s": server_cpu,
+        "bytes_per_delivery": wire_bytes / max(drained, 1),
         "client_cpu": cpu.share,
     }
 
@@ -311,17 +323,23 @@ async def joins_run(server: ServerProcess, plan: Plan) -> dict:
     warm = await open_drain(HOST, server.port, LARGE)  # the guild's first load is not a join
     close_all([warm])
     gate = asyncio.Semaphore(plan.join_parallel)
+    sizes: list[int] = []
 
     async def one() -> None:
         async with gate:
             drain = await open_drain(HOST, server.port, LARGE)
+            sizes.append(drain.joined_bytes)
             drain.close()
 
     with ClientCpu() as cpu:
         start = time.monotonic()
         await asyncio.gather(*(one() for _ in range(plan.joins)))
         elapsed = time.monotonic() - start
-    return {"joins_per_s": plan.joins / elapsed, "client_cpu": cpu.share}
+    return {
+        "joins_per_s": plan.joins / elapsed,
+        "bytes_per_join": statistics.mean(sizes),
+        "client_cpu": cpu.share,
+    }
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -364,7 +382,11 @@ class Results:
         return f" ({saturated} of {len(runs)} runs invalid: client saturated)"
 
 
-PORTS = {"dback": 30100, "d-back": 30200}  # below the ephemeral port range of the clients
+PORTS = {
+    "dback": 30100,
+    "dback-none": 30150,
+    "d-back": 30200,
+}  # below the ephemeral port range of the clients
 
 
 async def run_all(
@@ -407,10 +429,12 @@ async def run_all(
 def table(results: Results, plan: Plan, servers: list[str]) -> list[str]:
     """Markdown rows: the metric, each server's median, the ratio and the runs' spread."""
     rows = [
-        "| scenario | metric | dback | d-back 0.0.18 | ratio dback / d-back | noise (spread) |",
-        "|---|---|---|---|---|---|",
+        "| scenario | metric | dback | dback, compression none | d-back 0.0.18 "
+        "| ratio dback / d-back | noise (spread) |",
+        "|---|---|---|---|---|---|---|",
     ]
     other = "d-back" if "d-back" in servers else None
+    plain = "dback-none" if "dback-none" in servers else None
 
     def row(scenario: str, key: str, label: str, fmt: str) -> None:
         if scenario not in results.runs.get("dback", {}):
@@ -419,11 +443,13 @@ def table(results: Results, plan: Plan, servers: list[str]) -> list[str]:
         theirs = results.median(other, scenario, key) if other else float("nan")
         ratio = mine / theirs if theirs == theirs and theirs else float("nan")
         shown_ratio = f"{ratio:.3g}x" if math.isfinite(ratio) else "-"
-        marks = [results.mark(s, scenario) for s in ("dback", other or "dback")]
+        uncompressed = results.median(plain, scenario, key) if plain else float("nan")
+        marks = [results.mark(s, scenario) for s in ("dback", plain or "dback", other or "dback")]
         noise = max(results.spread(s, scenario, key) for s in servers)
         rows.append(
             f"| {scenario} | {label} | {mine:{fmt}}{marks[0]} | "
-            f"{theirs:{fmt}}{marks[1] if other else ''} | {shown_ratio} | {noise:.0%} |"
+            f"{uncompressed:{fmt}}{marks[1] if plain else ''} | "
+            f"{theirs:{fmt}}{marks[2] if other else ''} | {shown_ratio} | {noise:.0%} |"
         )
 
     for viewers in plan.viewers:
@@ -434,6 +460,7 @@ def table(results: Results, plan: Plan, servers: list[str]) -> list[str]:
         row(scenario, "p99_ms", "latency p99 (ms)", ",.1f")
         row(scenario, "memory_per_viewer_kib", "memory per idle viewer (KiB)", ".1f")
         row(scenario, "server_cpu_s", "server CPU for the broadcasts (s)", ".2f")
+        row(scenario, "bytes_per_delivery", "bytes on the wire per delivery", ",.1f")
         row(scenario, "client_cpu", "client CPU share", ".0%")
     row("storm", "joined", f"joined of {plan.storm:,}", ".1%")
     row("storm", "all_joined", "all joined in time (median of runs, 1 = yes)", ".0f")
@@ -441,6 +468,7 @@ def table(results: Results, plan: Plan, servers: list[str]) -> list[str]:
     row("storm", "p50_join_s", "median join after (s)", ".2f")
     row("storm", "memory_per_viewer_kib", "memory per idle viewer (KiB)", ".1f")
     row("joins", "joins_per_s", f"joins/s into a {plan.large:,}-member guild", ",.1f")
+    row("joins", "bytes_per_join", "bytes on the wire per join", ",.0f")
     for label in ("without", "with"):
         row(f"slow@{label}", "p99_ms", f"others' p99 (ms), slow reader {label}", ",.1f")
         row(f"slow@{label}", "delivered", f"delivered, slow reader {label}", ".1%")
@@ -461,7 +489,7 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer viewers, one run")
     parser.add_argument("--smoke", action="store_true", help="tiny: checks the benchmark works")
     parser.add_argument("--runs", type=int, help="runs per scenario (medians are reported)")
-    parser.add_argument("--servers", default="dback,d-back", help="comma-separated")
+    parser.add_argument("--servers", default="dback,dback-none,d-back", help="comma-separated")
     parser.add_argument("--only", default="", help="scenarios, e.g. broadcast,joins")
     parser.add_argument("--cache", type=Path, default=HERE / ".venvs")
     parser.add_argument("--json", type=Path, help="write every run's numbers here")
@@ -475,7 +503,7 @@ async def main(argv: list[str] | None = None) -> None:
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {CLIENT_CPU})
     note = noise_note()
-    interpreters = {"dback": DBACK_PYTHON} if "dback" in servers else {}
+    interpreters = {name: DBACK_PYTHON for name in ("dback", "dback-none") if name in servers}
     if "d-back" in servers:
         interpreters["d-back"] = d_back_python(args.cache)
     log = args.cache / "servers.log"

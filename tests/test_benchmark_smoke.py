@@ -23,7 +23,7 @@ def test_every_scenario_of_the_benchmark_runs_and_reports(tmp_path):
             str(ROOT / "benchmarks" / "run.py"),
             "--smoke",
             "--servers",
-            "dback",
+            "dback,dback-none",
             "--cache",
             str(tmp_path),
             "--json",
@@ -44,5 +44,13 @@ def test_every_scenario_of_the_benchmark_runs_and_reports(tmp_path):
         assert numbers["p99_ms"] > 0
     assert runs["storm"][0]["joined"] == 1.0
     assert runs["joins"][0]["joins_per_s"] > 0
+    plain = report["runs"]["dback-none"]
+    # Every drain offers deflate: by default dback compresses, with ``none`` it does not.
+    assert (
+        runs["broadcast@30"][0]["bytes_per_delivery"]
+        < plain["broadcast@30"][0]["bytes_per_delivery"]
+    )
+    assert runs["joins"][0]["bytes_per_join"] < plain["joins"][0]["bytes_per_join"]
+    assert any(row.startswith("| joins | bytes on the wire per join |") for row in report["table"])
     assert any(row.startswith("| joins |") for row in report["table"])
     assert "--smoke" in report["command"]
