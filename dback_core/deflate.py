@@ -108,6 +108,9 @@ class SharedDeflate(Extension):
         limit = 0 if max_size is None else max_size
         try:
             inflated = inflater.decompress(data, limit)
+            # Output stopped at the limit with input left. A final frame always has input
+            # left when cut short (``TAIL`` comes after the last code); output held back in a
+            # non-final frame comes out with the next frame, under what remains of the limit.
             if inflater.unconsumed_tail:
                 raise PayloadTooBig(None, max_size)
         except zlib.error as error:

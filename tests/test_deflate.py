@@ -10,11 +10,13 @@ import json
 import zlib
 
 import pytest
-from websockets.exceptions import ConnectionClosedError
+from websockets.exceptions import ConnectionClosedError, PayloadTooBig
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
 
 from dback_core import fanout as fanout_module
 from dback_core import protocol
+from dback_core.deflate import SharedDeflate
 from dback_core.events import Presence
 from dback_core.hookspecs import hookimpl
 from dback_core.testing import Client, running_server
@@ -181,3 +183,31 @@ async def test_small_frames_for_one_viewer_go_uncompressed_and_keep_it_in_the_st
             assert len(stream.synced) == 1
             sent = await presences(server, 5, start=3)
             assert await received(client, 5) == sent
+
+
+def client_deflated(payload: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-15)
+    return (compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+@pytest.mark.parametrize("size", [4095, 4096, 4097, 100_000])
+def test_inflating_stops_at_the_limit_whatever_the_ratio(size):
+    """Highly compressible input: zlib may hold output back; the limit still holds exactly."""
+    frame = Frame(Opcode.TEXT, client_deflated(b"a" * size), rsv1=True)
+    extension = SharedDeflate(history=True)
+    if size <= 4096:
+        assert extension.decode(frame, max_size=4096).data == b"a" * size
+    else:
+        with pytest.raises(PayloadTooBig):
+            extension.decode(frame, max_size=4096)
+
+
+def test_a_fragmented_compressed_message_is_inflated_across_its_frames():
+    deflated = client_deflated(b'{"type": "connect", "data": {"server": "one"}}')
+    extension = SharedDeflate(history=True)
+    first = extension.decode(Frame(Opcode.TEXT, deflated[:10], fin=False, rsv1=True))
+    rest = extension.decode(Frame(Opcode.CONT, deflated[10:]))
+    assert first.data + rest.data == b'{"type": "connect", "data": {"server": "one"}}'
+    assert not first.rsv1
+    plain = Frame(Opcode.TEXT, b"not compressed")
+    assert extension.decode(plain) is plain
