@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -382,11 +383,21 @@ class Results:
         return f" ({saturated} of {len(runs)} runs invalid: client saturated)"
 
 
-PORTS = {
-    "dback": 30100,
-    "dback-none": 30150,
-    "d-back": 30200,
-}  # below the ephemeral port range of the clients
+#: Where each server's port is looked for: below the ephemeral port range of the clients.
+PORTS = {"dback": 30100, "dback-none": 30150, "d-back": 30200}
+
+
+def free_port(first: int) -> int:
+    """The first port from ``first`` on that nobody listens on: other benchmarks may be
+    running on the same machine, and their clients must never reach our server."""
+    for port in range(first, first + 50):
+        with socket.socket() as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + 49}")
 
 
 async def run_all(
@@ -418,7 +429,7 @@ async def run_all(
         for run in range(plan.runs):
             for name, python in interpreters.items():
                 load = os.getloadavg()[0]
-                async with running(name, python, PORTS[name], plan.large, log) as server:
+                async with running(name, python, free_port(PORTS[name]), plan.large, log) as server:
                     numbers = await body(server)
                 numbers["load"] = load
                 results.add(name, label, numbers)
