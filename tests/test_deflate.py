@@ -16,6 +16,7 @@ from websockets.frames import Frame, Opcode
 
 from dback_core import fanout as fanout_module
 from dback_core import protocol
+from dback_core.config import Settings
 from dback_core.deflate import SharedDeflate
 from dback_core.events import Presence
 from dback_core.hookspecs import hookimpl
@@ -215,3 +216,10 @@ def test_a_fragmented_compressed_message_is_inflated_across_its_frames():
     assert not first.rsv1
     plain = Frame(Opcode.TEXT, b"not compressed")
     assert extension.decode(plain) is plain
+
+
+def test_compression_defaults_to_deflate_and_accepts_only_its_two_values():
+    assert Settings.from_env({}).compression == "deflate"
+    assert Settings.from_env({"DBACK_COMPRESSION": "none"}).compression == "none"
+    with pytest.raises(ValueError, match="DBACK_COMPRESSION"):
+        Settings.from_env({"DBACK_COMPRESSION": "gzip"})
