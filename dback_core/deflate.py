@@ -230,7 +230,9 @@ class SharedStream:
     __slots__ = ("_compressor", "behind", "history_free", "plain", "reset_at", "synced")
 
     def __init__(self, now: float) -> None:
-        self._compressor = self._fresh()
+        #: Created by the first compressed broadcast: a guild watched only by viewers without
+        #: compression never pays for one.
+        self._compressor: zlib._Compress | None = None
         self.synced: set[object] = set()
         self.behind: set[object] = set()
         self.history_free: set[object] = set()
@@ -238,18 +240,18 @@ class SharedStream:
         self.plain: set[object] = set()
         self.reset_at = now
 
-    @staticmethod
-    def _fresh() -> zlib._Compress:
-        return zlib.compressobj(6, zlib.DEFLATED, -STREAM_WINDOW_BITS, STREAM_MEM_LEVEL)
-
     def reset(self, now: float) -> None:
         """Start from an empty window and admit every ``behind`` viewer."""
-        self._compressor = self._fresh()
+        self._compressor = None
         self.synced |= self.behind
         self.behind.clear()
         self.reset_at = now
 
     def compress(self, payload: bytes) -> bytes:
+        if self._compressor is None:
+            self._compressor = zlib.compressobj(
+                6, zlib.DEFLATED, -STREAM_WINDOW_BITS, STREAM_MEM_LEVEL
+            )
         return _deflate(self._compressor, payload, zlib.Z_SYNC_FLUSH)
 
     def discard(self, connection: object) -> None:

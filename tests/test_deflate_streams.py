@@ -232,3 +232,20 @@ def test_a_viewer_sent_its_own_compressed_frame_waits_for_the_next_reset():
     run = asyncio.run(scenario())
     for connection in run.connections:
         assert read_messages(bytes(connection.transport.written)) == run.expected[connection]
+
+
+def test_a_guild_without_compressed_viewers_allocates_no_compressor():
+    """About 32 KiB of zlib state per guild is spent only where some viewer shares it."""
+
+    async def scenario() -> Scenario:
+        run = Scenario()
+        run.run(("connect", "plain"))
+        run.run(("join", 0, "a", b"small join"))
+        run.run(("broadcast", "a", b"x" * 50))
+        run.fanout.flush()
+        return run
+
+    run = asyncio.run(scenario())
+    assert run.fanout.streams["a"]._compressor is None
+    (connection,) = run.connections
+    assert read_messages(bytes(connection.transport.written)) == run.expected[connection]
