@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds between resets of a guild's shared compressor while some of its viewers wait to
 #: share it. A reset costs every sharing viewer one message compressed without history
-#: (~120 B instead of ~27 B for a presence); waiting costs each waiting viewer that per
+#: (~125 B instead of ~20 B for a presence); waiting costs each waiting viewer that per
 #: broadcast. A guild where nobody shares yet is reset at once.
 SYNC_INTERVAL = 1.0
 
