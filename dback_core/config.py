@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from dback_core.plugins import SettingsError
+
 
 def _as_bool(value: str) -> bool:
     lowered = value.strip().lower()
@@ -81,12 +83,19 @@ class Settings:
         return replace(self, **changes)
 
     def validate(self) -> None:
+        """Raise a ``SettingsError`` naming the first variable with an unusable value."""
         if self.compression not in {"none", "deflate"}:
-            raise ValueError(
-                f"DBACK_COMPRESSION must be 'none' or 'deflate', not {self.compression!r}"
+            raise SettingsError(
+                "DBACK_COMPRESSION", f"must be 'none' or 'deflate', not {self.compression!r}"
             )
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"DBACK_PORT must be between 0 and 65535, not {self.port}")
+            raise SettingsError("DBACK_PORT", f"must be between 0 and 65535, not {self.port}")
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, int | float) and not value >= 0:
+                raise SettingsError(
+                    f"DBACK_{field.name.upper()}", f"must not be negative, got {value!r}"
+                )
 
 
 def _convert(name: str, type_name: Any, raw: str) -> Any:
@@ -100,6 +109,8 @@ def _convert(name: str, type_name: Any, raw: str) -> Any:
             return float(raw)
         if type_text == "bool":
             return _as_bool(raw)
-    except ValueError as error:
-        raise ValueError(f"DBACK_{name.upper()}: {error}") from error
+    except ValueError:
+        kinds = {"int": "a whole number", "float": "a number", "bool": "a boolean (1/0, yes/no)"}
+        kind = kinds.get(type_text, "valid")
+        raise SettingsError(f"DBACK_{name.upper()}", f"must be {kind}, got {raw!r}") from None
     return raw

@@ -17,22 +17,17 @@ from collections.abc import Callable
 from typing import Any
 
 from dback_core.metrics import Metrics
-from dback_core.plugins import NOT_CONFIGURED, NotConfigured, PluginRecord, PluginSet
+from dback_core.plugins import (
+    DATA_HOOKS,
+    FAILED,
+    NOT_CONFIGURED,
+    NotConfigured,
+    PluginRecord,
+    PluginSet,
+    SettingsError,
+)
 
 log = logging.getLogger(__name__)
-
-#: Hooks for which an embedded default (the mock) steps aside when a real plugin implements
-#: them. Lifecycle and command hooks always run for every active plugin.
-_DATA_HOOKS = frozenset(
-    {
-        "get_server_data",
-        "get_user_data",
-        "event_sources",
-        "event_applied",
-        "authorize",
-        "get_client_id",
-    }
-)
 
 
 class _NoAnswer:
@@ -72,7 +67,7 @@ class PluginHooks:
             for record in self.plugins.active
             if record.name in functions
         ]
-        if hook in _DATA_HOOKS and any(not record.is_standby_fallback for record, _ in found):
+        if hook in DATA_HOOKS and any(not record.is_standby_fallback for record, _ in found):
             found = [(record, impl) for record, impl in found if not record.is_standby_fallback]
         return [(record, _bound(impl)) for record, impl in found]
 
@@ -90,6 +85,11 @@ class PluginHooks:
             raise
         except NotConfigured:
             raise
+        except SettingsError:
+            if hook == "startup":
+                raise
+            error = "exception"
+            log.exception("plugin %s: %s raised", record.name, hook)
         except TimeoutError:
             error = "timeout"
             log.warning("plugin %s: %s took longer than %.1fs", record.name, hook, self.timeout)
@@ -109,7 +109,8 @@ class PluginHooks:
         return results
 
     async def startup(self, settings: Any, server: Any = None) -> None:
-        """Start every plugin in order; one that reports ``NotConfigured`` leaves service."""
+        """Start every plugin in order; one that reports ``NotConfigured`` or a
+        ``SettingsError`` leaves service (the second is fatal for ``dback serve``)."""
         for record, function in self.implementations("startup"):
             try:
                 result = await self._call(
@@ -120,6 +121,13 @@ class PluginHooks:
                 record.error = str(reason)
                 self._implementations.clear()
                 log.info("plugin %s is not configured: %s", record.name, reason)
+                continue
+            except SettingsError as error:
+                record.status = FAILED
+                record.error = str(error)
+                record.bad_setting = error.variable
+                self._implementations.clear()
+                log.error("plugin %s: %s", record.name, error)
                 continue
             if result is NO_ANSWER:
                 log.error("plugin %s did not start; its other hooks may not answer", record.name)

@@ -5,7 +5,9 @@ Plugins are distributions with an entry point in the ``dback`` group; the entry 
 ``dback plugins``, logs and errors. Loading happens in ``load_plugins`` - never at import - so
 the CLI and tests can pass their own environment, and each plugin is loaded on its own: one
 that fails to import, or implements a hook that does not exist, is reported and skipped
-unless strict mode asks for a hard stop.
+unless strict mode asks for a hard stop. Loading only records what happened; ``report`` logs
+it and ``fatal_problems`` says what stops ``dback serve``, so the command can set up logging
+between the two and refuse to serve a configuration the operator got wrong.
 """
 
 from __future__ import annotations
@@ -39,6 +41,23 @@ ACTIVE = "active"
 DISABLED = "disabled"
 FAILED = "failed"
 NOT_CONFIGURED = "not configured"
+#: Installed, but left out by ``DBACK_PLUGINS``: listed by ``dback plugins``, never loaded.
+NOT_SELECTED = "not selected"
+#: Shown (never stored) for an embedded default whose every data hook a real plugin answers.
+STANDING_ASIDE = "standing aside"
+
+#: Hooks for which an embedded default (the mock) steps aside when a real plugin implements
+#: them. Lifecycle and command hooks always run for every active plugin.
+DATA_HOOKS = frozenset(
+    {
+        "get_server_data",
+        "get_user_data",
+        "event_sources",
+        "event_applied",
+        "authorize",
+        "get_client_id",
+    }
+)
 
 #: A plugin (module, class or instance) that sets this attribute to True is an embedded
 #: default: it answers a hook only when no other active plugin implements that hook, unless
@@ -51,6 +70,23 @@ DETAIL_ATTRIBUTE = "dback_detail"
 
 class PluginError(RuntimeError):
     """A plugin could not be loaded and strict mode is on, or the configuration is invalid."""
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used: ``dback serve`` stops and names it.
+
+    Raised by the core and by plugins (from the plugin's constructor or ``startup``) for a
+    value that is set but wrong - ``DBACK_MOCK_INTERVAL=fast``, a DSN with the wrong scheme.
+    Unlike ``NotConfigured`` (nothing set, so the plugin stays out of the way), a wrong value
+    is a mistake the operator must see before anything is served, so it is fatal whether the
+    plugin was named in ``DBACK_PLUGINS`` or loaded by default. ``message`` continues the
+    variable's name: ``SettingsError("DBACK_PORT", "must be a number, got 'abc'")``.
+    """
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable} {message}")
+        self.variable = variable
+        self.message = message
 
 
 class NotConfigured(Exception):
@@ -71,6 +107,17 @@ def _parse_list(value: str) -> list[str]:
     return [normalize_name(part) for part in value.split(",") if part.strip()]
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known``, or nothing."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _installed_text(installed: Iterable[str]) -> str:
+    names = sorted(installed)
+    return "installed: " + (", ".join(names) if names else "none")
+
+
 @dataclass
 class PluginRecord:
     """One plugin as the user sees it in ``dback plugins``: name, version, status, hooks."""
@@ -85,6 +132,8 @@ class PluginRecord:
     source: str = "entry point"
     hooks: list[str] = field(default_factory=list)
     detail: str | None = None
+    #: The variable of a ``SettingsError`` the plugin raised: fatal for ``dback serve``.
+    bad_setting: str | None = None
 
     @property
     def is_active(self) -> bool:
@@ -109,18 +158,99 @@ class PluginRecord:
 
 
 class PluginSet:
-    """The loaded plugins in their effective order, and the pluggy manager holding them."""
+    """The loaded plugins in their effective order, and the pluggy manager holding them.
 
-    def __init__(self, records: list[PluginRecord], manager: pluggy.PluginManager) -> None:
+    ``not_selected`` holds the installed plugins that ``DBACK_PLUGINS`` leaves out - listed,
+    never loaded - and ``unknown_disabled`` the names in ``DBACK_DISABLE_PLUGINS`` that match
+    no installed plugin, with ``installed`` every installed name, for the hints.
+    """
+
+    def __init__(
+        self,
+        records: list[PluginRecord],
+        manager: pluggy.PluginManager,
+        not_selected: list[PluginRecord] | None = None,
+        unknown_disabled: list[str] | None = None,
+        installed: list[str] | None = None,
+    ) -> None:
         self.records = records
         self.manager = manager
+        self.not_selected = not_selected or []
+        self.unknown_disabled = unknown_disabled or []
+        self.installed = installed or []
+        self._reported = False
 
     @property
     def active(self) -> list[PluginRecord]:
         return [record for record in self.records if record.is_active]
 
+    def stands_aside(self, record: PluginRecord) -> bool:
+        """True for an active embedded default whose every data hook another plugin answers
+        (so it serves nothing), the same rule by which the hooks skip it."""
+        if not (record.is_active and record.is_standby_fallback):
+            return False
+        data_hooks = DATA_HOOKS.intersection(record.hooks)
+        others = [
+            other for other in self.active if other is not record and not other.is_standby_fallback
+        ]
+        return bool(data_hooks) and all(
+            any(hook in other.hooks for other in others) for hook in data_hooks
+        )
+
+    def status_of(self, record: PluginRecord) -> str:
+        """The status a user sees: the stored one, or ``standing aside``."""
+        return STANDING_ASIDE if self.stands_aside(record) else record.status
+
+    def fatal_problems(self) -> list[str]:
+        """One line per mistake that must stop ``dback serve``, naming plugin and cause.
+
+        A setting with a bad value is fatal for any plugin; a plugin the operator named in
+        ``DBACK_PLUGINS`` is fatal when it is not installed, fails to load or is not
+        configured - serving without it would only look like a working server.
+        """
+        problems = []
+        for record in self.records:
+            if record.bad_setting is not None:
+                problems.append(f"plugin {record.name}: {record.error}")
+            elif record.explicit and record.source == "entry point":
+                if record.status == FAILED:
+                    problems.append(
+                        f"plugin {record.name} named in {PLUGINS_ENV} failed: {record.error}"
+                    )
+                elif record.status == NOT_CONFIGURED:
+                    problems.append(
+                        f"plugin {record.name} named in {PLUGINS_ENV} is not configured: "
+                        f"{record.error}"
+                    )
+        return problems
+
+    def report(self) -> None:
+        """Log what loading found: failures (ERROR), names in ``DBACK_DISABLE_PLUGINS``
+        matching nothing (WARNING), plugins not configured (INFO). Only the first call logs."""
+        if self._reported:
+            return
+        self._reported = True
+        for name in self.unknown_disabled:
+            log.warning(
+                "%s names %r, which is not installed%s; %s",
+                DISABLE_ENV,
+                name,
+                did_you_mean(name, self.installed),
+                _installed_text(self.installed),
+            )
+        for record in self.records:
+            if record.status == FAILED:
+                log.error("plugin %s failed to load and is skipped: %s", record.name, record.error)
+            elif record.status == NOT_CONFIGURED:
+                log.info("plugin %s is not configured: %s", record.name, record.error)
+
     def describe(self) -> dict[str, Any]:
         """The data behind ``dback plugins --json``."""
+        entries = []
+        for record in [*self.records, *self.not_selected]:
+            entry = record.describe()
+            entry["status"] = self.status_of(record)
+            entries.append(entry)
         return {
             "order": [record.name for record in self.active],
             "merge": {
@@ -129,7 +259,7 @@ class PluginSet:
                 "authorize": "the first plugin that returns True or False decides; none: refused",
                 "get_client_id": "the first non-empty answer",
             },
-            "plugins": [record.describe() for record in self.records],
+            "plugins": entries,
         }
 
 
@@ -195,23 +325,31 @@ def _register(manager: pluggy.PluginManager, record: PluginRecord, plugin: Any) 
 
 def _fail(record: PluginRecord, error: BaseException, strict: bool) -> None:
     record.status = FAILED
-    record.error = f"{type(error).__name__}: {error}"
+    if isinstance(error, SettingsError):
+        record.bad_setting = error.variable
+        record.error = str(error)
+    elif isinstance(error, LookupError):
+        record.error = str(error.args[0])
+    else:
+        record.error = f"{type(error).__name__}: {error}"
     if strict:
         raise PluginError(f"plugin {record.name!r} failed to load: {record.error}") from error
-    log.error("plugin %s failed to load and is skipped: %s", record.name, record.error)
 
 
 def load_plugins(
     environ: Mapping[str, str] | None = None,
     in_process: Iterable[tuple[str, Any]] = (),
     strict: bool | None = None,
+    report: bool = True,
 ) -> PluginSet:
     """Load the plugins the environment asks for, in the order it asks for.
 
     ``in_process`` plugins (name, object) come first, in the given order: that is how the
     d-back style callbacks of ``WebSocketServer`` take precedence over installed plugins.
     ``DBACK_PLUGINS`` unset means every installed plugin, real providers first (by name) and
-    embedded defaults such as the mock last; set to ``""`` it means none.
+    embedded defaults such as the mock last; set to ``""`` it means none. ``report=False``
+    leaves logging the outcome to the caller (``PluginSet.report``), which the CLI does once
+    it has set up logging.
     """
     environ = os.environ if environ is None else environ
     if strict is None:
@@ -242,7 +380,11 @@ def load_plugins(
         record = PluginRecord(name=name, explicit=explicit)
         entry_point = available.get(name)
         if entry_point is None:
-            _fail(record, LookupError(f"no installed plugin is named {name!r}"), strict)
+            missing = (
+                f"no installed plugin is named {name!r}{did_you_mean(name, available)}; "
+                + _installed_text(available)
+            )
+            _fail(record, LookupError(missing), strict)
             loaded.append(record)
             continue
         record.version = _distribution_version(entry_point)
@@ -259,7 +401,6 @@ def load_plugins(
             record.error = str(reason)
             # Kept so its static ``register_commands`` can still add set-up commands.
             record.plugin = loaded_object
-            log.info("plugin %s is not configured: %s", record.name, reason)
         except Exception as error:
             _fail(record, error, strict)
         loaded.append(record)
@@ -268,4 +409,16 @@ def load_plugins(
         # Embedded defaults go last so that a real provider, installed beside them, leads.
         loaded.sort(key=lambda record: record.fallback_only)
     records.extend(loaded)
-    return PluginSet(records, manager)
+    not_selected = [
+        PluginRecord(
+            name=name,
+            version=_distribution_version(available[name]),
+            status=NOT_SELECTED,
+        )
+        for name in sorted(set(available) - set(order))
+    ]
+    unknown_disabled = sorted(disabled - set(available))
+    plugin_set = PluginSet(records, manager, not_selected, unknown_disabled, sorted(available))
+    if report:
+        plugin_set.report()
+    return plugin_set

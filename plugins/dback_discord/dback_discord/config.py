@@ -15,14 +15,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dback_core.plugins import NotConfigured
+from dback_core.plugins import NotConfigured, SettingsError
 
 TOKEN_ENV = "DBACK_DISCORD_TOKEN"
 CONFIG_ENV = "DBACK_DISCORD_CONFIG"
 
 
-class ConfigError(ValueError):
-    """The TOML configuration cannot be used as written."""
+class ConfigError(SettingsError):
+    """The TOML configuration named by ``DBACK_DISCORD_CONFIG`` cannot be used as written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(CONFIG_ENV, f"is not usable: {message}")
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> DiscordConfig:
         with path.open("rb") as handle:
             document = tomllib.load(handle)
     except OSError as error:
-        raise ConfigError(f"{CONFIG_ENV}={path}: cannot read: {error.strerror}") from None
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     return parse_config(token, document, str(path))

@@ -88,7 +88,7 @@ def test_mistakes_are_named(document, message):
     with pytest.raises(ConfigError) as raised:
         parse_config("token", document, "discord.toml")
     assert message in str(raised.value)
-    assert str(raised.value).startswith("discord.toml")
+    assert str(raised.value).startswith("DBACK_DISCORD_CONFIG is not usable: discord.toml")
 
 
 def test_unreadable_or_invalid_files_are_named(tmp_path, monkeypatch):

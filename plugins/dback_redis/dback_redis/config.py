@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from dback_core.plugins import NotConfigured
+from dback_core.plugins import NotConfigured, SettingsError
 
 URL_ENV = "DBACK_REDIS_URL"
 ROLE_ENV = "DBACK_REDIS_ROLE"
@@ -71,10 +71,10 @@ class RedisConfig:
             raise NotConfigured(f"set {URL_ENV} (for example redis://127.0.0.1:6379/0)")
         scheme = urlsplit(url).scheme
         if scheme not in _SCHEMES:
-            raise ValueError(f"{URL_ENV} must start with redis://, rediss:// or unix://")
+            raise SettingsError(URL_ENV, "must start with redis://, rediss:// or unix://")
         role = environ.get(ROLE_ENV, "").strip().lower() or EDGE
         if role not in ROLES:
-            raise ValueError(f"{ROLE_ENV} must be 'publisher' or 'edge', not {role!r}")
+            raise SettingsError(ROLE_ENV, f"must be 'publisher' or 'edge', not {role!r}")
         prefix = environ.get(PREFIX_ENV, "").strip() or "dback"
         return cls(url=url, role=role, prefix=prefix)
 
