@@ -6,14 +6,16 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
+# d-back's import path and command line: a distribution of its own (see compat/README.md)
+COMPAT_DIR := compat
 STAMP := $(VENV)/.installed
 
 .PHONY: setup serve test lint bench clean
 
-$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS) $(COMPAT_DIR))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' $(addprefix -e ./,$(PLUGIN_DIRS))
+	$(BIN)/python -m pip install --quiet -e '.[test]' $(addprefix -e ./,$(PLUGIN_DIRS) $(COMPAT_DIR))
 	touch $(STAMP)
 
 setup: $(STAMP)

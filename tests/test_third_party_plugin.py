@@ -60,7 +60,7 @@ def fresh_venv(tmp_path_factory) -> Path:
     core.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, core / name)
-    for package in ("dback_core", "d_back"):
+    for package in ("dback_core",):
         shutil.copytree(
             ROOT / package, core / package, ignore=shutil.ignore_patterns("__pycache__")
         )
