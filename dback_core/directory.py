@@ -208,7 +208,7 @@ class Directory:
     def evict(self, key: str) -> None:
         self.guilds.pop(key, None)
 
-    def apply(self, event: Event, origin: str | None) -> bytes | None:
+    def apply(self, event: Presence | Message | ClientIdUpdate, origin: str | None) -> bytes | None:
         """Apply an event to its guild and return the frame for its viewers, or None.
 
         Events for guilds nobody has loaded are dropped: the next load reads fresh data, and
@@ -252,7 +252,8 @@ class Directory:
             return None
         user = {
             "uid": event.uid,
-            "username": event.username or known["username"],
+            # ``known`` is None only with a username: that case returned above without one.
+            "username": event.username or (known["username"] if known is not None else ""),
             "status": normalize_status(event.status),
             "roleColor": (
                 normalize_color(event.role_color)

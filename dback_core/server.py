@@ -370,8 +370,8 @@ class DbackServer:
             return http.json_response(200, {"status": "ok"})
         if path == http.READY_PATH:
             waiting = self.readiness()
-            body = {"ready": not waiting, **({"waiting": waiting} if waiting else {})}
-            return http.json_response(503 if waiting else 200, body)
+            report = {"ready": not waiting, **({"waiting": waiting} if waiting else {})}
+            return http.json_response(503 if waiting else 200, report)
         if path == http.METRICS_PATH:
             return http.response(200, self.metrics.render(), METRICS_CONTENT_TYPE)
         if path == http.PLUGINS_PATH:
