@@ -8,6 +8,7 @@ on a free port instead of 3000, so it runs beside a developer's own server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -157,3 +158,34 @@ def test_d_backs_import_paths():
     """``from d_back import WebSocketServer`` (d-back's README) and ``d_back.server``."""
     assert d_back.WebSocketServer is d_back.server.WebSocketServer
     assert d_back.__version__
+
+
+async def test_a_d_back_program_importing_from_the_package_runs(tmp_path, monkeypatch):
+    """d-back's README style: ``from d_back import WebSocketServer``, ``static_dir`` as a
+    string, an OAuth client id callback, and ``run_forever`` until the task is cancelled."""
+    monkeypatch.setenv("DBACK_MOCK_INTERVAL", "0.2")
+    (tmp_path / "index.html").write_text("<title>front end</title>")
+    server = d_back.WebSocketServer(port=_free_port(), host="127.0.0.1")
+    server.static_dir = str(tmp_path)
+
+    async def get_client_id(server_id: str) -> str:
+        return f"client-of-{server_id}"
+
+    server.on_get_client_id(get_client_id)
+    running = asyncio.create_task(server.run_forever())
+    try:
+        while server.server is None or not server.server.ready:
+            await asyncio.sleep(0.05)
+        page = await asyncio.to_thread(_get, server.port, "/")
+        async with websockets.connect(f"ws://127.0.0.1:{server.port}") as ws:
+            assert json.loads(await ws.recv())["type"] == "server-list"
+            await ws.send(json.dumps({"type": "connect", "data": {"server": "default"}}))
+            world = json.loads(await ws.recv())
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert page == "<title>front end</title>"
+    assert world["type"] == "server-join"
+    assert world["data"]["clientId"] == "client-of-232769614004748288"
+    assert server.server is None  # run_forever stopped it on cancellation
