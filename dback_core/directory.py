@@ -235,7 +235,7 @@ class Directory:
     def evict(self, key: str) -> None:
         self.guilds.pop(key, None)
 
-    def apply(self, event: Event, origin: str | None) -> bytes | None:
+    def apply(self, event: Presence | Message | ClientIdUpdate, origin: str | None) -> bytes | None:
         """Apply an event to its guild and return the frame for its viewers, or None.
 
         Events for guilds nobody has loaded are dropped: the next load reads fresh data, and

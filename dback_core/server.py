@@ -130,27 +130,42 @@ class DbackServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the plugins, load the guild list, and listen; returns once listening."""
+        """Start the plugins, load the guild list, and listen; returns once listening.
+
+        When a step fails (the port is taken, a provider raises, the start is cancelled) what
+        had been started is stopped again - event sources, the listener, and the plugins'
+        ``shutdown`` - before the error propagates, so a failed start leaks nothing.
+        """
         self._stopped.clear()
-        await self.hooks.startup(self.settings, self)
-        await self.directory.load_servers()
-        await self._load_kept()
-        self.sources.start(await self.hooks.event_sources())
-        self._server = await serve(
-            self._session,
-            self.settings.host,
-            self.settings.port,
-            process_request=self._process_request,
-            compression="deflate" if self.settings.compression == "deflate" else None,
-            max_size=self.settings.max_frame_size,
-            open_timeout=self.settings.open_timeout,
-            ping_interval=self.settings.ping_interval,
-            ping_timeout=self.settings.ping_timeout,
-            origins=self.settings.origins,
-            backlog=self.settings.backlog,
-            logger=WIRE_LOG,
-        )
-        self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
+        try:
+            await self.hooks.startup(self.settings, self)
+            await self.directory.load_servers()
+            await self._load_kept()
+            self.sources.start(await self.hooks.event_sources())
+            self._server = await serve(
+                self._session,
+                self.settings.host,
+                self.settings.port,
+                process_request=self._process_request,
+                compression="deflate" if self.settings.compression == "deflate" else None,
+                max_size=self.settings.max_frame_size,
+                open_timeout=self.settings.open_timeout,
+                ping_interval=self.settings.ping_interval,
+                ping_timeout=self.settings.ping_timeout,
+                origins=self.settings.origins,
+                backlog=self.settings.backlog,
+                logger=WIRE_LOG,
+            )
+            self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
+        except BaseException:
+            log.error("start failed; stopping the event sources and plugins it started")
+            if self._server is not None:
+                await self.stop()
+            else:
+                await self.sources.stop()
+                await self.hooks.shutdown()
+                self._stopped.set()
+            raise
         self.ready = True
         active = ", ".join(
             f"{record.name}-{record.version}" if record.version else record.name
@@ -158,6 +173,14 @@ class DbackServer:
         )
         log.info("plugins: %s", active or "(none)")
         log.info("serving %d guilds on ws://%s:%d", len(self.directory.servers), *self.address)
+
+    async def __aenter__(self) -> DbackServer:
+        """``async with DbackServer(...) as server:`` starts it, and stops it on leaving."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -403,8 +426,8 @@ class DbackServer:
             return http.json_response(200, {"status": "ok"})
         if path == http.READY_PATH:
             waiting = self.readiness()
-            body = {"ready": not waiting, **({"waiting": waiting} if waiting else {})}
-            return http.json_response(503 if waiting else 200, body)
+            report = {"ready": not waiting, **({"waiting": waiting} if waiting else {})}
+            return http.json_response(503 if waiting else 200, report)
         if path == http.METRICS_PATH:
             return http.response(200, self.metrics.render(), METRICS_CONTENT_TYPE)
         if path == http.PLUGINS_PATH:

@@ -71,7 +71,8 @@ class Client:
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
         raw = await asyncio.wait_for(self.connection.recv(), timeout or self.timeout)
-        return json.loads(raw)
+        message: dict[str, Any] = json.loads(raw)
+        return message
 
     async def recv_type(self, *types: str, timeout: float | None = None) -> dict[str, Any]:
         """The next frame of one of ``types``, skipping others (such as mock presence)."""
