@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from dback_core import health
 from dback_core.metrics import Metrics
 from dback_core.plugins import (
     DATA_HOOKS,
@@ -28,6 +29,10 @@ from dback_core.plugins import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Hooks that serve data to viewers: a plugin that reported itself ``FAILED`` is not asked,
+#: so its guilds leave the list instead of being served frozen. Its other hooks still run.
+_SERVING_HOOKS = frozenset({"get_server_data", "get_user_data", "authorize", "get_client_id"})
 
 
 class _NoAnswer:
@@ -52,12 +57,29 @@ class PluginHooks:
         """The active plugins implementing ``hook``, in order, with their functions.
 
         Cached per hook: it is asked for on every event, and the set of active plugins only
-        changes at startup.
+        changes at startup or when a plugin's health turns to or from ``FAILED`` (see
+        ``forget``). The embedded default's stepping aside is decided on what is loaded, not
+        on health: a failed real provider must not bring fake guilds back.
         """
         found = self._implementations.get(hook)
         if found is None:
-            found = self._implementations[hook] = self._find_implementations(hook)
+            found = self._find_implementations(hook)
+            if hook in _SERVING_HOOKS:
+                found = [
+                    (record, impl)
+                    for record, impl in found
+                    if record.health.status != health.FAILED
+                ]
+            self._implementations[hook] = found
         return found
+
+    def forget(self) -> None:
+        """Drop the cached implementations, after a plugin's status changed."""
+        self._implementations.clear()
+
+    def providers(self) -> list[PluginRecord]:
+        """The plugins that list guilds, whatever their health: the ones readiness waits for."""
+        return [record for record, _ in self._find_implementations("get_server_data")]
 
     def _find_implementations(self, hook: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
         caller = getattr(self.plugins.manager.hook, hook)
@@ -72,7 +94,7 @@ class PluginHooks:
         return [(record, _bound(impl)) for record, impl in found]
 
     async def _call(
-        self, record: PluginRecord, function: Callable[..., Any], hook: str, kwargs: dict
+        self, record: PluginRecord, function: Callable[..., Any], hook: str, kwargs: dict[str, Any]
     ) -> Any:
         started = time.perf_counter()
         error: str | None = None
@@ -151,11 +173,11 @@ class PluginHooks:
             if result is NO_ANSWER:
                 answers.append((record.name, None))
                 continue
-            if result is None:
+            if result is not None and _not_a_dict(record, "get_server_data", result):
                 continue
-            if _not_a_dict(record, "get_server_data", result):
-                continue
-            answers.append((record.name, result))
+            record.health.listed = True
+            if result is not None:
+                answers.append((record.name, result))
         return answers
 
     async def get_user_data(self, server_id: str) -> tuple[str | None, dict[str, Any], bool]:
@@ -223,11 +245,11 @@ class PluginHooks:
         for record in self.plugins.records:
             if record.status != NOT_CONFIGURED or record.plugin is None:
                 continue
-            function = _callable_without_instance(record.plugin, "register_commands")
-            if function is None:
+            static = _callable_without_instance(record.plugin, "register_commands")
+            if static is None:
                 continue
             try:
-                function(cli=cli)
+                static(cli=cli)
             except Exception:
                 log.exception("plugin %s: register_commands raised", record.name)
 
@@ -245,7 +267,7 @@ def _not_a_dict(record: PluginRecord, hook: str, result: Any) -> bool:
 def _callable_without_instance(plugin: Any, hook: str) -> Callable[..., Any] | None:
     """``plugin``'s implementation of ``hook`` when it can be called with no instance: a
     module's function, or a class's static or class method; else None."""
-    function = getattr(plugin, hook, None)
+    function: Callable[..., Any] | None = getattr(plugin, hook, None)
     if function is None or not hasattr(function, "dback_impl"):
         return None
     if inspect.isclass(plugin) and not isinstance(

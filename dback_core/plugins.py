@@ -25,6 +25,7 @@ from typing import Any
 import pluggy
 
 from dback_core import hookspecs
+from dback_core.health import Health
 from dback_core.logs import redact
 
 log = logging.getLogger(__name__)
@@ -134,10 +135,26 @@ class PluginRecord:
     detail: str | None = None
     #: The variable of a ``SettingsError`` the plugin raised: fatal for ``dback serve``.
     bad_setting: str | None = None
+    #: What the plugin reports about itself while the server runs (see ``dback_core.health``).
+    health: Health = field(default_factory=Health)
 
     @property
     def is_active(self) -> bool:
         return self.status == ACTIVE
+
+    @property
+    def shown_status(self) -> str:
+        """The status users see: the load status, or for an active plugin that reported
+        trouble at run time, ``unavailable`` or ``failed``."""
+        if self.is_active and not self.health.serving:
+            return self.health.status
+        return self.status
+
+    @property
+    def shown_error(self) -> str | None:
+        if self.is_active and not self.health.serving:
+            return self.health.reason
+        return self.error
 
     @property
     def is_standby_fallback(self) -> bool:
@@ -148,8 +165,8 @@ class PluginRecord:
         return {
             "name": self.name,
             "version": self.version,
-            "status": self.status,
-            "error": redact(self.error) if self.error else None,
+            "status": self.shown_status,
+            "error": redact(self.shown_error) if self.shown_error else None,
             "hooks": sorted(self.hooks),
             "fallback_only": self.fallback_only,
             "source": self.source,
@@ -199,7 +216,7 @@ class PluginSet:
 
     def status_of(self, record: PluginRecord) -> str:
         """The status a user sees: the stored one, or ``standing aside``."""
-        return STANDING_ASIDE if self.stands_aside(record) else record.status
+        return STANDING_ASIDE if self.stands_aside(record) else record.shown_status
 
     def fatal_problems(self) -> list[str]:
         """One line per mistake that must stop ``dback serve``, naming plugin and cause.
@@ -243,6 +260,13 @@ class PluginSet:
                 log.error("plugin %s failed to load and is skipped: %s", record.name, record.error)
             elif record.status == NOT_CONFIGURED:
                 log.info("plugin %s is not configured: %s", record.name, record.error)
+
+    def find(self, plugin: Any) -> PluginRecord | None:
+        """The record of ``plugin``, given as the registered object or by name."""
+        if isinstance(plugin, str):
+            name = normalize_name(plugin)
+            return next((record for record in self.records if record.name == name), None)
+        return next((record for record in self.records if record.plugin is plugin), None)
 
     def describe(self) -> dict[str, Any]:
         """The data behind ``dback plugins --json``."""

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from dback_core.plugins import NotConfigured, SettingsError
+from dback_redis.chat import ChatLimits
 
 URL_ENV = "DBACK_REDIS_URL"
 ROLE_ENV = "DBACK_REDIS_ROLE"
 PREFIX_ENV = "DBACK_REDIS_PREFIX"
+CHAT_HISTORY_ENV = "DBACK_REDIS_CHAT_HISTORY"
+CHAT_REPLAY_ENV = "DBACK_REDIS_CHAT_REPLAY_SECONDS"
 
 PUBLISHER = "publisher"
 EDGE = "edge"
@@ -48,6 +51,22 @@ def redacted(url: str) -> str:
     return text + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
+def _number(environ: Mapping[str, str], name: str, default: float, whole: bool = False) -> float:
+    """A finite number (at least 0, or 1 for a ``whole`` count) from ``environ[name]``, or
+    ``default`` when it is unset."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    kind, minimum = ("a whole number", 1) if whole else ("a number", 0)
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be {kind}, not {raw!r}") from None
+    if not minimum <= value < float("inf"):
+        raise SettingsError(name, f"must be {kind} of at least {minimum}, not {raw!r}")
+    return value
+
+
 def _redacted_argument(argument: str) -> str:
     name, separator, _value = argument.partition("=")
     return f"{name}=***" if separator and unquote(name) in _SECRET_ARGUMENTS else argument
@@ -60,6 +79,7 @@ class RedisConfig:
     url: str
     role: str = EDGE
     prefix: str = "dback"
+    chat: ChatLimits = field(default_factory=ChatLimits)
     #: Identifies this process on the bus; its own messages are ignored.
     process_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -76,7 +96,11 @@ class RedisConfig:
         if role not in ROLES:
             raise SettingsError(ROLE_ENV, f"must be 'publisher' or 'edge', not {role!r}")
         prefix = environ.get(PREFIX_ENV, "").strip() or "dback"
-        return cls(url=url, role=role, prefix=prefix)
+        chat = ChatLimits(
+            history=int(_number(environ, CHAT_HISTORY_ENV, ChatLimits.history, whole=True)),
+            replay_seconds=_number(environ, CHAT_REPLAY_ENV, ChatLimits.replay_seconds),
+        )
+        return cls(url=url, role=role, prefix=prefix, chat=chat)
 
     @property
     def client_name(self) -> str:

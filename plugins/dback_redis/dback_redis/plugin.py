@@ -2,9 +2,10 @@
 that ``DBACK_REDIS_ROLE`` selects.
 
 The roles are separate classes because they implement different hooks: an edge implements
-the data hooks (so the embedded mock steps aside for them) and ``event_sources`` (returning
-none, so the mock's simulation does not run beside the bus); a publisher implements only
-``event_applied`` and leaves the data to the real providers.
+the data hooks (so the embedded mock steps aside for them), ``event_sources`` (returning
+none, so the mock's simulation does not run beside the bus) and ``event_applied`` (for its
+own d-back API broadcasts); a publisher implements only ``event_applied`` and leaves the
+data to the real providers.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class PublisherPlugin(RedisPlugin):
 
     @hookimpl
     def event_applied(self, event: Event) -> None:
-        self.role.applied(event)
+        self.role.applied_here(event)
 
 
 class EdgePlugin(RedisPlugin):
@@ -82,3 +83,7 @@ class EdgePlugin(RedisPlugin):
     @hookimpl
     def event_sources(self) -> list[Any]:
         return []
+
+    @hookimpl
+    def event_applied(self, event: Event, origin: str | None) -> None:
+        self.role.applied_here(event, origin)
