@@ -154,25 +154,28 @@ async def _serve(settings: Settings, plugins: PluginSet) -> None:
         await server.stop()
         return
     if not server.directory.servers:
-        log.warning(_no_guilds_hint(plugins))
+        log.warning(_no_guilds_hint(plugins, server.readiness()))
     await stop.wait()
     log.info("shutting down (a second Ctrl-C exits at once)")
     await server.stop()
 
 
-def _no_guilds_hint(plugins: PluginSet) -> str:
-    """The 0-guild warning: which plugins are active, and what would add guilds."""
+def _no_guilds_hint(plugins: PluginSet, waiting: dict[str, str]) -> str:
+    """The 0-guild warning: which plugins are active, what they wait for (a database that
+    is down), and what would add guilds."""
     active = [record.name for record in plugins.active if not plugins.stands_aside(record)]
-    waiting = [
+    waits = [f"{name} ({reason})" for name, reason in waiting.items() if name != "server"]
+    unset = [
         f"{record.name} ({record.error})"
         for record in plugins.records
         if record.status == NOT_CONFIGURED
     ]
-    hint = (
-        "to add guilds, configure " + "; ".join(waiting)
-        if waiting
-        else "give the active plugins guilds to serve, or choose others with DBACK_PLUGINS"
-    )
+    if waits:
+        hint = "waiting for " + "; ".join(waits)
+    elif unset:
+        hint = "to add guilds, configure " + "; ".join(unset)
+    else:
+        hint = "give the active plugins guilds to serve, or choose others with DBACK_PLUGINS"
     return (
         f"serving 0 guilds: active plugins: {', '.join(active) or 'none'}; {hint} "
         f"(see 'dback plugins')"

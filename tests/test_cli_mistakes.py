@@ -7,6 +7,7 @@ Every test starts the installed ``dback`` command in a subprocess with a clean e
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import signal
@@ -15,6 +16,8 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -212,10 +215,12 @@ class Serving:
     def __exit__(self, *exc_info: object) -> None:
         self.process.send_signal(signal.SIGTERM)
         try:
-            _, rest = self.process.communicate(timeout=30)
+            self.process.wait(timeout=30)
         finally:
             self.process.kill()
-        self.log = "".join(self.lines) + rest
+        # Not communicate(): with a timeout it reads the pipe itself, missing what the
+        # line iterator above has already buffered.
+        self.log = "".join(self.lines) + self.process.stderr.read()
 
 
 def test_a_disabled_name_matching_no_plugin_warns_once_with_a_suggestion():
@@ -291,3 +296,46 @@ def test_help_and_version_have_short_options_and_show_every_variable():
     for variable in ("DBACK_HOST", "DBACK_PORT", "DBACK_STATIC_DIR", "DBACK_LOG_LEVEL"):
         assert f"env var: {variable}" in text
     assert "DBACK_LOG_FORMAT" in text
+
+
+def http_get(port: int, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_readyz_waits_until_every_provider_answered_its_first_guild_list(tmp_path):
+    """Two providers; one cannot list its guilds yet: 503 naming it, though the mock serves,
+    and 200 once it has answered (the periodic reload asks it again)."""
+    marker = tmp_path / "database-up"
+    install_plugin(
+        tmp_path,
+        "tp-late-db",
+        f"""
+        from pathlib import Path
+        from dback_core import hookimpl
+
+        @hookimpl
+        def get_server_data():
+            if not Path({str(marker)!r}).exists():
+                raise ConnectionError("database not reachable yet")
+            return {{"555": {{"id": "five", "name": "Five"}}}}
+        """,
+    )
+    with Serving(
+        DBACK_PLUGINS="tp-late-db,dback-mock",
+        DBACK_REFRESH_SECONDS="1",
+        DBACK_MOCK_INTERVAL="0.05",
+        PYTHONPATH=str(tmp_path),
+    ) as server:
+        status, body = http_get(server.port, "/readyz")
+        assert status == 503, body
+        assert list(body["waiting"]) == ["tp-late-db"]
+        marker.touch()
+        started = time.monotonic()
+        while (answer := http_get(server.port, "/readyz"))[0] != 200:
+            assert time.monotonic() - started < 30, answer
+            time.sleep(0.1)
+        print(f"ready {time.monotonic() - started:.2f}s after the provider could answer")
