@@ -2,12 +2,15 @@
 
 The commands read the DSN when they run, not when they are registered, so they give a clear
 error (rather than a traceback or a silent no-op) when ``DBACK_POSTGRES_DSN`` is not set.
+``migrate`` creates the DSN's database when the server has none of that name, so a fresh
+PostgreSQL needs nothing but ``dback postgres migrate``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 import click
@@ -45,8 +48,40 @@ async def _connect(settings: PostgresSettings) -> Any:
         ) from error
 
 
+async def _create_database(settings: PostgresSettings) -> bool:
+    """Create the DSN's database through the server's ``postgres`` database; False when the
+    DSN names none (PostgreSQL then uses the user's name, which is not ours to create)."""
+    parts = urlsplit(settings.dsn)
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        return False
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    try:
+        connection = await asyncpg.connect(maintenance, timeout=settings.timeout)
+        try:
+            quoted = name.replace('"', '""')
+            await connection.execute(f'CREATE DATABASE "{quoted}"')
+        finally:
+            await connection.close()
+    except DATABASE_ERRORS as error:
+        raise click.ClickException(
+            f"database {name!r} does not exist and could not be created: {describe(error)}"
+        ) from error
+    click.echo(f"created database {name}")
+    return True
+
+
 async def _migrate(settings: PostgresSettings) -> None:
-    connection = await _connect(settings)
+    try:
+        connection = await asyncpg.connect(settings.dsn, timeout=settings.timeout)
+    except asyncpg.InvalidCatalogNameError:
+        if not await _create_database(settings):
+            raise
+        connection = await _connect(settings)
+    except DATABASE_ERRORS as error:
+        raise click.ClickException(
+            f"cannot connect to {settings.where}: {describe(error)}"
+        ) from error
     try:
         applied = await migrations.migrate(connection)
     except asyncpg.PostgresError as error:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import uuid
 
 import asyncpg
 from click.testing import CliRunner
-from postgres_helpers import wait_until
+from postgres_helpers import ADMIN_DSN, dsn_for, wait_until
 
 from dback_core.testing import Client, running_server
 from dback_postgres import migrations
@@ -132,3 +133,19 @@ async def test_a_schema_behind_is_logged_and_served_once_migrated(postgres_env, 
             assert client.server_list == {
                 "42": {"id": "42", "name": "Late", "passworded": False, "default": True}
             }
+
+
+async def test_migrate_creates_a_missing_database():
+    """The README's steps on a fresh server: the DSN's database does not exist yet."""
+    name = f"dback_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        result = run_dback("postgres", "migrate", dsn=dsn_for(name))
+        assert result.returncode == 0, result.stderr
+        assert f"created database {name}" in result.stdout
+        assert f"/{name} is at version {migrations.LATEST_VERSION}" in result.stdout
+        again = run_dback("postgres", "migrate", dsn=dsn_for(name))
+        assert again.returncode == 0 and "created" not in again.stdout
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
