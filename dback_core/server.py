@@ -509,6 +509,10 @@ class DbackServer:
             if not isinstance(data, dict):
                 await self._send(connection, protocol.error("'data' must be an object."))
                 return
+            if "server" not in data and "server" in message:
+                # ``{"type": "connect", "server": "docs"}`` is a common slip; joining the
+                # default guild instead would hide it.
+                data = {**data, "server": message["server"]}
             problem = _invalid_connect(data)
             if problem is not None:
                 await self._send(connection, protocol.error(problem))
@@ -569,8 +573,10 @@ class DbackServer:
         if not self._may_view(viewer, current):
             await self._send(viewer.connection, protocol.error(protocol.ACCESS_CHANGED))
             return
-        frame = guild.join_frame(requested)
-        self.fanout.move(viewer, info.key, requested)
+        # ``request.server`` names the guild joined, not "default" or a snowflake: the d-zone
+        # client marks it in its menu and writes it into its ``?s=`` link.
+        frame = guild.join_frame(current.id)
+        self.fanout.move(viewer, info.key, current.id)
         await self._send(viewer.connection, frame)
 
     async def _user_data(self, viewer: Viewer, server_id: Any) -> None:
