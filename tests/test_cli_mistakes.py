@@ -339,3 +339,24 @@ def test_readyz_waits_until_every_provider_answered_its_first_guild_list(tmp_pat
             assert time.monotonic() - started < 30, answer
             time.sleep(0.1)
         print(f"ready {time.monotonic() - started:.2f}s after the provider could answer")
+
+
+def test_plugins_lists_every_installed_plugin_and_the_mock_standing_aside():
+    """A configured provider beside the mock: the mock is listed as standing aside (it serves
+    nothing), and with DBACK_PLUGINS the plugins left out are listed as not selected."""
+    dsn = "postgresql://postgres@127.0.0.1:5432/dback"
+    result = dback("plugins", "--json", DBACK_POSTGRES_DSN=dsn)
+    assert result.returncode == 0, result.stderr
+    statuses = {entry["name"]: entry["status"] for entry in json.loads(result.stdout)["plugins"]}
+    assert statuses["dback-mock"] == "standing aside"
+    assert statuses["dback-postgres"] == "active"
+
+    alone = dback("plugins", "--json")
+    statuses = {entry["name"]: entry["status"] for entry in json.loads(alone.stdout)["plugins"]}
+    assert statuses["dback-mock"] == "active"
+
+    chosen = dback("plugins", DBACK_PLUGINS="dback-mock")
+    assert chosen.returncode == 0, chosen.stderr
+    for name in ("dback-discord", "dback-postgres", "dback-redis"):
+        assert re.search(rf"^{name} [\d.]+: not selected$", chosen.stdout, re.MULTILINE)
+    assert re.search(r"^dback-mock [\d.]+: active", chosen.stdout, re.MULTILINE)
