@@ -31,8 +31,9 @@ def startup(settings: Any, server: Any) -> None:
     ``server.publish(event, origin, relay=False)``), and any plugin may keep it to report its
     health with ``server.report_health(self, status, reason)``. Raising
     ``dback_core.plugins.NotConfigured`` marks the plugin "not configured" and takes it out of
-    service quietly; any other failure is logged and the plugin stays loaded, its other hooks
-    answering as they can.
+    service quietly; raising ``dback_core.SettingsError`` marks it failed and makes ``dback
+    serve`` exit naming the variable; any other failure is logged and the plugin stays loaded,
+    its other hooks answering as they can.
     """
 
 

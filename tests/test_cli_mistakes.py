@@ -156,6 +156,26 @@ def test_a_settings_error_from_startup_stops_serve(tmp_path):
     assert "Error: plugin tp-late: TP_LATE_MODE must be 'a' or 'b', got 'c'" in result.stderr
 
 
+def test_a_named_plugin_that_finds_itself_unconfigured_at_startup_stops_serve(tmp_path):
+    install_plugin(
+        tmp_path,
+        "tp-unset",
+        """
+        from dback_core import NotConfigured, hookimpl
+
+        @hookimpl
+        def startup():
+            raise NotConfigured("set TP_UNSET_URL")
+        """,
+    )
+    result = dback("serve", "--port", "0", DBACK_PLUGINS="tp-unset", PYTHONPATH=str(tmp_path))
+    assert result.returncode != 0, result.stderr
+    assert (
+        "Error: plugin tp-unset named in DBACK_PLUGINS is not configured: set TP_UNSET_URL"
+        in result.stderr
+    )
+
+
 def test_a_bad_port_in_the_environment_blames_the_variable():
     line = assert_refused(dback("serve", DBACK_PORT="abc"), "DBACK_PORT=abc", "'abc'")
     assert "--port" not in line
