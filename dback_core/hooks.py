@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from dback_core.health import FAILED
@@ -68,7 +68,7 @@ class PluginHooks:
         """
         found = self._implementations.get(hook)
         if found is None:
-            found = self._find_implementations(hook)
+            found = [pair for pair in self._find_implementations(hook) if not pair[0].standby]
             if hook in _SERVING_HOOKS:
                 found = [(record, impl) for record, impl in found if record.health.status != FAILED]
             self._implementations[hook] = found
@@ -79,8 +79,13 @@ class PluginHooks:
         self._implementations.clear()
 
     def providers(self) -> list[PluginRecord]:
-        """The plugins that list guilds, whatever their health: the ones readiness waits for."""
-        return [record for record, _ in self._find_implementations("get_server_data")]
+        """The plugins that list guilds here, whatever their health: the ones readiness
+        waits for (plugins on standby do not serve this process)."""
+        return [
+            record
+            for record, _ in self._find_implementations("get_server_data")
+            if not record.standby
+        ]
 
     def _find_implementations(self, hook: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
         caller = getattr(self.plugins.manager.hook, hook)
@@ -126,9 +131,12 @@ class PluginHooks:
             results.append((record, await self._call(record, function, hook, kwargs)))
         return results
 
-    async def startup(self, settings: Any, server: Any = None) -> None:
-        """Start every plugin in order; one that reports ``NotConfigured`` leaves service."""
-        for record, function in self.implementations("startup"):
+    async def startup(
+        self, settings: Any, server: Any = None, only: Collection[PluginRecord] | None = None
+    ) -> None:
+        """Start every plugin (or those ``only``) in order; one that reports
+        ``NotConfigured`` leaves service."""
+        for record, function in self._only(self.implementations("startup"), only):
             try:
                 result = await self._call(
                     record, function, "startup", {"settings": settings, "server": server}
@@ -142,9 +150,18 @@ class PluginHooks:
             if result is NO_ANSWER:
                 log.error("plugin %s did not start; its other hooks may not answer", record.name)
 
-    async def shutdown(self) -> None:
-        for record, function in reversed(self.implementations("shutdown")):
+    async def shutdown(self, only: Collection[PluginRecord] | None = None) -> None:
+        for record, function in reversed(self._only(self.implementations("shutdown"), only)):
             await self._call(record, function, "shutdown", {})
+
+    @staticmethod
+    def _only(
+        found: list[tuple[PluginRecord, Callable[..., Any]]],
+        only: Collection[PluginRecord] | None,
+    ) -> list[tuple[PluginRecord, Callable[..., Any]]]:
+        if only is None:
+            return found
+        return [(record, function) for record, function in found if record in only]
 
     async def event_applied(self, event: Any, origin: str | None) -> None:
         for record, function in self.implementations("event_applied"):
@@ -205,10 +222,13 @@ class PluginHooks:
                 return str(result)
         return None
 
-    async def event_sources(self) -> list[tuple[PluginRecord, Callable[[], Any]]]:
-        """Every event-source factory with the plugin that owns it."""
+    async def event_sources(
+        self, only: Collection[PluginRecord] | None = None
+    ) -> list[tuple[PluginRecord, Callable[[], Any]]]:
+        """Every event-source factory (of the plugins ``only``) with the plugin that owns it."""
         sources = []
-        for record, result in await self.call_each("event_sources"):
+        for record, function in self._only(self.implementations("event_sources"), only):
+            result = await self._call(record, function, "event_sources", {})
             if result is NO_ANSWER or result is None:
                 continue
             for factory in result:
