@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from websockets.typing import Origin
+
 
 def _as_bool(value: str) -> bool:
     lowered = value.strip().lower()
@@ -57,9 +59,11 @@ class Settings:
     allowed_origins: str = ""
 
     @property
-    def origins(self) -> list[str | None] | None:
+    def origins(self) -> list[Origin | None] | None:
         """The allow-list for the handshake, or None when every Origin is welcome."""
-        listed = [origin.strip() for origin in self.allowed_origins.split(",") if origin.strip()]
+        listed = [
+            Origin(origin.strip()) for origin in self.allowed_origins.split(",") if origin.strip()
+        ]
         return [*listed, None] if listed else None
 
     @classmethod

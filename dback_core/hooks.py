@@ -100,7 +100,7 @@ class PluginHooks:
         return [(record, _bound(impl)) for record, impl in found]
 
     async def _call(
-        self, record: PluginRecord, function: Callable[..., Any], hook: str, kwargs: dict
+        self, record: PluginRecord, function: Callable[..., Any], hook: str, kwargs: dict[str, Any]
     ) -> Any:
         started = time.perf_counter()
         error: str | None = None
@@ -253,11 +253,11 @@ class PluginHooks:
         for record in self.plugins.records:
             if record.status != NOT_CONFIGURED or record.plugin is None:
                 continue
-            function = _callable_without_instance(record.plugin, "register_commands")
-            if function is None:
+            static = _callable_without_instance(record.plugin, "register_commands")
+            if static is None:
                 continue
             try:
-                function(cli=cli)
+                static(cli=cli)
             except Exception:
                 log.exception("plugin %s: register_commands raised", record.name)
 
@@ -275,7 +275,7 @@ def _not_a_dict(record: PluginRecord, hook: str, result: Any) -> bool:
 def _callable_without_instance(plugin: Any, hook: str) -> Callable[..., Any] | None:
     """``plugin``'s implementation of ``hook`` when it can be called with no instance: a
     module's function, or a class's static or class method; else None."""
-    function = getattr(plugin, hook, None)
+    function: Callable[..., Any] | None = getattr(plugin, hook, None)
     if function is None or not hasattr(function, "dback_impl"):
         return None
     if inspect.isclass(plugin) and not isinstance(

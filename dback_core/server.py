@@ -20,7 +20,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from dback_core import http, protocol, status_page
+from dback_core import http, inputs, protocol, status_page
 from dback_core.config import Settings
 from dback_core.directory import Directory, Guild
 from dback_core.events import Event, Refresh
@@ -74,11 +74,22 @@ _CONNECT_FIELDS = {
 
 
 def _invalid_connect(data: dict[str, Any]) -> str | None:
-    """Why a ``connect`` payload is malformed, or None when its fields have usable types."""
+    """Why a ``connect`` payload is malformed, or None when its fields have usable types
+    and fit the limits in ``dback_core.inputs``."""
     for name, types in _CONNECT_FIELDS.items():
         value = data.get(name)
         if isinstance(value, bool) or not isinstance(value, types):
             return f"'{name}' has the wrong type."
+    for name, limit in inputs.CLIENT_FIELD_CHARS.items():
+        value = data.get(name)
+        if value is not None:
+            problem = inputs.text_problem(str(value), limit)
+            if problem is not None:
+                return protocol.INVALID_TEXT.format(field=name, problem=problem)
+    user = data.get("discordUser")
+    if user is not None and len(protocol.dumps(user)) > inputs.DISCORD_USER_CHARS:
+        problem = f"longer than {inputs.DISCORD_USER_CHARS} characters as JSON"
+        return protocol.INVALID_TEXT.format(field="discordUser", problem=problem)
     return None
 
 
@@ -97,7 +108,7 @@ class DbackServer:
         self.hooks = PluginHooks(
             plugins, timeout=self.settings.provider_timeout, metrics=self.metrics
         )
-        self.directory = Directory(self.hooks)
+        self.directory = Directory(self.hooks, on_access_change=self._access_changed)
         self.fanout = Fanout(self.settings.max_client_buffer)
         self.sources = SourceRunner(self.publish)
         self.counter = ConnectionCounter(
@@ -119,29 +130,44 @@ class DbackServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the plugins, load the guild list, and listen; returns once listening."""
+        """Start the plugins, load the guild list, and listen; returns once listening.
+
+        When a step fails (the port is taken, a provider raises, the start is cancelled) what
+        had been started is stopped again - event sources, the listener, and the plugins'
+        ``shutdown`` - before the error propagates, so a failed start leaks nothing.
+        """
         self._stopped.clear()
         if any(record.holds_others for record in self.plugins.active):
             self._set_standby(self._held_records(), True)
-        await self.hooks.startup(self.settings, self)
-        await self.directory.load_servers()
-        await self._load_kept()
-        self.sources.start(await self.hooks.event_sources())
-        self._server = await serve(
-            self._session,
-            self.settings.host,
-            self.settings.port,
-            process_request=self._process_request,
-            compression="deflate" if self.settings.compression == "deflate" else None,
-            max_size=self.settings.max_frame_size,
-            open_timeout=self.settings.open_timeout,
-            ping_interval=self.settings.ping_interval,
-            ping_timeout=self.settings.ping_timeout,
-            origins=self.settings.origins,
-            backlog=self.settings.backlog,
-            logger=WIRE_LOG,
-        )
-        self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
+        try:
+            await self.hooks.startup(self.settings, self)
+            await self.directory.load_servers()
+            await self._load_kept()
+            self.sources.start(await self.hooks.event_sources())
+            self._server = await serve(
+                self._session,
+                self.settings.host,
+                self.settings.port,
+                process_request=self._process_request,
+                compression="deflate" if self.settings.compression == "deflate" else None,
+                max_size=self.settings.max_frame_size,
+                open_timeout=self.settings.open_timeout,
+                ping_interval=self.settings.ping_interval,
+                ping_timeout=self.settings.ping_timeout,
+                origins=self.settings.origins,
+                backlog=self.settings.backlog,
+                logger=WIRE_LOG,
+            )
+            self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
+        except BaseException:
+            log.error("start failed; stopping the event sources and plugins it started")
+            if self._server is not None:
+                await self.stop()
+            else:
+                await self.sources.stop()
+                await self.hooks.shutdown()
+                self._stopped.set()
+            raise
         self.ready = True
         active = ", ".join(
             f"{record.name}-{record.version}" if record.version else record.name
@@ -149,6 +175,14 @@ class DbackServer:
         )
         log.info("plugins: %s", active or "(none)")
         log.info("serving %d guilds on ws://%s:%d", len(self.directory.servers), *self.address)
+
+    async def __aenter__(self) -> DbackServer:
+        """``async with DbackServer(...) as server:`` starts it, and stops it on leaving."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -301,6 +335,10 @@ class DbackServer:
         With ``always`` false the viewers hear of it only when the reload changed what they
         see: a provider resynchronising after a reconnect must not resend a 10,000-member
         world to every viewer when nothing happened meanwhile.
+
+        With ``always`` (an explicit request, such as d-back's ``refresh_data``) the guild
+        list is reloaded first: "the guild changed as a whole" includes its access rules,
+        and a world must not be resent to viewers the new rules lock out.
         """
         if server_id is None:
             changed = await self.directory.load_servers()
@@ -308,7 +346,7 @@ class DbackServer:
                 self.fanout.broadcast_all(self.directory.server_list_frame.encode())
             await self._load_kept()
             return changed
-        if server_id not in self.directory.servers:
+        if always or server_id not in self.directory.servers:
             await self.refresh(None)
         current = self.directory.guilds.get(server_id)
         if current is None:
@@ -371,13 +409,54 @@ class DbackServer:
 
         Through the fan-out, like any broadcast: no viewer is awaited, so one that stopped
         reading is cut off at its buffer limit instead of holding up the refresh and every
-        event behind it. One encoded frame per requested name, not per viewer.
+        event behind it. One encoded frame per requested name, not per viewer. Only to
+        viewers admitted under the guild's current rules, whatever path asked for it.
         """
+        info = self.directory.servers.get(guild.key)
+        if info is None:
+            return
         groups: dict[str, list[ServerConnection]] = {}
         for viewer in self.fanout.watchers(guild.key):
+            if not self._may_view(viewer, info):
+                continue
             groups.setdefault(viewer.requested or guild.info.id, []).append(viewer.connection)
         for requested, connections in groups.items():
             self.fanout.deliver(connections, guild.join_frame(requested))
+
+    # -- access ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _may_view(viewer: Viewer, info: ServerInfo) -> bool:
+        """Whether ``viewer`` is admitted to ``info`` under its current rules."""
+        return not info.passworded or viewer.authorized.get(info.key) == info.access
+
+    def _access_changed(self, keys: list[str]) -> None:
+        """Take every viewer out of these guilds (removed from the list, or with new access
+        rules) unless it is still admitted, and tell it with an ``error``.
+
+        Runs synchronously as the new guild list is installed, so no presence, chat or
+        world of the guild can reach such a viewer afterwards. The error goes through the
+        fan-out, after anything queued for the viewer before the change.
+        """
+        for key in keys:
+            info = self.directory.servers.get(key)
+            ejected = []
+            for viewer in self.fanout.watchers(key):
+                if info is not None and self._may_view(viewer, info):
+                    continue
+                viewer.authorized.pop(key, None)
+                self.fanout.leave(viewer)
+                ejected.append(viewer.connection)
+            if not ejected:
+                continue
+            reason = protocol.UNKNOWN_SERVER if info is None else protocol.ACCESS_CHANGED
+            self.fanout.deliver(ejected, protocol.error(reason).encode())
+            log.info(
+                "guild %s %s: %d viewers taken out",
+                key,
+                "left the list" if info is None else "changed its access rules",
+                len(ejected),
+            )
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -397,8 +476,8 @@ class DbackServer:
             return http.json_response(200, {"status": "ok"})
         if path == http.READY_PATH:
             waiting = self.readiness()
-            body = {"ready": not waiting, **({"waiting": waiting} if waiting else {})}
-            return http.json_response(503 if waiting else 200, body)
+            report = {"ready": not waiting, **({"waiting": waiting} if waiting else {})}
+            return http.json_response(503 if waiting else 200, report)
         if path == http.METRICS_PATH:
             return http.response(200, self.metrics.render(), METRICS_CONTENT_TYPE)
         if path == http.PLUGINS_PATH:
@@ -469,6 +548,9 @@ class DbackServer:
         if not isinstance(message, dict):
             await self._send(connection, protocol.error("A message must be a JSON object."))
             return
+        if inputs.first_bad_text(message) is not None:
+            await self._send(connection, protocol.error("Every text must be valid Unicode."))
+            return
         kind = message.get("type")
         if kind == "connect":
             data = message.get("data")
@@ -488,13 +570,15 @@ class DbackServer:
             await self._send(connection, protocol.error(f"Unknown message type: {kind!r}."))
 
     async def _admit(self, viewer: Viewer, info: ServerInfo, data: dict[str, Any]) -> str | None:
-        """None when the viewer may see ``info``, else the error to show."""
-        if not info.passworded or info.key in viewer.authorized:
+        """None when the viewer may see ``info``, else the error to show. An admission is
+        remembered with the rules it was made under (``ServerInfo.access``)."""
+        if self._may_view(viewer, info):
             return None
         password = data.get("password")
         if info.password is not None and password:
-            if hmac.compare_digest(password.encode(), info.password.encode()):
-                viewer.authorized.add(info.key)
+            expected = info.password.encode("utf-8", "surrogatepass")
+            if hmac.compare_digest(password.encode(), expected):
+                viewer.authorized[info.key] = info.access
                 return None
             return protocol.LOGIN_REFUSED
         credentials = {
@@ -505,11 +589,17 @@ class DbackServer:
         if not any(credentials.values()):
             return protocol.LOGIN_REQUIRED
         if await self.hooks.authorize(info.key, info.for_plugins(), credentials):
-            viewer.authorized.add(info.key)
+            viewer.authorized[info.key] = info.access
             return None
         return protocol.LOGIN_REFUSED
 
     async def _connect(self, viewer: Viewer, data: dict[str, Any]) -> None:
+        """Join the requested guild, or answer with an ``error``.
+
+        A refused ``connect`` leaves the viewer where it was: the d-zone client keeps
+        drawing its current world after showing the error, and that world stays live as
+        long as the viewer is admitted to it (see ``_access_changed``).
+        """
         requested = _requested_server(data)
         info = self.directory.resolve(requested)
         if info is None:
@@ -520,8 +610,14 @@ class DbackServer:
             await self._send(viewer.connection, protocol.error(refusal))
             return
         guild = await self.directory.guild(info.key)
-        if guild is None:
+        # The list may have changed while the plugins were asked: admit under the rules in
+        # force now, or the viewer would slip into a guild it was just locked out of.
+        current = self.directory.servers.get(info.key)
+        if guild is None or current is None:
             await self._send(viewer.connection, protocol.error(protocol.UNKNOWN_SERVER))
+            return
+        if not self._may_view(viewer, current):
+            await self._send(viewer.connection, protocol.error(protocol.ACCESS_CHANGED))
             return
         frame = guild.join_frame(requested)
         self.fanout.move(viewer, info.key, requested)
@@ -531,12 +627,17 @@ class DbackServer:
         if not isinstance(server_id, str | int) or isinstance(server_id, bool):
             await self._send(viewer.connection, protocol.error("'serverId' must be a string."))
             return
+        problem = inputs.text_problem(str(server_id), inputs.CLIENT_FIELD_CHARS["server"])
+        if problem is not None:
+            message = protocol.INVALID_TEXT.format(field="serverId", problem=problem)
+            await self._send(viewer.connection, protocol.error(message))
+            return
         requested = str(server_id).strip() or "default"
         info = self.directory.resolve(requested)
         if info is None:
             await self._send(viewer.connection, protocol.error(protocol.UNKNOWN_SERVER))
             return
-        if info.passworded and info.key not in viewer.authorized:
+        if not self._may_view(viewer, info):
             await self._send(viewer.connection, protocol.error(protocol.LOGIN_REQUIRED))
             return
         guild = await self.directory.guild(info.key)
