@@ -29,11 +29,12 @@ async def test_migrate_from_empty_creates_the_seed_tables_and_a_rerun_changes_no
     try:
         assert await migrations.current_version(connection) == 0
         applied = await migrations.migrate(connection)
-        assert [m.version for m in applied] == [1, 2, 3, 4, 5]
+        assert [m.version for m in applied] == [1, 2, 3, 4, 5, 6]
         assert await migrations.current_version(connection) == migrations.LATEST_VERSION
 
         servers = await columns(connection, "servers")
         assert {"server_id", "name", "passworded", "is_default", "enabled"} <= set(servers)
+        assert servers["password_hash"] == "text"
         assert servers["server_id"] == "text"
         users = await columns(connection, "users")
         assert set(users) == {"user_id", "server_id", "username", "status", "role_color"}
@@ -78,11 +79,11 @@ async def test_the_cli_migrates_and_reports_status(dsn):
     behind = run_dback("postgres", "status", dsn=dsn)
     assert behind.returncode == 1, behind.stderr
     assert "schema version: 0" in behind.stdout
-    assert "pending 5:" in behind.stdout
+    assert "pending 6:" in behind.stdout
 
     first = run_dback("postgres", "migrate", dsn=dsn)
     assert first.returncode == 0, first.stderr
-    assert "applied 1:" in first.stdout and "applied 5:" in first.stdout
+    assert "applied 1:" in first.stdout and "applied 6:" in first.stdout
 
     again = run_dback("postgres", "migrate", dsn=dsn)
     assert again.returncode == 0, again.stderr
