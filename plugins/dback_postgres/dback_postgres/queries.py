@@ -33,7 +33,8 @@ CLIENT_IDS = """
 PASSWORD_HASH = "SELECT password_hash FROM servers WHERE server_id = $1 AND enabled"
 #: Set (or, with NULL, clear) a guild's password hash; it is passworded exactly when it has one.
 SET_PASSWORD_HASH = """
-    UPDATE servers SET password_hash = $2, passworded = $2 IS NOT NULL WHERE server_id = $1
+    UPDATE servers SET password_hash = $2::text, passworded = $2::text IS NOT NULL
+    WHERE server_id = $1
 """
 MESSAGES = """
     SELECT message_id, server_id, user_id, message, channel

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 
 import asyncpg
 from click.testing import CliRunner
-from postgres_helpers import wait_until
+from postgres_helpers import run_dback, wait_until
 
 from dback_core.testing import Client, running_server
 from dback_postgres import migrations
@@ -59,20 +57,6 @@ async def test_constraints_reject_bad_rows(db):
         except asyncpg.IntegrityConstraintViolationError:
             continue
         raise AssertionError(f"accepted: {bad}")
-
-
-def run_dback(*arguments: str, dsn: str | None) -> subprocess.CompletedProcess:
-    """The installed ``dback`` command line, in a child process with its own environment."""
-    env = {"PATH": "/usr/bin:/bin", "DBACK_PLUGINS": "dback-postgres"}
-    if dsn is not None:
-        env["DBACK_POSTGRES_DSN"] = dsn
-    return subprocess.run(
-        [sys.executable, "-m", "dback_core", *arguments],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
 
 
 async def test_the_cli_migrates_and_reports_status(dsn):
