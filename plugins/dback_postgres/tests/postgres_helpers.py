@@ -9,6 +9,8 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -173,3 +175,17 @@ def run_dback(*arguments: str, dsn: str | None, stdin: str | None = None):
         input=stdin,
         timeout=60,
     )
+
+
+async def http_status(server, path: str) -> int:
+    """The HTTP status a plain GET of ``path`` gets from a running server."""
+    host, port = server.address
+
+    def get() -> int:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    return await asyncio.to_thread(get)
