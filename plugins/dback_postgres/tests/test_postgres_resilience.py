@@ -57,6 +57,7 @@ async def test_a_killed_connection_is_restored_and_changes_made_meanwhile_arrive
             # The first line reports the lost connection, the next a refused reconnection.
             await wait_until(lambda: caplog.text.count("is unavailable") >= 2)
             assert plugin.listener.listening is False
+            assert await http_status(server, "/readyz") == 503
 
             # A periodic reload during the outage keeps what was served instead of emptying it.
             await server.refresh(None)
@@ -77,6 +78,7 @@ async def test_a_killed_connection_is_restored_and_changes_made_meanwhile_arrive
 
             # And the stream goes on over the new connection.
             await listening(server)
+            assert await http_status(server, "/readyz") == 200
             await db.execute("UPDATE users SET status = 'offline' WHERE user_id = '777'")
             await client.wait_for(presence_of("777", status="offline"))
 
