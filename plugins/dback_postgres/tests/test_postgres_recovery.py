@@ -188,3 +188,28 @@ async def test_connections_killed_every_second_leave_no_change_behind(
     assert kills >= 9
     assert written.keys() <= arrived.keys()
     assert restarts == 0
+
+
+async def test_chat_missed_longer_ago_than_the_replay_age_is_not_shown(
+    monkeypatch, postgres_env, db, admin, database
+):
+    monkeypatch.setenv("DBACK_POSTGRES_CHAT_REPLAY", "30")
+    uids = await seed_guild(db, GUILD, members=1)
+    async with running_server() as server:
+        await listening(server)
+        plugin = postgres_plugin(server)
+        async with Client(server, timeout=20) as client:
+            await client.join(GUILD)
+            await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            await kill(admin, database, [db.get_server_pid()])
+            await wait_until(lambda: not plugin.listener.listening)
+            insert = "INSERT INTO messages (server_id, user_id, message, created_at) VALUES "
+            await db.execute(
+                insert + "($1, $2, 'stale', now() - interval '1 minute')", GUILD, uids[0]
+            )
+            await db.execute(insert + "($1, $2, 'fresh', now())", GUILD, uids[0])
+            await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+            frame = await client.recv_type("message")
+            assert frame["data"]["message"] == "fresh"
+            await db.execute(insert + "($1, $2, 'live', now())", GUILD, uids[0])
+            assert (await client.recv_type("message"))["data"]["message"] == "live"
