@@ -90,9 +90,7 @@ class ChangeListener:
             except (*DATABASE_ERRORS, ConnectionLost) as error:
                 self._unavailable(describe(error), delay)
             except SchemaBehind as error:
-                self._down_since = self._down_since or time.monotonic()
-                log.error("%s; checking again in %.1fs", error, delay)
-                self.report(FAILED, str(error))
+                self._schema_behind(str(error), delay)
             finally:
                 self.listening = False
                 await self.close()
@@ -118,6 +116,20 @@ class ChangeListener:
             log.debug("PostgreSQL at %s is still unavailable (%s)", where, reason)
         if not self.listening:
             self.report(UNAVAILABLE, f"cannot reach PostgreSQL at {where}: {reason}")
+
+    def _schema_behind(self, reason: str, delay: float) -> None:
+        """Only the operator can fix this (``dback postgres migrate``): the plugin has failed,
+        but keeps checking, so that it serves without a restart once migrated."""
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        if reason != self._logged_reason:
+            self._logged_reason = reason
+            log.error(
+                "%s; checking again at least every %.1fs",
+                reason,
+                max(delay, self.database.settings.retry_max),
+            )
+        self.report(FAILED, reason)
 
     def _recovered(self) -> None:
         if self._down_since is not None:

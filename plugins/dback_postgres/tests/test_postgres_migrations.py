@@ -9,6 +9,7 @@ import asyncpg
 from click.testing import CliRunner
 from postgres_helpers import run_dback, wait_until
 
+from dback_core.health import FAILED, SERVING
 from dback_core.testing import Client, running_server
 from dback_postgres import migrations
 from dback_postgres.commands import postgres
@@ -104,6 +105,8 @@ async def test_a_schema_behind_is_logged_and_served_once_migrated(postgres_env, 
     async with running_server() as server:
         assert "run `dback postgres migrate`" in caplog.text
         assert server.directory.servers == {}
+        health = server.plugins.find("dback-postgres").health
+        assert health.status == FAILED and "dback postgres migrate" in health.reason
         connection = await asyncpg.connect(dsn)
         try:
             await migrations.migrate(connection)
@@ -113,6 +116,7 @@ async def test_a_schema_behind_is_logged_and_served_once_migrated(postgres_env, 
         finally:
             await connection.close()
         await wait_until(lambda: "42" in server.directory.servers)
+        assert health.status == SERVING
         async with Client(server) as client:
             assert client.server_list == {
                 "42": {"id": "42", "name": "Late", "passworded": False, "default": True}
