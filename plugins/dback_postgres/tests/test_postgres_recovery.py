@@ -17,6 +17,8 @@ import asyncpg
 from postgres_helpers import listening, postgres_plugin, seed_guild, wait_until
 
 from dback_core.testing import Client, running_server
+from dback_postgres.database import Database
+from dback_postgres.settings import PostgresSettings
 
 GUILD = "232769614004748288"
 
@@ -213,3 +215,20 @@ async def test_chat_missed_longer_ago_than_the_replay_age_is_not_shown(
             assert frame["data"]["message"] == "fresh"
             await db.execute(insert + "($1, $2, 'live', now())", GUILD, uids[0])
             assert (await client.recv_type("message"))["data"]["message"] == "live"
+
+
+async def test_a_read_whose_pooled_connection_dies_is_sent_again(dsn, db):
+    """The first run of the query kills its own connection (as ``pg_terminate_backend`` from
+    outside would mid-query); the plugin's read must still answer, from a new connection."""
+    await db.execute("CREATE SEQUENCE tries")
+    database = Database(PostgresSettings(dsn=dsn, pool_min=1, pool_max=1))
+    await database.ensure_ready()
+    try:
+        rows = await database.fetch(
+            "SELECT CASE WHEN nextval('tries') = 1 THEN pg_terminate_backend(pg_backend_pid()) "
+            "ELSE true END AS answered"
+        )
+        assert rows[0]["answered"] is True
+        assert await db.fetchval("SELECT last_value FROM tries") == 2
+    finally:
+        await database.close()
