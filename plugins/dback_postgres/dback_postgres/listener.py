@@ -84,6 +84,7 @@ class ChangeListener:
                 for event in resync:
                     yield event
                 self.listening = True
+                log.info("listening on %s at %s", CHANNEL, self.database.settings.where)
                 while True:
                     for event in await self._next_events(queue):
                         yield event
@@ -152,7 +153,6 @@ class ChangeListener:
             CHANNEL, lambda _connection, _pid, _channel, payload: self._hold(queue, payload)
         )
         self.connection.add_termination_listener(lambda _connection: self._hold(queue, _LOST))
-        log.info("listening on %s at %s", CHANNEL, settings.where)
 
     def _hold(self, queue: asyncio.Queue[Any], payload: Any) -> None:
         """Queue a notification; a full queue means a reload is due (see ``MAX_PENDING``)."""
