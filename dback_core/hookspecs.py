@@ -46,9 +46,12 @@ def get_server_data(server_id: str | None) -> dict[str, dict[str, Any]] | None:
     """Return the guilds this plugin serves, keyed by Discord snowflake, or None for "none".
 
     Each record: ``id`` (short id used by clients), ``name``, ``passworded``, and optionally
-    ``is_default`` (or ``default``), ``enabled`` (False hides the guild) and ``password`` (a
-    secret compared by the core, never sent). The core calls it with ``server_id=None`` to
-    list every guild. Lists from all plugins are merged; an earlier plugin wins on a key.
+    ``is_default`` (or ``default``), ``enabled`` (False hides the guild), ``password`` (a
+    secret compared by the core, never sent) and ``access_version`` (non-secret text that
+    changes when access rules the record does not show change, voiding earlier admissions,
+    e.g. a hash of a password hash ``authorize`` checks). The core calls it with
+    ``server_id=None`` to list every guild. Lists from all plugins are merged; an earlier
+    plugin wins on a key.
     """
 
 

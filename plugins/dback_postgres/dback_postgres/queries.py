@@ -10,9 +10,11 @@ from typing import Any
 
 from dback_core.events import Message, Presence
 
-#: A guild with a password hash is passworded, whatever its ``passworded`` column says.
+#: A guild with a password hash is passworded, whatever its ``passworded`` column says. The
+#: hash of the hash tells the core when the password changed (never the hash itself).
 SERVERS = """
-    SELECT server_id, name, passworded OR password_hash IS NOT NULL AS passworded, is_default
+    SELECT server_id, name, passworded OR password_hash IS NOT NULL AS passworded, is_default,
+           md5(password_hash) AS access_version
     FROM servers WHERE enabled ORDER BY server_id
 """
 USERS = """
@@ -57,6 +59,7 @@ def server_record(row: Any) -> dict[str, Any]:
         "name": row["name"],
         "passworded": row["passworded"],
         "is_default": row["is_default"],
+        "access_version": row["access_version"],
     }
 
 

@@ -97,3 +97,22 @@ async def test_a_plain_text_password_cannot_be_stored(db):
     await seed_guild(db, GUILD, members=1)
     with pytest.raises(Exception, match="servers_password_hash_format"):
         await db.execute("UPDATE servers SET password_hash = 'hunter2' WHERE server_id = $1", GUILD)
+
+
+async def test_a_new_password_takes_out_viewers_admitted_with_the_old_one(postgres_env, db, dsn):
+    await seed_guild(db, GUILD, members=2)
+    first = run_dback("postgres", "set-password", GUILD, "--stdin", dsn=dsn, stdin="hunter2\n")
+    assert first.returncode == 0, first.stderr
+    async with running_server() as server:
+        await listening(server)
+        async with Client(server) as viewer:
+            assert (await viewer.join(GUILD, password="hunter2"))["type"] == "server-join"
+            second = run_dback(
+                "postgres", "set-password", GUILD, "--stdin", dsn=dsn, stdin="swordfish\n"
+            )
+            assert second.returncode == 0, second.stderr
+            told = await viewer.recv_type("error", timeout=10)
+            assert told["data"]["message"] == protocol.ACCESS_CHANGED
+            await wait_until(lambda: not server.fanout.by_guild.get(GUILD))
+            assert (await viewer.join(GUILD, password="hunter2"))["type"] == "error"
+            assert (await viewer.join(GUILD, password="swordfish"))["type"] == "server-join"
