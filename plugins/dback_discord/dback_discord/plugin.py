@@ -20,7 +20,7 @@ from dback_core import hookimpl
 from dback_core.events import Event
 from dback_discord.bot import DzoneClient, EventQueue
 from dback_discord.config import TOKEN_ENV, GuildOptions, load_config
-from dback_discord.oauth import is_guild_member
+from dback_discord.oauth import LoginChecks
 from dback_discord.records import is_listed, server_record, user_record
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class DiscordPlugin:
         self.client: DzoneClient | None = None
         self.runner: asyncio.Task[None] | None = None
         self.session: aiohttp.ClientSession | None = None
+        self.logins: LoginChecks | None = None
         self.failure: str | None = None
         #: Set by ``shutdown``: the runner makes no further attempt.
         self.stopping = asyncio.Event()
@@ -78,6 +79,7 @@ class DiscordPlugin:
         self.failure = None
         self.stopping = asyncio.Event()
         self.session = aiohttp.ClientSession()
+        self.logins = LoginChecks(self.session, self.config.login)
         self.client = DzoneClient(self.config, self.events)
         self.runner = asyncio.create_task(self._run(), name="dback-discord-client")
         limit = float(getattr(settings, "provider_timeout", 10.0))
@@ -140,7 +142,7 @@ class DiscordPlugin:
                 await asyncio.wait_for(self.runner, 5)
         if self.session is not None:
             await self.session.close()
-        self.client = self.runner = self.session = None
+        self.client = self.runner = self.session = self.logins = None
 
     # -- data ------------------------------------------------------------------------------
 
@@ -193,9 +195,9 @@ class DiscordPlugin:
         if found is None or not found[1].discord_login:
             return None
         token = credentials.get("discordToken")
-        if not isinstance(token, str) or not token.strip() or self.session is None:
+        if not isinstance(token, str) or not token.strip() or self.logins is None:
             return False
-        return await is_guild_member(self.session, token.strip(), str(found[0].id))
+        return await self.logins.is_guild_member(token.strip(), str(found[0].id))
 
     @hookimpl
     def get_client_id(self, server_id: str) -> str | None:

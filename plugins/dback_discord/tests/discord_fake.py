@@ -118,6 +118,8 @@ class FakeDiscord:
         self.refuse_privileged = False
         #: When set, the OAuth guild list answers with this HTTP status (an outage).
         self.oauth_outage: int | None = None
+        #: While set, the OAuth guild list answers 429 with this ``Retry-After`` (seconds).
+        self.oauth_retry_after: float | None = None
         #: When set, GUILD_CREATE waits for this event after READY: guilds that READY lists
         #: as unavailable arrive later, as after a Discord outage.
         self.guilds_held: asyncio.Event | None = None
@@ -282,6 +284,13 @@ class FakeDiscord:
         self.requests.append(f"{request.method} {request.path}")
         if self.oauth_outage is not None:
             return self._reply({"message": "outage", "code": 0}, self.oauth_outage)
+        if self.oauth_retry_after is not None:
+            limited = self._reply(
+                {"message": "You are being rate limited.", "retry_after": self.oauth_retry_after},
+                429,
+            )
+            limited.headers["Retry-After"] = f"{self.oauth_retry_after:g}"
+            return limited
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme != "Bearer" or token not in self.oauth_users:
             return self._reply({"message": "401: Unauthorized", "code": 0}, 401)

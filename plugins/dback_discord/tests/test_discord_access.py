@@ -42,7 +42,8 @@ async def test_discord_login_is_refused_while_discord_fails(fake, monkeypatch, t
             fake.oauth_outage = None
             admitted = await client.join(str(LOUNGE), discordToken="member-token")
     assert refused["type"] == "error" and admitted["type"] == "server-join"
-    assert "guild check answered HTTP 502" in caplog.text
+    assert "cannot check logins right now" in refused["data"]["message"]
+    assert "login check answered HTTP 502" in caplog.text
     assert "member-token" not in caplog.text
 
 
