@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from dback_core.health import FAILED
 from dback_core.metrics import Metrics
 from dback_core.plugins import (
     NOT_CONFIGURED,
@@ -40,6 +41,10 @@ _DATA_HOOKS = frozenset(
     }
 )
 
+#: Hooks that serve data to viewers: a plugin that reported itself ``FAILED`` is not asked,
+#: so its guilds leave the list instead of being served frozen. Its other hooks still run.
+_SERVING_HOOKS = frozenset({"get_server_data", "get_user_data", "authorize", "get_client_id"})
+
 
 class _NoAnswer:
     """Marker for a call that failed or timed out (distinct from a plugin returning None)."""
@@ -63,12 +68,25 @@ class PluginHooks:
         """The active plugins implementing ``hook``, in order, with their functions.
 
         Cached per hook: it is asked for on every event, and the set of active plugins only
-        changes at startup.
+        changes at startup or when a plugin's health turns to or from ``FAILED`` (see
+        ``forget``). The embedded default's stepping aside is decided on what is loaded, not
+        on health: a failed real provider must not bring fake guilds back.
         """
         found = self._implementations.get(hook)
         if found is None:
-            found = self._implementations[hook] = self._find_implementations(hook)
+            found = self._find_implementations(hook)
+            if hook in _SERVING_HOOKS:
+                found = [(record, impl) for record, impl in found if record.health.status != FAILED]
+            self._implementations[hook] = found
         return found
+
+    def forget(self) -> None:
+        """Drop the cached implementations, after a plugin's status changed."""
+        self._implementations.clear()
+
+    def providers(self) -> list[PluginRecord]:
+        """The plugins that list guilds, whatever their health: the ones readiness waits for."""
+        return [record for record, _ in self._find_implementations("get_server_data")]
 
     def _find_implementations(self, hook: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
         caller = getattr(self.plugins.manager.hook, hook)
@@ -149,11 +167,11 @@ class PluginHooks:
             if result is NO_ANSWER:
                 answers.append((record.name, None))
                 continue
-            if result is None:
+            if result is not None and _not_a_dict(record, "get_server_data", result):
                 continue
-            if _not_a_dict(record, "get_server_data", result):
-                continue
-            answers.append((record.name, result))
+            record.health.listed = True
+            if result is not None:
+                answers.append((record.name, result))
         return answers
 
     async def get_user_data(self, server_id: str) -> tuple[str | None, dict[str, Any], bool]:

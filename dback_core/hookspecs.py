@@ -28,7 +28,8 @@ def startup(settings: Any, server: Any) -> None:
     Called once per server start, in plugin order. ``settings`` is the server's
     ``dback_core.config.Settings``; ``server`` is the ``dback_core.server.DbackServer`` itself,
     for plugins that feed events in from outside the event-source model (a message bus calls
-    ``server.publish(event, origin, relay=False)``). Raising
+    ``server.publish(event, origin, relay=False)``), and any plugin may keep it to report its
+    health with ``server.report_health(self, status, reason)``. Raising
     ``dback_core.plugins.NotConfigured`` marks the plugin "not configured" and takes it out of
     service quietly; any other failure is logged and the plugin stays loaded, its other hooks
     answering as they can.

@@ -23,6 +23,7 @@ from typing import Any
 import pluggy
 
 from dback_core import hookspecs
+from dback_core.health import Health
 from dback_core.logs import redact
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,26 @@ class PluginRecord:
     source: str = "entry point"
     hooks: list[str] = field(default_factory=list)
     detail: str | None = None
+    #: What the plugin reports about itself while the server runs (see ``dback_core.health``).
+    health: Health = field(default_factory=Health)
 
     @property
     def is_active(self) -> bool:
         return self.status == ACTIVE
+
+    @property
+    def shown_status(self) -> str:
+        """The status users see: the load status, or for an active plugin that reported
+        trouble at run time, ``unavailable`` or ``failed``."""
+        if self.is_active and not self.health.serving:
+            return self.health.status
+        return self.status
+
+    @property
+    def shown_error(self) -> str | None:
+        if self.is_active and not self.health.serving:
+            return self.health.reason
+        return self.error
 
     @property
     def is_standby_fallback(self) -> bool:
@@ -108,8 +125,8 @@ class PluginRecord:
         return {
             "name": self.name,
             "version": self.version,
-            "status": self.status,
-            "error": redact(self.error) if self.error else None,
+            "status": self.shown_status,
+            "error": redact(self.shown_error) if self.shown_error else None,
             "hooks": sorted(self.hooks),
             "fallback_only": self.fallback_only,
             "source": self.source,
@@ -127,6 +144,13 @@ class PluginSet:
     @property
     def active(self) -> list[PluginRecord]:
         return [record for record in self.records if record.is_active]
+
+    def find(self, plugin: Any) -> PluginRecord | None:
+        """The record of ``plugin``, given as the registered object or by name."""
+        if isinstance(plugin, str):
+            name = normalize_name(plugin)
+            return next((record for record in self.records if record.name == name), None)
+        return next((record for record in self.records if record.plugin is plugin), None)
 
     def describe(self) -> dict[str, Any]:
         """The data behind ``dback plugins --json``."""

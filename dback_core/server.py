@@ -25,6 +25,7 @@ from dback_core.config import Settings
 from dback_core.directory import Directory, Guild
 from dback_core.events import Event, Refresh
 from dback_core.fanout import Fanout, Viewer
+from dback_core.health import FAILED
 from dback_core.hooks import PluginHooks
 from dback_core.limits import ConnectionCounter, TokenBucket
 from dback_core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -106,6 +107,7 @@ class DbackServer:
         self.static_handler = static_handler
         self._server: Server | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._health_refreshes: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
         self.ready = False
         self.metrics.watch(self)
@@ -164,10 +166,11 @@ class DbackServer:
             return
         server, self._server = self._server, None
         self.ready = False
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        for task in [self._refresher, *self._health_refreshes]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         stalled = self.fanout.drop_stalled()
         if stalled:
             log.info("aborted %d clients that stopped reading instead of closing them", stalled)
@@ -180,6 +183,44 @@ class DbackServer:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    # -- health ----------------------------------------------------------------------------
+
+    def report_health(self, plugin: Any, status: str, reason: str | None = None) -> None:
+        """Record what ``plugin`` (its object or name) says about itself: ``serving``,
+        ``unavailable`` or ``failed`` (see ``dback_core.health``), with a reason users see.
+
+        Turning to or from ``failed`` reloads the guild list at once: a failed plugin's guilds
+        leave it (their viewers are told), and come back when it serves again.
+        """
+        record = self.plugins.find(plugin)
+        if record is None:
+            raise LookupError(f"no loaded plugin is {plugin!r}")
+        was_failed = record.health.status == FAILED
+        if not record.health.change(record.name, status, reason):
+            return
+        if (was_failed or status == FAILED) and self._server is not None:
+            self.hooks.forget()
+            task = asyncio.create_task(self.refresh(None), name=f"dback-health-{record.name}")
+            self._health_refreshes.add(task)
+            task.add_done_callback(self._health_refreshes.discard)
+
+    def readiness(self) -> dict[str, str]:
+        """What holds readiness back, by plugin (or ``server``); empty when ready.
+
+        Ready means: started, and every plugin that lists guilds has answered its first
+        guild list and is serving - not waiting for a database or failed for good.
+        """
+        waiting: dict[str, str] = {}
+        if not self.ready or not self.directory.servers_loaded:
+            waiting["server"] = "starting"
+        for record in self.hooks.providers():
+            health = record.health
+            if not health.serving:
+                waiting[record.name] = f"{health.status}: {health.reason or 'no reason given'}"
+            elif not health.listed:
+                waiting[record.name] = "has not listed its guilds yet"
+        return waiting
 
     # -- events ----------------------------------------------------------------------------
 
@@ -305,8 +346,9 @@ class DbackServer:
         if path == http.HEALTH_PATH:
             return http.json_response(200, {"status": "ok"})
         if path == http.READY_PATH:
-            status = 200 if self.ready and self.directory.servers_loaded else 503
-            return http.json_response(status, {"ready": status == 200})
+            waiting = self.readiness()
+            body = {"ready": not waiting, **({"waiting": waiting} if waiting else {})}
+            return http.json_response(503 if waiting else 200, body)
         if path == http.METRICS_PATH:
             return http.response(200, self.metrics.render(), METRICS_CONTENT_TYPE)
         if path == http.PLUGINS_PATH:
