@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import discord
+
+from dback_core.health import SERVING, UNAVAILABLE
 
 from dback_core.events import Event, Message, Refresh
 from dback_discord.config import DiscordConfig
@@ -76,20 +79,72 @@ def required_intents() -> discord.Intents:
     return intents
 
 
-class DzoneClient(discord.Client):
-    """A discord.Client whose events feed ``events``, a queue of at most ``QUEUE_LIMIT``."""
+#: Reports the plugin's health: ``(status, reason)``, see ``dback_core.health``.
+HealthReport = Callable[[str, "str | None"], None]
 
-    def __init__(self, config: DiscordConfig, events: EventQueue) -> None:
+
+class DzoneClient(discord.Client):
+    """A discord.Client whose events feed ``events``, a queue of at most ``QUEUE_LIMIT``.
+
+    Only guilds the configuration allows are served (see ``DiscordConfig.allows``): the
+    others' events are dropped here, and the plugin leaves them out of its guild list.
+    """
+
+    def __init__(self, config: DiscordConfig, events: EventQueue, health: HealthReport) -> None:
         super().__init__(
             intents=required_intents(),
             guild_ready_timeout=config.bot.guild_ready_timeout,
         )
         self.config = config
         self.events = events
+        self.health = health
         self.first_ready = asyncio.Event()
+        #: Whether anyone may invite the bot; until the application is read, assume so.
+        self.bot_public = True
+        self._skipped: set[int] = set()
+        self._stale: asyncio.TimerHandle | None = None
+
+    async def setup_hook(self) -> None:
+        """After login, before the gateway: read whether the bot is public.
+
+        discord.py's login already fetched the application (``Client.application``); an
+        application it could not read counts as public, the safe side.
+        """
+        application = self.application
+        self.bot_public = application is None or bool(application.bot_public)
+        log.info("discord: the bot is %s", "public" if self.bot_public else "private")
+
+    def serves(self, guild_id: int) -> bool:
+        """Whether the guild is served; the first refusal of each guild is logged once."""
+        if self.config.allows(guild_id, self.bot_public):
+            return True
+        if guild_id not in self._skipped:
+            self._skipped.add(guild_id)
+            guild = self.get_guild(guild_id)
+            name = guild.name if guild is not None and guild.name else "?"
+            level = logging.WARNING if self.bot_public else logging.INFO
+            why = (
+                "the bot is public (anyone can add it) and"
+                if self.bot_public and self.config.serve_unlisted is None
+                else "[defaults] enabled = false and"
+            )
+            log.log(
+                level,
+                "discord: not serving guild %r (%d): %s %s has no [guilds.%d] table; "
+                "add that line to serve it",
+                name,
+                guild_id,
+                why,
+                self.config.source,
+                guild_id,
+            )
+        return False
 
     def queue(self, event: Event | None) -> None:
         if event is None:
+            return
+        server_id = getattr(event, "server_id", None)
+        if server_id is not None and not self.serves(int(server_id)):
             return
         if self.events.full():
             # A consumer this far behind would show stale state anyway: drop and reload.
@@ -115,20 +170,44 @@ class DzoneClient(discord.Client):
         guild list is reloaded here too, for guilds the bot left meanwhile.
         """
         log.info("discord: logged in as %s, %d guilds", self.user, len(self.guilds))
+        self._connected()
         if self.first_ready.is_set():
             self.queue(LIST_REFRESH)
         self.first_ready.set()
 
     async def on_resumed(self) -> None:
         log.info("discord: session resumed")
+        self._connected()
+
+    async def on_disconnect(self) -> None:
+        """discord.py reconnects by itself; if that takes long, say so (``/readyz`` 503)."""
+        if self._stale is None and not self.is_closed():
+            delay = self.config.bot.unavailable_after
+            self._stale = asyncio.get_running_loop().call_later(delay, self._still_disconnected)
+
+    def _still_disconnected(self) -> None:
+        self._stale = None
+        if not self.is_closed():
+            self.health(UNAVAILABLE, "lost the connection to Discord; reconnecting")
+
+    def _connected(self) -> None:
+        if self._stale is not None:
+            self._stale.cancel()
+            self._stale = None
+        self.health(SERVING, None)
 
     # -- guilds ----------------------------------------------------------------------------
 
     async def on_guild_available(self, guild: discord.Guild) -> None:
         """A guild's data arrived: on every identify, or later for a guild that READY or an
-        outage left unavailable (listed without name or members until now)."""
+        outage left unavailable (withdrawn from the list until now)."""
         self.queue(LIST_REFRESH)
         self.queue(Refresh(str(guild.id)))
+
+    async def on_guild_unavailable(self, guild: discord.Guild) -> None:
+        """A Discord outage took the guild away: withdraw it rather than show it frozen."""
+        log.warning("discord: guild %d is unavailable (Discord outage); withdrawn", guild.id)
+        self.queue(LIST_REFRESH)
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
         """A new guild, or one discord.py reports as joined when it arrives after READY."""

@@ -70,6 +70,12 @@ class BotOptions:
     #: Seconds to wait before identifying again after a session could not be resumed;
     #: Discord limits identifies, so only tests should lower it.
     reidentify_delay: float = 5.0
+    #: Seconds without a gateway connection before the plugin reports itself unavailable.
+    unavailable_after: float = 30.0
+    #: Seconds before trying again after Discord refused the privileged intents (4014);
+    #: doubles on each refusal, up to ``failed_retry_max``.
+    failed_retry: float = 60.0
+    failed_retry_max: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,7 @@ class DiscordConfig:
         when written, else only when the bot is private (nobody but its owner can add it).
         """
         if guild_id in self.guilds:
-            return True
+            return self.guilds[guild_id].enabled
         if self.serve_unlisted is not None:
             return self.serve_unlisted
         return not bot_public
@@ -146,6 +152,9 @@ _ONE_GUILD_KEYS = {"short_id", "default"}
 _BOT_KEYS: dict[str, tuple[type, ...]] = {
     "guild_ready_timeout": (int, float),
     "reidentify_delay": (int, float),
+    "unavailable_after": (int, float),
+    "failed_retry": (int, float),
+    "failed_retry_max": (int, float),
 }
 _LOGIN_KEYS: dict[str, tuple[type, ...]] = {
     "rate": (int, float),
@@ -226,7 +235,9 @@ def parse_config(token: str, document: Mapping[str, Any], source: str = "config"
     for key, table in tables.items():
         where = f"{source}: guilds.{key}"
         options = _check_table(table, _GUILD_KEYS, where)
-        guilds[_snowflake(key, where)] = replace(defaults, **options)
+        # A guild's own table enables it unless it says otherwise, whatever [defaults] says:
+        # ``[defaults] enabled = false`` plus tables makes an allow-list.
+        guilds[_snowflake(key, where)] = replace(defaults, **{"enabled": True, **options})
     _check_unique(guilds, source)
     return DiscordConfig(
         token=token,

@@ -18,6 +18,7 @@ import discord
 
 from dback_core import hookimpl
 from dback_core.events import Event
+from dback_core.health import FAILED, SERVING, UNAVAILABLE
 from dback_discord.bot import DzoneClient, EventQueue
 from dback_discord.config import TOKEN_ENV, GuildOptions, load_config
 from dback_discord.oauth import LoginChecks
@@ -29,7 +30,17 @@ INTENTS_HELP = (
     "Discord refused the privileged gateway intents (close code 4014). In the developer "
     "portal (https://discord.com/developers/applications) open this bot's application, "
     "go to Bot -> Privileged Gateway Intents, switch on 'Presence Intent', 'Server Members "
-    "Intent' and 'Message Content Intent', save, and restart dback."
+    "Intent' and 'Message Content Intent', and save (a bot in 100 or more guilds also needs "
+    "Discord's approval). dback tries again by itself, less often each time."
+)
+TOKEN_HELP = (
+    f"Discord refused the bot token in {TOKEN_ENV}. In the developer portal open the bot's "
+    f"application, go to Bot -> Reset Token, put the new token in {TOKEN_ENV} and restart dback."
+)
+TOKEN_RESET_HELP = (
+    "Discord ended the session with close code 4004 (authentication failed): the bot token "
+    f"was reset or revoked. Put the bot's current token in {TOKEN_ENV} and restart dback; "
+    "until then no Discord guild is served."
 )
 
 
@@ -49,12 +60,13 @@ UNREACHABLE = (
 )
 
 
-class DiscordUnavailable(RuntimeError):
-    """The bot could not log in or connect; the message says why and what to do."""
-
-
 class DiscordPlugin:
-    """Every guild the bot is in, with live members, presences and chat."""
+    """Every guild the bot is in, with live members, presences and chat.
+
+    Its health follows Discord (see README, "When Discord fails"): ``unavailable`` while
+    Discord cannot be reached, ``failed`` - its guilds withdrawn - when Discord refuses the
+    token or the intents; refused intents are retried slowly, a refused token is not.
+    """
 
     def __init__(self) -> None:
         self.config = load_config()
@@ -63,74 +75,94 @@ class DiscordPlugin:
         self.runner: asyncio.Task[None] | None = None
         self.session: aiohttp.ClientSession | None = None
         self.logins: LoginChecks | None = None
-        self.failure: str | None = None
+        self.server: Any = None
+        #: Set once the bot is ready or the first attempt failed: startup waits for it.
+        self.settled = asyncio.Event()
         #: Set by ``shutdown``: the runner makes no further attempt.
         self.stopping = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     @hookimpl
-    async def startup(self, settings: Any) -> None:
+    async def startup(self, settings: Any, server: Any = None) -> None:
         """Log the bot in and wait for its first guild snapshot, within the hook's time limit.
 
         A bot that is not ready in time (or cannot reach Discord yet) keeps connecting; its
-        guilds appear when it is ready.
+        guilds appear when it is ready. A refusal by Discord is reported as the plugin's
+        health, so the server starts and ``dback plugins`` / ``/api/plugins`` say why.
         """
-        self.failure = None
+        self.server = server
+        self.settled = asyncio.Event()
         self.stopping = asyncio.Event()
         self.session = aiohttp.ClientSession()
         self.logins = LoginChecks(self.session, self.config.login)
-        self.client = DzoneClient(self.config, self.events)
         self.runner = asyncio.create_task(self._run(), name="dback-discord-client")
         limit = float(getattr(settings, "provider_timeout", 10.0))
-        ready = asyncio.create_task(self.client.first_ready.wait())
-        done, _ = await asyncio.wait(
-            {self.runner, ready}, timeout=max(limit - 1.0, limit / 2), return_when="FIRST_COMPLETED"
-        )
-        ready.cancel()
-        if self.runner in done:
-            raise DiscordUnavailable(self.failure or "the Discord client stopped")
-        if ready not in done:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.settled.wait(), max(limit - 1.0, limit / 2))
+        if not self.settled.is_set():
             log.warning("discord: not ready yet; its guilds appear once it is")
 
-    async def _run(self) -> None:
-        """Run the client until it is closed; a fatal error is logged once, clearly.
+    def report(self, status: str, reason: str | None) -> None:
+        """Tell the core how the plugin is; a bot that is ready or refused has settled."""
+        if status == SERVING:
+            self.settled.set()
+        elif status == FAILED:
+            log.error("discord: %s", reason)
+            self.settled.set()
+        if self.server is not None and hasattr(self.server, "report_health"):
+            self.server.report_health(self, status, reason)
 
-        A Discord that cannot be reached is tried again with a doubling delay, each time
-        with a new client (a closed discord.Client cannot start again): without this, a
-        network hiccup while dback starts would leave it without Discord until restarted.
+    def _new_client(self) -> DzoneClient:
+        return DzoneClient(self.config, self.events, self.report)
+
+    async def _run(self) -> None:
+        """Run a client until it is closed, starting a new one after what can heal.
+
+        A closed discord.Client cannot start again, so each attempt gets a new one. A
+        Discord that cannot be reached is tried again with a doubling delay (1 s to a
+        minute); refused intents, which heal when the operator flips the portal switches,
+        with a slow one (``[bot] failed_retry``); a refused token never: only the operator
+        can fix it, and Discord counts every failed login.
         """
         delay = RETRY_FIRST
-        while self.client is not None:
-            client = self.client
+        refused_delay = self.config.bot.failed_retry
+        while not self.stopping.is_set():
+            client = self.client = self._new_client()
             try:
                 await client.start(self.config.token)
-                return
+                if self.stopping.is_set():
+                    return
+                wait = RETRY_FIRST
+                self.report(UNAVAILABLE, "the Discord client stopped; starting it again")
             except discord.PrivilegedIntentsRequired:
-                self.failure = INTENTS_HELP
-            except discord.LoginFailure:
-                self.failure = f"Discord refused the bot token in {TOKEN_ENV}"
-            except UNREACHABLE as error:
-                log.warning(
-                    "discord: cannot reach Discord (%s: %s); next attempt in %gs",
-                    type(error).__name__,
-                    error,
-                    delay,
+                self.report(FAILED, INTENTS_HELP)
+                wait, refused_delay = refused_delay, min(
+                    refused_delay * 2, self.config.bot.failed_retry_max
                 )
+            except discord.LoginFailure:
+                self.report(FAILED, TOKEN_HELP)
+                return
+            except discord.ConnectionClosed as error:
+                if error.code == 4004:
+                    self.report(FAILED, TOKEN_RESET_HELP)
+                else:
+                    self.report(FAILED, f"Discord closed the gateway with code {error.code}")
+                return
+            except UNREACHABLE as error:
+                reason = f"cannot reach Discord ({type(error).__name__}: {error})"
+                log.warning("discord: %s; next attempt in %gs", reason, delay)
+                self.report(UNAVAILABLE, reason)
+                self.settled.set()
+                wait, delay = delay, min(delay * 2, RETRY_MAX)
             except Exception as error:
-                self.failure = f"the Discord client stopped: {type(error).__name__}: {error}"
+                self.report(FAILED, f"the Discord client stopped: {type(error).__name__}: {error}")
+                return
             finally:
                 if not client.is_closed():
                     await client.close()
-            if self.failure:
-                log.error("discord: %s", self.failure)
-                return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), delay)
-            if self.stopping.is_set():
-                return
-            delay = min(delay * 2, RETRY_MAX)
-            self.client = DzoneClient(self.config, self.events)
+                await asyncio.wait_for(self.stopping.wait(), wait)
 
     @hookimpl
     async def shutdown(self) -> None:
@@ -146,12 +178,17 @@ class DiscordPlugin:
 
     # -- data ------------------------------------------------------------------------------
 
+    def _served(self, guild: discord.Guild) -> bool:
+        """Allowed by the configuration, and not in a Discord outage (its data would be
+        frozen: it is withdrawn until Discord sends it again)."""
+        return self.client is not None and not guild.unavailable and self.client.serves(guild.id)
+
     def _guild(self, server_id: Any) -> tuple[discord.Guild, GuildOptions] | None:
         text = str(server_id).strip() if server_id is not None else ""
         if self.client is None or not text.isdigit():
             return None
         guild = self.client.get_guild(int(text))
-        if guild is None:
+        if guild is None or not self._served(guild):
             return None
         return guild, self.config.guild(guild.id)
 
@@ -159,7 +196,7 @@ class DiscordPlugin:
     def get_server_data(self, server_id: str | None) -> dict[str, dict[str, Any]] | None:
         if self.client is None:
             return None
-        guilds = self.client.guilds
+        guilds = [guild for guild in self.client.guilds if self._served(guild)]
         if server_id is not None:
             guilds = [guild for guild in guilds if str(guild.id) == str(server_id)]
         return {

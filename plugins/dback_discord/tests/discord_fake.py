@@ -116,6 +116,10 @@ class FakeDiscord:
         #: Refuse identifies that ask for privileged intents, like a bot whose portal
         #: switches are off.
         self.refuse_privileged = False
+        #: While set, the gateway refuses connections with HTTP 503 (Discord unreachable).
+        self.gateway_down = False
+        #: The application's "Public Bot" switch: anyone may add a public bot to a guild.
+        self.bot_public = False
         #: When set, the OAuth guild list answers with this HTTP status (an outage).
         self.oauth_outage: int | None = None
         #: While set, the OAuth guild list answers 429 with this ``Retry-After`` (seconds).
@@ -272,7 +276,7 @@ class FakeDiscord:
                 "name": "dzone",
                 "description": "",
                 "icon": None,
-                "bot_public": False,
+                "bot_public": self.bot_public,
                 "bot_require_code_grant": False,
                 "owner": user_object(1, "owner"),
                 "verify_key": "0" * 64,
@@ -304,7 +308,9 @@ class FakeDiscord:
 
     # -- gateway ---------------------------------------------------------------------------
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_down:
+            return self._reply({"message": "Service Unavailable", "code": 0}, 503)
         socket_ = web.WebSocketResponse()
         await socket_.prepare(request)
         await socket_.send_str(json.dumps({"op": OP_HELLO, "d": {"heartbeat_interval": 40000}}))
@@ -537,6 +543,34 @@ class FakeDiscord:
             socket_, session.socket = session.socket, None
             if socket_ is not None:
                 await socket_.close(code=4000)
+
+    async def close_sessions(self, code: int, message: str) -> None:
+        """Close every socket with ``code`` and forget the sessions (they cannot resume)."""
+        sessions, self.sessions = list(self.sessions.values()), {}
+        for session in sessions:
+            if session.socket is not None:
+                await session.socket.close(code=code, message=message.encode())
+
+    async def reset_token(self) -> str:
+        """The owner reset the bot token: the old one stops working (close code 4004)."""
+        self.token = f"{self.token}-reset"
+        await self.close_sessions(4004, "Authentication failed.")
+        return self.token
+
+    async def revoke_intents(self) -> None:
+        """The privileged intents were switched off: close code 4014 until switched on."""
+        self.refuse_privileged = True
+        await self.close_sessions(4014, "Disallowed intent(s).")
+
+    async def guild_outage(self, guild_id: int) -> None:
+        """GUILD_DELETE with ``unavailable``: the guild is down, the bot is still in it."""
+        payload = {"id": str(guild_id), "unavailable": True}
+        await self._dispatch("GUILD_DELETE", lambda intents: payload)
+
+    async def guild_recovered(self, guild_id: int) -> None:
+        """The guild is back: GUILD_CREATE with its data (``unavailable`` false)."""
+        payload = self._guild_payload(self.guilds[guild_id])
+        await self._dispatch("GUILD_CREATE", lambda intents: payload)
 
     async def invalidate_sessions(self) -> None:
         """Op 9 (not resumable): clients must identify again and receive fresh guilds."""
