@@ -13,9 +13,8 @@ from collections.abc import Callable
 
 import discord
 
-from dback_core.health import SERVING, UNAVAILABLE
-
 from dback_core.events import Event, Message, Refresh
+from dback_core.health import SERVING, UNAVAILABLE
 from dback_discord.config import DiscordConfig
 from dback_discord.records import departure_event, is_ignored, presence_event
 

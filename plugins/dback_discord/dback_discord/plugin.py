@@ -137,8 +137,9 @@ class DiscordPlugin:
                 self.report(UNAVAILABLE, "the Discord client stopped; starting it again")
             except discord.PrivilegedIntentsRequired:
                 self.report(FAILED, INTENTS_HELP)
-                wait, refused_delay = refused_delay, min(
-                    refused_delay * 2, self.config.bot.failed_retry_max
+                wait, refused_delay = (
+                    refused_delay,
+                    min(refused_delay * 2, self.config.bot.failed_retry_max),
                 )
             except discord.LoginFailure:
                 self.report(FAILED, TOKEN_HELP)
