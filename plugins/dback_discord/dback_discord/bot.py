@@ -112,6 +112,32 @@ class DzoneClient(discord.Client):
         application = self.application
         self.bot_public = application is None or bool(application.bot_public)
         log.info("discord: the bot is %s", "public" if self.bot_public else "private")
+        self._chunk_with_presences()
+
+    def _chunk_with_presences(self) -> None:
+        """Ask for presences with every member chunk.
+
+        Guilds over 75,000 members get no presences in GUILD_CREATE, and discord.py's own
+        chunk request (``Guild.chunk``, run for every large guild at startup) does not ask
+        for them: everyone would start offline. Discord sends them with the chunks when
+        asked and the presences intent is granted, so the request is made to ask. This is
+        the plugin's one use of a discord.py internal (``ConnectionState.chunker``, stable
+        through 2.x); the tests run it against the real discord.py.
+        """
+        state = self._connection
+        plain = state.chunker
+
+        async def chunker(
+            guild_id: int,
+            query: str = "",
+            limit: int = 0,
+            presences: bool = False,
+            *,
+            nonce: str | None = None,
+        ) -> None:
+            await plain(guild_id, query, limit, presences or self.intents.presences, nonce=nonce)
+
+        state.chunker = chunker  # type: ignore[method-assign]
 
     def serves(self, guild_id: int) -> bool:
         """Whether the guild is served; the first refusal of each guild is logged once."""

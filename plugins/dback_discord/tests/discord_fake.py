@@ -39,6 +39,12 @@ PRIVILEGED = MEMBERS | PRESENCES | MESSAGE_CONTENT
 #: From this many members on a guild is "large": GUILD_CREATE lists only online members and
 #: the client asks for the rest (op 8), which arrive as GUILD_MEMBERS_CHUNK.
 LARGE_GUILD = 250
+#: Above this many members GUILD_CREATE carries no presences and no members but the bot's
+#: (Discord's rule for guilds over 75,000 members); statuses come only with member chunks
+#: asked for with ``presences``, or as they change.
+PRESENCE_LIMIT = 75_000
+#: Members per GUILD_MEMBERS_CHUNK, as Discord sends them.
+CHUNK_SIZE = 1000
 
 _ids = itertools.count(1)
 
@@ -131,6 +137,7 @@ class FakeDiscord:
         self.identifies = 0
         self.resumes = 0
         self.member_requests = 0
+        self.member_requests_with_presences = 0
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -379,25 +386,30 @@ class FakeDiscord:
         return session
 
     async def _send_members(self, session: Session, request: dict[str, Any]) -> None:
-        """Answer op 8 with every member of the guild in one chunk (query "" asks for all)."""
+        """Answer op 8 with every member of the guild (query "" asks for all), in chunks of
+        ``CHUNK_SIZE``; with presences only when asked (and only if the intent was given)."""
         self.member_requests += 1
+        self.member_requests_with_presences += bool(request.get("presences"))
         guild = self.guilds.get(int(request["guild_id"]))
         if guild is None:
             return
         members = list(guild.members.values())
-        chunk: dict[str, Any] = {
-            "guild_id": str(guild.id),
-            "members": [member.payload() for member in members],
-            "chunk_index": 0,
-            "chunk_count": 1,
-        }
-        if request.get("presences"):
-            chunk["presences"] = [
-                self._presence(guild, member) for member in members if member.status != "offline"
-            ]
-        if request.get("nonce"):
-            chunk["nonce"] = request["nonce"]
-        await self._send(session, "GUILD_MEMBERS_CHUNK", chunk)
+        slices = [members[i : i + CHUNK_SIZE] for i in range(0, len(members), CHUNK_SIZE)]
+        for index, part in enumerate(slices):
+            chunk: dict[str, Any] = {
+                "guild_id": str(guild.id),
+                "members": [member.payload() for member in part],
+                "chunk_index": index,
+                "chunk_count": len(slices),
+            }
+            if request.get("presences") and session.intents & PRESENCES:
+                chunk["presences"] = [
+                    self._presence(guild, member) for member in part if member.status != "offline"
+                ]
+            if request.get("nonce"):
+                chunk["nonce"] = request["nonce"]
+            await self._send(session, "GUILD_MEMBERS_CHUNK", chunk)
+            await asyncio.sleep(0)
 
     async def _send(self, session: Session, event: str, data: dict[str, Any]) -> None:
         session.sequence += 1
@@ -425,7 +437,9 @@ class FakeDiscord:
     def _guild_payload(self, guild: Guild) -> dict[str, Any]:
         count = len(guild.members)
         members = list(guild.members.values())
-        if count >= LARGE_GUILD:
+        if count > PRESENCE_LIMIT:
+            members = [guild.members[int(self.bot["id"])]]
+        elif count >= LARGE_GUILD:
             members = [member for member in members if member.status != "offline"]
         return {
             "id": str(guild.id),
@@ -438,7 +452,9 @@ class FakeDiscord:
             "roles": list(guild.roles.values()),
             "channels": list(guild.channels.values()),
             "members": [member.payload() for member in members],
-            "presences": [self._presence(guild, m) for m in members if m.status != "offline"],
+            "presences": []
+            if count > PRESENCE_LIMIT
+            else [self._presence(guild, m) for m in members if m.status != "offline"],
             "emojis": [],
             "stickers": [],
             "features": [],
