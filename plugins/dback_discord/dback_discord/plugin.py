@@ -160,8 +160,13 @@ class DiscordPlugin:
                 self.settled.set()
                 wait, delay = delay, min(delay * 2, RETRY_MAX)
             except Exception as error:
-                self.report(FAILED, f"the Discord client stopped: {type(error).__name__}: {error}")
-                return
+                # Anything else (discord.py itself trips when its very first gateway
+                # connection fails) is tried again like an unreachable Discord.
+                reason = f"the Discord client stopped ({type(error).__name__}: {error})"
+                log.warning("discord: %s; next attempt in %gs", reason, delay, exc_info=True)
+                self.report(UNAVAILABLE, reason)
+                self.settled.set()
+                wait, delay = delay, min(delay * 2, RETRY_MAX)
             finally:
                 if not client.is_closed():
                     await client.close()
