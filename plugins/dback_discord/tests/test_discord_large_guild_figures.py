@@ -76,7 +76,9 @@ async def test_a_100k_member_guild_starts_lists_its_online_members_and_fits_a_jo
     try:
         port = int(await asyncio.to_thread(fake.stdout.readline))
         monkeypatch.setattr(Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
-        monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(f"ws://127.0.0.1:{port}/gateway"))
+        monkeypatch.setattr(
+            DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(f"ws://127.0.0.1:{port}/gateway")
+        )
         path = tmp_path / "discord.toml"
         path.write_text(FAST_BOT)
         monkeypatch.setenv("DBACK_DISCORD_TOKEN", "bot-token-for-tests")
