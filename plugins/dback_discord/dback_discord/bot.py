@@ -17,6 +17,7 @@ from dback_core.events import Event, Message, Refresh
 from dback_core.health import SERVING, UNAVAILABLE
 from dback_discord.config import DiscordConfig
 from dback_discord.records import departure_event, is_ignored, presence_event
+from dback_discord.roles import Recolours
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,18 @@ class DzoneClient(discord.Client):
         self.bot_public = True
         self._skipped: set[int] = set()
         self._stale: asyncio.TimerHandle | None = None
+        self.recolours = Recolours(
+            config.bot.role_interval,
+            lambda member: self.queue(presence_event(member, config.guild(member.guild.id))),
+            lambda guild: self.queue(Refresh(str(guild.id))),
+        )
+
+    async def close(self) -> None:
+        self.recolours.cancel()
+        if self._stale is not None:
+            self._stale.cancel()
+            self._stale = None
+        await super().close()
 
     async def setup_hook(self) -> None:
         """After login, before the gateway: read whether the bot is public.
@@ -245,9 +258,16 @@ class DzoneClient(discord.Client):
     async def on_guild_update(self, before: discord.Guild, after: discord.Guild) -> None:
         self.queue(LIST_REFRESH)
 
+    async def on_guild_role_create(self, role: discord.Role) -> None:
+        self.recolours.role_changed(role)
+
     async def on_guild_role_update(self, before: discord.Role, after: discord.Role) -> None:
-        if before.colour != after.colour:
-            self.queue(Refresh(str(after.guild.id)))
+        """A colour or a place in the order decides members' colours; a name does not."""
+        if before.colour != after.colour or before.position != after.position:
+            self.recolours.role_changed(after)
+
+    async def on_guild_role_delete(self, role: discord.Role) -> None:
+        self.recolours.role_changed(role)
 
     # -- members ---------------------------------------------------------------------------
 

@@ -76,6 +76,9 @@ class BotOptions:
     #: doubles on each refusal, up to ``failed_retry_max``.
     failed_retry: float = 60.0
     failed_retry_max: float = 900.0
+    #: Seconds over which role changes are collected before members' colours are sent:
+    #: at most one colour frame per member per interval.
+    role_interval: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ _BOT_KEYS: dict[str, tuple[type, ...]] = {
     "unavailable_after": (int, float),
     "failed_retry": (int, float),
     "failed_retry_max": (int, float),
+    "role_interval": (int, float),
 }
 _LOGIN_KEYS: dict[str, tuple[type, ...]] = {
     "rate": (int, float),

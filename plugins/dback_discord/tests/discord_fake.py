@@ -528,6 +528,25 @@ class FakeDiscord:
         payload = {"guild_id": str(guild_id), "role": dict(role)}
         await self._dispatch("GUILD_ROLE_UPDATE", lambda intents: payload)
 
+    async def move_role(self, guild_id: int, role_id: int, position: int) -> None:
+        role = self.guilds[guild_id].roles[role_id]
+        role["position"] = position
+        payload = {"guild_id": str(guild_id), "role": dict(role)}
+        await self._dispatch("GUILD_ROLE_UPDATE", lambda intents: payload)
+
+    async def create_role(
+        self, guild_id: int, role_id: int, name: str, color: int, position: int
+    ) -> None:
+        self.add_role(guild_id, role_id, name, color, position)
+        payload = {"guild_id": str(guild_id), "role": dict(self.guilds[guild_id].roles[role_id])}
+        await self._dispatch("GUILD_ROLE_CREATE", lambda intents: payload)
+
+    async def delete_role(self, guild_id: int, role_id: int) -> None:
+        """Discord sends no member updates for a deleted role: members keep its id."""
+        del self.guilds[guild_id].roles[role_id]
+        payload = {"guild_id": str(guild_id), "role_id": str(role_id)}
+        await self._dispatch("GUILD_ROLE_DELETE", lambda intents: payload)
+
     async def join_guild(self, guild: Guild) -> None:
         """The bot was added to ``guild`` (built with ``add_guild`` and friends).
 
