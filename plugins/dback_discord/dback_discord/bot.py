@@ -15,6 +15,7 @@ import discord
 
 from dback_core.events import Event, Message, Refresh
 from dback_core.health import SERVING, UNAVAILABLE
+from dback_discord.chat import is_heard, message_text
 from dback_discord.config import DiscordConfig
 from dback_discord.records import departure_event, is_ignored, presence_event
 from dback_discord.roles import Recolours
@@ -287,18 +288,14 @@ class DzoneClient(discord.Client):
     # -- chat ------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
-        if message.guild is None or not message.content:
+        if message.guild is None:
             return
         options = self.config.guild(message.guild.id)
-        if is_ignored(message.author, options):
+        if is_ignored(message.author, options) or not is_heard(message, message.guild, options):
             return
-        channel = message.channel
-        channel_ids = {channel.id}
-        parent_id = getattr(channel, "parent_id", None)
-        if parent_id is not None:
-            channel_ids.add(parent_id)
-        if not options.hears_channel(channel_ids):
+        text = message_text(message)
+        if text is None:
             return
         self.queue(
-            Message(str(message.guild.id), str(message.author.id), message.content, str(channel.id))
+            Message(str(message.guild.id), str(message.author.id), text, str(message.channel.id))
         )

@@ -475,7 +475,17 @@ class FakeDiscord:
         presence = self._presence(guild, member)
         await self._dispatch("PRESENCE_UPDATE", lambda intents: presence)
 
-    async def say(self, guild_id: int, channel_id: int, user_id: int, text: str) -> None:
+    async def say(
+        self,
+        guild_id: int,
+        channel_id: int,
+        user_id: int,
+        text: str,
+        *,
+        attachments: list[str] = (),
+    ) -> None:
+        """A message; ``channel_id`` may be one the bot never heard of (an archived thread).
+        ``attachments`` are file names."""
         member = self.guilds[guild_id].members[user_id]
         message = {
             "id": str(new_snowflake()),
@@ -491,7 +501,16 @@ class FakeDiscord:
             "mention_everyone": False,
             "mentions": [],
             "mention_roles": [],
-            "attachments": [],
+            "attachments": [
+                {
+                    "id": str(new_snowflake()),
+                    "filename": name,
+                    "size": 1,
+                    "url": f"http://127.0.0.1/{name}",
+                    "proxy_url": f"http://127.0.0.1/{name}",
+                }
+                for name in attachments
+            ],
             "embeds": [],
             "components": [],
             "pinned": False,
