@@ -63,6 +63,19 @@ UNREACHABLE = (
 )
 
 
+#: discord.py's loggers log whole gateway payloads and REST bodies at DEBUG: message text
+#: (also from ignored channels), member lists. Nothing below this level is let through.
+DISCORD_LOG_FLOOR = logging.INFO
+
+
+def quiet_discord_logs() -> None:
+    """Keep discord.py's own loggers at INFO or above, whatever ``DBACK_LOG_LEVEL`` says:
+    their DEBUG lines would put private chat and member lists into dback's logs."""
+    library = logging.getLogger("discord")
+    if library.getEffectiveLevel() < DISCORD_LOG_FLOOR:
+        library.setLevel(DISCORD_LOG_FLOOR)
+
+
 class DiscordPlugin:
     """Every guild the bot is in, with live members, presences and chat.
 
@@ -94,6 +107,7 @@ class DiscordPlugin:
         guilds appear when it is ready. A refusal by Discord is reported as the plugin's
         health, so the server starts and ``dback plugins`` / ``/api/plugins`` say why.
         """
+        quiet_discord_logs()
         self.server = server
         self.settled = asyncio.Event()
         self.stopping = asyncio.Event()
