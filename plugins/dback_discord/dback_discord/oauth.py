@@ -38,7 +38,9 @@ from dback_discord.config import LoginLimits
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = aiohttp.ClientTimeout(total=10)
+#: Under the core's 10 s limit for a hook, so a slow Discord gets the clear "cannot check"
+#: refusal rather than the core's generic one.
+TIMEOUT = aiohttp.ClientTimeout(total=5)
 
 BUSY = "Discord login is busy; please try again in a few seconds."
 UNAVAILABLE = "Discord cannot check logins right now; please try again later."

@@ -2,9 +2,13 @@
 
 It implements what a guild-watching bot meets: login, READY and GUILD_CREATE with members,
 roles and presences, heartbeats, RESUME with replay of missed dispatches, RECONNECT,
-INVALID_SESSION, the privileged-intents refusal (close code 4014), the OAuth guild list,
-and the dispatches a test pushes (presence, chat, members joining, changing and leaving,
-guilds joined, renamed and left). Facts it depends on:
+INVALID_SESSION, the privileged-intents refusal (close code 4014, at identify or later), a
+reset token (4004), a gateway that is down, the application's ``bot_public`` flag, member
+chunks of 1,000 (with presences only when asked; guilds over ``PRESENCE_LIMIT`` get none at
+GUILD_CREATE), guild outages, the OAuth guild list (with outages and 429 + Retry-After),
+and the dispatches a test pushes (presence, chat with attachments or in unknown channels,
+members joining, changing and leaving, roles created, recoloured, moved and deleted, guilds
+joined, renamed and left). Facts it depends on:
 
 - REST bodies need ``Content-Type: application/json`` with no charset, or discord.py
   does not parse them; a 401 on ``GET /users/@me`` is a ``LoginFailure``.
