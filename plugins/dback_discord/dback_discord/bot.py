@@ -14,7 +14,7 @@ from collections.abc import Callable
 import discord
 
 from dback_core.events import Event, Message, Refresh
-from dback_core.health import SERVING, UNAVAILABLE
+from dback_core.health import FAILED, SERVING, UNAVAILABLE
 from dback_discord.chat import is_heard, message_text
 from dback_discord.config import DiscordConfig
 from dback_discord.records import departure_event, is_ignored, presence_event
@@ -219,15 +219,31 @@ class DzoneClient(discord.Client):
         self._connected()
 
     async def on_disconnect(self) -> None:
-        """discord.py reconnects by itself; if that takes long, say so (``/readyz`` 503)."""
+        """discord.py reconnects by itself. If that takes ``unavailable_after`` seconds the
+        plugin reports itself unavailable (``/readyz`` 503, last data still shown); after
+        ``withdraw_after`` more it reports failed, which withdraws its guilds: a world that
+        has not heard from Discord for minutes is not presented as live."""
         if self._stale is None and not self.is_closed():
             delay = self.config.bot.unavailable_after
             self._stale = asyncio.get_running_loop().call_later(delay, self._still_disconnected)
 
     def _still_disconnected(self) -> None:
+        if self.is_closed():
+            self._stale = None
+            return
+        self.health(UNAVAILABLE, "lost the connection to Discord; reconnecting")
+        delay = self.config.bot.withdraw_after
+        self._stale = asyncio.get_running_loop().call_later(delay, self._gone_too_long)
+
+    def _gone_too_long(self) -> None:
         self._stale = None
         if not self.is_closed():
-            self.health(UNAVAILABLE, "lost the connection to Discord; reconnecting")
+            seconds = self.config.bot.unavailable_after + self.config.bot.withdraw_after
+            reason = (
+                f"no connection to Discord for {seconds:g}s; its guilds are withdrawn until "
+                "it is back (reconnecting)"
+            )
+            self.health(FAILED, reason)
 
     def _connected(self) -> None:
         if self._stale is not None:

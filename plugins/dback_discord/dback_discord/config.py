@@ -72,6 +72,8 @@ class BotOptions:
     reidentify_delay: float = 5.0
     #: Seconds without a gateway connection before the plugin reports itself unavailable.
     unavailable_after: float = 30.0
+    #: Further seconds without a connection before its guilds are withdrawn (``failed``).
+    withdraw_after: float = 270.0
     #: Seconds before trying again after Discord refused the privileged intents (4014);
     #: doubles on each refusal, up to ``failed_retry_max``.
     failed_retry: float = 60.0
@@ -111,7 +113,8 @@ class DiscordConfig:
     defaults: GuildOptions = field(default_factory=GuildOptions)
     guilds: Mapping[int, GuildOptions] = field(default_factory=dict)
     serve_unlisted: bool | None = None
-    source: str = CONFIG_ENV
+    #: Where the configuration came from, for messages that say which file to edit.
+    source: str = f"the file named by {CONFIG_ENV} (not set)"
 
     def __repr__(self) -> str:
         return f"DiscordConfig(token=<hidden>, guilds={sorted(self.guilds)})"
@@ -156,6 +159,7 @@ _BOT_KEYS: dict[str, tuple[type, ...]] = {
     "guild_ready_timeout": (int, float),
     "reidentify_delay": (int, float),
     "unavailable_after": (int, float),
+    "withdraw_after": (int, float),
     "failed_retry": (int, float),
     "failed_retry_max": (int, float),
     "role_interval": (int, float),

@@ -13,6 +13,8 @@ from dback_core.testing import Client
 #: [bot] keys (they follow FAST_BOT): retry refused intents after 0.1 s, report a lost
 #: gateway after 0.1 s.
 QUICK = "failed_retry = 0.1\nfailed_retry_max = 0.2\nunavailable_after = 0.1\n"
+#: The same, and a lost gateway withdraws the guilds 0.2 s after it was reported.
+WITHDRAWING = QUICK + "withdraw_after = 0.2\n"
 
 
 def health(server):
@@ -112,6 +114,27 @@ async def test_a_lost_gateway_makes_the_plugin_unavailable_until_it_resumes(
         await wait_for_status(server, SERVING, timeout=20)
     assert "lost the connection to Discord" in reason and status == 503
     assert fake.resumes == 1
+
+
+async def test_a_gateway_lost_for_long_withdraws_the_guilds_until_it_is_back(
+    fake, monkeypatch, tmp_path
+):
+    async with discord_dback(fake, monkeypatch, tmp_path, WITHDRAWING) as server:
+        async with Client(server) as client:
+            await client.join(str(LOUNGE))
+            fake.gateway_down = True
+            await fake.drop_connections()
+            await wait_for_status(server, UNAVAILABLE)
+            await wait_for_status(server, FAILED)
+            withdrawn = await next_list(client)
+            reason = health(server).reason
+            fake.gateway_down = False
+            back = await next_list(client, timeout=20)
+            rejoin = await client.join(str(LOUNGE))
+        await wait_for_status(server, SERVING)
+    assert withdrawn == {} and "no connection to Discord" in reason
+    assert set(back) == {str(LOUNGE), str(WORKSHOP)}
+    assert rejoin["data"]["users"][str(ALICE)]["status"] == "online"
 
 
 async def test_a_guild_outage_withdraws_the_guild_until_it_is_back(fake, monkeypatch, tmp_path):
