@@ -61,8 +61,6 @@ class LoginChecks:
         self.pending: dict[str, asyncio.Future[frozenset[str] | None]] = {}
         self.in_flight = 0
         self.blocked_until = 0.0
-        #: Outbound calls made; for logs and tests.
-        self.calls = 0
 
     async def is_guild_member(self, token: str, guild_id: str) -> bool:
         """True when the token's user is in ``guild_id``; False when Discord says not.
@@ -114,6 +112,12 @@ class LoginChecks:
             future.set_exception(refusal)
             future.exception()  # retrieved here, so a future nobody shared logs nothing
             raise
+        except BaseException:
+            # Cancelled (the core's time limit, or shutdown): whoever shares the check
+            # must not wait for an answer that will never come.
+            future.set_exception(AccessRefused(UNAVAILABLE))
+            future.exception()
+            raise
         finally:
             self.in_flight -= 1
             del self.pending[key]
@@ -123,7 +127,6 @@ class LoginChecks:
 
     async def _ask(self, token: str) -> frozenset[str] | None:
         """One ``GET /users/@me/guilds``: the guild ids, or None for a token Discord refuses."""
-        self.calls += 1
         url = f"{Route.BASE}/users/@me/guilds"
         headers = {"Authorization": f"Bearer {token}"}
         try:

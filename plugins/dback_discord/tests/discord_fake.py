@@ -132,6 +132,8 @@ class FakeDiscord:
         self.bot_public = False
         #: When set, the OAuth guild list answers with this HTTP status (an outage).
         self.oauth_outage: int | None = None
+        #: Seconds the OAuth guild list takes to answer.
+        self.oauth_delay = 0.0
         #: While set, the OAuth guild list answers 429 with this ``Retry-After`` (seconds).
         self.oauth_retry_after: float | None = None
         #: When set, GUILD_CREATE waits for this event after READY: guilds that READY lists
@@ -297,6 +299,7 @@ class FakeDiscord:
 
     async def _oauth_guilds(self, request: web.Request) -> web.Response:
         self.requests.append(f"{request.method} {request.path}")
+        await asyncio.sleep(self.oauth_delay)
         if self.oauth_outage is not None:
             return self._reply({"message": "outage", "code": 0}, self.oauth_outage)
         if self.oauth_retry_after is not None:

@@ -102,3 +102,19 @@ async def test_discord_rate_limits_are_honoured_until_retry_after(fake, monkeypa
     assert waiting["type"] == "error" and "busy" in waiting["data"]["message"]
     assert calls_while_waiting == 1
     assert admitted[-1]["type"] == "server-join"
+
+
+async def test_viewers_logging_in_with_one_token_at_once_share_one_check(
+    fake, monkeypatch, tmp_path
+):
+    fake.oauth_users = {"member-token-1234": [LOUNGE]}
+    fake.oauth_delay = 0.3
+    async with discord_dback(fake, monkeypatch, tmp_path, LOGIN_CONFIG) as server:
+
+        async def log_in() -> dict:
+            async with Client(server) as client:
+                return await client.join(str(LOUNGE), discordToken="member-token-1234")
+
+        answers = await asyncio.gather(*(log_in() for _ in range(5)))
+    assert [answer["type"] for answer in answers] == ["server-join"] * 5
+    assert fake.requests.count(CHECK) == 1
