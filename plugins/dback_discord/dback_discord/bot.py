@@ -157,6 +157,8 @@ class DzoneClient(discord.Client):
         """Whether the guild is served; the first refusal of each guild is logged once."""
         if self.config.allows(guild_id, self.bot_public):
             return True
+        if guild_id in self.config.guilds:
+            return False  # its own table says enabled = false: nothing to point out
         if guild_id not in self._skipped:
             self._skipped.add(guild_id)
             guild = self.get_guild(guild_id)

@@ -58,15 +58,18 @@ async def test_a_private_bot_serves_every_guild_by_default(fake, monkeypatch, tm
 
 
 async def test_an_allow_list_serves_only_its_guilds_and_a_disabled_guild_is_not_served(
-    fake, monkeypatch, tmp_path
+    fake, monkeypatch, tmp_path, caplog
 ):
     allow_list = "[defaults]\nenabled = false\n" + LISTED
     async with discord_dback(fake, monkeypatch, tmp_path, allow_list) as server:
         async with Client(server) as client:
             only_listed = client.server_list
     disabled = f"[guilds.{WORKSHOP}]\nenabled = false\n"
+    caplog.clear()
+    caplog.set_level(logging.INFO)
     async with discord_dback(fake, monkeypatch, tmp_path, disabled) as server:
         async with Client(server) as client:
             without_disabled = client.server_list
     assert set(only_listed) == {str(LOUNGE)} and only_listed[str(LOUNGE)]["name"] == "The Lounge"
     assert set(without_disabled) == {str(LOUNGE)}
+    assert not [r for r in caplog.records if f"({WORKSHOP})" in r.getMessage()]
