@@ -96,6 +96,8 @@ class DiscordPlugin:
         self.settled = asyncio.Event()
         #: Set by ``shutdown``: the runner makes no further attempt.
         self.stopping = asyncio.Event()
+        self.retry_delay = RETRY_FIRST
+        self.refused_delay = self.config.bot.failed_retry
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -124,11 +126,23 @@ class DiscordPlugin:
         """Tell the core how the plugin is; a bot that is ready or refused has settled."""
         if status == SERVING:
             self.settled.set()
+            self._reset_delays()
         elif status == FAILED:
             log.error("discord: %s", reason)
             self.settled.set()
         if self.server is not None and hasattr(self.server, "report_health"):
             self.server.report_health(self, status, reason)
+
+    def _reset_delays(self) -> None:
+        """Connected (or starting): the next failure waits the shortest delay again."""
+        self.retry_delay = RETRY_FIRST
+        self.refused_delay = self.config.bot.failed_retry
+
+    def _unreachable_delay(self) -> float:
+        """The wait before the next attempt at an unreachable Discord: doubling to a limit."""
+        wait = self.retry_delay
+        self.retry_delay = min(wait * 2, RETRY_MAX)
+        return wait
 
     def _new_client(self) -> DzoneClient:
         return DzoneClient(self.config, self.events, self.report)
@@ -142,8 +156,7 @@ class DiscordPlugin:
         with a slow one (``[bot] failed_retry``); a refused token never: only the operator
         can fix it, and Discord counts every failed login.
         """
-        delay = RETRY_FIRST
-        refused_delay = self.config.bot.failed_retry
+        self._reset_delays()
         while not self.stopping.is_set():
             client = self.client = self._new_client()
             try:
@@ -154,10 +167,8 @@ class DiscordPlugin:
                 self.report(UNAVAILABLE, "the Discord client stopped; starting it again")
             except discord.PrivilegedIntentsRequired:
                 self.report(FAILED, INTENTS_HELP)
-                wait, refused_delay = (
-                    refused_delay,
-                    min(refused_delay * 2, self.config.bot.failed_retry_max),
-                )
+                wait = self.refused_delay
+                self.refused_delay = min(wait * 2, self.config.bot.failed_retry_max)
             except discord.LoginFailure:
                 self.report(FAILED, TOKEN_HELP)
                 return
@@ -168,19 +179,19 @@ class DiscordPlugin:
                     self.report(FAILED, f"Discord closed the gateway with code {error.code}")
                 return
             except UNREACHABLE as error:
+                wait = self._unreachable_delay()
                 reason = f"cannot reach Discord ({type(error).__name__}: {error})"
-                log.warning("discord: %s; next attempt in %gs", reason, delay)
+                log.warning("discord: %s; next attempt in %gs", reason, wait)
                 self.report(UNAVAILABLE, reason)
                 self.settled.set()
-                wait, delay = delay, min(delay * 2, RETRY_MAX)
             except Exception as error:
                 # Anything else (discord.py itself trips when its very first gateway
                 # connection fails) is tried again like an unreachable Discord.
+                wait = self._unreachable_delay()
                 reason = f"the Discord client stopped ({type(error).__name__}: {error})"
-                log.warning("discord: %s; next attempt in %gs", reason, delay, exc_info=True)
+                log.warning("discord: %s; next attempt in %gs", reason, wait, exc_info=True)
                 self.report(UNAVAILABLE, reason)
                 self.settled.set()
-                wait, delay = delay, min(delay * 2, RETRY_MAX)
             finally:
                 if not client.is_closed():
                     await client.close()
