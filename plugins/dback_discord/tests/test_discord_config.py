@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
+
 import pytest
 
 from dback_core.plugins import FAILED, NotConfigured, load_plugins
@@ -140,3 +144,11 @@ def test_short_ids_depend_only_on_the_snowflake():
     assert short_id(111111111111111111, GuildOptions()) == "245cz9pz"
     assert short_id(222222222222222222, GuildOptions()) != "245cz9pz"
     assert short_id(111111111111111111, GuildOptions(short_id="lounge")) == "lounge"
+
+
+def test_every_example_in_the_readme_is_a_valid_configuration():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    examples = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    assert len(examples) >= 4
+    for example in examples:
+        parse_config("token", tomllib.loads(example), "README.md")
