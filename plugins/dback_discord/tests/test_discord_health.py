@@ -29,13 +29,18 @@ async def wait_for_status(server, status: str, timeout: float = 10.0) -> None:
     await asyncio.wait_for(reached(), timeout)
 
 
-async def readyz(server) -> int:
+async def http_get(server, path: str) -> tuple[int, str]:
     host, port = server.address
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     raw = await reader.read()
     writer.close()
-    return int(raw.split()[1])
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+async def readyz(server) -> int:
+    return (await http_get(server, "/readyz"))[0]
 
 
 async def next_list(client: Client, timeout: float = 10.0) -> dict:
@@ -50,6 +55,8 @@ async def test_refused_intents_at_startup_fail_loudly_and_heal_when_switched_on(
         await wait_for_status(server, FAILED)
         reason = health(server).reason
         status = await readyz(server)
+        _, plugins = await http_get(server, "/api/plugins")
+        _, metrics = await http_get(server, "/metrics")
         async with Client(server) as client:
             before = client.server_list
             fake.refuse_privileged = False
@@ -58,6 +65,9 @@ async def test_refused_intents_at_startup_fail_loudly_and_heal_when_switched_on(
         healed = await readyz(server)
     assert "4014" in reason and "Presence Intent" in reason
     assert status == 503 and before == {}
+    assert '"failed"' in plugins and "Presence Intent" in plugins
+    assert 'dback_plugin_status{plugin="dback-discord"' in metrics
+    assert 'status="failed"' in metrics
     assert set(after) == {str(LOUNGE), str(WORKSHOP)}
     assert healed == 200
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
