@@ -44,6 +44,8 @@ class GuildOptions:
     hide_offline: bool = False
     #: Above this many members, offline members are left out of the map (see README).
     offline_above: int = 20_000
+    #: The most members a join lists (about 3.5 MB), whatever their status.
+    max_listed: int = 40_000
 
     @property
     def passworded(self) -> bool:
@@ -150,6 +152,7 @@ _GUILD_KEYS: dict[str, tuple[type, ...]] = {
     "listen_channels": (list,),
     "hide_offline": (bool,),
     "offline_above": (int,),
+    "max_listed": (int,),
 }
 _ID_LISTS = {"ignore_users"}
 _CHANNEL_LISTS = {"ignore_channels", "listen_channels"}

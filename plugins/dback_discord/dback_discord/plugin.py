@@ -98,6 +98,8 @@ class DiscordPlugin:
         self.stopping = asyncio.Event()
         self.retry_delay = RETRY_FIRST
         self.refused_delay = self.config.bot.failed_retry
+        #: Guilds whose joins were cut at ``max_listed`` (warned about once).
+        self.capped: set[int] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -240,19 +242,34 @@ class DiscordPlugin:
     @hookimpl
     async def get_user_data(self, server_id: str) -> dict[str, dict[str, Any]] | None:
         """The guild's listed members, built ``BUILD_SLICE`` at a time with a yield to the
-        event loop between slices: a 100k-member guild must not stall every viewer."""
+        event loop between slices: a 100k-member guild must not stall every viewer. At most
+        ``max_listed`` are listed, so the join stays deliverable (see README)."""
         found = self._guild(server_id)
         if found is None:
             return None
         guild, options = found
         members = guild.members
         users: dict[str, dict[str, Any]] = {}
+        left_out = 0
         for start in range(0, len(members), BUILD_SLICE):
             if start:
                 await asyncio.sleep(0)
             for member in members[start : start + BUILD_SLICE]:
-                if is_listed(member, options):
-                    users[str(member.id)] = user_record(member)
+                if not is_listed(member, options):
+                    continue
+                if len(users) >= options.max_listed:
+                    left_out += 1
+                    continue
+                users[str(member.id)] = user_record(member)
+        if left_out and guild.id not in self.capped:
+            self.capped.add(guild.id)
+            log.warning(
+                "discord: guild %d lists %d members, the most max_listed allows; %d more "
+                "left out of joins",
+                guild.id,
+                len(users),
+                left_out,
+            )
         return users
 
     @hookimpl

@@ -52,3 +52,14 @@ async def test_above_offline_above_members_only_those_not_offline_are_listed(
     assert len(users) == 101 and all(user["status"] == "online" for user in users.values())
     assert gone["data"]["uid"] == str(FIRST) and gone["data"].get("delete") is True
     assert back["data"]["uid"] == str(FIRST + 1) and back["data"]["status"] == "idle"
+
+
+async def test_no_join_lists_more_than_max_listed_members(fake, monkeypatch, tmp_path, caplog):
+    build_big_guild(fake, 400)
+    config = f"[guilds.{BIG}]\noffline_above = 300\nmax_listed = 40\n"
+    async with discord_dback(fake, monkeypatch, tmp_path, config) as server:
+        async with Client(server) as first, Client(server) as second:
+            joins = [await first.join(str(BIG)), await second.join(str(BIG))]
+    assert [len(join["data"]["users"]) for join in joins] == [40, 40]
+    warnings = [r.getMessage() for r in caplog.records if "max_listed" in r.getMessage()]
+    assert len(warnings) == 1 and "61 more" in warnings[0]  # 100 online and the bot, less 40
