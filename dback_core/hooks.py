@@ -18,7 +18,13 @@ from typing import Any
 
 from dback_core.health import FAILED
 from dback_core.metrics import Metrics
-from dback_core.plugins import NOT_CONFIGURED, NotConfigured, PluginRecord, PluginSet
+from dback_core.plugins import (
+    NOT_CONFIGURED,
+    AccessRefused,
+    NotConfigured,
+    PluginRecord,
+    PluginSet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +117,7 @@ class PluginHooks:
             return result
         except asyncio.CancelledError:
             raise
-        except NotConfigured:
+        except (NotConfigured, AccessRefused):
             raise
         except TimeoutError:
             error = "timeout"
@@ -205,7 +211,11 @@ class PluginHooks:
     async def authorize(
         self, server_id: str, server: dict[str, Any], credentials: dict[str, Any]
     ) -> bool:
-        """True only when a plugin admits the client; no decision at all means refused."""
+        """True only when a plugin admits the client; no decision at all means refused.
+
+        A plugin that raises ``AccessRefused`` refuses with its own message: the exception
+        reaches the caller, which shows the message to the client.
+        """
         kwargs = {"server_id": server_id, "server": server, "credentials": credentials}
         for record, function in self.implementations("authorize"):
             result = await self._call(record, function, "authorize", kwargs)

@@ -93,7 +93,8 @@ def authorize(server_id: str, server: dict[str, Any], credentials: dict[str, Any
 
     ``credentials`` holds what the client sent: ``password``, ``discordToken``,
     ``discordUser``. Return True to admit, False to refuse, None to leave the decision to the
-    next plugin. When no plugin decides, the client is refused.
+    next plugin. When no plugin decides, the client is refused. Raise
+    ``dback_core.AccessRefused("message")`` to refuse with a message the client can act on.
     """
 
 

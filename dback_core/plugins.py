@@ -70,6 +70,15 @@ class NotConfigured(Exception):
     """
 
 
+class AccessRefused(Exception):
+    """Raised by an ``authorize`` implementation to refuse a client with its own message.
+
+    Returning False refuses with the generic "authentication failed"; raising this shows the
+    client ``str(error)`` instead, for refusals the client can act on ("login is busy, try
+    again"). The message goes to the client as written, so it must never hold a credential.
+    """
+
+
 def normalize_name(name: str) -> str:
     """Normalise like distribution names, so ``dback_mock`` and ``DBack-Mock`` are one plugin."""
     return re.sub(r"[-_.]+", "-", name.strip()).lower()

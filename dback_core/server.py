@@ -30,7 +30,7 @@ from dback_core.hooks import PluginHooks
 from dback_core.limits import ConnectionCounter, TokenBucket
 from dback_core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from dback_core.metrics import Metrics
-from dback_core.plugins import PluginRecord, PluginSet
+from dback_core.plugins import AccessRefused, PluginRecord, PluginSet
 from dback_core.records import ServerInfo
 from dback_core.sources import SourceRunner
 
@@ -588,7 +588,11 @@ class DbackServer:
         }
         if not any(credentials.values()):
             return protocol.LOGIN_REQUIRED
-        if await self.hooks.authorize(info.key, info.for_plugins(), credentials):
+        try:
+            admitted = await self.hooks.authorize(info.key, info.for_plugins(), credentials)
+        except AccessRefused as refusal:
+            return str(refusal) or protocol.LOGIN_REFUSED
+        if admitted:
             viewer.authorized[info.key] = info.access
             return None
         return protocol.LOGIN_REFUSED
