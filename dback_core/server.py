@@ -156,6 +156,7 @@ class DbackServer:
                 ping_timeout=self.settings.ping_timeout,
                 origins=self.settings.origins,
                 backlog=self.settings.backlog,
+                reuse_port=self.settings.reuse_port or None,
                 logger=WIRE_LOG,
             )
             self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
