@@ -8,10 +8,11 @@ settings are missing (``NotConfigured``) or wrong (``SettingsError``)::
 
 from dback_core.events import ClientIdUpdate, Event, Message, Presence, Refresh
 from dback_core.hookspecs import hookimpl
-from dback_core.plugins import NotConfigured, SettingsError
+from dback_core.plugins import AccessRefused, NotConfigured, SettingsError
 from dback_core.version import __version__
 
 __all__ = [
+    "AccessRefused",
     "ClientIdUpdate",
     "Event",
     "Message",

@@ -29,6 +29,7 @@ from dback_core.logs import FORMATS, configure_logging
 from dback_core.plugins import NOT_CONFIGURED, PluginError, PluginSet, load_plugins
 from dback_core.server import DbackServer
 from dback_core.version import __version__
+from dback_core.workers import Supervisor, scaling_problem, worker_command, worker_count
 
 log = logging.getLogger("dback_core")
 
@@ -107,7 +108,18 @@ def cli(context: click.Context) -> None:
     type=click.Choice(FORMATS, case_sensitive=False),
     help="'json' writes one JSON object per line, for log shippers.",
 )
-def serve(host: str, port: int, static_dir: Path | None, log_level: str, log_format: str) -> None:
+@click.option(
+    "--workers",
+    cls=EnvOption,
+    envvar="DBACK_WORKERS",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Processes sharing the port and, through Redis (dback-redis), one world; 0: one per core.",
+)
+def serve(
+    host: str, port: int, static_dir: Path | None, log_level: str, log_format: str, workers: int
+) -> None:
     """Serve d-zone clients until SIGINT or SIGTERM (a second one forces the exit).
 
     Every other setting is read from its DBACK_* variable (docs/configuration.md). A bad
@@ -118,9 +130,13 @@ def serve(host: str, port: int, static_dir: Path | None, log_level: str, log_for
     try:
         settings = Settings.from_env(host=host, port=port, static_dir=static_dir)
         plugins = _plugin_set()
+        count = worker_count(workers)
     except (ValueError, PluginError) as error:
         raise click.ClickException(str(error)) from error
     _refuse_mistakes(plugins)
+    if count > 1:
+        _supervise(count, settings, plugins, log_level, log_format)
+        return
     plugins.report()
     try:
         asyncio.run(_serve(settings, plugins))
@@ -133,6 +149,22 @@ def _refuse_mistakes(plugins: PluginSet) -> None:
     problems = plugins.fatal_problems()
     if problems:
         raise click.ClickException("\n".join(problems))
+
+
+def _supervise(
+    count: int, settings: Settings, plugins: PluginSet, log_level: str, log_format: str
+) -> None:
+    """Run ``count`` workers of this ``serve`` instead of serving here."""
+    redis = plugins.find("dback-redis")
+    problem = scaling_problem(os.environ, settings.port, redis is not None and redis.is_active)
+    if problem is not None:
+        raise click.ClickException(problem)
+    arguments = ["--host", settings.host, "--port", str(settings.port)]
+    arguments += ["--log-level", log_level, "--log-format", log_format]
+    if settings.static_dir is not None:
+        arguments += ["--static-dir", str(settings.static_dir)]
+    environ = {**os.environ, "DBACK_WORKERS": "1", "DBACK_REUSE_PORT": "1"}
+    asyncio.run(Supervisor(count, worker_command(arguments), environ).run())
 
 
 async def _serve(settings: Settings, plugins: PluginSet) -> None:

@@ -45,6 +45,9 @@ class Settings:
     compression: str = "none"
     #: Listen backlog, sized for thousands of clients reconnecting at once.
     backlog: int = 4096
+    #: Listen with SO_REUSEPORT, so several processes share the port (``--workers`` sets it
+    #: for its workers; the kernel spreads new connections over them).
+    reuse_port: bool = False
     #: Seconds a client may take to complete the WebSocket handshake.
     open_timeout: float = 10.0
     #: Seconds between pings that detect vanished clients; a pong must come within timeout.

@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from dback_core import health
@@ -22,6 +22,7 @@ from dback_core.plugins import (
     DATA_HOOKS,
     FAILED,
     NOT_CONFIGURED,
+    AccessRefused,
     NotConfigured,
     PluginRecord,
     PluginSet,
@@ -63,7 +64,7 @@ class PluginHooks:
         """
         found = self._implementations.get(hook)
         if found is None:
-            found = self._find_implementations(hook)
+            found = [pair for pair in self._find_implementations(hook) if not pair[0].standby]
             if hook in _SERVING_HOOKS:
                 found = [
                     (record, impl)
@@ -78,8 +79,13 @@ class PluginHooks:
         self._implementations.clear()
 
     def providers(self) -> list[PluginRecord]:
-        """The plugins that list guilds, whatever their health: the ones readiness waits for."""
-        return [record for record, _ in self._find_implementations("get_server_data")]
+        """The plugins that list guilds here, whatever their health: the ones readiness
+        waits for (plugins on standby do not serve this process)."""
+        return [
+            record
+            for record, _ in self._find_implementations("get_server_data")
+            if not record.standby
+        ]
 
     def _find_implementations(self, hook: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
         caller = getattr(self.plugins.manager.hook, hook)
@@ -105,7 +111,7 @@ class PluginHooks:
             return result
         except asyncio.CancelledError:
             raise
-        except NotConfigured:
+        except (NotConfigured, AccessRefused):
             raise
         except SettingsError:
             if hook == "startup":
@@ -130,10 +136,13 @@ class PluginHooks:
             results.append((record, await self._call(record, function, hook, kwargs)))
         return results
 
-    async def startup(self, settings: Any, server: Any = None) -> None:
-        """Start every plugin in order; one that reports ``NotConfigured`` or a
-        ``SettingsError`` leaves service (the second is fatal for ``dback serve``)."""
-        for record, function in self.implementations("startup"):
+    async def startup(
+        self, settings: Any, server: Any = None, only: Collection[PluginRecord] | None = None
+    ) -> None:
+        """Start every plugin (or those ``only``) in order; one that reports
+        ``NotConfigured`` or a ``SettingsError`` leaves service (the second is fatal for
+        ``dback serve``)."""
+        for record, function in self._only(self.implementations("startup"), only):
             try:
                 result = await self._call(
                     record, function, "startup", {"settings": settings, "server": server}
@@ -154,9 +163,18 @@ class PluginHooks:
             if result is NO_ANSWER:
                 log.error("plugin %s did not start; its other hooks may not answer", record.name)
 
-    async def shutdown(self) -> None:
-        for record, function in reversed(self.implementations("shutdown")):
+    async def shutdown(self, only: Collection[PluginRecord] | None = None) -> None:
+        for record, function in reversed(self._only(self.implementations("shutdown"), only)):
             await self._call(record, function, "shutdown", {})
+
+    @staticmethod
+    def _only(
+        found: list[tuple[PluginRecord, Callable[..., Any]]],
+        only: Collection[PluginRecord] | None,
+    ) -> list[tuple[PluginRecord, Callable[..., Any]]]:
+        if only is None:
+            return found
+        return [(record, function) for record, function in found if record in only]
 
     async def event_applied(self, event: Any, origin: str | None) -> None:
         for record, function in self.implementations("event_applied"):
@@ -200,7 +218,11 @@ class PluginHooks:
     async def authorize(
         self, server_id: str, server: dict[str, Any], credentials: dict[str, Any]
     ) -> bool:
-        """True only when a plugin admits the client; no decision at all means refused."""
+        """True only when a plugin admits the client; no decision at all means refused.
+
+        A plugin that raises ``AccessRefused`` refuses with its own message: the exception
+        reaches the caller, which shows the message to the client.
+        """
         kwargs = {"server_id": server_id, "server": server, "credentials": credentials}
         for record, function in self.implementations("authorize"):
             result = await self._call(record, function, "authorize", kwargs)
@@ -217,10 +239,13 @@ class PluginHooks:
                 return str(result)
         return None
 
-    async def event_sources(self) -> list[tuple[PluginRecord, Callable[[], Any]]]:
-        """Every event-source factory with the plugin that owns it."""
+    async def event_sources(
+        self, only: Collection[PluginRecord] | None = None
+    ) -> list[tuple[PluginRecord, Callable[[], Any]]]:
+        """Every event-source factory (of the plugins ``only``) with the plugin that owns it."""
         sources = []
-        for record, result in await self.call_each("event_sources"):
+        for record, function in self._only(self.implementations("event_sources"), only):
+            result = await self._call(record, function, "event_sources", {})
             if result is NO_ANSWER or result is None:
                 continue
             for factory in result:

@@ -59,6 +59,8 @@ DATA_HOOKS = frozenset(
         "get_client_id",
     }
 )
+#: Shown for an active plugin that another plugin holds back (see ``DbackServer.hold_plugins``).
+STANDBY = "standby"
 
 #: A plugin (module, class or instance) that sets this attribute to True is an embedded
 #: default: it answers a hook only when no other active plugin implements that hook, unless
@@ -66,7 +68,12 @@ DATA_HOOKS = frozenset(
 FALLBACK_ATTRIBUTE = "dback_fallback_only"
 #: A plugin may set this attribute to a short text about its configuration (never a secret),
 #: shown by ``dback plugins`` - for example which Redis a bus plugin uses and in which role.
+#: It is read each time the plugins are described, so it may change while the server runs.
 DETAIL_ATTRIBUTE = "dback_detail"
+#: A plugin that sets this attribute to True decides whether the other plugins run in this
+#: process: they start on standby, and it releases them (``DbackServer.release_plugins``) -
+#: for example once this process has won the election to run the providers.
+HOLDER_ATTRIBUTE = "dback_holds_others"
 
 
 class PluginError(RuntimeError):
@@ -96,6 +103,15 @@ class NotConfigured(Exception):
     The plugin is then listed as "not configured" with the message - not as failed - and
     the embedded default keeps serving, so installing a provider never empties the world
     before it is set up.
+    """
+
+
+class AccessRefused(Exception):
+    """Raised by an ``authorize`` implementation to refuse a client with its own message.
+
+    Returning False refuses with the generic "authentication failed"; raising this shows the
+    client ``str(error)`` instead, for refusals the client can act on ("login is busy, try
+    again"). The message goes to the client as written, so it must never hold a credential.
     """
 
 
@@ -132,9 +148,11 @@ class PluginRecord:
     explicit: bool = False
     source: str = "entry point"
     hooks: list[str] = field(default_factory=list)
-    detail: str | None = None
     #: The variable of a ``SettingsError`` the plugin raised: fatal for ``dback serve``.
     bad_setting: str | None = None
+    #: Held back by a plugin that decides whether the others run here: not started, not
+    #: asked, until released.
+    standby: bool = False
     #: What the plugin reports about itself while the server runs (see ``dback_core.health``).
     health: Health = field(default_factory=Health)
 
@@ -143,9 +161,20 @@ class PluginRecord:
         return self.status == ACTIVE
 
     @property
+    def holds_others(self) -> bool:
+        return bool(getattr(self.plugin, HOLDER_ATTRIBUTE, False))
+
+    @property
+    def detail(self) -> str | None:
+        detail = getattr(self.plugin, DETAIL_ATTRIBUTE, None) if self.plugin is not None else None
+        return str(detail) if detail else None
+
+    @property
     def shown_status(self) -> str:
-        """The status users see: the load status, or for an active plugin that reported
-        trouble at run time, ``unavailable`` or ``failed``."""
+        """The status users see: the load status, or for an active plugin ``standby`` while
+        held back, or ``unavailable`` / ``failed`` when it reported trouble at run time."""
+        if self.is_active and self.standby:
+            return STANDBY
         if self.is_active and not self.health.serving:
             return self.health.status
         return self.status
@@ -170,7 +199,7 @@ class PluginRecord:
             "hooks": sorted(self.hooks),
             "fallback_only": self.fallback_only,
             "source": self.source,
-            "detail": redact(self.detail) if self.detail else None,
+            "detail": redact(detail) if (detail := self.detail) else None,
         }
 
 
@@ -343,8 +372,6 @@ def _register(manager: pluggy.PluginManager, record: PluginRecord, plugin: Any) 
     record.plugin = plugin
     record.hooks = [caller.name for caller in manager.get_hookcallers(plugin) or []]
     record.fallback_only = bool(getattr(plugin, FALLBACK_ATTRIBUTE, False))
-    detail = getattr(plugin, DETAIL_ATTRIBUTE, None)
-    record.detail = str(detail) if detail else None
 
 
 def _fail(record: PluginRecord, error: BaseException, strict: bool) -> None:

@@ -38,6 +38,10 @@ class ServerInfo:
     default: bool
     password: str | None
     plugin: str
+    #: An opaque, non-secret value a plugin changes whenever the guild's access rules change
+    #: outside the record - a password hash the plugin keeps and checks itself - so that
+    #: earlier admissions are voided like after a change of ``password``.
+    access_version: str | None = None
 
     def public(self) -> dict[str, Any]:
         """The ``server-list`` entry: never the password."""
@@ -59,7 +63,7 @@ class ServerInfo:
         if not self.passworded:
             return "open"
         secret = hashlib.sha256((self.password or "").encode()).hexdigest()
-        return f"{self.plugin}:{self.password is not None}:{secret}"
+        return f"{self.plugin}:{self.password is not None}:{secret}:{self.access_version or ''}"
 
 
 def _identifier(value: Any) -> str | None:
@@ -121,7 +125,15 @@ def normalize_server(key: Any, record: Any, plugin: str) -> ServerInfo | None:
         default=_flag(record.get("is_default", record.get("default", False))),
         password=str(password) if password not in (None, "") else None,
         plugin=plugin,
+        access_version=_access_version(record.get("access_version")),
     )
+
+
+def _access_version(value: Any) -> str | None:
+    """A record's ``access_version`` as text (at most ``ID_CHARS`` characters), or None."""
+    if value is None or isinstance(value, bool):
+        return None
+    return str(value)[:ID_CHARS]
 
 
 def merge_servers(answers: list[tuple[str, dict[str, Any]]]) -> dict[str, ServerInfo]:
@@ -153,6 +165,7 @@ def _with_default(info: ServerInfo, is_default: bool) -> ServerInfo:
         default=is_default,
         password=info.password,
         plugin=info.plugin,
+        access_version=info.access_version,
     )
 
 

@@ -30,7 +30,7 @@ from dback_core.hooks import PluginHooks
 from dback_core.limits import ConnectionCounter, TokenBucket
 from dback_core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from dback_core.metrics import Metrics
-from dback_core.plugins import PluginSet
+from dback_core.plugins import AccessRefused, PluginRecord, PluginSet
 from dback_core.records import ServerInfo
 from dback_core.sources import SourceRunner
 
@@ -137,6 +137,8 @@ class DbackServer:
         ``shutdown`` - before the error propagates, so a failed start leaks nothing.
         """
         self._stopped.clear()
+        if any(record.holds_others for record in self.plugins.active):
+            self._set_standby(self._held_records(), True)
         try:
             await self.hooks.startup(self.settings, self)
             await self.directory.load_servers()
@@ -154,6 +156,7 @@ class DbackServer:
                 ping_timeout=self.settings.ping_timeout,
                 origins=self.settings.origins,
                 backlog=self.settings.backlog,
+                reuse_port=self.settings.reuse_port or None,
                 logger=WIRE_LOG,
             )
             self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
@@ -217,6 +220,54 @@ class DbackServer:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    # -- plugins held back by another ---------------------------------------------------------
+
+    def _held_records(self) -> list[PluginRecord]:
+        """Every active plugin a holder (``dback_holds_others``) decides about: all the others."""
+        return [record for record in self.plugins.active if not record.holds_others]
+
+    def _set_standby(self, records: list[PluginRecord], standby: bool) -> None:
+        for record in records:
+            record.standby = standby
+        self.hooks.forget()
+
+    async def release_plugins(self) -> None:
+        """Start the plugins a holder kept on standby - their ``startup``, their event sources
+        - and reload the guild list and the loaded guilds from them.
+
+        Called by a plugin that sets ``dback_holds_others`` (a bus whose elected process runs
+        the providers) once this process is to run them; a no-op when none are held.
+        """
+        released = [record for record in self._held_records() if record.standby]
+        if not released:
+            return
+        log.info("starting plugins held on standby: %s", ", ".join(r.name for r in released))
+        self._set_standby(released, False)
+        await self.hooks.startup(self.settings, self, only=released)
+        if self._server is not None:
+            self.sources.start(await self.hooks.event_sources(only=released))
+            await self._reload_everything()
+
+    async def hold_plugins(self) -> None:
+        """Stop the plugins a holder decides about - their event sources, their
+        ``shutdown`` - and serve without them; the reverse of ``release_plugins``."""
+        held = [record for record in self._held_records() if not record.standby]
+        if not held:
+            return
+        log.info("putting plugins on standby: %s", ", ".join(r.name for r in held))
+        await self.sources.stop({record.name for record in held})
+        await self.hooks.shutdown(only=held)
+        self._set_standby(held, True)
+        if self._server is not None:
+            await self._reload_everything()
+
+    async def _reload_everything(self) -> None:
+        """The guild list and every loaded guild from the plugins now serving; viewers get a
+        new world only where it changed."""
+        await self.refresh(None)
+        for key in list(self.directory.guilds):
+            await self.refresh(key, always=False)
 
     # -- health ----------------------------------------------------------------------------
 
@@ -542,7 +593,11 @@ class DbackServer:
         }
         if not any(credentials.values()):
             return protocol.LOGIN_REQUIRED
-        if await self.hooks.authorize(info.key, info.for_plugins(), credentials):
+        try:
+            admitted = await self.hooks.authorize(info.key, info.for_plugins(), credentials)
+        except AccessRefused as refusal:
+            return str(refusal) or protocol.LOGIN_REFUSED
+        if admitted:
             viewer.authorized[info.key] = info.access
             return None
         return protocol.LOGIN_REFUSED

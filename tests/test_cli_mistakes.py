@@ -101,7 +101,7 @@ def test_a_broken_plugin_loaded_by_default_is_logged_and_skipped(tmp_path):
         ),
         (
             {"DBACK_REDIS_URL": "redis://127.0.0.1:6379/0", "DBACK_REDIS_ROLE": "boss"},
-            "DBACK_REDIS_ROLE must be 'publisher' or 'edge'",
+            "DBACK_REDIS_ROLE must be 'auto', 'publisher' or 'edge'",
         ),
         ({"DBACK_MAX_FRAME_SIZE": "big"}, "DBACK_MAX_FRAME_SIZE must be a whole number"),
         ({"DBACK_PING_INTERVAL": "-1"}, "DBACK_PING_INTERVAL must not be negative"),

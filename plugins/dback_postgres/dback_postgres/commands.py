@@ -1,4 +1,4 @@
-"""``dback postgres migrate`` and ``dback postgres status``.
+"""``dback postgres migrate``, ``status`` and ``set-password``.
 
 The commands read the DSN when they run, not when they are registered, so they give a clear
 error (rather than a traceback or a silent no-op) when ``DBACK_POSTGRES_DSN`` is not set.
@@ -15,8 +15,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import asyncpg
 import click
 
-from dback_postgres import migrations
+from dback_postgres import migrations, queries
 from dback_postgres.database import DATABASE_ERRORS, describe
+from dback_postgres.passwords import hash_password
 from dback_postgres.settings import DSN_ENV, PostgresSettings
 
 _DSN_OPTION = click.option(
@@ -111,6 +112,33 @@ async def _status(settings: PostgresSettings) -> bool:
     return version >= migrations.LATEST_VERSION
 
 
+async def _set_password_hash(settings: PostgresSettings, guild: str, hashed: str | None) -> None:
+    connection = await _connect(settings)
+    try:
+        version = await migrations.current_version(connection)
+        if version < migrations.LATEST_VERSION:
+            raise click.ClickException(
+                f"the schema at {settings.where} is at version {version}: run "
+                "`dback postgres migrate` first"
+            )
+        result = await connection.execute(queries.SET_PASSWORD_HASH, guild, hashed)
+    finally:
+        await connection.close()
+    if result == "UPDATE 0":
+        raise click.ClickException(f"no guild {guild!r} in the servers table")
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: typed twice at a prompt (hidden), or the first line of stdin."""
+    if from_stdin:
+        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise click.ClickException("the password is empty")
+    return password
+
+
 @click.group("postgres")
 def postgres() -> None:
     """The PostgreSQL provider: create or upgrade its schema, show its state."""
@@ -129,3 +157,22 @@ def status(dsn: str | None) -> None:
     """Show the schema version and pending migrations; exit 1 when the schema is behind."""
     if not asyncio.run(_status(_settings(dsn))):
         raise SystemExit(1)
+
+
+@postgres.command("set-password")
+@click.argument("guild")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--clear", is_flag=True, help="Remove the password: the guild becomes public.")
+@_DSN_OPTION
+def set_password(guild: str, from_stdin: bool, clear: bool, dsn: str | None) -> None:
+    """Set the password of guild GUILD (its server_id); only a scrypt hash is stored.
+
+    A guild with a password is passworded: clients must send it to see its members.
+    """
+    settings = _settings(dsn)
+    hashed = None if clear else hash_password(_read_password(from_stdin))
+    asyncio.run(_set_password_hash(settings, guild, hashed))
+    if clear:
+        click.echo(f"guild {guild} has no password now and is public")
+    else:
+        click.echo(f"guild {guild} is passworded; its new password is set")

@@ -48,10 +48,15 @@ class PostgresSettings:
     pool_max: int = 10
     #: Seconds a query may run (and a connection attempt may take) before it is given up.
     timeout: float = 5.0
-    #: Ceiling, in seconds, of the doubling delay between reconnection attempts.
-    retry_max: float = 30.0
+    #: Ceiling, in seconds, of the doubling delay between reconnection attempts. Short, so
+    #: the plugin is live again about a second after the database answers; an attempt
+    #: against a local database that is down costs one refused connection.
+    retry_max: float = 1.0
     #: Seconds of silence after which the listening connection is checked with a query.
     keepalive: float = 15.0
+    #: Seconds back that chat messages missed while the listener was reconnecting are still
+    #: delivered after it is back; 0 delivers none of them.
+    chat_replay: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PostgresSettings | None:
@@ -78,6 +83,7 @@ class PostgresSettings:
             timeout=_number(environ, "DBACK_POSTGRES_TIMEOUT", cls.timeout, 0.1),
             retry_max=_number(environ, "DBACK_POSTGRES_RETRY_MAX", cls.retry_max, 0.1),
             keepalive=_number(environ, "DBACK_POSTGRES_KEEPALIVE", cls.keepalive, 0.1),
+            chat_replay=_number(environ, "DBACK_POSTGRES_CHAT_REPLAY", cls.chat_replay, 0),
         )
 
     @property

@@ -5,7 +5,8 @@ lets a process ignore its own messages; the per-sender sequence lets a process d
 duplicates and notice a gap (then it resynchronises). ``resync`` is a control message: the
 publisher rewrote the whole snapshot, reload everything from it. Messages from an edge (its
 own d-back API broadcasts) carry ``"role": "edge"``: the publisher writes their change into
-the snapshot, which it alone keeps.
+the snapshot, which it alone keeps. An elected publisher's messages carry ``"fence"``, its
+lease number: once a process has seen a fence, it ignores publishers with a lower one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class Envelope:
     seq: int
     event: Event | None
     from_edge: bool = False
+    #: The publisher's lease number (elected publishers only): a higher one means a newer
+    #: publisher, and messages of older ones are ignored.
+    fence: int | None = None
 
 
 def _fields(event: Event) -> dict[str, Any]:
@@ -62,12 +66,20 @@ def _fields(event: Event) -> dict[str, Any]:
     raise TypeError(f"not a dback event: {event!r}")
 
 
-def encode(event: Event | None, sender: str, seq: int, from_edge: bool = False) -> str:
+def encode(
+    event: Event | None,
+    sender: str,
+    seq: int,
+    from_edge: bool = False,
+    fence: int | None = None,
+) -> str:
     """The bus message for ``event`` (None: ``resync``)."""
     body = {"kind": RESYNC} if event is None else _fields(event)
     head: dict[str, Any] = {"v": VERSION, "from": sender, "seq": seq}
     if from_edge:
         head["role"] = EDGE_ROLE
+    if fence is not None:
+        head["fence"] = fence
     return json.dumps({**head, **body}, separators=(",", ":"))
 
 
@@ -121,9 +133,13 @@ def decode(raw: str | bytes) -> Envelope:
     seq = data.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool):
         raise BadMessage("'seq' must be an integer")
+    fence = data.get("fence")
+    if fence is not None and (not isinstance(fence, int) or isinstance(fence, bool)):
+        raise BadMessage("'fence' must be an integer")
     return Envelope(
         sender=_text(data, "from"),
         seq=seq,
         event=_event(data),
         from_edge=data.get("role") == EDGE_ROLE,
+        fence=fence,
     )

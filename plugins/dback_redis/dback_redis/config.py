@@ -21,9 +21,12 @@ PREFIX_ENV = "DBACK_REDIS_PREFIX"
 CHAT_HISTORY_ENV = "DBACK_REDIS_CHAT_HISTORY"
 CHAT_REPLAY_ENV = "DBACK_REDIS_CHAT_REPLAY_SECONDS"
 
+LEASE_ENV = "DBACK_REDIS_LEASE_SECONDS"
+
 PUBLISHER = "publisher"
 EDGE = "edge"
-ROLES = (PUBLISHER, EDGE)
+AUTO = "auto"
+ROLES = (AUTO, PUBLISHER, EDGE)
 _SCHEMES = {"redis", "rediss", "unix"}
 
 
@@ -77,8 +80,11 @@ class RedisConfig:
     """Where Redis is, what this process does on the bus, and the key namespace."""
 
     url: str
-    role: str = EDGE
+    role: str = AUTO
     prefix: str = "dback"
+    #: Seconds the elected publisher's lease lasts without renewal: how long a dead
+    #: publisher goes unnoticed at most (``auto`` role only).
+    lease_seconds: float = 4.0
     chat: ChatLimits = field(default_factory=ChatLimits)
     #: Identifies this process on the bus; its own messages are ignored.
     process_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
@@ -92,15 +98,18 @@ class RedisConfig:
         scheme = urlsplit(url).scheme
         if scheme not in _SCHEMES:
             raise SettingsError(URL_ENV, "must start with redis://, rediss:// or unix://")
-        role = environ.get(ROLE_ENV, "").strip().lower() or EDGE
+        role = environ.get(ROLE_ENV, "").strip().lower() or AUTO
         if role not in ROLES:
-            raise SettingsError(ROLE_ENV, f"must be 'publisher' or 'edge', not {role!r}")
+            raise SettingsError(ROLE_ENV, f"must be 'auto', 'publisher' or 'edge', not {role!r}")
+        lease_seconds = _number(environ, LEASE_ENV, cls.lease_seconds)
+        if lease_seconds < 1:
+            raise SettingsError(LEASE_ENV, f"must be at least 1 second, not {lease_seconds:g}")
         prefix = environ.get(PREFIX_ENV, "").strip() or "dback"
         chat = ChatLimits(
             history=int(_number(environ, CHAT_HISTORY_ENV, ChatLimits.history, whole=True)),
             replay_seconds=_number(environ, CHAT_REPLAY_ENV, ChatLimits.replay_seconds),
         )
-        return cls(url=url, role=role, prefix=prefix, chat=chat)
+        return cls(url=url, role=role, prefix=prefix, chat=chat, lease_seconds=lease_seconds)
 
     @property
     def client_name(self) -> str:

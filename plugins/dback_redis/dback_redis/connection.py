@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
@@ -56,13 +58,20 @@ class Role:
 
     #: Whether this process's bus messages are marked as an edge's.
     is_edge = False
+    #: The lease number an elected publisher puts on its messages (None: not elected).
+    fence: int | None = None
 
-    def __init__(self, config: RedisConfig) -> None:
+    def __init__(self, config: RedisConfig, sequence: Iterator[int] | None = None) -> None:
         self.config = config
         self.keys = snapshot.Keys(config.prefix)
         self.redis = open_client(config)
         self.server: DbackServer | None = None
+        #: This process's message numbers; shared by the roles a process takes in turn, so
+        #: its numbering never restarts (receivers would take new messages for duplicates).
+        self.sequence = sequence if sequence is not None else itertools.count(1)
         self.seq = 0
+        #: The highest publisher lease number seen; older publishers are ignored.
+        self.highest_fence = 0
         #: Remote events applied and resyncs done, for tests and diagnostics.
         self.applied = 0
         self.resyncs = 0
@@ -85,8 +94,10 @@ class Role:
     def publish(self, pipe: Any, event: Event | None, sent_at: float | None = None) -> None:
         """Queue the bus message for ``event`` (None: ``resync``) on ``pipe``; chat also goes
         into the replay stream, in the same transaction."""
-        self.seq += 1
-        raw = codec.encode(event, self.config.process_id, self.seq, from_edge=self.is_edge)
+        self.seq = next(self.sequence)
+        raw = codec.encode(
+            event, self.config.process_id, self.seq, from_edge=self.is_edge, fence=self.fence
+        )
         if isinstance(event, Message):
             chat.append(pipe, self.keys, self.config.chat, raw, sent_at or time.time())
         pipe.publish(self.keys.channel, raw)
@@ -138,6 +149,11 @@ class Role:
             return
         if envelope.sender == self.config.process_id:
             return
+        if envelope.fence is not None:
+            if envelope.fence < self.highest_fence:
+                log.debug("ignored a message of a former publisher %s", envelope.sender)
+                return
+            self.highest_fence = envelope.fence
         last = self._last_seq.get(envelope.sender)
         if last is not None and envelope.seq <= last:
             log.debug("dropped duplicate bus message %s/%d", envelope.sender, envelope.seq)

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -45,8 +46,8 @@ class Edge(Role):
 
     is_edge = True
 
-    def __init__(self, config: RedisConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: RedisConfig, sequence: Iterator[int] | None = None) -> None:
+        super().__init__(config, sequence)
         self._subscribed = asyncio.Event()
         #: Own events not yet on the bus, each with the time it happened, oldest first.
         self._outbox: deque[tuple[float, Event]] = deque(maxlen=config.chat.history)
@@ -88,13 +89,15 @@ class Edge(Role):
 
     async def subscribed(self) -> None:
         """A subscription made during ``startup`` precedes the first load; any later one
-        (a reconnect, or Redis coming up after the server started without it) needs a
-        resync."""
+        (a reconnect, Redis coming up after the server started without it, or an elected
+        publisher turning edge) needs a resync."""
         assert self.server is not None
-        if not self.server.ready:
+        if not self._subscribed.is_set():
             self._subscribed.set()
-            return
-        log.info("redis subscription re-established; resynchronising")
+            if not self.server.ready:
+                return
+        else:
+            log.info("redis subscription re-established; resynchronising")
         await self.resync()
 
     async def resync(self) -> None:

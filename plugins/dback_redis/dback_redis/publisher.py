@@ -17,15 +17,18 @@ and the publisher applies it here and writes it into the snapshot, which it alon
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from dback_core.events import ClientIdUpdate, Event, Message, Presence, Refresh
 from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import Role, complete
+from dback_redis.election import Lease, LeaseLost
 
 if TYPE_CHECKING:
     from dback_core.server import DbackServer
@@ -41,8 +44,20 @@ MAX_BATCH = 500
 class Publisher(Role):
     """Mirrors the local directory into Redis and publishes each applied event once."""
 
-    def __init__(self, config: RedisConfig) -> None:
-        super().__init__(config)
+    def __init__(
+        self,
+        config: RedisConfig,
+        sequence: Iterator[int] | None = None,
+        lease: Lease | None = None,
+        fence: int | None = None,
+        on_lease_lost: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(config, sequence)
+        #: An elected publisher writes only while it holds ``lease``, and marks what it
+        #: publishes with ``fence``; ``on_lease_lost`` is told when a write finds it gone.
+        self.lease = lease
+        self.fence = fence
+        self._on_lease_lost = on_lease_lost
         #: Changes for the writer: each event, and whether it goes on the channel (False:
         #: an edge's change, already published by the edge, for the snapshot only).
         self._queue: asyncio.Queue[tuple[Event, bool]] = asyncio.Queue()
@@ -104,6 +119,12 @@ class Publisher(Role):
                 while len(batch) < MAX_BATCH and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                 await self._write(batch)
+            except LeaseLost:
+                log.warning("redis: the publisher lease passed to another process; not publishing")
+                self._mark_down()
+                if self._on_lease_lost is not None:
+                    self._on_lease_lost()
+                return
             except (RedisError, OSError) as error:
                 if not self._down:
                     log.warning(
@@ -131,7 +152,7 @@ class Publisher(Role):
         self._down = False
         backlog = self._backlog.take()
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with self._transaction() as pipe:
                 await snapshot.write_all(pipe, self.redis, self.keys, self.server.directory)
                 for sent_at, message in backlog:
                     self.publish(pipe, message, sent_at)
@@ -150,7 +171,7 @@ class Publisher(Role):
 
     async def _write(self, batch: list[tuple[Event, bool]]) -> None:
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with self._transaction() as pipe:
                 for event, publish in batch:
                     await self._snapshot(pipe, event)
                     if publish:
@@ -161,6 +182,21 @@ class Publisher(Role):
                 if publish and isinstance(event, Message):
                     self._backlog.add(event)
             raise
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        """A MULTI/EXEC pipeline; for an elected publisher, one that runs only while the
+        lease is still its own (``LeaseLost`` otherwise)."""
+        if self.lease is None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                yield pipe
+            return
+        async with self.lease.lock, self.redis.pipeline(transaction=True) as pipe:
+            await self.lease.guard(pipe)
+            try:
+                yield pipe
+            except WatchError:
+                raise LeaseLost("the publisher lease changed hands during a write") from None
 
     async def _snapshot(self, pipe: Any, event: Event) -> None:
         directory = self.server.directory

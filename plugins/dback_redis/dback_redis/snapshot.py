@@ -9,6 +9,8 @@ Keys under the prefix ``P``:
 - ``P:meta:<key>``   hash with ``client_id``
 - ``P:events``       the pub/sub channel (see ``codec``)
 - ``P:chat``         stream of recent chat bus messages, for replay (see ``chat``)
+- ``P:lease``        the elected publisher's process id, with an expiry (see ``election``)
+- ``P:fence``        the number of the latest lease taken
 
 Writes are queued on a pipeline that the publisher executes as one MULTI/EXEC together with
 the matching PUBLISH, so an edge never reads a snapshot older than a message it received.
@@ -34,6 +36,8 @@ class Keys:
         self.guilds = f"{prefix}:guilds"
         self.channel = f"{prefix}:events"
         self.chat = f"{prefix}:chat"
+        self.lease = f"{prefix}:lease"
+        self.fence = f"{prefix}:fence"
 
     def users(self, key: str) -> str:
         return f"{self.prefix}:users:{key}"

@@ -70,7 +70,8 @@ def test_an_unset_url_means_not_configured():
 
 def test_settings_are_read_and_checked():
     config = RedisConfig.from_env({"DBACK_REDIS_URL": "redis://127.0.0.1:6379/2"})
-    assert (config.role, config.prefix) == ("edge", "dback")
+    assert (config.role, config.prefix, config.lease_seconds) == ("auto", "dback", 4.0)
+    assert config.chat.history == 1000 and config.chat.replay_seconds == 60.0
     config = RedisConfig.from_env(
         {
             "DBACK_REDIS_URL": "redis://127.0.0.1:6379/2",
@@ -83,6 +84,17 @@ def test_settings_are_read_and_checked():
         RedisConfig.from_env({"DBACK_REDIS_URL": "redis://x", "DBACK_REDIS_ROLE": "leader"})
     with pytest.raises(ValueError, match="redis://"):
         RedisConfig.from_env({"DBACK_REDIS_URL": "http://127.0.0.1:6379"})
+    base = {"DBACK_REDIS_URL": "redis://x"}
+    for name, value in [
+        ("DBACK_REDIS_LEASE_SECONDS", "0.5"),
+        ("DBACK_REDIS_LEASE_SECONDS", "soon"),
+        ("DBACK_REDIS_CHAT_HISTORY", "0"),
+        ("DBACK_REDIS_CHAT_HISTORY", "1.5"),
+        ("DBACK_REDIS_CHAT_REPLAY_SECONDS", "-1"),
+        ("DBACK_REDIS_CHAT_REPLAY_SECONDS", "inf"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            RedisConfig.from_env({**base, name: value})
 
 
 def test_passwords_never_leave_the_process():
