@@ -380,3 +380,18 @@ def test_plugins_lists_every_installed_plugin_and_the_mock_standing_aside():
     for name in ("dback-discord", "dback-postgres", "dback-redis"):
         assert re.search(rf"^{name} [\d.]+: not selected$", chosen.stdout, re.MULTILINE)
     assert re.search(r"^dback-mock [\d.]+: active", chosen.stdout, re.MULTILINE)
+
+
+def test_with_the_database_down_readyz_is_503_and_the_warning_says_why():
+    """The issue's case: PostgreSQL unreachable at startup. Not ready, and the 0-guild
+    warning names what the provider waits for."""
+    with Serving(
+        DBACK_PLUGINS="dback-postgres",
+        DBACK_POSTGRES_DSN="postgresql://postgres@127.0.0.1:1/dback",
+        DBACK_POSTGRES_RETRY_MAX="0.5",
+    ) as server:
+        status, body = http_get(server.port, "/readyz")
+    assert status == 503, body
+    assert body["waiting"]["dback-postgres"].startswith("unavailable: cannot reach PostgreSQL")
+    (warning,) = [line for line in server.log.splitlines() if "serving 0 guilds:" in line]
+    assert "waiting for dback-postgres (unavailable: cannot reach PostgreSQL" in warning
