@@ -1,14 +1,16 @@
 """dback: a real-time presence server for the d-zone client, built from plugins.
 
-Plugin authors need only ``hookimpl``, the event types, and the two ways to say a plugin's
-settings are missing (``NotConfigured``) or wrong (``SettingsError``)::
+Plugin authors need only ``hookimpl``, the event types, ``Setting`` to declare their
+settings (``dback_core.settings``), and the two ways to say a plugin's settings are missing
+(``NotConfigured``) or wrong (``SettingsError``)::
 
-    from dback_core import hookimpl, Presence, SettingsError
+    from dback_core import hookimpl, Presence, Setting, SettingsError
 """
 
 from dback_core.events import ClientIdUpdate, Event, Message, Presence, Refresh
 from dback_core.hookspecs import hookimpl
-from dback_core.plugins import AccessRefused, NotConfigured, SettingsError
+from dback_core.plugins import AccessRefused, NotConfigured
+from dback_core.settings import Setting, SettingsError
 from dback_core.version import __version__
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "NotConfigured",
     "Presence",
     "Refresh",
+    "Setting",
     "SettingsError",
     "__version__",
     "hookimpl",

@@ -26,8 +26,15 @@ from click.core import ParameterSource
 from dback_core.config import Settings
 from dback_core.hooks import PluginHooks
 from dback_core.logs import FORMATS, configure_logging
-from dback_core.plugins import NOT_CONFIGURED, PluginError, PluginSet, load_plugins
+from dback_core.plugins import (
+    NOT_CONFIGURED,
+    PluginError,
+    PluginSet,
+    installed_settings,
+    load_plugins,
+)
 from dback_core.server import DbackServer
+from dback_core.settings import Setting
 from dback_core.version import __version__
 from dback_core.workers import Supervisor, scaling_problem, worker_command, worker_count
 
@@ -74,7 +81,34 @@ def cli(context: click.Context) -> None:
         found.report()  # ``serve`` reports after setting up its own logging
 
 
-@cli.command(context_settings=_CONTEXT)
+class ServeCommand(click.Command):
+    """``dback serve``, whose help ends with a section per installed plugin listing the
+    settings it declares, so one ``--help`` shows every variable that can be set."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        for name, settings in installed_settings().items():
+            with formatter.section(f"Plugin {name}"):
+                if settings:
+                    formatter.write_dl([(s.variable, _setting_help(s)) for s in settings])
+                else:
+                    formatter.write_text("declares no settings")
+
+
+def _setting_help(setting: Setting) -> str:
+    facts = [setting.type.__name__]
+    if setting.choices:
+        facts.append("one of " + ", ".join(setting.choices))
+    if setting.minimum is not None:
+        facts.append(f"at least {setting.minimum:g}")
+    if setting.shown_default is not None:
+        facts.append(f"default: {setting.shown_default}")
+    if setting.secret:
+        facts.append("secret")
+    return f"{setting.help}  [{'; '.join(facts)}]" if setting.help else f"[{'; '.join(facts)}]"
+
+
+@cli.command(cls=ServeCommand, context_settings=_CONTEXT)
 @click.option("--host", cls=EnvOption, envvar="DBACK_HOST", default="127.0.0.1", show_default=True)
 @click.option(
     "--port",
@@ -241,6 +275,15 @@ def plugins(as_json: bool) -> None:
             click.echo("    " + entry["detail"])
         if entry["hooks"]:
             click.echo("    hooks: " + ", ".join(entry["hooks"]))
+        for setting in entry["settings"]:
+            click.echo(f"    {setting['variable']}: {_shown_value(setting)}")
+
+
+def _shown_value(setting: dict[str, Any]) -> str:
+    """A setting's value for the table: as set (secrets masked), else its default."""
+    if setting["value"] is not None:
+        return str(setting["value"])
+    return "unset" if setting["default"] is None else f"{setting['shown_default']} (default)"
 
 
 def _plugin_set() -> PluginSet:

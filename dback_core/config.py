@@ -14,7 +14,7 @@ from typing import Any
 
 from websockets.typing import Origin
 
-from dback_core.plugins import SettingsError
+from dback_core.settings import SettingsError
 
 
 def _as_bool(value: str) -> bool:

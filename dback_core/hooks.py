@@ -26,8 +26,8 @@ from dback_core.plugins import (
     NotConfigured,
     PluginRecord,
     PluginSet,
-    SettingsError,
 )
+from dback_core.settings import SettingsError
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,8 @@ import pluggy
 from dback_core import hookspecs
 from dback_core.health import Health
 from dback_core.logs import redact
+from dback_core.settings import Setting, declared, read
+from dback_core.settings import SettingsError as SettingsError  # where plugins used to find it
 
 log = logging.getLogger(__name__)
 
@@ -78,23 +80,6 @@ HOLDER_ATTRIBUTE = "dback_holds_others"
 
 class PluginError(RuntimeError):
     """A plugin could not be loaded and strict mode is on, or the configuration is invalid."""
-
-
-class SettingsError(ValueError):
-    """A setting has a value that cannot be used: ``dback serve`` stops and names it.
-
-    Raised by the core and by plugins (from the plugin's constructor or ``startup``) for a
-    value that is set but wrong - ``DBACK_MOCK_INTERVAL=fast``, a DSN with the wrong scheme.
-    Unlike ``NotConfigured`` (nothing set, so the plugin stays out of the way), a wrong value
-    is a mistake the operator must see before anything is served, so it is fatal whether the
-    plugin was named in ``DBACK_PLUGINS`` or loaded by default. ``message`` continues the
-    variable's name: ``SettingsError("DBACK_PORT", "must be a number, got 'abc'")``.
-    """
-
-    def __init__(self, variable: str, message: str) -> None:
-        super().__init__(f"{variable} {message}")
-        self.variable = variable
-        self.message = message
 
 
 class NotConfigured(Exception):
@@ -155,6 +140,8 @@ class PluginRecord:
     standby: bool = False
     #: What the plugin reports about itself while the server runs (see ``dback_core.health``).
     health: Health = field(default_factory=Health)
+    #: The settings it declares (``dback_core.settings``), shown by ``dback plugins``.
+    settings: tuple[Setting, ...] = ()
 
     @property
     def is_active(self) -> bool:
@@ -166,7 +153,9 @@ class PluginRecord:
 
     @property
     def detail(self) -> str | None:
-        detail = getattr(self.plugin, DETAIL_ATTRIBUTE, None) if self.plugin is not None else None
+        if self.plugin is None or inspect.isclass(self.plugin):
+            return None  # a class left by a plugin that is not configured has no detail yet
+        detail = getattr(self.plugin, DETAIL_ATTRIBUTE, None)
         return str(detail) if detail else None
 
     @property
@@ -200,6 +189,7 @@ class PluginRecord:
             "fallback_only": self.fallback_only,
             "source": self.source,
             "detail": redact(detail) if (detail := self.detail) else None,
+            "settings": [setting.describe(os.environ) for setting in self.settings],
         }
 
 
@@ -355,6 +345,13 @@ def _instantiate(loaded: Any) -> Any:
     return loaded() if inspect.isclass(loaded) else loaded
 
 
+def _check_settings(record: PluginRecord, plugin: Any) -> None:
+    """Read the settings ``plugin`` declares, so a bad value fails the plugin naming its
+    variable - in the same words for every plugin, and before the plugin is constructed."""
+    record.settings = declared(plugin)
+    read(record.settings)
+
+
 def _register(manager: pluggy.PluginManager, record: PluginRecord, plugin: Any) -> None:
     """Register ``plugin`` and reject hook names that match no hookspec (typos)."""
     manager.register(plugin, name=record.name)
@@ -412,6 +409,7 @@ def load_plugins(
         record = PluginRecord(name=normalize_name(name), source="in-process", explicit=True)
         records.append(record)
         try:
+            _check_settings(record, plugin)
             _register(manager, record, plugin)
         except Exception as error:
             _fail(record, error, strict)
@@ -446,6 +444,7 @@ def load_plugins(
         loaded_object = None
         try:
             loaded_object = entry_point.load()
+            _check_settings(record, loaded_object)
             _register(manager, record, _instantiate(loaded_object))
         except NotConfigured as reason:
             record.status = NOT_CONFIGURED
@@ -473,3 +472,16 @@ def load_plugins(
     if report:
         plugin_set.report()
     return plugin_set
+
+
+def installed_settings() -> dict[str, tuple[Setting, ...]]:
+    """The settings every installed plugin declares, by plugin name, for ``dback serve
+    --help``: each plugin is imported (not constructed), whether or not it would be loaded;
+    one that cannot be imported is left out (``dback plugins`` says why)."""
+    found: dict[str, tuple[Setting, ...]] = {}
+    for name, entry_point in sorted(_discover(strict=False).items()):
+        try:
+            found[name] = declared(entry_point.load())
+        except Exception:
+            log.debug("cannot read the settings of plugin %s", name, exc_info=True)
+    return found

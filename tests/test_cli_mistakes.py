@@ -101,7 +101,7 @@ def test_a_broken_plugin_loaded_by_default_is_logged_and_skipped(tmp_path):
         ),
         (
             {"DBACK_REDIS_URL": "redis://127.0.0.1:6379/0", "DBACK_REDIS_ROLE": "boss"},
-            "DBACK_REDIS_ROLE must be 'auto', 'publisher' or 'edge'",
+            "DBACK_REDIS_ROLE must be one of 'auto', 'publisher', 'edge'",
         ),
         ({"DBACK_MAX_FRAME_SIZE": "big"}, "DBACK_MAX_FRAME_SIZE must be a whole number"),
         ({"DBACK_PING_INTERVAL": "-1"}, "DBACK_PING_INTERVAL must not be negative"),
@@ -123,7 +123,7 @@ def test_a_bad_value_of_a_named_plugin_stops_serve():
         DBACK_POSTGRES_DSN="postgresql://postgres@127.0.0.1:5432/dback",
         DBACK_POSTGRES_POOL_MAX="many",
     )
-    assert_refused(result, "dback-postgres", "DBACK_POSTGRES_POOL_MAX must be a number")
+    assert_refused(result, "dback-postgres", "DBACK_POSTGRES_POOL_MAX must be an integer")
 
 
 def test_a_discord_config_file_with_a_mistake_stops_serve(tmp_path):

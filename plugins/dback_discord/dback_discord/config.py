@@ -1,4 +1,5 @@
-"""The plugin's settings: the bot token from the environment, per-guild options from TOML.
+"""The plugin's settings: two variables declared through the settings API (the bot token
+and where the TOML file is), per-guild options from that TOML file.
 
 The bot sees every guild it is in, so the file is optional and only says what differs from
 the defaults. It is read once, when the server starts; a mistake in it (an unknown key, a
@@ -8,7 +9,6 @@ file and the key, rather than silently showing the wrong guilds.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -16,9 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from dback_core.plugins import NotConfigured, SettingsError
+from dback_core.settings import Setting, read
 
 TOKEN_ENV = "DBACK_DISCORD_TOKEN"
 CONFIG_ENV = "DBACK_DISCORD_CONFIG"
+
+
+SETTINGS = (
+    Setting(
+        TOKEN_ENV,
+        str,
+        None,
+        "the bot token; required, never logged",
+        secret=True,
+    ),
+    Setting(CONFIG_ENV, str, None, "path of a TOML file with per-guild options"),
+)
 
 
 class ConfigError(SettingsError):
@@ -285,12 +298,12 @@ def _check_unique(guilds: Mapping[int, GuildOptions], source: str) -> None:
 
 def load_config(environ: Mapping[str, str] | None = None) -> DiscordConfig:
     """The configuration from the environment; ``NotConfigured`` without a token."""
-    environ = os.environ if environ is None else environ
-    token = environ.get(TOKEN_ENV, "").strip()
-    if not token:
+    values = read(SETTINGS, environ)
+    token = values[TOKEN_ENV]
+    if token is None:
         raise NotConfigured(f"set {TOKEN_ENV} to the bot token to serve Discord guilds")
-    path_text = environ.get(CONFIG_ENV, "").strip()
-    if not path_text:
+    path_text = values[CONFIG_ENV]
+    if path_text is None:
         return DiscordConfig(token=token)
     path = Path(path_text)
     try:

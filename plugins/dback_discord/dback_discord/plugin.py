@@ -20,7 +20,7 @@ from dback_core import hookimpl
 from dback_core.events import Event
 from dback_core.health import FAILED, SERVING, UNAVAILABLE
 from dback_discord.bot import DzoneClient, EventQueue
-from dback_discord.config import TOKEN_ENV, GuildOptions, load_config
+from dback_discord.config import SETTINGS, TOKEN_ENV, GuildOptions, load_config
 from dback_discord.oauth import LoginChecks
 from dback_discord.records import is_listed, server_record, user_record
 
@@ -83,6 +83,8 @@ class DiscordPlugin:
     Discord cannot be reached, ``failed`` - its guilds withdrawn - when Discord refuses the
     token or the intents; refused intents are retried slowly, a refused token is not.
     """
+
+    dback_settings = SETTINGS
 
     def __init__(self) -> None:
         self.config = load_config()

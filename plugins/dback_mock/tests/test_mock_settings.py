@@ -13,8 +13,8 @@ from dback_mock.plugin import MockPlugin
     [
         ("DBACK_MOCK_INTERVAL", "often", "DBACK_MOCK_INTERVAL must be a number, got 'often'"),
         ("DBACK_MOCK_INTERVAL", "0", "DBACK_MOCK_INTERVAL must be positive"),
-        ("DBACK_MOCK_INTERVAL", "nan", "DBACK_MOCK_INTERVAL must be positive"),
-        ("DBACK_MOCK_INTERVAL", "inf", "DBACK_MOCK_INTERVAL must be positive"),
+        ("DBACK_MOCK_INTERVAL", "nan", "DBACK_MOCK_INTERVAL must be a finite number"),
+        ("DBACK_MOCK_INTERVAL", "inf", "DBACK_MOCK_INTERVAL must be a finite number"),
         ("DBACK_MOCK_SEED", "seven", "DBACK_MOCK_SEED must be an integer, got 'seven'"),
     ],
 )

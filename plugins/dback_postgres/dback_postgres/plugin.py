@@ -17,7 +17,7 @@ from dback_postgres.commands import postgres
 from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe
 from dback_postgres.listener import ChangeListener
 from dback_postgres.passwords import verify_password
-from dback_postgres.settings import DSN_ENV, PostgresSettings
+from dback_postgres.settings import DSN_ENV, SETTINGS, PostgresSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ PASSWORD_CHECKS = 2
 
 class PostgresPlugin:
     """Guilds and members from PostgreSQL, kept live by LISTEN/NOTIFY."""
+
+    dback_settings = SETTINGS
 
     def __init__(self) -> None:
         settings = PostgresSettings.from_env()

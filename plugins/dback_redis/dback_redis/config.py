@@ -1,4 +1,4 @@
-"""The plugin's settings, read from ``DBACK_REDIS_*`` environment variables.
+"""The plugin's settings: ``DBACK_REDIS_*`` variables declared through the settings API.
 
 Read when the plugin is loaded, so ``dback plugins`` can show the role and the Redis it uses
 (never the password) and a typo in the role fails loudly before the server starts.
@@ -6,13 +6,13 @@ Read when the plugin is loaded, so ``dback plugins`` can show the role and the R
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from dback_core.plugins import NotConfigured, SettingsError
+from dback_core.plugins import NotConfigured
+from dback_core.settings import Setting, read
 from dback_redis.chat import ChatLimits
 
 URL_ENV = "DBACK_REDIS_URL"
@@ -54,25 +54,55 @@ def redacted(url: str) -> str:
     return text + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
-def _number(environ: Mapping[str, str], name: str, default: float, whole: bool = False) -> float:
-    """A finite number (at least 0, or 1 for a ``whole`` count) from ``environ[name]``, or
-    ``default`` when it is unset."""
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    kind, minimum = ("a whole number", 1) if whole else ("a number", 0)
-    try:
-        value = int(raw) if whole else float(raw)
-    except ValueError:
-        raise SettingsError(name, f"must be {kind}, not {raw!r}") from None
-    if not minimum <= value < float("inf"):
-        raise SettingsError(name, f"must be {kind} of at least {minimum}, not {raw!r}")
-    return value
-
-
 def _redacted_argument(argument: str) -> str:
     name, separator, _value = argument.partition("=")
     return f"{name}=***" if separator and unquote(name) in _SECRET_ARGUMENTS else argument
+
+
+def _check_url(url: str) -> None:
+    if urlsplit(url).scheme not in _SCHEMES:
+        raise ValueError("must start with redis://, rediss:// or unix://")
+
+
+SETTINGS = (
+    Setting(
+        URL_ENV,
+        str,
+        None,
+        "redis://host:6379/0, rediss://... or unix://...; required (its password is masked)",
+        check=_check_url,
+    ),
+    Setting(
+        ROLE_ENV,
+        str,
+        AUTO,
+        "auto: elected through a lease in Redis; publisher: runs the providers and publishes; "
+        "edge: serves clients from the bus",
+        choices=ROLES,
+    ),
+    Setting(
+        LEASE_ENV,
+        float,
+        4.0,
+        "auto only: lifetime in seconds of the elected publisher's lease",
+        minimum=1,
+    ),
+    Setting(PREFIX_ENV, str, "dback", "namespace for keys and channels"),
+    Setting(
+        CHAT_HISTORY_ENV,
+        int,
+        ChatLimits.history,
+        "chat messages kept for replay to processes that missed them",
+        minimum=1,
+    ),
+    Setting(
+        CHAT_REPLAY_ENV,
+        float,
+        ChatLimits.replay_seconds,
+        "seconds after which chat is no longer replayed",
+        minimum=0,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -91,25 +121,18 @@ class RedisConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisConfig:
-        environ = os.environ if environ is None else environ
-        url = environ.get(URL_ENV, "").strip()
-        if not url:
+        values = read(SETTINGS, environ)
+        url = values[URL_ENV]
+        if url is None:
             raise NotConfigured(f"set {URL_ENV} (for example redis://127.0.0.1:6379/0)")
-        scheme = urlsplit(url).scheme
-        if scheme not in _SCHEMES:
-            raise SettingsError(URL_ENV, "must start with redis://, rediss:// or unix://")
-        role = environ.get(ROLE_ENV, "").strip().lower() or AUTO
-        if role not in ROLES:
-            raise SettingsError(ROLE_ENV, f"must be 'auto', 'publisher' or 'edge', not {role!r}")
-        lease_seconds = _number(environ, LEASE_ENV, cls.lease_seconds)
-        if lease_seconds < 1:
-            raise SettingsError(LEASE_ENV, f"must be at least 1 second, not {lease_seconds:g}")
-        prefix = environ.get(PREFIX_ENV, "").strip() or "dback"
-        chat = ChatLimits(
-            history=int(_number(environ, CHAT_HISTORY_ENV, ChatLimits.history, whole=True)),
-            replay_seconds=_number(environ, CHAT_REPLAY_ENV, ChatLimits.replay_seconds),
+        chat = ChatLimits(history=values[CHAT_HISTORY_ENV], replay_seconds=values[CHAT_REPLAY_ENV])
+        return cls(
+            url=url,
+            role=values[ROLE_ENV],
+            prefix=values[PREFIX_ENV],
+            chat=chat,
+            lease_seconds=values[LEASE_ENV],
         )
-        return cls(url=url, role=role, prefix=prefix, chat=chat, lease_seconds=lease_seconds)
 
     @property
     def client_name(self) -> str:

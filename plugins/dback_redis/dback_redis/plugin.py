@@ -16,13 +16,15 @@ from typing import Any
 from dback_core import hookimpl
 from dback_core.events import Event
 from dback_redis.auto import Elected
-from dback_redis.config import EDGE, PUBLISHER, RedisConfig
+from dback_redis.config import EDGE, PUBLISHER, SETTINGS, RedisConfig
 from dback_redis.edge import Edge
 from dback_redis.publisher import Publisher
 
 
 class RedisPlugin:
     """Common to both roles: configuration, ``dback plugins`` detail, lifecycle."""
+
+    dback_settings = SETTINGS
 
     def __new__(cls, config: RedisConfig | None = None) -> RedisPlugin:
         if cls is RedisPlugin:
