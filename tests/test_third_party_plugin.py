@@ -96,6 +96,8 @@ def test_dback_plugins_lists_the_installed_plugin(fresh_venv):
     assert entry["version"] == "0.1.0"
     assert entry["status"] == "active"
     assert entry["hooks"] == ["event_sources", "get_server_data", "get_user_data"]
+    (interval,) = entry["settings"]
+    assert (interval["variable"], interval["value"]) == ("DBACK_WEATHER_INTERVAL", "0.2")
 
 
 def _get_json(port: int, path: str) -> dict:
