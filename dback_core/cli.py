@@ -33,6 +33,7 @@ from dback_core.plugins import (
     installed_settings,
     load_plugins,
 )
+from dback_core.scaffold import HOLDER, ScaffoldError, write_plugin
 from dback_core.server import DbackServer
 from dback_core.settings import Setting
 from dback_core.version import __version__
@@ -284,6 +285,31 @@ def _shown_value(setting: dict[str, Any]) -> str:
     if setting["value"] is not None:
         return str(setting["value"])
     return "unset" if setting["default"] is None else f"{setting['shown_default']} (default)"
+
+
+@cli.command("new-plugin", context_settings=_CONTEXT)
+@click.argument("name")
+@click.option(
+    "--dir",
+    "parent",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    help="Where to create the package folder (default: the current directory).",
+)
+def new_plugin(name: str, parent: Path) -> None:
+    """Write a ready plugin package NAME: a provider serving one guild, its settings,
+    tests, README and LICENSE. It installs and passes its tests as written."""
+    try:
+        target = write_plugin(name, parent)
+    except ScaffoldError as error:
+        raise click.ClickException(str(error)) from error
+    except OSError as error:
+        raise click.ClickException(f"cannot write the package: {error}") from error
+    plugin = target.name
+    click.echo(f"wrote {target}")
+    click.echo(f"  pip install -e '{target}[test]'   then: cd {target} && python -m pytest")
+    click.echo(f"  DBACK_PLUGINS={plugin} dback serve")
+    click.echo(f"Put your name in {target / 'LICENSE'}: it says {HOLDER!r} until you do.")
 
 
 def _plugin_set() -> PluginSet:
