@@ -128,7 +128,12 @@ async def test_the_testing_example_in_the_guide_runs(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     namespace: dict = {}
     exec(
-        compile(_code_block(text, "## Testing a plugin", "python"), "plugins.md", "exec"), namespace
+        compile(
+            _code_block(text, "### With `dback_core.testing` directly", "python"),
+            "plugins.md",
+            "exec",
+        ),
+        namespace,
     )
     try:
         await namespace["test_the_weather_guild_is_served"]()

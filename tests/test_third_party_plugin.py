@@ -48,7 +48,8 @@ def _environment(venv: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory) -> Path:
-    """A new virtual environment with dback-core and the tutorial plugin pip-installed."""
+    """A new virtual environment with dback-core (with its pytest fixtures) and the
+    tutorial plugin pip-installed."""
     base = tmp_path_factory.mktemp("third-party")
     project = base / "dback-weather"
     (project / "dback_weather").mkdir(parents=True)
@@ -69,7 +70,7 @@ def fresh_venv(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     install = subprocess.run(
-        [*pip, "install", str(core), str(mock), str(project)],
+        [*pip, "install", f"{core}[testing]", str(mock), str(project)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -151,3 +152,22 @@ async def test_dback_serve_serves_the_plugins_data(fresh_venv):
         return [(entry["name"], entry["version"]) for entry in description["plugins"]]
 
     assert names_and_versions(served) == names_and_versions(listed)
+
+
+def test_the_guide_s_fixture_example_passes_against_the_installed_plugin(fresh_venv, tmp_path):
+    """ "Testing a plugin" with dback-core's pytest fixtures, as written, in a shell whose
+    DBACK_* variables would break it if they reached the test."""
+    (tmp_path / "test_weather.py").write_text(_block("### With the pytest fixtures", "python"))
+    shell = {**_environment(fresh_venv), "DBACK_PLUGINS": "dback-mock"}
+    shell["DBACK_WEATHER_INTERVAL"] = "never"
+    pytest = [str(fresh_venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(
+        [*pytest, "-o", "asyncio_mode=auto", "test_weather.py"],
+        cwd=tmp_path,
+        env=shell,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
