@@ -309,9 +309,9 @@ class Directory:
         user = {
             "uid": event.uid,
             "username": name,
-            "status": normalize_status(event.status),
+            "status": normalize_status(event.status, plugin),
             "roleColor": (
-                normalize_color(event.role_color)
+                normalize_color(event.role_color, plugin)
                 if event.role_color is not None
                 else (known["roleColor"] if known else False)
             ),

@@ -262,7 +262,8 @@ class PluginSet:
 
     def report(self) -> None:
         """Log what loading found: failures (ERROR), names in ``DBACK_DISABLE_PLUGINS``
-        matching nothing (WARNING), plugins not configured (INFO). Only the first call logs."""
+        matching nothing and active plugins implementing no hook (WARNING), plugins not
+        configured (INFO). Only the first call logs, so each is reported once."""
         if self._reported:
             return
         self._reported = True
@@ -279,6 +280,8 @@ class PluginSet:
                 log.error("plugin %s failed to load and is skipped: %s", record.name, record.error)
             elif record.status == NOT_CONFIGURED:
                 log.info("plugin %s is not configured: %s", record.name, record.error)
+            elif record.is_active and not record.hooks:
+                log.warning("plugin %s %s", record.name, _no_hooks_hint(record.plugin))
 
     def find(self, plugin: Any) -> PluginRecord | None:
         """The record of ``plugin``, given as the registered object or by name."""
@@ -304,6 +307,18 @@ class PluginSet:
             },
             "plugins": entries,
         }
+
+
+def _no_hooks_hint(plugin: Any) -> str:
+    """Why an active plugin might implement no hook: almost always a missing ``@hookimpl``,
+    which leaves a method that looks right but is never called."""
+    lookalikes = [name for name in hook_names() if callable(getattr(plugin, name, None))]
+    if lookalikes:
+        return (
+            f"implements no hooks, though it has {', '.join(lookalikes)}: "
+            "decorate them with @dback_core.hookimpl"
+        )
+    return "implements no hooks (is @dback_core.hookimpl missing?), so it does nothing"
 
 
 def hook_names() -> list[str]:

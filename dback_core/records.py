@@ -2,8 +2,9 @@
 
 Plugins are written by many hands; the client is strict (a uid must be a string, a user
 without a username is not drawn, ``passworded`` must be a boolean). Records are repaired on the
-way in - missing fields get defaults, an unknown status becomes ``offline`` - and a record that
-cannot be repaired is dropped with a warning that names the plugin responsible. Text is cut to
+way in - missing fields get defaults, an unknown status becomes ``offline`` and a bad colour
+none, each logged once per plugin - and a record that cannot be repaired is dropped with a
+warning that names the plugin responsible. Text is cut to
 the limits in ``dback_core.inputs``: one oversized username would otherwise go to every viewer
 in every join. Each problem is logged once per plugin and record, not on every reload.
 """
@@ -169,8 +170,12 @@ def _with_default(info: ServerInfo, is_default: bool) -> ServerInfo:
     )
 
 
-def normalize_color(value: Any) -> str | Literal[False]:
-    """``#rrggbb`` in lower case, or False (the client's "no colour")."""
+def normalize_color(value: Any, plugin: str | None = None) -> str | Literal[False]:
+    """``#rrggbb`` in lower case, or False (the client's "no colour").
+
+    A value that is neither a colour nor a way to say "none" (False, None, ``""``) is a
+    plugin's mistake: with ``plugin`` given, it is logged once per plugin.
+    """
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0xFFFFFF:
         return f"#{value:06x}"
     if isinstance(value, str) and _COLOR.match(value.strip()):
@@ -178,14 +183,37 @@ def normalize_color(value: Any) -> str | Literal[False]:
         if len(text) == 4:
             text = "#" + "".join(char * 2 for char in text[1:])
         return text
+    if plugin is not None and value not in (False, None, ""):
+        record_warnings.warning(
+            (plugin, "colour"),
+            "plugin %s: role colour %.40r is not #rrggbb; shown without colour "
+            "(reported once per plugin)",
+            plugin,
+            value,
+        )
     return False
 
 
-def normalize_status(value: Any) -> str:
+def normalize_status(value: Any, plugin: str | None = None) -> str:
+    """One of the client's four statuses; ``invisible`` is ``offline``.
+
+    Anything else becomes ``offline``: a plugin's mistake, logged once per plugin when
+    ``plugin`` is given (one broken mapping would otherwise warn for every member).
+    """
     text = str(value).strip().lower() if value is not None else ""
     if text == "invisible":
         return "offline"
-    return text if text in VALID_STATUSES else "offline"
+    if text in VALID_STATUSES:
+        return text
+    if plugin is not None:
+        record_warnings.warning(
+            (plugin, "status"),
+            "plugin %s: status %.40r is not online, idle, dnd or offline; shown as offline "
+            "(reported once per plugin)",
+            plugin,
+            value,
+        )
+    return "offline"
 
 
 def normalize_user(key: Any, record: Any, plugin: str) -> dict[str, Any] | None:
@@ -205,8 +233,8 @@ def normalize_user(key: Any, record: Any, plugin: str) -> dict[str, Any] | None:
     return {
         "uid": uid,
         "username": username(record.get("username"), uid, plugin),
-        "status": normalize_status(record.get("status")),
-        "roleColor": normalize_color(record.get("roleColor")),
+        "status": normalize_status(record.get("status"), plugin),
+        "roleColor": normalize_color(record.get("roleColor"), plugin),
     }
 
 
