@@ -197,15 +197,16 @@ def normalize_color(value: Any, plugin: str | None = None) -> str | Literal[Fals
 def normalize_status(value: Any, plugin: str | None = None) -> str:
     """One of the client's four statuses; ``invisible`` is ``offline``.
 
-    Anything else becomes ``offline``: a plugin's mistake, logged once per plugin when
-    ``plugin`` is given (one broken mapping would otherwise warn for every member).
+    A missing status is ``offline``; any other value is a plugin's mistake, also shown
+    ``offline`` and logged once per plugin when ``plugin`` is given (one broken mapping would
+    otherwise warn for every member).
     """
     text = str(value).strip().lower() if value is not None else ""
     if text == "invisible":
         return "offline"
     if text in VALID_STATUSES:
         return text
-    if plugin is not None:
+    if plugin is not None and value is not None:
         record_warnings.warning(
             (plugin, "status"),
             "plugin %s: status %.40r is not online, idle, dnd or offline; shown as offline "
