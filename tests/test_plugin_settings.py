@@ -3,6 +3,7 @@ the same way for every plugin (``dback_core.settings``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from dback_core.plugins import FAILED, NOT_CONFIGURED, installed_settings, load_plugins
 from dback_core.settings import Setting, SettingsError, declared, read
+from tests.test_http import get
 from tests.test_plugins import install_plugin
 
 BIN = Path(sys.executable).parent
@@ -231,3 +233,16 @@ def test_serve_help_has_a_section_per_installed_plugin():
     mock_section = result.stdout.split("\nPlugin dback-mock:\n", 1)[1].split("\nPlugin ", 1)[0]
     assert "DBACK_MOCK_INTERVAL" in mock_section and "default: 3" in mock_section
     assert "DBACK_MOCK_PASSWORD" in mock_section and "secret" in mock_section
+
+
+async def test_api_plugins_shows_the_settings_with_secrets_masked(mock_server):
+    """``mock_server`` sets DBACK_MOCK_PASSWORD=sesame: it must not leave the server."""
+    status, _headers, body = await asyncio.to_thread(get, mock_server, "/api/plugins")
+    assert status == 200 and b"sesame" not in body
+    (mock,) = [entry for entry in json.loads(body)["plugins"] if entry["name"] == "dback-mock"]
+    values = {setting["variable"]: setting["value"] for setting in mock["settings"]}
+    assert values == {
+        "DBACK_MOCK_INTERVAL": "0.05",
+        "DBACK_MOCK_SEED": "7",
+        "DBACK_MOCK_PASSWORD": "***",
+    }
