@@ -92,8 +92,9 @@ def _other_plugins() -> str:
 
 
 @pytest.fixture(autouse=True)
-def redis_and_mock_only(monkeypatch):
-    """This plugin's tests see the Redis plugin and the mock, whatever else is installed."""
+def redis_and_mock_only(dback_environ, monkeypatch):
+    """This plugin's tests see the Redis plugin and the mock, whatever else is installed, and
+    none of the shell's DBACK_* variables (``dback_environ``, dback-core's pytest plugin)."""
     monkeypatch.delenv("DBACK_PLUGINS", raising=False)
     monkeypatch.setenv("DBACK_DISABLE_PLUGINS", _other_plugins())
 
