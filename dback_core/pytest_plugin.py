@@ -19,7 +19,7 @@ this module, so projects that merely have dback-core installed pay nothing for i
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import TYPE_CHECKING
 
 import pytest
@@ -32,7 +32,7 @@ _PREFIX = "DBACK_"
 
 
 @pytest.fixture
-def dback_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[os._Environ[str]]:
+def dback_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[MutableMapping[str, str]]:
     """``os.environ`` without any ``DBACK_*`` variable for the test; restored afterwards."""
     for name in [name for name in os.environ if name.startswith(_PREFIX)]:
         monkeypatch.delenv(name)
@@ -52,7 +52,7 @@ else:
 
     @pytest_asyncio.fixture(name="dback")
     async def _dback(
-        dback_environ: os._Environ[str], monkeypatch: pytest.MonkeyPatch
+        dback_environ: MutableMapping[str, str], monkeypatch: pytest.MonkeyPatch
     ) -> AsyncIterator[Launcher]:
         """Starts servers with exactly the plugins a test names; stops them after it."""
         from dback_core.testing import Launcher
