@@ -97,3 +97,25 @@ def test_the_plugin_is_registered_through_the_pytest11_entry_point():
 
     (entry,) = [e for e in entry_points(group="pytest11") if e.value == "dback_core.pytest_plugin"]
     assert entry.name == "dback"
+
+
+def test_without_pytest_asyncio_the_fixture_says_what_to_install(tmp_path: Path):
+    """dback-core installed without its ``testing`` extra: pytest still runs, and a test
+    asking for ``dback`` fails with the command that fixes it."""
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "pytest_asyncio.py").write_text("raise ImportError('not installed')\n")
+    (tmp_path / "test_author.py").write_text(
+        "def test_needs_dback(dback):\n    pass\n\n\ndef test_other_tests_run():\n    pass\n"
+    )
+    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    result = subprocess.run(
+        [*pytest, "-p", "no:asyncio", "test_author.py"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(hidden)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "1 passed, 1 error" in result.stdout, result.stdout + result.stderr
+    assert "pip install 'dback-core[testing]'" in result.stdout
