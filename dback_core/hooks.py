@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from dback_core import health
+from dback_core.host import PluginHost
 from dback_core.metrics import Metrics
 from dback_core.plugins import (
     DATA_HOOKS,
@@ -137,16 +138,23 @@ class PluginHooks:
         return results
 
     async def startup(
-        self, settings: Any, server: Any = None, only: Collection[PluginRecord] | None = None
+        self,
+        settings: Any,
+        server: Any = None,
+        host_for: Callable[[PluginRecord], PluginHost] | None = None,
+        only: Collection[PluginRecord] | None = None,
     ) -> None:
-        """Start every plugin (or those ``only``) in order; one that reports
-        ``NotConfigured`` or a ``SettingsError`` leaves service (the second is fatal for
-        ``dback serve``)."""
+        """Start every plugin (or those ``only``) in order, each with its own ``host`` handle
+        from ``host_for``; one that reports ``NotConfigured`` or a ``SettingsError`` leaves
+        service (the second is fatal for ``dback serve``)."""
         for record, function in self._only(self.implementations("startup"), only):
+            kwargs = {
+                "settings": settings,
+                "server": server,
+                "host": host_for(record) if host_for is not None else None,
+            }
             try:
-                result = await self._call(
-                    record, function, "startup", {"settings": settings, "server": server}
-                )
+                result = await self._call(record, function, "startup", kwargs)
             except NotConfigured as reason:
                 record.status = NOT_CONFIGURED
                 record.error = str(reason)

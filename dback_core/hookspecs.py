@@ -15,6 +15,8 @@ from typing import Any
 
 import pluggy
 
+from dback_core.host import PluginHost
+
 PROJECT_NAME = "dback"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -22,14 +24,15 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def startup(settings: Any, server: Any) -> None:
+def startup(settings: Any, server: Any, host: PluginHost) -> None:
     """Prepare the plugin before the server listens: open pools, log a bot in.
 
     Called once per server start, in plugin order. ``settings`` is the server's
-    ``dback_core.config.Settings``; ``server`` is the ``dback_core.server.DbackServer`` itself,
-    for plugins that feed events in from outside the event-source model (a message bus calls
-    ``server.publish(event, origin, relay=False)``), and any plugin may keep it to report its
-    health with ``server.report_health(self, status, reason)``. Raising
+    ``dback_core.config.Settings``; ``host`` is the plugin's ``dback_core.host.PluginHost``,
+    the typed handle through which it publishes events, requests refreshes, reads the loaded
+    guilds and reports its own health - keep it on ``self``. ``server`` is the
+    ``DbackServer`` object itself, kept only so that plugins written before ``host`` existed
+    still work: it is not part of the plugin API and may change without notice. Raising
     ``dback_core.plugins.NotConfigured`` marks the plugin "not configured" and takes it out of
     service quietly; raising ``dback_core.SettingsError`` marks it failed and makes ``dback
     serve`` exit naming the variable; any other failure is logged and the plugin stays loaded,

@@ -27,6 +27,7 @@ from dback_core.events import Event, Refresh
 from dback_core.fanout import Fanout, Viewer
 from dback_core.health import FAILED
 from dback_core.hooks import PluginHooks
+from dback_core.host import BoundHost, PluginHost
 from dback_core.limits import ConnectionCounter, TokenBucket
 from dback_core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from dback_core.metrics import Metrics
@@ -120,7 +121,8 @@ class DbackServer:
         self._refresher: asyncio.Task[None] | None = None
         self._health_refreshes: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
-        self.ready = False
+        self._ready = asyncio.Event()
+        self._hosts: dict[str, PluginHost] = {}
         self.metrics.watch(self)
         #: Keep every listed guild loaded, viewed or not. Set by a plugin's ``startup`` when it
         #: must see events for all guilds (a bus publisher): events for unloaded guilds are
@@ -140,7 +142,7 @@ class DbackServer:
         if any(record.holds_others for record in self.plugins.active):
             self._set_standby(self._held_records(), True)
         try:
-            await self.hooks.startup(self.settings, self)
+            await self.hooks.startup(self.settings, self, self.host_for)
             await self.directory.load_servers()
             await self._load_kept()
             self.sources.start(await self.hooks.event_sources())
@@ -169,7 +171,7 @@ class DbackServer:
                 await self.hooks.shutdown()
                 self._stopped.set()
             raise
-        self.ready = True
+        self._ready.set()
         active = ", ".join(
             f"{record.name}-{record.version}" if record.version else record.name
             for record in self.plugins.active
@@ -202,7 +204,7 @@ class DbackServer:
         if self._server is None:
             return
         server, self._server = self._server, None
-        self.ready = False
+        self._ready.clear()
         for task in [self._refresher, *self._health_refreshes]:
             if task is not None:
                 task.cancel()
@@ -220,6 +222,23 @@ class DbackServer:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    @property
+    def ready(self) -> bool:
+        """Started: the guilds are loaded and the server listens (until ``stop``)."""
+        return self._ready.is_set()
+
+    async def wait_ready(self) -> None:
+        """Return once ``ready`` (at once when it is)."""
+        await self._ready.wait()
+
+    def host_for(self, record: PluginRecord) -> PluginHost:
+        """The ``PluginHost`` handle bound to the plugin of ``record``: what its hooks
+        receive as ``host`` (one per plugin, kept for the server's life)."""
+        host = self._hosts.get(record.name)
+        if host is None:
+            host = self._hosts[record.name] = BoundHost(self, record.name)
+        return host
 
     # -- plugins held back by another ---------------------------------------------------------
 
@@ -244,7 +263,7 @@ class DbackServer:
             return
         log.info("starting plugins held on standby: %s", ", ".join(r.name for r in released))
         self._set_standby(released, False)
-        await self.hooks.startup(self.settings, self, only=released)
+        await self.hooks.startup(self.settings, self, self.host_for, only=released)
         if self._server is not None:
             self.sources.start(await self.hooks.event_sources(only=released))
             await self._reload_everything()

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from dback_core.plugins import NotConfigured, SettingsError
+from dback_core import NotConfigured, SettingsError
 from dback_redis.chat import ChatLimits
 
 URL_ENV = "DBACK_REDIS_URL"
