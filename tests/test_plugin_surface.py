@@ -48,14 +48,20 @@ def violations(source: str) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dback_core"):
             allowed = PUBLIC.get(node.module or "", set())
             for alias in node.names:
-                if alias.name.startswith("_") or (allowed is not None and alias.name not in allowed):
+                public = allowed is None or alias.name in allowed
+                if alias.name.startswith("_") or not public:
                     problems.append(f"line {node.lineno}: from {node.module} import {alias.name}")
         elif isinstance(node, ast.Attribute) and node.attr in INTERNAL_ATTRIBUTES:
             problems.append(f"line {node.lineno}: .{node.attr}")
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "startup":
-            if "server" in [argument.arg for argument in node.args.args + node.args.kwonlyargs]:
-                problems.append(f"line {node.lineno}: startup takes the server object")
+        elif _startup_taking_the_server(node):
+            problems.append(f"line {node.lineno}: startup takes the server object")
     return problems
+
+
+def _startup_taking_the_server(node: ast.AST) -> bool:
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.name != "startup":
+        return False
+    return "server" in [argument.arg for argument in node.args.args + node.args.kwonlyargs]
 
 
 def test_the_scan_sees_every_plugin():
