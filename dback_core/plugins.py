@@ -48,17 +48,9 @@ NOT_SELECTED = "not selected"
 STANDING_ASIDE = "standing aside"
 
 #: Hooks for which an embedded default (the mock) steps aside when a real plugin implements
-#: them. Lifecycle and command hooks always run for every active plugin.
-DATA_HOOKS = frozenset(
-    {
-        "get_server_data",
-        "get_user_data",
-        "event_sources",
-        "event_applied",
-        "authorize",
-        "get_client_id",
-    }
-)
+#: them (their ``fallback_steps_aside`` rule). Lifecycle and command hooks always run for
+#: every active plugin.
+DATA_HOOKS = frozenset(name for name, rule in hookspecs.RULES.items() if rule.fallback_steps_aside)
 #: Shown for an active plugin that another plugin holds back (see ``DbackServer.hold_plugins``).
 STANDBY = "standby"
 
@@ -307,10 +299,9 @@ class PluginSet:
         return {
             "order": [record.name for record in self.active],
             "merge": {
-                "get_server_data": "union of every plugin's guilds; the earlier plugin wins a key",
-                "get_user_data": "the first plugin in order with a non-empty answer",
-                "authorize": "the first plugin that returns True or False decides; none: refused",
-                "get_client_id": "the first non-empty answer",
+                name: rule.text
+                for name, rule in hookspecs.RULES.items()
+                if rule.combine in (hookspecs.MERGE, hookspecs.FIRST)
             },
             "plugins": entries,
         }

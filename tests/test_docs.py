@@ -60,6 +60,14 @@ def test_every_hook_is_documented_with_its_exact_signature(hook):
     assert "**When**" in section, f"docs/plugins.md: say when {hook} is called"
 
 
+@pytest.mark.parametrize("hook", hook_names())
+def test_every_hook_states_its_rule_from_the_spec(hook):
+    section = hook_sections(PLUGINS_MD.read_text())[hook]
+    assert f"- **Rule**: {hookspecs.RULES[hook].summary()}." in section, (
+        f"docs/plugins.md: the rule of {hook} differs from its @rule in hookspecs.py"
+    )
+
+
 def test_the_reference_documents_no_hook_that_does_not_exist():
     documented = set(hook_sections(PLUGINS_MD.read_text())) - {"Publishing"}
     assert documented == set(hook_names())
