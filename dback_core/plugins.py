@@ -51,7 +51,7 @@ STANDING_ASIDE = "standing aside"
 #: them (their ``fallback_steps_aside`` rule). Lifecycle and command hooks always run for
 #: every active plugin.
 DATA_HOOKS = frozenset(name for name, rule in hookspecs.RULES.items() if rule.fallback_steps_aside)
-#: Shown for an active plugin that another plugin holds back (see ``DbackServer.hold_plugins``).
+#: Shown for an active plugin that another plugin holds back (see ``PluginHost.hold_plugins``).
 STANDBY = "standby"
 
 #: A plugin (module, class or instance) that sets this attribute to True is an embedded
@@ -63,7 +63,7 @@ FALLBACK_ATTRIBUTE = "dback_fallback_only"
 #: It is read each time the plugins are described, so it may change while the server runs.
 DETAIL_ATTRIBUTE = "dback_detail"
 #: A plugin that sets this attribute to True decides whether the other plugins run in this
-#: process: they start on standby, and it releases them (``DbackServer.release_plugins``) -
+#: process: they start on standby, and it releases them (``PluginHost.release_plugins``) -
 #: for example once this process has won the election to run the providers.
 HOLDER_ATTRIBUTE = "dback_holds_others"
 
