@@ -256,6 +256,7 @@ class PluginHooks:
         return bool(admitted)
 
     async def get_client_id(self, server_id: str) -> str | None:
+        client_id: str | None
         _, client_id, _ = await self.first_answer("get_client_id", server_id=server_id)
         return client_id
 

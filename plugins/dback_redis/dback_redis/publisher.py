@@ -74,6 +74,7 @@ class Publisher(Role):
             if isinstance(event, Message):
                 self._backlog.add(event)  # the snapshot rewrite covers everything else
             return
+        assert self.host is not None  # not down: started
         self._enqueue(complete(self.host, event), True)
 
     def _enqueue(self, event: Event, publish: bool) -> None:
@@ -206,6 +207,6 @@ class Publisher(Role):
         elif isinstance(event, Refresh) and event.server_id is None:
             await snapshot.write_all(pipe, self.redis, self.keys, self.host)
         elif isinstance(event, Refresh):
-            guild = self.host.guild(event.server_id)
+            guild = self.host.guild(event.server_id) if event.server_id is not None else None
             if guild is not None:
                 snapshot.write_guild(pipe, self.keys, guild)
