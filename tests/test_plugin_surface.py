@@ -93,3 +93,10 @@ class Plugin:
         "line 9: startup takes the server object",
         "line 10: .directory",
     ]
+
+
+def test_the_public_api_is_the_one_docs_plugins_md_lists():
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    table = text.split("## The public API", 1)[1].split("\n## ", 1)[0]
+    documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert documented == set(PUBLIC)
