@@ -10,6 +10,7 @@ raises or hangs as "no answer" - logged with the plugin's name, never fatal.
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import logging
 import time
@@ -239,7 +240,8 @@ class PluginHooks:
                 failed = True
                 continue
             return record.name, value, failed
-        return None, rule.default, failed
+        # A copy: the caller may fill in what no plugin answered (a guild served empty).
+        return None, copy.copy(rule.default), failed
 
     async def get_user_data(self, server_id: str) -> tuple[str | None, dict[str, Any], bool]:
         """The members of guild ``server_id`` from the first plugin with some, that plugin,
