@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from dback_core.config import Settings
+from dback_core.descriptors import raise_open_file_limit
 from dback_core.hooks import PluginHooks
 from dback_core.logs import FORMATS, configure_logging
 from dback_core.plugins import PluginError, PluginSet, load_plugins
@@ -72,6 +73,7 @@ def serve(host: str, port: int, static_dir: Path | None, log_level: str, log_for
 
 
 async def _serve(settings: Settings, plugins: PluginSet) -> None:
+    raise_open_file_limit(settings.max_connections)
     server = DbackServer(plugins, settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
