@@ -185,6 +185,8 @@ class DbackServer:
         stalled = self.fanout.drop_stalled()
         if stalled:
             log.info("aborted %d clients that stopped reading instead of closing them", stalled)
+        if self.static_files is not None:
+            self.static_files.abort_all()
         server.close(close_connections=True)
         await server.wait_closed()
         await self.sources.stop()

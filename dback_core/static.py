@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.protocol import CONNECTING
 
 from dback_core import http
 from dback_core.connections import CountedConnection
@@ -75,6 +76,13 @@ class StaticFiles:
         self.root = root
         self.stall_timeout = stall_timeout
         self.failures = LogThrottle(log)
+        #: Connections with a download under way, aborted by ``abort_all`` at shutdown.
+        self.downloads: set[CountedConnection] = set()
+
+    def abort_all(self) -> None:
+        """Drop every download: shutting down must not wait for the slowest reader."""
+        for connection in list(self.downloads):
+            connection.transport.abort()
 
     async def answer(self, connection: CountedConnection, request: Request) -> Response:
         """The file's headers; for GET the body has been streamed by the time this returns."""
@@ -101,9 +109,13 @@ class StaticFiles:
                 ),
                 b"",
             )
-            if request.method == "HEAD":
-                return head
-            await self._stream(connection, head, file, size, request.path)
+            if request.method == "HEAD" or connection.protocol.state is not CONNECTING:
+                return head  # a client gone already is answered by nobody
+            self.downloads.add(connection)
+            try:
+                await self._stream(connection, head, file, size, request.path)
+            finally:
+                self.downloads.discard(connection)
         return head
 
     async def _stream(
@@ -147,7 +159,7 @@ class StaticFiles:
                 sent,
                 size,
             )
-        except OSError:
-            pass  # the client went away; there is nobody to tell
+        except (OSError, RuntimeError):
+            pass  # the client or the server went away (RuntimeError: writing after EOF)
         transport.abort()
         await asyncio.shield(connection.connection_lost_waiter)
