@@ -120,10 +120,12 @@ async def test_head_answers_the_headers_of_get_without_a_body(static_root, path)
     async with running_server(static_dir=static_root) as server:
         got = await asyncio.to_thread(request, server, "GET", path)
         head = await asyncio.to_thread(request, server, "HEAD", path)
+        raw_head = await asyncio.to_thread(_raw, server.address, f"HEAD {path}")
     assert head[0] == got[0] == 200
     assert head[1]["Content-Length"] == got[1]["Content-Length"] == str(len(got[2]))
     assert head[1]["Content-Type"] == got[1]["Content-Type"]
     assert head[2] == b""
+    assert raw_head.endswith(b"\r\n\r\n")  # nothing after the headers on the wire
 
 
 @pytest.mark.parametrize("with_static_dir", [False, True])
@@ -136,28 +138,29 @@ async def test_the_dback_path_serves_the_status_page(static_root, with_static_di
     assert b"<title>dback status</title>" in body
 
 
-def _read_slowly(address, path: str, pause: float) -> bytes:
-    """A whole HTTP response read 16 KiB at a time with a pause between reads."""
+def _raw(address, request_line: str, pause: float = 0.0) -> bytes:
+    """Everything the server sends for one request, read 64 KiB at a time with a pause
+    between reads."""
     with socket.socket() as client:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         client.connect(address)
-        client.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        client.sendall(f"{request_line} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         received = bytearray()
-        while chunk := client.recv(16 * 1024):
+        while chunk := client.recv(64 * 1024):
             received += chunk
             time.sleep(pause)
         return bytes(received)
 
 
 async def test_a_slow_reader_gets_the_whole_file_after_the_open_timeout(tmp_path):
-    content = os.urandom(4 * 1024 * 1024)
+    content = os.urandom(12 * 1024 * 1024)
     (tmp_path / "bundle.js").write_bytes(content)
     async with running_server(static_dir=tmp_path, open_timeout=0.5) as server:
         started = time.monotonic()
-        answer = await asyncio.to_thread(_read_slowly, server.address, "/bundle.js", 0.005)
+        answer = await asyncio.to_thread(_raw, server.address, "GET /bundle.js", 0.005)
         took = time.monotonic() - started
     head, _, body = answer.partition(b"\r\n\r\n")
-    logging.getLogger(__name__).info("4 MiB read slowly in %.1f s", took)
+    logging.getLogger(__name__).info("12 MiB read slowly in %.1f s", took)
     assert head.startswith(b"HTTP/1.1 200")
     assert f"Content-Length: {len(content)}".encode() in head
     assert hashlib.sha256(body).digest() == hashlib.sha256(content).digest()
