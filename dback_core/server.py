@@ -132,7 +132,6 @@ class DbackServer:
         await self.directory.load_servers()
         await self._load_kept()
         self.sources.start(await self.hooks.event_sources())
-        self.accept_errors.install(asyncio.get_running_loop())
         self._server = await serve(
             self._session,
             self.settings.host,
@@ -151,6 +150,7 @@ class DbackServer:
             backlog=self.settings.backlog,
             logger=WIRE_LOG,
         )
+        self.accept_errors.install(asyncio.get_running_loop())
         self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
         self.ready = True
         active = ", ".join(
