@@ -73,7 +73,7 @@ def serve(host: str, port: int, static_dir: Path | None, log_level: str, log_for
 
 
 async def _serve(settings: Settings, plugins: PluginSet) -> None:
-    raise_open_file_limit(settings.max_connections)
+    raise_open_file_limit()
     server = DbackServer(plugins, settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

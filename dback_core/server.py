@@ -23,7 +23,12 @@ from websockets.http11 import Request, Response
 from dback_core import http, protocol, status_page
 from dback_core.config import Settings
 from dback_core.connections import CountedConnection, counted_connections
-from dback_core.descriptors import AcceptErrors
+from dback_core.descriptors import (
+    ACCEPT_BATCH,
+    AcceptErrors,
+    connection_capacity,
+    set_listen_backlog,
+)
 from dback_core.directory import Directory, Guild
 from dback_core.events import Event, Refresh
 from dback_core.fanout import Fanout, Viewer
@@ -132,6 +137,7 @@ class DbackServer:
         await self.directory.load_servers()
         await self._load_kept()
         self.sources.start(await self.hooks.event_sources())
+        self.counter.max_total = connection_capacity(self.settings.max_connections)
         self._server = await serve(
             self._session,
             self.settings.host,
@@ -147,9 +153,10 @@ class DbackServer:
             ping_interval=self.settings.ping_interval,
             ping_timeout=self.settings.ping_timeout,
             origins=self.settings.origins,
-            backlog=self.settings.backlog,
+            backlog=ACCEPT_BATCH,
             logger=WIRE_LOG,
         )
+        set_listen_backlog(self._server.sockets, self.settings.backlog)
         self.accept_errors.install(asyncio.get_running_loop())
         self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
         self.ready = True

@@ -113,14 +113,22 @@ def _file_limit(soft: int, hard: int):
     return apply
 
 
-async def _start(limit: tuple[int, int], **extra: str):
+#: ``dback serve`` after opening descriptors it never uses: something else (a plugin's
+#: pools, say) holding what the server keeps in reserve, so that ``accept`` meets EMFILE.
+SERVE_WITH_DESCRIPTORS_IN_USE = """
+import os, sys
+held = [os.open(os.devnull, os.O_RDONLY) for _ in range(int(sys.argv[1]))]
+sys.argv = ["dback", "serve", "--port", "0"]
+from dback_core.cli import main
+main()
+"""
+
+
+async def _start(limit: tuple[int, int], held: int = 0, **extra: str):
+    command = ["-c", SERVE_WITH_DESCRIPTORS_IN_USE, str(held)]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "dback_core",
-        "serve",
-        "--port",
-        "0",
+        *command,
         env=_serve_environment(**extra),
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=_file_limit(*limit),
@@ -149,29 +157,55 @@ async def test_dback_serve_raises_the_open_file_soft_limit_to_the_hard_limit():
     assert "open files: soft limit raised from 64 to the hard limit 512" in messages
 
 
-async def test_running_out_of_file_descriptors_logs_one_line_and_viewers_carry_on():
-    """A real server with 100 descriptors; 400 idle sockets exhaust them (EMFILE on accept)
-    while a viewer that connected before keeps receiving the mock's presence updates."""
+async def _flood_while_watching(port: int, sockets: list, count: int) -> int:
+    """Open ``count`` idle sockets while a viewer watches; the presence frames it got."""
+    async with Client(f"ws://127.0.0.1:{port}") as viewer:
+        await viewer.join("default")
+        await viewer.recv_type("presence")
+        for _ in range(count):
+            sockets.append(await asyncio.open_connection("127.0.0.1", port))
+        received = 0
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 3
+        while loop.time() < until:
+            frame = await viewer.recv()
+            received += frame["type"] == "presence"
+        return received
+
+
+async def test_a_low_open_file_limit_lowers_the_connection_cap_instead_of_failing_accept():
+    """100 descriptors allow 68 sockets; past that, sockets are refused, accept never fails."""
     process, port, seen = await _start(
-        (100, 100),
-        DBACK_MAX_CONNECTIONS_PER_ADDRESS="10000",
-        DBACK_OPEN_TIMEOUT="120",
+        (100, 100), DBACK_MAX_CONNECTIONS_PER_ADDRESS="10000", DBACK_OPEN_TIMEOUT="120"
     )
-    sockets = []
+    sockets: list = []
     try:
-        async with Client(f"ws://127.0.0.1:{port}") as viewer:
-            await viewer.join("default")
-            await viewer.recv_type("presence")
-            for _ in range(400):
-                sockets.append(await asyncio.open_connection("127.0.0.1", port))
-            received = 0
-            loop = asyncio.get_running_loop()
-            until = loop.time() + 3
-            while loop.time() < until:
-                frame = await viewer.recv()
-                received += frame["type"] == "presence"
-            log.info("presence frames received in 3 s while descriptors ran out: %d", received)
-            assert received > 0
+        received = await _flood_while_watching(port, sockets, 400)
+        answers = await asyncio.gather(*(_answer_or_nothing(r, 5) for r, _ in sockets))
+    finally:
+        for _, writer in sockets:
+            writer.close()
+        lines = await _stop(process, seen)
+    log.info("presence frames received in 3 s with 400 idle sockets: %d", received)
+    assert received > 0
+    refused = [answer for answer in answers if answer is not None]
+    assert len(refused) == 400 - 67  # the viewer holds the 68th
+    assert all(answer.startswith(b"HTTP/1.1 503") for answer in refused)
+    messages = [line["message"] for line in lines]
+    assert any(m.startswith("open files: the limit 100 allows 68 connections") for m in messages)
+    assert not [m for m in messages if m.startswith("cannot accept")]
+    assert not [line for line in lines if line.get("exception")]
+
+
+async def test_running_out_of_file_descriptors_logs_one_line_and_viewers_carry_on():
+    """Descriptors held elsewhere leave the sockets a few: 400 idle sockets make ``accept``
+    fail with EMFILE while a viewer that connected before keeps receiving presence updates."""
+    process, port, seen = await _start(
+        (100, 100), held=70, DBACK_MAX_CONNECTIONS_PER_ADDRESS="10000", DBACK_OPEN_TIMEOUT="120"
+    )
+    sockets: list = []
+    try:
+        received = await _flood_while_watching(port, sockets, 400)
     finally:
         for _, writer in sockets:
             writer.close()
@@ -179,7 +213,14 @@ async def test_running_out_of_file_descriptors_logs_one_line_and_viewers_carry_o
     accept_lines = [
         line for line in lines if line["message"].startswith("cannot accept connections")
     ]
-    log.info("log lines: %d in total, %d about accept", len(lines), len(accept_lines))
+    log.info(
+        "presence frames received in 3 s while descriptors ran out: %d; log lines: %d in "
+        "total, %d about accept",
+        received,
+        len(lines),
+        len(accept_lines),
+    )
+    assert received > 0
     assert len(accept_lines) == 1
     assert "Too many open files" in accept_lines[0]["message"]
     assert not [line for line in lines if line.get("exception")]
