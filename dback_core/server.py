@@ -323,7 +323,7 @@ class DbackServer:
         """
         if request.method not in http.ALLOWED_METHODS:
             return http.method_not_allowed()
-        if http.is_websocket_upgrade(request):
+        if request.method == "GET" and http.is_websocket_upgrade(request):
             return None
         answer = await self._http_answer(connection, request)
         return http.without_body(answer) if request.method == "HEAD" else answer
