@@ -13,26 +13,27 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
+from dback_core import health
 from dback_core.metrics import Metrics
-from dback_core.plugins import NOT_CONFIGURED, NotConfigured, PluginRecord, PluginSet
+from dback_core.plugins import (
+    DATA_HOOKS,
+    FAILED,
+    NOT_CONFIGURED,
+    AccessRefused,
+    NotConfigured,
+    PluginRecord,
+    PluginSet,
+    SettingsError,
+)
 
 log = logging.getLogger(__name__)
 
-#: Hooks for which an embedded default (the mock) steps aside when a real plugin implements
-#: them. Lifecycle and command hooks always run for every active plugin.
-_DATA_HOOKS = frozenset(
-    {
-        "get_server_data",
-        "get_user_data",
-        "event_sources",
-        "event_applied",
-        "authorize",
-        "get_client_id",
-    }
-)
+#: Hooks that serve data to viewers: a plugin that reported itself ``FAILED`` is not asked,
+#: so its guilds leave the list instead of being served frozen. Its other hooks still run.
+_SERVING_HOOKS = frozenset({"get_server_data", "get_user_data", "authorize", "get_client_id"})
 
 
 class _NoAnswer:
@@ -57,12 +58,34 @@ class PluginHooks:
         """The active plugins implementing ``hook``, in order, with their functions.
 
         Cached per hook: it is asked for on every event, and the set of active plugins only
-        changes at startup.
+        changes at startup or when a plugin's health turns to or from ``FAILED`` (see
+        ``forget``). The embedded default's stepping aside is decided on what is loaded, not
+        on health: a failed real provider must not bring fake guilds back.
         """
         found = self._implementations.get(hook)
         if found is None:
-            found = self._implementations[hook] = self._find_implementations(hook)
+            found = [pair for pair in self._find_implementations(hook) if not pair[0].standby]
+            if hook in _SERVING_HOOKS:
+                found = [
+                    (record, impl)
+                    for record, impl in found
+                    if record.health.status != health.FAILED
+                ]
+            self._implementations[hook] = found
         return found
+
+    def forget(self) -> None:
+        """Drop the cached implementations, after a plugin's status changed."""
+        self._implementations.clear()
+
+    def providers(self) -> list[PluginRecord]:
+        """The plugins that list guilds here, whatever their health: the ones readiness
+        waits for (plugins on standby do not serve this process)."""
+        return [
+            record
+            for record, _ in self._find_implementations("get_server_data")
+            if not record.standby
+        ]
 
     def _find_implementations(self, hook: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
         caller = getattr(self.plugins.manager.hook, hook)
@@ -72,12 +95,12 @@ class PluginHooks:
             for record in self.plugins.active
             if record.name in functions
         ]
-        if hook in _DATA_HOOKS and any(not record.is_standby_fallback for record, _ in found):
+        if hook in DATA_HOOKS and any(not record.is_standby_fallback for record, _ in found):
             found = [(record, impl) for record, impl in found if not record.is_standby_fallback]
         return [(record, _bound(impl)) for record, impl in found]
 
     async def _call(
-        self, record: PluginRecord, function: Callable[..., Any], hook: str, kwargs: dict
+        self, record: PluginRecord, function: Callable[..., Any], hook: str, kwargs: dict[str, Any]
     ) -> Any:
         started = time.perf_counter()
         error: str | None = None
@@ -88,8 +111,13 @@ class PluginHooks:
             return result
         except asyncio.CancelledError:
             raise
-        except NotConfigured:
+        except (NotConfigured, AccessRefused):
             raise
+        except SettingsError:
+            if hook == "startup":
+                raise
+            error = "exception"
+            log.exception("plugin %s: %s raised", record.name, hook)
         except TimeoutError:
             error = "timeout"
             log.warning("plugin %s: %s took longer than %.1fs", record.name, hook, self.timeout)
@@ -108,9 +136,13 @@ class PluginHooks:
             results.append((record, await self._call(record, function, hook, kwargs)))
         return results
 
-    async def startup(self, settings: Any, server: Any = None) -> None:
-        """Start every plugin in order; one that reports ``NotConfigured`` leaves service."""
-        for record, function in self.implementations("startup"):
+    async def startup(
+        self, settings: Any, server: Any = None, only: Collection[PluginRecord] | None = None
+    ) -> None:
+        """Start every plugin (or those ``only``) in order; one that reports
+        ``NotConfigured`` or a ``SettingsError`` leaves service (the second is fatal for
+        ``dback serve``)."""
+        for record, function in self._only(self.implementations("startup"), only):
             try:
                 result = await self._call(
                     record, function, "startup", {"settings": settings, "server": server}
@@ -121,12 +153,28 @@ class PluginHooks:
                 self._implementations.clear()
                 log.info("plugin %s is not configured: %s", record.name, reason)
                 continue
+            except SettingsError as error:
+                record.status = FAILED
+                record.error = str(error)
+                record.bad_setting = error.variable
+                self._implementations.clear()
+                log.error("plugin %s: %s", record.name, error)
+                continue
             if result is NO_ANSWER:
                 log.error("plugin %s did not start; its other hooks may not answer", record.name)
 
-    async def shutdown(self) -> None:
-        for record, function in reversed(self.implementations("shutdown")):
+    async def shutdown(self, only: Collection[PluginRecord] | None = None) -> None:
+        for record, function in reversed(self._only(self.implementations("shutdown"), only)):
             await self._call(record, function, "shutdown", {})
+
+    @staticmethod
+    def _only(
+        found: list[tuple[PluginRecord, Callable[..., Any]]],
+        only: Collection[PluginRecord] | None,
+    ) -> list[tuple[PluginRecord, Callable[..., Any]]]:
+        if only is None:
+            return found
+        return [(record, function) for record, function in found if record in only]
 
     async def event_applied(self, event: Any, origin: str | None) -> None:
         for record, function in self.implementations("event_applied"):
@@ -143,11 +191,11 @@ class PluginHooks:
             if result is NO_ANSWER:
                 answers.append((record.name, None))
                 continue
-            if result is None:
+            if result is not None and _not_a_dict(record, "get_server_data", result):
                 continue
-            if _not_a_dict(record, "get_server_data", result):
-                continue
-            answers.append((record.name, result))
+            record.health.listed = True
+            if result is not None:
+                answers.append((record.name, result))
         return answers
 
     async def get_user_data(self, server_id: str) -> tuple[str | None, dict[str, Any], bool]:
@@ -170,7 +218,11 @@ class PluginHooks:
     async def authorize(
         self, server_id: str, server: dict[str, Any], credentials: dict[str, Any]
     ) -> bool:
-        """True only when a plugin admits the client; no decision at all means refused."""
+        """True only when a plugin admits the client; no decision at all means refused.
+
+        A plugin that raises ``AccessRefused`` refuses with its own message: the exception
+        reaches the caller, which shows the message to the client.
+        """
         kwargs = {"server_id": server_id, "server": server, "credentials": credentials}
         for record, function in self.implementations("authorize"):
             result = await self._call(record, function, "authorize", kwargs)
@@ -187,10 +239,13 @@ class PluginHooks:
                 return str(result)
         return None
 
-    async def event_sources(self) -> list[tuple[PluginRecord, Callable[[], Any]]]:
-        """Every event-source factory with the plugin that owns it."""
+    async def event_sources(
+        self, only: Collection[PluginRecord] | None = None
+    ) -> list[tuple[PluginRecord, Callable[[], Any]]]:
+        """Every event-source factory (of the plugins ``only``) with the plugin that owns it."""
         sources = []
-        for record, result in await self.call_each("event_sources"):
+        for record, function in self._only(self.implementations("event_sources"), only):
+            result = await self._call(record, function, "event_sources", {})
             if result is NO_ANSWER or result is None:
                 continue
             for factory in result:
@@ -215,11 +270,11 @@ class PluginHooks:
         for record in self.plugins.records:
             if record.status != NOT_CONFIGURED or record.plugin is None:
                 continue
-            function = _callable_without_instance(record.plugin, "register_commands")
-            if function is None:
+            static = _callable_without_instance(record.plugin, "register_commands")
+            if static is None:
                 continue
             try:
-                function(cli=cli)
+                static(cli=cli)
             except Exception:
                 log.exception("plugin %s: register_commands raised", record.name)
 
@@ -237,7 +292,7 @@ def _not_a_dict(record: PluginRecord, hook: str, result: Any) -> bool:
 def _callable_without_instance(plugin: Any, hook: str) -> Callable[..., Any] | None:
     """``plugin``'s implementation of ``hook`` when it can be called with no instance: a
     module's function, or a class's static or class method; else None."""
-    function = getattr(plugin, hook, None)
+    function: Callable[..., Any] | None = getattr(plugin, hook, None)
     if function is None or not hasattr(function, "dback_impl"):
         return None
     if inspect.isclass(plugin) and not isinstance(

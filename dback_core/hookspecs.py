@@ -28,10 +28,12 @@ def startup(settings: Any, server: Any) -> None:
     Called once per server start, in plugin order. ``settings`` is the server's
     ``dback_core.config.Settings``; ``server`` is the ``dback_core.server.DbackServer`` itself,
     for plugins that feed events in from outside the event-source model (a message bus calls
-    ``server.publish(event, origin, relay=False)``). Raising
+    ``server.publish(event, origin, relay=False)``), and any plugin may keep it to report its
+    health with ``server.report_health(self, status, reason)``. Raising
     ``dback_core.plugins.NotConfigured`` marks the plugin "not configured" and takes it out of
-    service quietly; any other failure is logged and the plugin stays loaded, its other hooks
-    answering as they can.
+    service quietly; raising ``dback_core.SettingsError`` marks it failed and makes ``dback
+    serve`` exit naming the variable; any other failure is logged and the plugin stays loaded,
+    its other hooks answering as they can.
     """
 
 
@@ -45,9 +47,12 @@ def get_server_data(server_id: str | None) -> dict[str, dict[str, Any]] | None:
     """Return the guilds this plugin serves, keyed by Discord snowflake, or None for "none".
 
     Each record: ``id`` (short id used by clients), ``name``, ``passworded``, and optionally
-    ``is_default`` (or ``default``), ``enabled`` (False hides the guild) and ``password`` (a
-    secret compared by the core, never sent). The core calls it with ``server_id=None`` to
-    list every guild. Lists from all plugins are merged; an earlier plugin wins on a key.
+    ``is_default`` (or ``default``), ``enabled`` (False hides the guild), ``password`` (a
+    secret compared by the core, never sent) and ``access_version`` (non-secret text that
+    changes when access rules the record does not show change, voiding earlier admissions,
+    e.g. a hash of a password hash ``authorize`` checks). The core calls it with
+    ``server_id=None`` to list every guild. Lists from all plugins are merged; an earlier
+    plugin wins on a key.
     """
 
 
@@ -89,7 +94,8 @@ def authorize(server_id: str, server: dict[str, Any], credentials: dict[str, Any
 
     ``credentials`` holds what the client sent: ``password``, ``discordToken``,
     ``discordUser``. Return True to admit, False to refuse, None to leave the decision to the
-    next plugin. When no plugin decides, the client is refused.
+    next plugin. When no plugin decides, the client is refused. Raise
+    ``dback_core.AccessRefused("message")`` to refuse with a message the client can act on.
     """
 
 

@@ -127,17 +127,26 @@ class _ServerState(Collector):
             value=fanout.slow_disconnects,
         )
         yield GaugeMetricFamily(
-            "dback_ready", "1 once plugins started and the guild list loaded.", value=_ready(server)
+            "dback_ready",
+            "1 while ready: started, and every guild-listing plugin listed and serving.",
+            value=int(not server.readiness()),
         )
         status = GaugeMetricFamily(
             "dback_plugin_status",
-            "1 for each plugin's current status (active, disabled, failed, not configured).",
+            "1 for each plugin's current status (active, disabled, failed, not configured, "
+            "unavailable).",
             labels=["plugin", "version", "status"],
         )
         for record in server.plugins.records:
-            status.add_metric([record.name, record.version or "", record.status], 1)
+            status.add_metric([record.name, record.version or "", record.shown_status], 1)
         yield status
-
-
-def _ready(server: DbackServer) -> int:
-    return int(server.ready and server.directory.servers_loaded)
+        detail = GaugeMetricFamily(
+            "dback_plugin_detail",
+            "1 for each plugin's current detail text, as dback plugins shows it (a bus "
+            "plugin's role, for example).",
+            labels=["plugin", "detail"],
+        )
+        for entry in server.plugins.describe()["plugins"]:
+            if entry["detail"]:
+                detail.add_metric([entry["name"], entry["detail"]], 1)
+        yield detail

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from dback_core.events import Event
@@ -35,19 +35,26 @@ class SourceRunner:
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self.healthy_after = healthy_after
-        self.tasks: list[asyncio.Task[None]] = []
         self.restarts: dict[str, int] = {}
+        self._tasks: list[tuple[str, asyncio.Task[None]]] = []
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [task for _, task in self._tasks]
 
     def start(self, sources: list[tuple[PluginRecord, Callable[[], Any]]]) -> None:
         for record, factory in sources:
             name = f"dback-source-{record.name}-{getattr(factory, '__name__', 'source')}"
-            self.tasks.append(asyncio.create_task(self._run(record, factory), name=name))
+            task = asyncio.create_task(self._run(record, factory), name=name)
+            self._tasks.append((record.name, task))
 
-    async def stop(self) -> None:
-        for task in self.tasks:
+    async def stop(self, plugins: Collection[str] | None = None) -> None:
+        """Stop every source, or those of the plugins named."""
+        stopping = [task for name, task in self._tasks if plugins is None or name in plugins]
+        for task in stopping:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.tasks.clear()
+        await asyncio.gather(*stopping, return_exceptions=True)
+        self._tasks = [(name, task) for name, task in self._tasks if task not in stopping]
 
     async def _run(self, record: PluginRecord, factory: Callable[[], Any]) -> None:
         delay = self.initial_backoff

@@ -71,7 +71,8 @@ class Client:
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
         raw = await asyncio.wait_for(self.connection.recv(), timeout or self.timeout)
-        return json.loads(raw)
+        message: dict[str, Any] = json.loads(raw)
+        return message
 
     async def recv_type(self, *types: str, timeout: float | None = None) -> dict[str, Any]:
         """The next frame of one of ``types``, skipping others (such as mock presence)."""
@@ -88,6 +89,16 @@ class Client:
         """Send ``connect`` and return the ``server-join`` (or ``error``) frame."""
         await self.send({"type": "connect", "data": {"server": server, **extra}})
         return await self.recv_type("server-join", "error")
+
+    async def pending(self, server_id: str) -> list[dict[str, Any]]:
+        """Every frame the server queued for this client before now, without waiting for
+        silence: asks for ``get_user_data`` of the open guild ``server_id`` and returns what
+        arrives before the answer (the server flushes queued broadcasts before answering)."""
+        await self.send({"type": "get_user_data", "serverId": server_id})
+        frames = []
+        while (frame := await self.recv())["type"] != "user_data":
+            frames.append(frame)
+        return frames
 
     async def wait_for(self, predicate: Any, timeout: float | None = None) -> dict[str, Any]:
         """The first frame for which ``predicate(frame)`` is true."""

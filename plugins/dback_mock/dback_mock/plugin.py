@@ -15,25 +15,28 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from dback_core import hookimpl
+from dback_core import SettingsError, hookimpl
 from dback_core.events import Event
 from dback_mock.world import MockWorld
 
 
 def _read_settings() -> tuple[float, int | None, str | None]:
-    """The settings above; a bad value raises an error that names its variable."""
+    """The settings above; a bad value raises a ``SettingsError`` naming its variable, which
+    stops ``dback serve`` even when the mock is only loaded by default."""
     interval_text = os.environ.get("DBACK_MOCK_INTERVAL") or "3"
     try:
         interval = float(interval_text)
     except ValueError:
-        raise ValueError(f"DBACK_MOCK_INTERVAL must be a number, got {interval_text!r}") from None
+        raise SettingsError(
+            "DBACK_MOCK_INTERVAL", f"must be a number, got {interval_text!r}"
+        ) from None
     if not (interval > 0 and math.isfinite(interval)):
-        raise ValueError(f"DBACK_MOCK_INTERVAL must be positive, got {interval_text!r}")
+        raise SettingsError("DBACK_MOCK_INTERVAL", f"must be positive, got {interval_text!r}")
     seed_text = os.environ.get("DBACK_MOCK_SEED")
     try:
         seed = int(seed_text) if seed_text else None
     except ValueError:
-        raise ValueError(f"DBACK_MOCK_SEED must be an integer, got {seed_text!r}") from None
+        raise SettingsError("DBACK_MOCK_SEED", f"must be an integer, got {seed_text!r}") from None
     return interval, seed, os.environ.get("DBACK_MOCK_PASSWORD") or None
 
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from dback_core import SettingsError
+
 DSN_ENV = "DBACK_POSTGRES_DSN"
 
 
@@ -21,9 +23,9 @@ def _number(environ: Mapping[str, str], name: str, default: float, minimum: floa
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{name} must be a number, got {text!r}") from None
+        raise SettingsError(name, f"must be a number, got {text!r}") from None
     if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum:g}, got {text!r}")
+        raise SettingsError(name, f"must be at least {minimum:g}, got {text!r}")
     return value
 
 
@@ -33,7 +35,7 @@ def _check_ports(dsn: str) -> None:
     for host in urlsplit(dsn).netloc.rpartition("@")[2].split(","):
         _host, colon, port = host.rpartition("]")[2].rpartition(":")
         if colon and port and not port.isdigit():
-            raise ValueError(f"{DSN_ENV} has a port that is not a number: {port!r}")
+            raise SettingsError(DSN_ENV, f"has a port that is not a number: {port!r}")
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,15 @@ class PostgresSettings:
     pool_max: int = 10
     #: Seconds a query may run (and a connection attempt may take) before it is given up.
     timeout: float = 5.0
-    #: Ceiling, in seconds, of the doubling delay between reconnection attempts.
-    retry_max: float = 30.0
+    #: Ceiling, in seconds, of the doubling delay between reconnection attempts. Short, so
+    #: the plugin is live again about a second after the database answers; an attempt
+    #: against a local database that is down costs one refused connection.
+    retry_max: float = 1.0
     #: Seconds of silence after which the listening connection is checked with a query.
     keepalive: float = 15.0
+    #: Seconds back that chat messages missed while the listener was reconnecting are still
+    #: delivered after it is back; 0 delivers none of them.
+    chat_replay: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PostgresSettings | None:
@@ -59,14 +66,16 @@ class PostgresSettings:
         if not dsn:
             return None
         if urlsplit(dsn).scheme not in {"postgres", "postgresql"}:
-            raise ValueError(
-                f"{DSN_ENV} must be a postgresql:// URL (postgresql://user@host:5432/dbname)"
+            raise SettingsError(
+                DSN_ENV, "must be a postgresql:// URL (postgresql://user@host:5432/dbname)"
             )
         _check_ports(dsn)
         pool_min = int(_number(environ, "DBACK_POSTGRES_POOL_MIN", cls.pool_min, 0))
         pool_max = int(_number(environ, "DBACK_POSTGRES_POOL_MAX", cls.pool_max, 1))
         if pool_min > pool_max:
-            raise ValueError("DBACK_POSTGRES_POOL_MIN must not exceed DBACK_POSTGRES_POOL_MAX")
+            raise SettingsError(
+                "DBACK_POSTGRES_POOL_MIN", "must not exceed DBACK_POSTGRES_POOL_MAX"
+            )
         return cls(
             dsn=dsn,
             pool_min=pool_min,
@@ -74,6 +83,7 @@ class PostgresSettings:
             timeout=_number(environ, "DBACK_POSTGRES_TIMEOUT", cls.timeout, 0.1),
             retry_max=_number(environ, "DBACK_POSTGRES_RETRY_MAX", cls.retry_max, 0.1),
             keepalive=_number(environ, "DBACK_POSTGRES_KEEPALIVE", cls.keepalive, 0.1),
+            chat_replay=_number(environ, "DBACK_POSTGRES_CHAT_REPLAY", cls.chat_replay, 0),
         )
 
     @property

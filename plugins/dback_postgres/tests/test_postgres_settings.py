@@ -22,7 +22,7 @@ def test_defaults_and_overrides():
         }
     )
     assert (settings.pool_min, settings.pool_max, settings.timeout) == (2, 20, 1.5)
-    assert settings.retry_max == 30.0
+    assert (settings.retry_max, settings.chat_replay) == (1.0, 60.0)
 
 
 def test_the_password_never_appears_in_log_lines():

@@ -12,15 +12,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from dback_core.plugins import NotConfigured
+from dback_core.plugins import NotConfigured, SettingsError
+from dback_redis.chat import ChatLimits
 
 URL_ENV = "DBACK_REDIS_URL"
 ROLE_ENV = "DBACK_REDIS_ROLE"
 PREFIX_ENV = "DBACK_REDIS_PREFIX"
+CHAT_HISTORY_ENV = "DBACK_REDIS_CHAT_HISTORY"
+CHAT_REPLAY_ENV = "DBACK_REDIS_CHAT_REPLAY_SECONDS"
+
+LEASE_ENV = "DBACK_REDIS_LEASE_SECONDS"
 
 PUBLISHER = "publisher"
 EDGE = "edge"
-ROLES = (PUBLISHER, EDGE)
+AUTO = "auto"
+ROLES = (AUTO, PUBLISHER, EDGE)
 _SCHEMES = {"redis", "rediss", "unix"}
 
 
@@ -48,6 +54,22 @@ def redacted(url: str) -> str:
     return text + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
+def _number(environ: Mapping[str, str], name: str, default: float, whole: bool = False) -> float:
+    """A finite number (at least 0, or 1 for a ``whole`` count) from ``environ[name]``, or
+    ``default`` when it is unset."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    kind, minimum = ("a whole number", 1) if whole else ("a number", 0)
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be {kind}, not {raw!r}") from None
+    if not minimum <= value < float("inf"):
+        raise SettingsError(name, f"must be {kind} of at least {minimum}, not {raw!r}")
+    return value
+
+
 def _redacted_argument(argument: str) -> str:
     name, separator, _value = argument.partition("=")
     return f"{name}=***" if separator and unquote(name) in _SECRET_ARGUMENTS else argument
@@ -58,8 +80,12 @@ class RedisConfig:
     """Where Redis is, what this process does on the bus, and the key namespace."""
 
     url: str
-    role: str = EDGE
+    role: str = AUTO
     prefix: str = "dback"
+    #: Seconds the elected publisher's lease lasts without renewal: how long a dead
+    #: publisher goes unnoticed at most (``auto`` role only).
+    lease_seconds: float = 4.0
+    chat: ChatLimits = field(default_factory=ChatLimits)
     #: Identifies this process on the bus; its own messages are ignored.
     process_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -71,12 +97,19 @@ class RedisConfig:
             raise NotConfigured(f"set {URL_ENV} (for example redis://127.0.0.1:6379/0)")
         scheme = urlsplit(url).scheme
         if scheme not in _SCHEMES:
-            raise ValueError(f"{URL_ENV} must start with redis://, rediss:// or unix://")
-        role = environ.get(ROLE_ENV, "").strip().lower() or EDGE
+            raise SettingsError(URL_ENV, "must start with redis://, rediss:// or unix://")
+        role = environ.get(ROLE_ENV, "").strip().lower() or AUTO
         if role not in ROLES:
-            raise ValueError(f"{ROLE_ENV} must be 'publisher' or 'edge', not {role!r}")
+            raise SettingsError(ROLE_ENV, f"must be 'auto', 'publisher' or 'edge', not {role!r}")
+        lease_seconds = _number(environ, LEASE_ENV, cls.lease_seconds)
+        if lease_seconds < 1:
+            raise SettingsError(LEASE_ENV, f"must be at least 1 second, not {lease_seconds:g}")
         prefix = environ.get(PREFIX_ENV, "").strip() or "dback"
-        return cls(url=url, role=role, prefix=prefix)
+        chat = ChatLimits(
+            history=int(_number(environ, CHAT_HISTORY_ENV, ChatLimits.history, whole=True)),
+            replay_seconds=_number(environ, CHAT_REPLAY_ENV, ChatLimits.replay_seconds),
+        )
+        return cls(url=url, role=role, prefix=prefix, chat=chat, lease_seconds=lease_seconds)
 
     @property
     def client_name(self) -> str:

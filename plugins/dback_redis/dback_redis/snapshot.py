@@ -8,6 +8,9 @@ Keys under the prefix ``P``:
 - ``P:users:<key>``  hash uid -> JSON member record
 - ``P:meta:<key>``   hash with ``client_id``
 - ``P:events``       the pub/sub channel (see ``codec``)
+- ``P:chat``         stream of recent chat bus messages, for replay (see ``chat``)
+- ``P:lease``        the elected publisher's process id, with an expiry (see ``election``)
+- ``P:fence``        the number of the latest lease taken
 
 Writes are queued on a pipeline that the publisher executes as one MULTI/EXEC together with
 the matching PUBLISH, so an edge never reads a snapshot older than a message it received.
@@ -32,6 +35,9 @@ class Keys:
         self.servers = f"{prefix}:servers"
         self.guilds = f"{prefix}:guilds"
         self.channel = f"{prefix}:events"
+        self.chat = f"{prefix}:chat"
+        self.lease = f"{prefix}:lease"
+        self.fence = f"{prefix}:fence"
 
     def users(self, key: str) -> str:
         return f"{self.prefix}:users:{key}"
@@ -95,10 +101,12 @@ async def write_all(pipe: Pipeline, redis: Redis, keys: Keys, directory: Directo
         write_guild(pipe, keys, guild)
 
 
-async def read_servers(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
+async def read_servers(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]] | None:
+    """The guild list, or None when no publisher has written one (yet, or since Redis
+    restarted empty)."""
     raw = await redis.get(keys.servers)
     if raw is None:
-        return {}
+        return None
     servers = json.loads(raw)
     return servers if isinstance(servers, dict) else {}
 
