@@ -22,18 +22,26 @@ from websockets.http11 import Request, Response
 
 from dback_core import http, inputs, protocol, status_page
 from dback_core.config import Settings
+from dback_core.connections import CountedConnection, counted_connections
+from dback_core.descriptors import (
+    ACCEPT_BATCH,
+    AcceptErrors,
+    connection_capacity,
+    set_listen_backlog,
+)
 from dback_core.directory import Directory, Guild
 from dback_core.events import Event, Refresh
 from dback_core.fanout import Fanout, Viewer
 from dback_core.health import FAILED
 from dback_core.hooks import PluginHooks
 from dback_core.host import BoundHost, PluginHost
-from dback_core.limits import ConnectionCounter, TokenBucket
+from dback_core.limits import ConnectionCounter, LogThrottle, TokenBucket
 from dback_core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from dback_core.metrics import Metrics
 from dback_core.plugins import AccessRefused, PluginRecord, PluginSet
 from dback_core.records import ServerInfo
 from dback_core.sources import SourceRunner
+from dback_core.static import StaticFiles
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +66,8 @@ def _address(connection: ServerConnection) -> str:
 
 
 def _page_response(name: str) -> Response:
-    """One file of dback's own status page, or 404."""
-    answer = status_page.asset(name)
+    """One file of dback's own status page (``/_dback/`` itself is its index), or 404."""
+    answer = status_page.asset(name or "index.html")
     if answer is None:
         return http.response(404, "Not Found")
     content_type, body = answer
@@ -116,6 +124,12 @@ class DbackServer:
             self.settings.max_connections, self.settings.max_connections_per_address
         )
         self.static_dir: Path | None = self.settings.static_dir
+        self.static_files = (
+            StaticFiles(self.static_dir, self.settings.static_stall_timeout)
+            if self.static_dir is not None
+            else None
+        )
+        self.accept_errors = AcceptErrors()
         self.static_handler = static_handler
         self._server: Server | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -146,6 +160,7 @@ class DbackServer:
             await self.directory.load_servers()
             await self._load_kept()
             self.sources.start(await self.hooks.event_sources())
+            self.counter.max_total = connection_capacity(self.settings.max_connections)
             self._server = await serve(
                 self._session,
                 self.settings.host,
@@ -153,14 +168,20 @@ class DbackServer:
                 process_request=self._process_request,
                 compression="deflate" if self.settings.compression == "deflate" else None,
                 max_size=self.settings.max_frame_size,
-                open_timeout=self.settings.open_timeout,
+                # The handshake deadline runs from accept, on each CountedConnection instead.
+                open_timeout=None,
+                create_connection=counted_connections(
+                    self.counter, self.settings.open_timeout, LogThrottle(log)
+                ),
                 ping_interval=self.settings.ping_interval,
                 ping_timeout=self.settings.ping_timeout,
                 origins=self.settings.origins,
-                backlog=self.settings.backlog,
+                backlog=ACCEPT_BATCH,
                 reuse_port=self.settings.reuse_port or None,
                 logger=WIRE_LOG,
             )
+            set_listen_backlog(self._server.sockets, self.settings.backlog)
+            self.accept_errors.install(asyncio.get_running_loop())
             self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
         except BaseException:
             log.error("start failed; stopping the event sources and plugins it started")
@@ -213,10 +234,13 @@ class DbackServer:
         stalled = self.fanout.drop_stalled()
         if stalled:
             log.info("aborted %d clients that stopped reading instead of closing them", stalled)
+        if self.static_files is not None:
+            self.static_files.abort_all()
         server.close(close_connections=True)
         await server.wait_closed()
         await self.sources.stop()
         await self.hooks.shutdown()
+        self.accept_errors.uninstall()
         self._stopped.set()
         log.info("stopped")
 
@@ -483,12 +507,18 @@ class DbackServer:
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        if http.is_websocket_upgrade(request):
-            refusal = self.counter.refusal(_address(connection))
-            if refusal is not None:
-                log.warning("refused %s: %s", _address(connection), refusal[1].strip())
-                return http.response(*refusal)
+        """None to open a WebSocket, else the plain HTTP answer (GET and HEAD only).
+
+        Connection limits were applied when the socket was accepted (``connections``).
+        """
+        if request.method not in http.ALLOWED_METHODS:
+            return http.method_not_allowed()
+        if request.method == "GET" and http.is_websocket_upgrade(request):
             return None
+        answer = await self._http_answer(connection, request)
+        return http.without_body(answer) if request.method == "HEAD" else answer
+
+    async def _http_answer(self, connection: ServerConnection, request: Request) -> Response:
         path = request.path.split("?", 1)[0]
         if path == http.VERSION_PATH:
             return http.version_response()
@@ -509,8 +539,9 @@ class DbackServer:
             if answer is not None:
                 content_type, body = answer
                 return http.response(200, body, content_type)
-        if self.static_dir is not None:
-            return await asyncio.to_thread(http.static_file, self.static_dir, path)
+        if self.static_files is not None:
+            assert isinstance(connection, CountedConnection)
+            return await self.static_files.answer(connection, request)
         if path == "/":
             return _page_response("index.html")
         return http.response(404, "Not Found")
@@ -519,7 +550,6 @@ class DbackServer:
 
     async def _session(self, connection: ServerConnection) -> None:
         address = _address(connection)
-        self.counter.opened(address)
         viewer = self.fanout.add(connection)
         bucket = TokenBucket(self.settings.message_rate, self.settings.message_burst)
         log.debug("client %s connected", address)
@@ -540,7 +570,6 @@ class DbackServer:
             pass
         finally:
             self.fanout.remove(connection)
-            self.counter.closed(address)
             log.debug("client %s disconnected", address)
 
     async def _send(self, connection: ServerConnection, frame: str | bytes) -> None:
