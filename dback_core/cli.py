@@ -24,6 +24,7 @@ import click
 from click.core import ParameterSource
 
 from dback_core.config import Settings
+from dback_core.descriptors import raise_open_file_limit
 from dback_core.hooks import PluginHooks
 from dback_core.logs import FORMATS, configure_logging
 from dback_core.plugins import (
@@ -203,6 +204,7 @@ def _supervise(
 
 
 async def _serve(settings: Settings, plugins: PluginSet) -> None:
+    raise_open_file_limit()
     server = DbackServer(plugins, settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

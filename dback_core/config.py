@@ -48,8 +48,10 @@ class Settings:
     #: Listen with SO_REUSEPORT, so several processes share the port (``--workers`` sets it
     #: for its workers; the kernel spreads new connections over them).
     reuse_port: bool = False
-    #: Seconds a client may take to complete the WebSocket handshake.
+    #: Seconds from accept a client may take to complete the WebSocket handshake.
     open_timeout: float = 10.0
+    #: Seconds a static file download may go without the client reading anything.
+    static_stall_timeout: float = 30.0
     #: Seconds between pings that detect vanished clients; a pong must come within timeout.
     ping_interval: float = 20.0
     ping_timeout: float = 20.0

@@ -10,6 +10,7 @@ raises or hangs as "no answer" - logged with the plugin's name, never fatal.
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import logging
 import time
@@ -17,9 +18,10 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from dback_core import health
+from dback_core.hookspecs import INVALID, PASS, RULES
+from dback_core.host import PluginHost
 from dback_core.metrics import Metrics
 from dback_core.plugins import (
-    DATA_HOOKS,
     FAILED,
     NOT_CONFIGURED,
     AccessRefused,
@@ -30,10 +32,6 @@ from dback_core.plugins import (
 from dback_core.settings import SettingsError
 
 log = logging.getLogger(__name__)
-
-#: Hooks that serve data to viewers: a plugin that reported itself ``FAILED`` is not asked,
-#: so its guilds leave the list instead of being served frozen. Its other hooks still run.
-_SERVING_HOOKS = frozenset({"get_server_data", "get_user_data", "authorize", "get_client_id"})
 
 
 class _NoAnswer:
@@ -65,7 +63,7 @@ class PluginHooks:
         found = self._implementations.get(hook)
         if found is None:
             found = [pair for pair in self._find_implementations(hook) if not pair[0].standby]
-            if hook in _SERVING_HOOKS:
+            if RULES[hook].skips_failed:
                 found = [
                     (record, impl)
                     for record, impl in found
@@ -95,7 +93,10 @@ class PluginHooks:
             for record in self.plugins.active
             if record.name in functions
         ]
-        if hook in DATA_HOOKS and any(not record.is_standby_fallback for record, _ in found):
+        if RULES[hook].reverse:
+            found.reverse()
+        steps_aside = RULES[hook].fallback_steps_aside
+        if steps_aside and any(not record.is_standby_fallback for record, _ in found):
             found = [(record, impl) for record, impl in found if not record.is_standby_fallback]
         return [(record, _bound(impl)) for record, impl in found]
 
@@ -137,16 +138,23 @@ class PluginHooks:
         return results
 
     async def startup(
-        self, settings: Any, server: Any = None, only: Collection[PluginRecord] | None = None
+        self,
+        settings: Any,
+        server: Any = None,
+        host_for: Callable[[PluginRecord], PluginHost] | None = None,
+        only: Collection[PluginRecord] | None = None,
     ) -> None:
-        """Start every plugin (or those ``only``) in order; one that reports
-        ``NotConfigured`` or a ``SettingsError`` leaves service (the second is fatal for
-        ``dback serve``)."""
+        """Start every plugin (or those ``only``) in order, each with its own ``host`` handle
+        from ``host_for``; one that reports ``NotConfigured`` or a ``SettingsError`` leaves
+        service (the second is fatal for ``dback serve``)."""
         for record, function in self._only(self.implementations("startup"), only):
+            kwargs = {
+                "settings": settings,
+                "server": server,
+                "host": host_for(record) if host_for is not None else None,
+            }
             try:
-                result = await self._call(
-                    record, function, "startup", {"settings": settings, "server": server}
-                )
+                result = await self._call(record, function, "startup", kwargs)
             except NotConfigured as reason:
                 record.status = NOT_CONFIGURED
                 record.error = str(reason)
@@ -164,7 +172,7 @@ class PluginHooks:
                 log.error("plugin %s did not start; its other hooks may not answer", record.name)
 
     async def shutdown(self, only: Collection[PluginRecord] | None = None) -> None:
-        for record, function in reversed(self._only(self.implementations("shutdown"), only)):
+        for record, function in self._only(self.implementations("shutdown"), only):
             await self._call(record, function, "shutdown", {})
 
     @staticmethod
@@ -198,46 +206,61 @@ class PluginHooks:
                 answers.append((record.name, result))
         return answers
 
-    async def get_user_data(self, server_id: str) -> tuple[str | None, dict[str, Any], bool]:
-        """The first non-empty answer in order, the plugin that gave it, and whether any
-        plugin before it failed (so an empty answer may be a failure, not an empty guild)."""
+    async def first_answer(self, hook: str, **kwargs: Any) -> tuple[str | None, Any, bool]:
+        """Ask the plugins in order until one gives an answer ``hook``'s rule accepts: that
+        answer as the rule turns it, the plugin that gave it, and whether any plugin before it
+        failed (so an empty result may be a failure, not an empty guild).
+
+        A None answer, or one the rule passes on (an empty dict), asks the next plugin; one
+        of the wrong type is logged with the plugin's name and counts as failed. With no
+        accepted answer the result is the rule's ``default``. ``AccessRefused`` raised by a
+        plugin reaches the caller.
+        """
+        rule = RULES[hook]
+        assert rule.accept is not None, f"{hook} is not a first-answer hook"
         failed = False
-        for record, function in self.implementations("get_user_data"):
-            result = await self._call(record, function, "get_user_data", {"server_id": server_id})
+        for record, function in self.implementations(hook):
+            result = await self._call(record, function, hook, kwargs)
             if result is NO_ANSWER:
                 failed = True
                 continue
-            if not result:
+            if result is None:
                 continue
-            if _not_a_dict(record, "get_user_data", result):
+            value = rule.accept(result)
+            if value is PASS:
+                continue
+            if value is INVALID:
+                log.warning(
+                    "plugin %s: %s returned %s, not %s; ignored",
+                    record.name,
+                    hook,
+                    type(result).__name__,
+                    rule.expected,
+                )
                 failed = True
                 continue
-            return record.name, result, failed
-        return None, {}, failed
+            return record.name, value, failed
+        # A copy: the caller may fill in what no plugin answered (a guild served empty).
+        return None, copy.copy(rule.default), failed
+
+    async def get_user_data(self, server_id: str) -> tuple[str | None, dict[str, Any], bool]:
+        """The members of guild ``server_id`` from the first plugin with some, that plugin,
+        and whether a plugin before it failed."""
+        return await self.first_answer("get_user_data", server_id=server_id)
 
     async def authorize(
         self, server_id: str, server: dict[str, Any], credentials: dict[str, Any]
     ) -> bool:
-        """True only when a plugin admits the client; no decision at all means refused.
-
-        A plugin that raises ``AccessRefused`` refuses with its own message: the exception
-        reaches the caller, which shows the message to the client.
-        """
-        kwargs = {"server_id": server_id, "server": server, "credentials": credentials}
-        for record, function in self.implementations("authorize"):
-            result = await self._call(record, function, "authorize", kwargs)
-            if result is True or result is False:
-                return result
-            if result is not None and result is not NO_ANSWER:
-                log.warning("plugin %s: authorize returned %r, not a bool", record.name, result)
-        return False
+        """True only when a plugin admits the client; no decision at all means refused."""
+        _, admitted, _ = await self.first_answer(
+            "authorize", server_id=server_id, server=server, credentials=credentials
+        )
+        return bool(admitted)
 
     async def get_client_id(self, server_id: str) -> str | None:
-        for record, function in self.implementations("get_client_id"):
-            result = await self._call(record, function, "get_client_id", {"server_id": server_id})
-            if isinstance(result, str | int) and str(result):
-                return str(result)
-        return None
+        client_id: str | None
+        _, client_id, _ = await self.first_answer("get_client_id", server_id=server_id)
+        return client_id
 
     async def event_sources(
         self, only: Collection[PluginRecord] | None = None

@@ -50,18 +50,10 @@ NOT_SELECTED = "not selected"
 STANDING_ASIDE = "standing aside"
 
 #: Hooks for which an embedded default (the mock) steps aside when a real plugin implements
-#: them. Lifecycle and command hooks always run for every active plugin.
-DATA_HOOKS = frozenset(
-    {
-        "get_server_data",
-        "get_user_data",
-        "event_sources",
-        "event_applied",
-        "authorize",
-        "get_client_id",
-    }
-)
-#: Shown for an active plugin that another plugin holds back (see ``DbackServer.hold_plugins``).
+#: them (their ``fallback_steps_aside`` rule). Lifecycle and command hooks always run for
+#: every active plugin.
+DATA_HOOKS = frozenset(name for name, rule in hookspecs.RULES.items() if rule.fallback_steps_aside)
+#: Shown for an active plugin that another plugin holds back (see ``PluginHost.hold_plugins``).
 STANDBY = "standby"
 
 #: A plugin (module, class or instance) that sets this attribute to True is an embedded
@@ -73,7 +65,7 @@ FALLBACK_ATTRIBUTE = "dback_fallback_only"
 #: It is read each time the plugins are described, so it may change while the server runs.
 DETAIL_ATTRIBUTE = "dback_detail"
 #: A plugin that sets this attribute to True decides whether the other plugins run in this
-#: process: they start on standby, and it releases them (``DbackServer.release_plugins``) -
+#: process: they start on standby, and it releases them (``PluginHost.release_plugins``) -
 #: for example once this process has won the election to run the providers.
 HOLDER_ATTRIBUTE = "dback_holds_others"
 
@@ -300,10 +292,9 @@ class PluginSet:
         return {
             "order": [record.name for record in self.active],
             "merge": {
-                "get_server_data": "union of every plugin's guilds; the earlier plugin wins a key",
-                "get_user_data": "the first plugin in order with a non-empty answer",
-                "authorize": "the first plugin that returns True or False decides; none: refused",
-                "get_client_id": "the first non-empty answer",
+                name: rule.text
+                for name, rule in hookspecs.RULES.items()
+                if rule.combine in (hookspecs.MERGE, hookspecs.FIRST)
             },
             "plugins": entries,
         }

@@ -22,17 +22,26 @@ from websockets.http11 import Request, Response
 
 from dback_core import http, inputs, protocol, status_page
 from dback_core.config import Settings
+from dback_core.connections import CountedConnection, counted_connections
+from dback_core.descriptors import (
+    ACCEPT_BATCH,
+    AcceptErrors,
+    connection_capacity,
+    set_listen_backlog,
+)
 from dback_core.directory import Directory, Guild
 from dback_core.events import Event, Refresh
 from dback_core.fanout import Fanout, Viewer
 from dback_core.health import FAILED
 from dback_core.hooks import PluginHooks
-from dback_core.limits import ConnectionCounter, TokenBucket
+from dback_core.host import BoundHost, PluginHost
+from dback_core.limits import ConnectionCounter, LogThrottle, TokenBucket
 from dback_core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from dback_core.metrics import Metrics
 from dback_core.plugins import AccessRefused, PluginRecord, PluginSet
 from dback_core.records import ServerInfo
 from dback_core.sources import SourceRunner
+from dback_core.static import StaticFiles
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +66,8 @@ def _address(connection: ServerConnection) -> str:
 
 
 def _page_response(name: str) -> Response:
-    """One file of dback's own status page, or 404."""
-    answer = status_page.asset(name)
+    """One file of dback's own status page (``/_dback/`` itself is its index), or 404."""
+    answer = status_page.asset(name or "index.html")
     if answer is None:
         return http.response(404, "Not Found")
     content_type, body = answer
@@ -115,12 +124,19 @@ class DbackServer:
             self.settings.max_connections, self.settings.max_connections_per_address
         )
         self.static_dir: Path | None = self.settings.static_dir
+        self.static_files = (
+            StaticFiles(self.static_dir, self.settings.static_stall_timeout)
+            if self.static_dir is not None
+            else None
+        )
+        self.accept_errors = AcceptErrors()
         self.static_handler = static_handler
         self._server: Server | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._health_refreshes: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
-        self.ready = False
+        self._ready = asyncio.Event()
+        self._hosts: dict[str, PluginHost] = {}
         self.metrics.watch(self)
         #: Keep every listed guild loaded, viewed or not. Set by a plugin's ``startup`` when it
         #: must see events for all guilds (a bus publisher): events for unloaded guilds are
@@ -140,10 +156,11 @@ class DbackServer:
         if any(record.holds_others for record in self.plugins.active):
             self._set_standby(self._held_records(), True)
         try:
-            await self.hooks.startup(self.settings, self)
+            await self.hooks.startup(self.settings, self, self.host_for)
             await self.directory.load_servers()
             await self._load_kept()
             self.sources.start(await self.hooks.event_sources())
+            self.counter.max_total = connection_capacity(self.settings.max_connections)
             self._server = await serve(
                 self._session,
                 self.settings.host,
@@ -151,14 +168,20 @@ class DbackServer:
                 process_request=self._process_request,
                 compression="deflate" if self.settings.compression == "deflate" else None,
                 max_size=self.settings.max_frame_size,
-                open_timeout=self.settings.open_timeout,
+                # The handshake deadline runs from accept, on each CountedConnection instead.
+                open_timeout=None,
+                create_connection=counted_connections(
+                    self.counter, self.settings.open_timeout, LogThrottle(log)
+                ),
                 ping_interval=self.settings.ping_interval,
                 ping_timeout=self.settings.ping_timeout,
                 origins=self.settings.origins,
-                backlog=self.settings.backlog,
+                backlog=ACCEPT_BATCH,
                 reuse_port=self.settings.reuse_port or None,
                 logger=WIRE_LOG,
             )
+            set_listen_backlog(self._server.sockets, self.settings.backlog)
+            self.accept_errors.install(asyncio.get_running_loop())
             self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
         except BaseException:
             log.error("start failed; stopping the event sources and plugins it started")
@@ -169,7 +192,7 @@ class DbackServer:
                 await self.hooks.shutdown()
                 self._stopped.set()
             raise
-        self.ready = True
+        self._ready.set()
         active = ", ".join(
             f"{record.name}-{record.version}" if record.version else record.name
             for record in self.plugins.active
@@ -202,7 +225,7 @@ class DbackServer:
         if self._server is None:
             return
         server, self._server = self._server, None
-        self.ready = False
+        self._ready.clear()
         for task in [self._refresher, *self._health_refreshes]:
             if task is not None:
                 task.cancel()
@@ -211,15 +234,35 @@ class DbackServer:
         stalled = self.fanout.drop_stalled()
         if stalled:
             log.info("aborted %d clients that stopped reading instead of closing them", stalled)
+        if self.static_files is not None:
+            self.static_files.abort_all()
         server.close(close_connections=True)
         await server.wait_closed()
         await self.sources.stop()
         await self.hooks.shutdown()
+        self.accept_errors.uninstall()
         self._stopped.set()
         log.info("stopped")
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    @property
+    def ready(self) -> bool:
+        """Started: the guilds are loaded and the server listens (until ``stop``)."""
+        return self._ready.is_set()
+
+    async def wait_ready(self) -> None:
+        """Return once ``ready`` (at once when it is)."""
+        await self._ready.wait()
+
+    def host_for(self, record: PluginRecord) -> PluginHost:
+        """The ``PluginHost`` handle bound to the plugin of ``record``: what its hooks
+        receive as ``host`` (one per plugin, kept for the server's life)."""
+        host = self._hosts.get(record.name)
+        if host is None:
+            host = self._hosts[record.name] = BoundHost(self, record.name)
+        return host
 
     # -- plugins held back by another ---------------------------------------------------------
 
@@ -244,7 +287,7 @@ class DbackServer:
             return
         log.info("starting plugins held on standby: %s", ", ".join(r.name for r in released))
         self._set_standby(released, False)
-        await self.hooks.startup(self.settings, self, only=released)
+        await self.hooks.startup(self.settings, self, self.host_for, only=released)
         if self._server is not None:
             self.sources.start(await self.hooks.event_sources(only=released))
             await self._reload_everything()
@@ -464,12 +507,18 @@ class DbackServer:
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        if http.is_websocket_upgrade(request):
-            refusal = self.counter.refusal(_address(connection))
-            if refusal is not None:
-                log.warning("refused %s: %s", _address(connection), refusal[1].strip())
-                return http.response(*refusal)
+        """None to open a WebSocket, else the plain HTTP answer (GET and HEAD only).
+
+        Connection limits were applied when the socket was accepted (``connections``).
+        """
+        if request.method not in http.ALLOWED_METHODS:
+            return http.method_not_allowed()
+        if request.method == "GET" and http.is_websocket_upgrade(request):
             return None
+        answer = await self._http_answer(connection, request)
+        return http.without_body(answer) if request.method == "HEAD" else answer
+
+    async def _http_answer(self, connection: ServerConnection, request: Request) -> Response:
         path = request.path.split("?", 1)[0]
         if path == http.VERSION_PATH:
             return http.version_response()
@@ -490,8 +539,9 @@ class DbackServer:
             if answer is not None:
                 content_type, body = answer
                 return http.response(200, body, content_type)
-        if self.static_dir is not None:
-            return await asyncio.to_thread(http.static_file, self.static_dir, path)
+        if self.static_files is not None:
+            assert isinstance(connection, CountedConnection)
+            return await self.static_files.answer(connection, request)
         if path == "/":
             return _page_response("index.html")
         return http.response(404, "Not Found")
@@ -500,7 +550,6 @@ class DbackServer:
 
     async def _session(self, connection: ServerConnection) -> None:
         address = _address(connection)
-        self.counter.opened(address)
         viewer = self.fanout.add(connection)
         bucket = TokenBucket(self.settings.message_rate, self.settings.message_burst)
         log.debug("client %s connected", address)
@@ -521,7 +570,6 @@ class DbackServer:
             pass
         finally:
             self.fanout.remove(connection)
-            self.counter.closed(address)
             log.debug("client %s disconnected", address)
 
     async def _send(self, connection: ServerConnection, frame: str | bytes) -> None:

@@ -2,17 +2,18 @@
 
 An event source is a long-lived stream (a database LISTEN, a Discord gateway, a simulation).
 When it ends or raises, the core logs it with the plugin's name and starts it again after a
-delay that doubles up to a ceiling, so a broken source neither dies silently nor spins.
+``Backoff`` delay that doubles up to a ceiling (and starts over after a source that ran
+for ``healthy_after`` seconds), so a broken source neither dies silently nor spins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
+from dback_core.backoff import Backoff
 from dback_core.events import Event
 from dback_core.plugins import PluginRecord
 
@@ -57,25 +58,30 @@ class SourceRunner:
         self._tasks = [(name, task) for name, task in self._tasks if task not in stopping]
 
     async def _run(self, record: PluginRecord, factory: Callable[[], Any]) -> None:
-        delay = self.initial_backoff
+        backoff = Backoff(self.initial_backoff, self.max_backoff, reset_after=self.healthy_after)
         while True:
-            started = time.monotonic()
+            backoff.attempt()
+            failure: Exception | None = None
             try:
                 await self._consume(record, factory)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failure = error
+            self.restarts[record.name] = self.restarts.get(record.name, 0) + 1
+            delay = backoff.next()
+            if failure is None:
                 log.warning(
                     "plugin %s: event source ended; restarting in %.1fs", record.name, delay
                 )
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "plugin %s: event source failed; restarting in %.1fs", record.name, delay
+            else:
+                log.error(
+                    "plugin %s: event source failed; restarting in %.1fs",
+                    record.name,
+                    delay,
+                    exc_info=failure,
                 )
-            self.restarts[record.name] = self.restarts.get(record.name, 0) + 1
-            if time.monotonic() - started > self.healthy_after:
-                delay = self.initial_backoff
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_backoff)
 
     async def _consume(self, record: PluginRecord, factory: Callable[[], Any]) -> None:
         stream = factory()

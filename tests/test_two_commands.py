@@ -8,17 +8,20 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Variables a ``make test`` around these tests passes down; the plans must not depend on them.
+OUTER_MAKE = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
 
 
 def planned(target: str) -> str:
     """What ``make`` would run for ``target`` from scratch (dry run, every target out of date)."""
     result = subprocess.run(
-        ["make", "--dry-run", "--always-make", target],
+        # Not "Entering directory" lines when the tests themselves run under ``make test``.
+        ["make", "--no-print-directory", "--dry-run", "--always-make", target],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "PYTHON": "python3"},
+        env={**{k: v for k, v in os.environ.items() if k not in OUTER_MAKE}, "PYTHON": "python3"},
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dback_core.plugins import NotConfigured, SettingsError
+from dback_core import NotConfigured, SettingsError
 from dback_core.settings import Setting, read
 
 TOKEN_ENV = "DBACK_DISCORD_TOKEN"

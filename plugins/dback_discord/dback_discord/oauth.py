@@ -32,8 +32,8 @@ from collections import OrderedDict
 import aiohttp
 from discord.http import Route
 
+from dback_core import AccessRefused
 from dback_core.limits import TokenBucket
-from dback_core.plugins import AccessRefused
 from dback_discord.config import LoginLimits
 
 log = logging.getLogger(__name__)

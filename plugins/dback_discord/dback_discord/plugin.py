@@ -17,8 +17,10 @@ import aiohttp
 import discord
 
 from dback_core import hookimpl
+from dback_core.backoff import Backoff
 from dback_core.events import Event
 from dback_core.health import FAILED, SERVING, UNAVAILABLE
+from dback_core.host import PluginHost
 from dback_discord.bot import DzoneClient, EventQueue
 from dback_discord.config import SETTINGS, TOKEN_ENV, GuildOptions, load_config
 from dback_discord.oauth import LoginChecks
@@ -93,20 +95,22 @@ class DiscordPlugin:
         self.runner: asyncio.Task[None] | None = None
         self.session: aiohttp.ClientSession | None = None
         self.logins: LoginChecks | None = None
-        self.server: Any = None
+        self.host: PluginHost | None = None
         #: Set once the bot is ready or the first attempt failed: startup waits for it.
         self.settled = asyncio.Event()
         #: Set by ``shutdown``: the runner makes no further attempt.
         self.stopping = asyncio.Event()
-        self.retry_delay = RETRY_FIRST
-        self.refused_delay = self.config.bot.failed_retry
+        #: Waits before the next attempt at a Discord that cannot be reached, and after a
+        #: refusal that may heal (intents switched off); both start over once connected.
+        self.unreachable = Backoff(RETRY_FIRST, RETRY_MAX)
+        self.refused = self._refused_backoff()
         #: Guilds whose joins were cut at ``max_listed`` (warned about once).
         self.capped: set[int] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     @hookimpl
-    async def startup(self, settings: Any, server: Any = None) -> None:
+    async def startup(self, settings: Any, host: PluginHost | None = None) -> None:
         """Log the bot in and wait for its first guild snapshot, within the hook's time limit.
 
         A bot that is not ready in time (or cannot reach Discord yet) keeps connecting; its
@@ -114,7 +118,7 @@ class DiscordPlugin:
         health, so the server starts and ``dback plugins`` / ``/api/plugins`` say why.
         """
         quiet_discord_logs()
-        self.server = server
+        self.host = host
         self.settled = asyncio.Event()
         self.stopping = asyncio.Event()
         self.session = aiohttp.ClientSession()
@@ -134,19 +138,17 @@ class DiscordPlugin:
         elif status == FAILED:
             log.error("discord: %s", reason)
             self.settled.set()
-        if self.server is not None and hasattr(self.server, "report_health"):
-            self.server.report_health(self, status, reason)
+        if self.host is not None:
+            self.host.report_health(status, reason)
+
+    def _refused_backoff(self) -> Backoff:
+        bot = self.config.bot
+        return Backoff(bot.failed_retry, max(bot.failed_retry, bot.failed_retry_max))
 
     def _reset_delays(self) -> None:
         """Connected (or starting): the next failure waits the shortest delay again."""
-        self.retry_delay = RETRY_FIRST
-        self.refused_delay = self.config.bot.failed_retry
-
-    def _unreachable_delay(self) -> float:
-        """The wait before the next attempt at an unreachable Discord: doubling to a limit."""
-        wait = self.retry_delay
-        self.retry_delay = min(wait * 2, RETRY_MAX)
-        return wait
+        self.unreachable.reset()
+        self.refused.reset()
 
     def _new_client(self) -> DzoneClient:
         return DzoneClient(self.config, self.events, self.report)
@@ -160,19 +162,20 @@ class DiscordPlugin:
         with a slow one (``[bot] failed_retry``); a refused token never: only the operator
         can fix it, and Discord counts every failed login.
         """
-        self._reset_delays()
+        # Made here, not in ``__init__``: tests shorten the module's delays after loading.
+        self.unreachable = Backoff(RETRY_FIRST, RETRY_MAX)
+        self.refused = self._refused_backoff()
         while not self.stopping.is_set():
             client = self.client = self._new_client()
+            backoff = self.unreachable
             try:
                 await client.start(self.config.token)
                 if self.stopping.is_set():
                     return
-                wait = RETRY_FIRST
                 self.report(UNAVAILABLE, "the Discord client stopped; starting it again")
             except discord.PrivilegedIntentsRequired:
                 self.report(FAILED, INTENTS_HELP)
-                wait = self.refused_delay
-                self.refused_delay = min(wait * 2, self.config.bot.failed_retry_max)
+                backoff = self.refused
             except discord.LoginFailure:
                 self.report(FAILED, TOKEN_HELP)
                 return
@@ -183,24 +186,23 @@ class DiscordPlugin:
                     self.report(FAILED, f"Discord closed the gateway with code {error.code}")
                 return
             except UNREACHABLE as error:
-                wait = self._unreachable_delay()
                 reason = f"cannot reach Discord ({type(error).__name__}: {error})"
-                log.warning("discord: %s; next attempt in %gs", reason, wait)
+                log.warning("discord: %s; next attempt in %gs", reason, backoff.upcoming)
                 self.report(UNAVAILABLE, reason)
                 self.settled.set()
             except Exception as error:
                 # Anything else (discord.py itself trips when its very first gateway
                 # connection fails) is tried again like an unreachable Discord.
-                wait = self._unreachable_delay()
                 reason = f"the Discord client stopped ({type(error).__name__}: {error})"
-                log.warning("discord: %s; next attempt in %gs", reason, wait, exc_info=True)
+                log.warning(
+                    "discord: %s; next attempt in %gs", reason, backoff.upcoming, exc_info=True
+                )
                 self.report(UNAVAILABLE, reason)
                 self.settled.set()
             finally:
                 if not client.is_closed():
                     await client.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), wait)
+            await backoff.sleep(self.stopping)
 
     @hookimpl
     async def shutdown(self) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 
+from dback_core.backoff import Backoff
 from dback_core.events import ClientIdUpdate, Event, Presence, Refresh
 from dback_core.health import FAILED, SERVING, UNAVAILABLE
 from dback_postgres import queries
@@ -72,7 +73,7 @@ class ChangeListener:
     async def events(self) -> AsyncIterator[Event]:
         """The event source the core runs. Database trouble is handled here (log, back off,
         reconnect, resync); anything else is a bug, left to the core to log and restart."""
-        delay = INITIAL_DELAY
+        backoff = Backoff(INITIAL_DELAY, self.database.settings.retry_max)
         while True:
             queue: asyncio.Queue[Any] = asyncio.Queue(MAX_PENDING)
             try:
@@ -80,7 +81,7 @@ class ChangeListener:
                 await self._listen(queue)
                 resync = await self._resync()
                 self._recovered()
-                delay = INITIAL_DELAY
+                backoff.reset()
                 for event in resync:
                     yield event
                 self.listening = True
@@ -89,14 +90,13 @@ class ChangeListener:
                     for event in await self._next_events(queue):
                         yield event
             except (*DATABASE_ERRORS, ConnectionLost) as error:
-                self._unavailable(describe(error), delay)
+                self._unavailable(describe(error), backoff.upcoming)
             except SchemaBehind as error:
-                self._schema_behind(str(error), delay)
+                self._schema_behind(str(error), backoff.upcoming)
             finally:
                 self.listening = False
                 await self.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.database.settings.retry_max)
+            await backoff.sleep()
 
     def _unavailable(self, reason: str, delay: float) -> None:
         """Log the start of an outage and each new reason once (not every retry), and report

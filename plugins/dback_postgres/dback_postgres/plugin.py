@@ -12,6 +12,7 @@ from typing import Any
 
 from dback_core import NotConfigured, hookimpl
 from dback_core.health import FAILED, UNAVAILABLE
+from dback_core.host import PluginHost
 from dback_postgres import queries
 from dback_postgres.commands import postgres
 from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe
@@ -37,18 +38,18 @@ class PostgresPlugin:
             raise NotConfigured(f"set {DSN_ENV} to a postgresql:// URL")
         self.database = Database(settings)
         self.listener = ChangeListener(self.database, self._report_health)
-        self.server: Any = None
+        self.host: PluginHost | None = None
         self._password_checks = asyncio.Semaphore(PASSWORD_CHECKS)
 
     def _report_health(self, status: str, reason: str | None) -> None:
-        if self.server is not None:
-            self.server.report_health(self, status, reason)
+        if self.host is not None:
+            self.host.report_health(status, reason)
 
     @hookimpl
-    async def startup(self, server: Any) -> None:
+    async def startup(self, host: PluginHost) -> None:
         """Open the pool now if the database is there; if not, report the plugin unavailable
         (``/readyz`` answers 503) and let the listener keep trying."""
-        self.server = server
+        self.host = host
         where = self.database.settings.where
         try:
             await self.database.ensure_ready()

@@ -16,20 +16,19 @@ import contextlib
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import RedisError
 
+from dback_core.backoff import Backoff
 from dback_core.events import Event
+from dback_core.host import PluginHost
 from dback_redis.config import EDGE, PUBLISHER, RedisConfig, redacted
-from dback_redis.connection import open_client
+from dback_redis.connection import RETRY_FIRST, open_client
 from dback_redis.edge import Edge
 from dback_redis.election import Lease
 from dback_redis.publisher import Publisher
 from dback_redis.snapshot import Keys
-
-if TYPE_CHECKING:
-    from dback_core.server import DbackServer
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ class Elected:
         self.config = config
         self.sequence = itertools.count(1)
         self.role: Edge | Publisher = Edge(config, self.sequence)
-        self.server: DbackServer | None = None
+        self.host: PluginHost | None = None
         self.redis = open_client(config)
         self.lease = Lease(self.redis, Keys(config.prefix), config.process_id, config.lease_seconds)
         #: Times this process took the lease, for tests and diagnostics.
@@ -58,11 +57,11 @@ class Elected:
     def current(self) -> str:
         return PUBLISHER if self.leading else EDGE
 
-    async def start(self, server: DbackServer) -> None:
+    async def start(self, host: PluginHost) -> None:
         """Follow the bus as an edge; take the lease at once if nobody holds it, so a single
         process (or the first of several) serves its providers from the start."""
-        self.server = server
-        await self.role.start(server)
+        self.host = host
+        await self.role.start(host)
         with contextlib.suppress(RedisError, OSError):
             fence = await self.lease.acquire()
             if fence is not None:
@@ -83,16 +82,25 @@ class Elected:
         await self.redis.aclose()
 
     async def _elect(self) -> None:
-        """Renew the lease while leading, try to take it while not, every third of its life."""
+        """Renew the lease while leading, try to take it while not, every third of its life.
+
+        After Redis failed, the next try comes sooner (a ``Backoff`` from ``RETRY_FIRST`` up
+        to that third): a publisher that missed one renewal gets another chance before its
+        lease runs out, instead of a third of the lease later.
+        """
         interval = self.config.lease_seconds / 3
+        failures = Backoff(min(RETRY_FIRST, interval), interval)
+        wait = interval
         renewed_at = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), interval)
+                await asyncio.wait_for(self._lost.wait(), wait)
+            wait = interval
             try:
                 if self.leading and not self._lost.is_set():
                     if await self.lease.renew():
                         renewed_at = time.monotonic()
+                        failures.reset()
                         continue
                     log.warning("redis: the publisher lease passed to another process")
                     await self._follow()
@@ -103,7 +111,9 @@ class Elected:
                     if fence is not None:
                         await self._lead(fence)
                         renewed_at = time.monotonic()
+                failures.reset()
             except (RedisError, OSError) as error:
+                wait = failures.next()
                 if self.leading and time.monotonic() - renewed_at > self.config.lease_seconds:
                     # Unrenewed past its expiry, the lease may be another's by now.
                     log.warning("redis: could not renew the publisher lease (%s)", error)
@@ -115,7 +125,7 @@ class Elected:
 
     async def _lead(self, fence: int) -> None:
         """Become the publisher: start the providers, publish under ``fence``."""
-        assert self.server is not None
+        assert self.host is not None
         async with self._switching:
             await self.role.stop()
             self._lost.clear()
@@ -131,22 +141,22 @@ class Elected:
             # The data hooks step aside from here on, so the providers' world is loaded;
             # the publisher starts once it is, and its first write is the whole snapshot.
             self.role = publisher
-            self.server.keep_loaded = True
-            await self.server.release_plugins()
-            publisher.start(self.server)
+            self.host.keep_loaded(True)
+            await self.host.release_plugins()
+            publisher.start(self.host)
 
     async def _follow(self) -> None:
         """Stop publishing at once, put the providers back on standby, serve as an edge."""
-        assert self.server is not None
+        assert self.host is not None
         async with self._switching:
             if not self.leading:
                 return
             await self.role.stop()
             log.info("redis %s: this process is an edge now", redacted(self.config.url))
-            self.server.keep_loaded = False
+            self.host.keep_loaded(False)
             self.role = Edge(self.config, self.sequence)
-            await self.server.hold_plugins()
-            await self.role.start(self.server)
+            await self.host.hold_plugins()
+            await self.role.start(self.host)
             self._lost.clear()
 
     # -- what the plugin's hooks ask ---------------------------------------------------------

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from dback_core.plugins import NotConfigured
+from dback_core import NotConfigured
 from dback_core.settings import Setting, read
 from dback_redis.chat import ChatLimits
 

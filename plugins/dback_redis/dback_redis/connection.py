@@ -9,19 +9,23 @@ import itertools
 import logging
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from dback_core.backoff import Backoff
 from dback_core.events import Event, Message, Presence
+from dback_core.host import PluginHost
 from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 
-if TYPE_CHECKING:
-    from dback_core.server import DbackServer
-
 log = logging.getLogger(__name__)
+
+#: Seconds before the first new attempt after Redis failed, and the most the doubling delay
+#: grows to: every Redis loop (follower, publisher writer, edge outbox) backs off like this.
+RETRY_FIRST = 0.1
+RETRY_MAX = 5.0
 
 #: Seconds to connect or to wait for an answer. Short, so that a lost Redis makes a data hook
 #: fail quickly (the core then keeps what it has) instead of hanging for the hook timeout.
@@ -40,13 +44,18 @@ def open_client(config: RedisConfig) -> Redis:
     )
 
 
-def complete(server: DbackServer, event: Event) -> Event:
+def retry_backoff() -> Backoff:
+    """The delays of a loop that retries Redis."""
+    return Backoff(RETRY_FIRST, RETRY_MAX)
+
+
+def complete(host: PluginHost, event: Event) -> Event:
     """A presence with the member's full record as this process holds it, so processes that
     do not know the member yet (or load it later) can apply it."""
     if not isinstance(event, Presence) or event.delete:
         return event
-    guild = server.directory.guilds.get(event.server_id)
-    user = guild.users.get(event.uid) if guild is not None else None
+    guild = host.guild(event.server_id)
+    user = guild.members.get(event.uid) if guild is not None else None
     if user is None:
         return event
     return Presence(event.server_id, event.uid, user["status"], user["username"], user["roleColor"])
@@ -65,7 +74,7 @@ class Role:
         self.config = config
         self.keys = snapshot.Keys(config.prefix)
         self.redis = open_client(config)
-        self.server: DbackServer | None = None
+        self.host: PluginHost | None = None
         #: This process's message numbers; shared by the roles a process takes in turn, so
         #: its numbering never restarts (receivers would take new messages for duplicates).
         self.sequence = sequence if sequence is not None else itertools.count(1)
@@ -106,7 +115,7 @@ class Role:
 
     async def follow(self) -> None:
         """Keep a subscription open for as long as the server runs."""
-        backoff = 0.1
+        backoff = retry_backoff()
         while True:
             pubsub = self.redis.pubsub()
             try:
@@ -115,7 +124,7 @@ class Role:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
-                    backoff = 0.1
+                    backoff.reset()
                     if message["type"] == "subscribe":
                         await self.subscribed()
                     elif message["type"] == "message":
@@ -133,8 +142,7 @@ class Role:
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await backoff.sleep()
 
     async def subscribed(self) -> None:
         """The subscription is (re)established: whatever went by meanwhile is caught up."""
@@ -175,9 +183,9 @@ class Role:
 
     async def apply(self, envelope: codec.Envelope) -> None:
         """Apply another process's event here; ``relay=False`` keeps it off the bus."""
-        assert self.server is not None and envelope.event is not None
+        assert self.host is not None and envelope.event is not None
         self.applied += 1
-        await self.server.publish(envelope.event, None, relay=False)
+        await self.host.publish(envelope.event, relay=False)
 
     async def resync(self) -> None:
         """Catch up after messages may have been missed: replay the chat not seen yet."""

@@ -20,17 +20,15 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import RedisError
 
 from dback_core.events import ClientIdUpdate, Event, Message, Presence
+from dback_core.host import PluginHost
 from dback_redis import snapshot
 from dback_redis.config import RedisConfig, redacted
-from dback_redis.connection import Role, complete
-
-if TYPE_CHECKING:
-    from dback_core.server import DbackServer
+from dback_redis.connection import Role, complete, retry_backoff
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +52,9 @@ class Edge(Role):
         self._wake = asyncio.Event()
         self._last_servers: dict[str, dict[str, Any]] = {}
 
-    async def start(self, server: DbackServer) -> None:
+    async def start(self, host: PluginHost) -> None:
         """Subscribe before the core loads anything, so no event falls between the two."""
-        self.server = server
+        self.host = host
         self._spawn(self.follow(), "dback-redis-edge")
         self._spawn(self._send(), "dback-redis-edge-outbox")
         try:
@@ -91,10 +89,10 @@ class Edge(Role):
         """A subscription made during ``startup`` precedes the first load; any later one
         (a reconnect, Redis coming up after the server started without it, or an elected
         publisher turning edge) needs a resync."""
-        assert self.server is not None
+        assert self.host is not None
         if not self._subscribed.is_set():
             self._subscribed.set()
-            if not self.server.ready:
+            if not self.host.ready:
                 return
         else:
             log.info("redis subscription re-established; resynchronising")
@@ -107,11 +105,11 @@ class Edge(Role):
         Like the core's periodic reload, a guild's viewers get a new world only when it
         changed: after a short blip nothing did, and thousands of viewers need no resend.
         """
-        assert self.server is not None
+        assert self.host is not None
         if await self.redis.exists(self.keys.servers):
-            await self.server.refresh(None)
-            for key in list(self.server.directory.guilds):
-                await self.server.refresh(key, always=False)
+            await self.host.refresh(None)
+            for key in self.host.loaded_guilds():
+                await self.host.refresh(key, always=False)
         else:
             # Redis came back empty: the publisher's rewrite ends with a ``resync`` message,
             # which brings the edge here again with a snapshot to read.
@@ -123,14 +121,14 @@ class Edge(Role):
     def applied_here(self, event: Event, origin: str | None) -> None:
         """Queue an event of this edge's own API for the bus (called by ``event_applied``)."""
         if origin is None and isinstance(event, SHARED_KINDS):
-            assert self.server is not None
-            self._outbox.append((time.time(), complete(self.server, event)))
+            assert self.host is not None
+            self._outbox.append((time.time(), complete(self.host, event)))
             self._wake.set()
 
     async def _send(self) -> None:
         """Publish the outbox, oldest first; while Redis is away the events wait (chat no
         longer than the replay window, so a reconnect does not bring stale bubbles)."""
-        backoff = 0.1
+        backoff = retry_backoff()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -150,9 +148,8 @@ class Edge(Role):
                         len(self._outbox),
                         error,
                     )
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    await backoff.sleep()
                     continue
-                backoff = 0.1
+                backoff.reset()
                 for _ in batch:
                     self._outbox.popleft()

@@ -15,6 +15,7 @@ from typing import Any
 
 from dback_core import hookimpl
 from dback_core.events import Event
+from dback_core.host import PluginHost
 from dback_redis.auto import Elected
 from dback_redis.config import EDGE, PUBLISHER, SETTINGS, RedisConfig
 from dback_redis.edge import Edge
@@ -50,8 +51,8 @@ class PublisherPlugin(RedisPlugin):
         self.role = Publisher(self.config)
 
     @hookimpl
-    def startup(self, server: Any) -> None:
-        self.role.start(server)
+    def startup(self, host: PluginHost) -> None:
+        self.role.start(host)
 
     @hookimpl
     async def shutdown(self) -> None:
@@ -70,8 +71,8 @@ class EdgePlugin(RedisPlugin):
         self.role = Edge(self.config)
 
     @hookimpl
-    async def startup(self, server: Any) -> None:
-        await self.role.start(server)
+    async def startup(self, host: PluginHost) -> None:
+        await self.role.start(host)
 
     @hookimpl
     async def shutdown(self) -> None:
@@ -111,13 +112,13 @@ class AutoPlugin(RedisPlugin):
     @property
     def dback_detail(self) -> str:
         detail = self.config.describe()
-        if self.role.server is None:
+        if self.role.host is None:
             return detail
         return detail.replace("role=auto", f"role=auto ({self.role.current})", 1)
 
     @hookimpl
-    async def startup(self, server: Any) -> None:
-        await self.role.start(server)
+    async def startup(self, host: PluginHost) -> None:
+        await self.role.start(host)
 
     @hookimpl
     async def shutdown(self) -> None:

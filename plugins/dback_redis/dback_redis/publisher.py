@@ -20,18 +20,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import RedisError, WatchError
 
 from dback_core.events import ClientIdUpdate, Event, Message, Presence, Refresh
+from dback_core.host import PluginHost
 from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
-from dback_redis.connection import Role, complete
+from dback_redis.connection import Role, complete, retry_backoff
 from dback_redis.election import Lease, LeaseLost
-
-if TYPE_CHECKING:
-    from dback_core.server import DbackServer
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +62,9 @@ class Publisher(Role):
         self._backlog = chat.Backlog(config.chat)
         self._down = True
 
-    def start(self, server: DbackServer) -> None:
-        self.server = server
-        server.keep_loaded = True
+    def start(self, host: PluginHost) -> None:
+        self.host = host
+        host.keep_loaded(True)
         self._spawn(self._run(), "dback-redis-publisher")
         self._spawn(self.follow(), "dback-redis-publisher-follow")
 
@@ -76,7 +74,8 @@ class Publisher(Role):
             if isinstance(event, Message):
                 self._backlog.add(event)  # the snapshot rewrite covers everything else
             return
-        self._enqueue(complete(self.server, event), True)
+        assert self.host is not None  # not down: started
+        self._enqueue(complete(self.host, event), True)
 
     def _enqueue(self, event: Event, publish: bool) -> None:
         if self._queue.qsize() >= MAX_QUEUE:
@@ -104,16 +103,16 @@ class Publisher(Role):
         """Write the first snapshot once the server is up, then follow the queue.
 
         ``startup`` runs before the core has loaded anything, so the first snapshot waits
-        for ``server.ready`` (set once every guild is loaded and the server listens).
+        until the server is ready (every guild loaded, listening).
         """
-        while not self.server.ready:
-            await asyncio.sleep(0.05)
-        backoff = 0.1
+        assert self.host is not None
+        await self.host.wait_ready()
+        backoff = retry_backoff()
         while True:
             try:
                 if self._down:
                     await self._rewrite()
-                    backoff = 0.1
+                    backoff.reset()
                     continue
                 batch = [await self._queue.get()]
                 while len(batch) < MAX_BATCH and not self._queue.empty():
@@ -133,14 +132,12 @@ class Publisher(Role):
                         error,
                     )
                 self._mark_down()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await backoff.sleep()
             except Exception:
                 # A bug must not stop publishing for good: start over with a full rewrite.
                 log.exception("redis publisher failed; rewriting the snapshot")
                 self._mark_down()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await backoff.sleep()
 
     async def _rewrite(self) -> None:
         """Rewrite the whole snapshot and tell the edges to reload it (one transaction).
@@ -149,11 +146,12 @@ class Publisher(Role):
         the directory are both in it and queued, which is harmless: a presence the edges
         already have changes nothing.
         """
+        assert self.host is not None
         self._down = False
         backlog = self._backlog.take()
         try:
             async with self._transaction() as pipe:
-                await snapshot.write_all(pipe, self.redis, self.keys, self.server.directory)
+                await snapshot.write_all(pipe, self.redis, self.keys, self.host)
                 for sent_at, message in backlog:
                     self.publish(pipe, message, sent_at)
                 self.publish(pipe, None)
@@ -164,7 +162,7 @@ class Publisher(Role):
             raise
         log.info(
             "redis snapshot of %d guilds written to %s%s",
-            len(self.server.directory.guilds),
+            len(self.host.loaded_guilds()),
             redacted(self.config.url),
             f", with {len(backlog)} chat messages from the outage" if backlog else "",
         )
@@ -199,16 +197,16 @@ class Publisher(Role):
                 raise LeaseLost("the publisher lease changed hands during a write") from None
 
     async def _snapshot(self, pipe: Any, event: Event) -> None:
-        directory = self.server.directory
+        assert self.host is not None
         if isinstance(event, Presence):
-            guild = directory.guilds.get(event.server_id)
-            user = guild.users.get(event.uid) if guild is not None else None
+            guild = self.host.guild(event.server_id)
+            user = guild.members.get(event.uid) if guild is not None else None
             snapshot.write_user(pipe, self.keys, event.server_id, user, event.uid)
         elif isinstance(event, ClientIdUpdate):
             snapshot.write_client_id(pipe, self.keys, event.server_id, event.client_id)
         elif isinstance(event, Refresh) and event.server_id is None:
-            await snapshot.write_all(pipe, self.redis, self.keys, directory)
+            await snapshot.write_all(pipe, self.redis, self.keys, self.host)
         elif isinstance(event, Refresh):
-            guild = directory.guilds.get(event.server_id)
+            guild = self.host.guild(event.server_id) if event.server_id is not None else None
             if guild is not None:
                 snapshot.write_guild(pipe, self.keys, guild)

@@ -19,12 +19,12 @@ the matching PUBLISH, so an edge never reads a snapshot older than a message it 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio.client import Pipeline, Redis
 
-from dback_core.directory import Directory, Guild
-from dback_core.records import ServerInfo
+from dback_core.host import GuildView, ListedGuild, PluginHost
 
 
 class Keys:
@@ -46,7 +46,7 @@ class Keys:
         return f"{self.prefix}:meta:{key}"
 
 
-def server_record(info: ServerInfo) -> dict[str, Any]:
+def server_record(info: ListedGuild) -> dict[str, Any]:
     """A ``get_server_data`` record that the core turns back into the same ``ServerInfo``."""
     record: dict[str, Any] = {
         "id": info.id,
@@ -64,13 +64,13 @@ def _dumps(value: Any) -> str:
 
 
 def write_user(
-    pipe: Pipeline, keys: Keys, guild_key: str, user: dict[str, Any] | None, uid: str
+    pipe: Pipeline, keys: Keys, guild_key: str, user: Mapping[str, Any] | None, uid: str
 ) -> None:
     """Queue one member's record (None: the member left)."""
     if user is None:
         pipe.hdel(keys.users(guild_key), uid)
     else:
-        pipe.hset(keys.users(guild_key), uid, _dumps(user))
+        pipe.hset(keys.users(guild_key), uid, _dumps(dict(user)))
 
 
 def write_client_id(pipe: Pipeline, keys: Keys, guild_key: str, client_id: str | None) -> None:
@@ -80,24 +80,27 @@ def write_client_id(pipe: Pipeline, keys: Keys, guild_key: str, client_id: str |
         pipe.hdel(keys.meta(guild_key), "client_id")
 
 
-def write_guild(pipe: Pipeline, keys: Keys, guild: Guild) -> None:
+def write_guild(pipe: Pipeline, keys: Keys, guild: GuildView) -> None:
     """Queue a full rewrite of one guild's members and meta."""
     pipe.delete(keys.users(guild.key), keys.meta(guild.key))
-    if guild.users:
-        pipe.hset(keys.users(guild.key), mapping={u: _dumps(r) for u, r in guild.users.items()})
+    if guild.members:
+        members = {uid: _dumps(dict(record)) for uid, record in guild.members.items()}
+        pipe.hset(keys.users(guild.key), mapping=members)
     write_client_id(pipe, keys, guild.key, guild.client_id)
     pipe.sadd(keys.guilds, guild.key)
 
 
-async def write_all(pipe: Pipeline, redis: Redis, keys: Keys, directory: Directory) -> None:
-    """Queue a rewrite of the whole snapshot, dropping guilds that are no longer listed."""
-    servers = {key: server_record(info) for key, info in directory.servers.items()}
-    pipe.set(keys.servers, _dumps(servers))
+async def write_all(pipe: Pipeline, redis: Redis, keys: Keys, host: PluginHost) -> None:
+    """Queue a rewrite of the whole snapshot from the server's guild list and loaded guilds,
+    dropping guilds that are no longer loaded."""
     known = set(await redis.smembers(keys.guilds))
-    for gone in known - set(directory.guilds):
+    servers = host.guild_list()
+    pipe.set(keys.servers, _dumps({key: server_record(info) for key, info in servers.items()}))
+    guilds = host.loaded_guilds()
+    for gone in known - set(guilds):
         pipe.delete(keys.users(gone), keys.meta(gone))
         pipe.srem(keys.guilds, gone)
-    for guild in directory.guilds.values():
+    for guild in guilds.values():
         write_guild(pipe, keys, guild)
 
 
