@@ -1,31 +1,51 @@
 # Two commands do everything on a fresh clone:
 #   make serve   set up .venv (core + every plugin in plugins/, editable) and start dback
-#   make test    set up .venv with the test tools and run the whole test suite
+#   make test    add the test tools, install and start what the tests need outside Python
+#                (scripts/test-machine: chromium, nginx, PostgreSQL, Redis...), lint, run all
 #   make bench   dback side by side with d-back 0.0.18 (see docs/performance.md; BENCH_ARGS=--quick)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
+# d-back's import path and command line: a distribution of its own (see compat/README.md)
+COMPAT_DIR := compat
+PROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS) $(COMPAT_DIR))
+# What `make serve` needs - the core and every plugin - and, for `make setup` and everything
+# that tests, the test tools on top.
+SERVE_STAMP := $(VENV)/.installed-serve
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve test lint bench clean
+.PHONY: setup setup-serve test-machine serve test lint typecheck bench clean
 
-$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
+$(SERVE_STAMP): $(PROJECTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' $(addprefix -e ./,$(PLUGIN_DIRS))
+	$(BIN)/python -m pip install --quiet -e . $(addprefix -e ./,$(PLUGIN_DIRS) $(COMPAT_DIR))
+	touch $(SERVE_STAMP)
+
+$(STAMP): $(SERVE_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+setup-serve: $(SERVE_STAMP)
 
 setup: $(STAMP)
 
-serve: setup
+# System packages and services the tests use: installed and started when missing or down.
+test-machine:
+	scripts/test-machine
+
+serve: setup-serve
 	$(BIN)/dback serve
 
-lint: setup
+lint: setup typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: setup lint
+typecheck: setup
+	$(BIN)/mypy
+
+test: setup test-machine lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup

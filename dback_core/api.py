@@ -50,7 +50,7 @@ class WebSocketServer:
         """``callback(server_id)`` -> members keyed by uid; asked before any plugin."""
         self._callbacks["get_user_data"] = callback
 
-    def on_validate_discord_user(self, callback: Callable[[str, dict, str], Any]) -> None:
+    def on_validate_discord_user(self, callback: Callable[[str, dict[str, Any], str], Any]) -> None:
         """``callback(token, user_info, server_id)`` -> bool, for passworded guilds."""
         self._callbacks["authorize"] = callback
 
@@ -163,7 +163,7 @@ class WebSocketServer:
         if "get_server_data" in callbacks:
 
             @hookimpl
-            def get_server_data():
+            def get_server_data() -> Any:
                 return callbacks["get_server_data"]()
 
             plugin.get_server_data = get_server_data
@@ -171,7 +171,7 @@ class WebSocketServer:
         if "get_user_data" in callbacks:
 
             @hookimpl
-            def get_user_data(server_id):
+            def get_user_data(server_id: str) -> Any:
                 return callbacks["get_user_data"](server_id)
 
             plugin.get_user_data = get_user_data
@@ -179,7 +179,7 @@ class WebSocketServer:
         if "authorize" in callbacks:
 
             @hookimpl
-            def authorize(server_id, credentials):
+            def authorize(server_id: str, credentials: dict[str, Any]) -> Awaitable[bool] | None:
                 token = credentials.get("discordToken")
                 if not token:
                     return None
@@ -192,7 +192,7 @@ class WebSocketServer:
         if "get_client_id" in callbacks:
 
             @hookimpl
-            def get_client_id(server_id):
+            def get_client_id(server_id: str) -> Any:
                 return callbacks["get_client_id"](server_id)
 
             plugin.get_client_id = get_client_id

@@ -12,6 +12,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from websockets.typing import Origin
+
+from dback_core.settings import SettingsError
+
 
 def _as_bool(value: str) -> bool:
     lowered = value.strip().lower()
@@ -42,8 +46,13 @@ class Settings:
     compression: str = "deflate"
     #: Listen backlog, sized for thousands of clients reconnecting at once.
     backlog: int = 4096
-    #: Seconds a client may take to complete the WebSocket handshake.
+    #: Listen with SO_REUSEPORT, so several processes share the port (``--workers`` sets it
+    #: for its workers; the kernel spreads new connections over them).
+    reuse_port: bool = False
+    #: Seconds from accept a client may take to complete the WebSocket handshake.
     open_timeout: float = 10.0
+    #: Seconds a static file download may go without the client reading anything.
+    static_stall_timeout: float = 30.0
     #: Seconds between pings that detect vanished clients; a pong must come within timeout.
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
@@ -58,9 +67,11 @@ class Settings:
     allowed_origins: str = ""
 
     @property
-    def origins(self) -> list[str | None] | None:
+    def origins(self) -> list[Origin | None] | None:
         """The allow-list for the handshake, or None when every Origin is welcome."""
-        listed = [origin.strip() for origin in self.allowed_origins.split(",") if origin.strip()]
+        listed = [
+            Origin(origin.strip()) for origin in self.allowed_origins.split(",") if origin.strip()
+        ]
         return [*listed, None] if listed else None
 
     @classmethod
@@ -82,12 +93,19 @@ class Settings:
         return replace(self, **changes)
 
     def validate(self) -> None:
+        """Raise a ``SettingsError`` naming the first variable with an unusable value."""
         if self.compression not in {"none", "deflate"}:
-            raise ValueError(
-                f"DBACK_COMPRESSION must be 'none' or 'deflate', not {self.compression!r}"
+            raise SettingsError(
+                "DBACK_COMPRESSION", f"must be 'none' or 'deflate', not {self.compression!r}"
             )
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"DBACK_PORT must be between 0 and 65535, not {self.port}")
+            raise SettingsError("DBACK_PORT", f"must be between 0 and 65535, not {self.port}")
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, int | float) and not value >= 0:
+                raise SettingsError(
+                    f"DBACK_{field.name.upper()}", f"must not be negative, got {value!r}"
+                )
 
 
 def _convert(name: str, type_name: Any, raw: str) -> Any:
@@ -101,6 +119,8 @@ def _convert(name: str, type_name: Any, raw: str) -> Any:
             return float(raw)
         if type_text == "bool":
             return _as_bool(raw)
-    except ValueError as error:
-        raise ValueError(f"DBACK_{name.upper()}: {error}") from error
+    except ValueError:
+        kinds = {"int": "a whole number", "float": "a number", "bool": "a boolean (1/0, yes/no)"}
+        kind = kinds.get(type_text, "valid")
+        raise SettingsError(f"DBACK_{name.upper()}", f"must be {kind}, got {raw!r}") from None
     return raw

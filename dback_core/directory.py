@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from dback_core import protocol
 from dback_core.events import ClientIdUpdate, Event, Message, Presence
 from dback_core.hooks import PluginHooks
+from dback_core.inputs import CHANNEL_CHARS, ID_CHARS, MESSAGE_CHARS, clean_text
 from dback_core.records import (
     ServerInfo,
     merge_servers,
     normalize_color,
     normalize_status,
     normalize_users,
+    record_warnings,
+    username,
 )
 
 log = logging.getLogger(__name__)
@@ -87,8 +91,16 @@ class Guild:
 class Directory:
     """Guild list and loaded guilds; turns events into encoded frames."""
 
-    def __init__(self, hooks: PluginHooks) -> None:
+    def __init__(
+        self,
+        hooks: PluginHooks,
+        on_access_change: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self.hooks = hooks
+        #: Told, synchronously, the keys of guilds whose access rules changed or that left
+        #: the list, as soon as the new list is in place: before anything else can be sent
+        #: to a viewer who is no longer allowed in.
+        self.on_access_change = on_access_change
         self.servers: dict[str, ServerInfo] = {}
         self.guilds: dict[str, Guild] = {}
         self._by_short_id: dict[str, str] = {}
@@ -119,9 +131,17 @@ class Directory:
             else:
                 self._last_answers[plugin] = answer
             answers.append((plugin, answer))
-        servers = merge_servers(answers)
+        return self.install_servers(merge_servers(answers))
+
+    def install_servers(self, servers: dict[str, ServerInfo]) -> bool:
+        """Make ``servers`` the guild list; True when what clients see changed.
+
+        Every change of the list goes through here, so that guilds that left it, or whose
+        access rules changed, are reported to ``on_access_change``.
+        """
         frame = protocol.server_list({key: info.public() for key, info in servers.items()})
         changed = frame != self._server_list_frame
+        previous = self.servers
         self.servers = servers
         self._by_short_id = {}
         for key, info in servers.items():
@@ -133,6 +153,13 @@ class Directory:
         for key, guild in self.guilds.items():
             if guild.info != servers[key]:
                 guild.info = servers[key]
+        revoked = [
+            key
+            for key, info in previous.items()
+            if key not in servers or servers[key].access != info.access
+        ]
+        if revoked and self.on_access_change is not None:
+            self.on_access_change(revoked)
         return changed
 
     def resolve(self, requested: str) -> ServerInfo | None:
@@ -199,7 +226,7 @@ class Directory:
         )
         for event, origin in arrived:
             if origin is None or owner is None or origin == owner:
-                self._change(guild, event)
+                self._change(guild, event, origin)
         if key in self.servers:
             self.guilds[key] = guild
         log.debug("loaded guild %s: %d members from %s", key, len(guild.users), owner)
@@ -208,7 +235,7 @@ class Directory:
     def evict(self, key: str) -> None:
         self.guilds.pop(key, None)
 
-    def apply(self, event: Event, origin: str | None) -> bytes | None:
+    def apply(self, event: Presence | Message | ClientIdUpdate, origin: str | None) -> bytes | None:
         """Apply an event to its guild and return the frame for its viewers, or None.
 
         Events for guilds nobody has loaded are dropped: the next load reads fresh data, and
@@ -225,21 +252,41 @@ class Directory:
         if origin is not None and guild.owner is not None and origin != guild.owner:
             return None
         if isinstance(event, Message):
-            if event.uid not in guild.users or not event.message:
-                return None
-            return protocol.message(guild.key, event.uid, event.message, event.channel)
-        return self._change(guild, event)
+            return self._message(guild, event, origin)
+        return self._change(guild, event, origin)
 
-    def _change(self, guild: Guild, event: Event) -> bytes | None:
+    def _message(self, guild: Guild, event: Message, origin: str | None) -> bytes | None:
+        """The chat frame, with text and channel cut to their limits, or None when the
+        client would ignore it (unknown member, empty text)."""
+        if event.uid not in guild.users or not event.message:
+            return None
+        text, problem = clean_text(event.message, MESSAGE_CHARS)
+        channel, channel_problem = clean_text(event.channel, CHANNEL_CHARS)
+        if problem or channel_problem:
+            plugin = origin or guild.owner or "api"
+            record_warnings.warning(
+                (plugin, "message", guild.key, event.uid),
+                "plugin %s: message from %s in guild %s: %s",
+                plugin,
+                event.uid,
+                guild.key,
+                problem or f"channel {channel_problem}",
+            )
+        return protocol.message(guild.key, event.uid, text, channel)
+
+    def _change(self, guild: Guild, event: Event, origin: str | None) -> bytes | None:
         """Apply a presence or client-id change to ``guild``; the frame, or None if no change."""
         if isinstance(event, Presence):
-            return self._apply_presence(guild, event)
+            return self._apply_presence(guild, event, origin or guild.owner or "api")
         if isinstance(event, ClientIdUpdate):
             guild.client_id = event.client_id
             return protocol.client_id_update(guild.key, event.client_id)
         return None
 
-    def _apply_presence(self, guild: Guild, event: Presence) -> bytes | None:
+    def _apply_presence(self, guild: Guild, event: Presence, plugin: str) -> bytes | None:
+        """Apply a member's change the way a join would load the same record: a name left
+        out (None) keeps the known one, an empty or missing name is the uid, an oversized
+        one is cut (see ``records.username``)."""
         known = guild.users.get(event.uid)
         if event.delete:
             if known is None:
@@ -247,15 +294,24 @@ class Directory:
             del guild.users[event.uid]
             guild.changed()
             return protocol.presence(guild.key, known, delete=True)
-        if known is None and not event.username:
-            log.debug("presence for unknown uid %s without username dropped", event.uid)
+        if known is None and clean_text(event.uid, ID_CHARS)[1] is not None:
+            record_warnings.warning(
+                (plugin, "user", str(event.uid)[:ID_CHARS]),
+                "plugin %s: dropped a presence in guild %s: no usable uid",
+                plugin,
+                guild.key,
+            )
             return None
+        if event.username is None and known is not None:
+            name = known["username"]
+        else:
+            name = username(event.username, event.uid, plugin)
         user = {
             "uid": event.uid,
-            "username": event.username or known["username"],
-            "status": normalize_status(event.status),
+            "username": name,
+            "status": normalize_status(event.status, plugin),
             "roleColor": (
-                normalize_color(event.role_color)
+                normalize_color(event.role_color, plugin)
                 if event.role_color is not None
                 else (known["roleColor"] if known else False)
             ),

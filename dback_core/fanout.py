@@ -60,6 +60,10 @@ def text_frame(payload: bytes) -> bytes:
 class Viewer:
     """Per-connection state: the guild it watches, as requested, and guilds it unlocked.
 
+    ``authorized`` maps each unlocked guild to the access fingerprint it was unlocked under
+    (``ServerInfo.access``): a new password or a guild turning passworded changes the
+    fingerprint, and the old unlock stops counting.
+
     Slotted: there is one per open connection, and idle connections are most of them.
     """
 
@@ -71,7 +75,7 @@ class Viewer:
         self.deflate = deflate
         self.guild: str | None = None
         self.requested: str | None = None
-        self.authorized: set[str] = set()
+        self.authorized: dict[str, str] = {}
 
 
 def forget_handshake_headers(connection: ServerConnection) -> None:
@@ -132,6 +136,13 @@ class Fanout:
             stream.behind.add(connection)
         else:
             stream.history_free.add(connection)
+
+    def leave(self, viewer: Viewer) -> None:
+        """Make ``viewer`` watch nothing: no broadcast reaches it until its next join."""
+        if viewer.guild is not None:
+            self._leave(viewer.connection, viewer.guild)
+        viewer.guild = None
+        viewer.requested = None
 
     def _leave(self, connection: ServerConnection, guild: str) -> None:
         members = self.by_guild.get(guild)

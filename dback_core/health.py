@@ -2,7 +2,7 @@
 
 Loading tells whether a plugin could be imported and configured; it cannot tell that a
 database went away or that Discord revoked the bot's token an hour later. A plugin reports
-that itself through ``server.report_health(plugin, status, reason)``, and the rest of the
+that itself through its host (``host.report_health(status, reason)``), and the rest of the
 server reads it from here:
 
 ``SERVING``

@@ -10,34 +10,28 @@ raises or hangs as "no answer" - logged with the plugin's name, never fatal.
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
-from dback_core.health import FAILED
+from dback_core import health
+from dback_core.hookspecs import INVALID, PASS, RULES
+from dback_core.host import PluginHost
 from dback_core.metrics import Metrics
-from dback_core.plugins import NOT_CONFIGURED, NotConfigured, PluginRecord, PluginSet
+from dback_core.plugins import (
+    FAILED,
+    NOT_CONFIGURED,
+    AccessRefused,
+    NotConfigured,
+    PluginRecord,
+    PluginSet,
+)
+from dback_core.settings import SettingsError
 
 log = logging.getLogger(__name__)
-
-#: Hooks for which an embedded default (the mock) steps aside when a real plugin implements
-#: them. Lifecycle and command hooks always run for every active plugin.
-_DATA_HOOKS = frozenset(
-    {
-        "get_server_data",
-        "get_user_data",
-        "event_sources",
-        "event_applied",
-        "authorize",
-        "get_client_id",
-    }
-)
-
-#: Hooks that serve data to viewers: a plugin that reported itself ``FAILED`` is not asked,
-#: so its guilds leave the list instead of being served frozen. Its other hooks still run.
-_SERVING_HOOKS = frozenset({"get_server_data", "get_user_data", "authorize", "get_client_id"})
 
 
 class _NoAnswer:
@@ -68,9 +62,13 @@ class PluginHooks:
         """
         found = self._implementations.get(hook)
         if found is None:
-            found = self._find_implementations(hook)
-            if hook in _SERVING_HOOKS:
-                found = [(record, impl) for record, impl in found if record.health.status != FAILED]
+            found = [pair for pair in self._find_implementations(hook) if not pair[0].standby]
+            if RULES[hook].skips_failed:
+                found = [
+                    (record, impl)
+                    for record, impl in found
+                    if record.health.status != health.FAILED
+                ]
             self._implementations[hook] = found
         return found
 
@@ -79,8 +77,13 @@ class PluginHooks:
         self._implementations.clear()
 
     def providers(self) -> list[PluginRecord]:
-        """The plugins that list guilds, whatever their health: the ones readiness waits for."""
-        return [record for record, _ in self._find_implementations("get_server_data")]
+        """The plugins that list guilds here, whatever their health: the ones readiness
+        waits for (plugins on standby do not serve this process)."""
+        return [
+            record
+            for record, _ in self._find_implementations("get_server_data")
+            if not record.standby
+        ]
 
     def _find_implementations(self, hook: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
         caller = getattr(self.plugins.manager.hook, hook)
@@ -90,12 +93,15 @@ class PluginHooks:
             for record in self.plugins.active
             if record.name in functions
         ]
-        if hook in _DATA_HOOKS and any(not record.is_standby_fallback for record, _ in found):
+        if RULES[hook].reverse:
+            found.reverse()
+        steps_aside = RULES[hook].fallback_steps_aside
+        if steps_aside and any(not record.is_standby_fallback for record, _ in found):
             found = [(record, impl) for record, impl in found if not record.is_standby_fallback]
         return [(record, _bound(impl)) for record, impl in found]
 
     async def _call(
-        self, record: PluginRecord, function: Callable[..., Any], hook: str, kwargs: dict
+        self, record: PluginRecord, function: Callable[..., Any], hook: str, kwargs: dict[str, Any]
     ) -> Any:
         started = time.perf_counter()
         error: str | None = None
@@ -106,8 +112,13 @@ class PluginHooks:
             return result
         except asyncio.CancelledError:
             raise
-        except NotConfigured:
+        except (NotConfigured, AccessRefused):
             raise
+        except SettingsError:
+            if hook == "startup":
+                raise
+            error = "exception"
+            log.exception("plugin %s: %s raised", record.name, hook)
         except TimeoutError:
             error = "timeout"
             log.warning("plugin %s: %s took longer than %.1fs", record.name, hook, self.timeout)
@@ -126,25 +137,52 @@ class PluginHooks:
             results.append((record, await self._call(record, function, hook, kwargs)))
         return results
 
-    async def startup(self, settings: Any, server: Any = None) -> None:
-        """Start every plugin in order; one that reports ``NotConfigured`` leaves service."""
-        for record, function in self.implementations("startup"):
+    async def startup(
+        self,
+        settings: Any,
+        server: Any = None,
+        host_for: Callable[[PluginRecord], PluginHost] | None = None,
+        only: Collection[PluginRecord] | None = None,
+    ) -> None:
+        """Start every plugin (or those ``only``) in order, each with its own ``host`` handle
+        from ``host_for``; one that reports ``NotConfigured`` or a ``SettingsError`` leaves
+        service (the second is fatal for ``dback serve``)."""
+        for record, function in self._only(self.implementations("startup"), only):
+            kwargs = {
+                "settings": settings,
+                "server": server,
+                "host": host_for(record) if host_for is not None else None,
+            }
             try:
-                result = await self._call(
-                    record, function, "startup", {"settings": settings, "server": server}
-                )
+                result = await self._call(record, function, "startup", kwargs)
             except NotConfigured as reason:
                 record.status = NOT_CONFIGURED
                 record.error = str(reason)
                 self._implementations.clear()
                 log.info("plugin %s is not configured: %s", record.name, reason)
                 continue
+            except SettingsError as error:
+                record.status = FAILED
+                record.error = str(error)
+                record.bad_setting = error.variable
+                self._implementations.clear()
+                log.error("plugin %s: %s", record.name, error)
+                continue
             if result is NO_ANSWER:
                 log.error("plugin %s did not start; its other hooks may not answer", record.name)
 
-    async def shutdown(self) -> None:
-        for record, function in reversed(self.implementations("shutdown")):
+    async def shutdown(self, only: Collection[PluginRecord] | None = None) -> None:
+        for record, function in self._only(self.implementations("shutdown"), only):
             await self._call(record, function, "shutdown", {})
+
+    @staticmethod
+    def _only(
+        found: list[tuple[PluginRecord, Callable[..., Any]]],
+        only: Collection[PluginRecord] | None,
+    ) -> list[tuple[PluginRecord, Callable[..., Any]]]:
+        if only is None:
+            return found
+        return [(record, function) for record, function in found if record in only]
 
     async def event_applied(self, event: Any, origin: str | None) -> None:
         for record, function in self.implementations("event_applied"):
@@ -168,47 +206,69 @@ class PluginHooks:
                 answers.append((record.name, result))
         return answers
 
-    async def get_user_data(self, server_id: str) -> tuple[str | None, dict[str, Any], bool]:
-        """The first non-empty answer in order, the plugin that gave it, and whether any
-        plugin before it failed (so an empty answer may be a failure, not an empty guild)."""
+    async def first_answer(self, hook: str, **kwargs: Any) -> tuple[str | None, Any, bool]:
+        """Ask the plugins in order until one gives an answer ``hook``'s rule accepts: that
+        answer as the rule turns it, the plugin that gave it, and whether any plugin before it
+        failed (so an empty result may be a failure, not an empty guild).
+
+        A None answer, or one the rule passes on (an empty dict), asks the next plugin; one
+        of the wrong type is logged with the plugin's name and counts as failed. With no
+        accepted answer the result is the rule's ``default``. ``AccessRefused`` raised by a
+        plugin reaches the caller.
+        """
+        rule = RULES[hook]
+        assert rule.accept is not None, f"{hook} is not a first-answer hook"
         failed = False
-        for record, function in self.implementations("get_user_data"):
-            result = await self._call(record, function, "get_user_data", {"server_id": server_id})
+        for record, function in self.implementations(hook):
+            result = await self._call(record, function, hook, kwargs)
             if result is NO_ANSWER:
                 failed = True
                 continue
-            if not result:
+            if result is None:
                 continue
-            if _not_a_dict(record, "get_user_data", result):
+            value = rule.accept(result)
+            if value is PASS:
+                continue
+            if value is INVALID:
+                log.warning(
+                    "plugin %s: %s returned %s, not %s; ignored",
+                    record.name,
+                    hook,
+                    type(result).__name__,
+                    rule.expected,
+                )
                 failed = True
                 continue
-            return record.name, result, failed
-        return None, {}, failed
+            return record.name, value, failed
+        # A copy: the caller may fill in what no plugin answered (a guild served empty).
+        return None, copy.copy(rule.default), failed
+
+    async def get_user_data(self, server_id: str) -> tuple[str | None, dict[str, Any], bool]:
+        """The members of guild ``server_id`` from the first plugin with some, that plugin,
+        and whether a plugin before it failed."""
+        return await self.first_answer("get_user_data", server_id=server_id)
 
     async def authorize(
         self, server_id: str, server: dict[str, Any], credentials: dict[str, Any]
     ) -> bool:
         """True only when a plugin admits the client; no decision at all means refused."""
-        kwargs = {"server_id": server_id, "server": server, "credentials": credentials}
-        for record, function in self.implementations("authorize"):
-            result = await self._call(record, function, "authorize", kwargs)
-            if result is True or result is False:
-                return result
-            if result is not None and result is not NO_ANSWER:
-                log.warning("plugin %s: authorize returned %r, not a bool", record.name, result)
-        return False
+        _, admitted, _ = await self.first_answer(
+            "authorize", server_id=server_id, server=server, credentials=credentials
+        )
+        return bool(admitted)
 
     async def get_client_id(self, server_id: str) -> str | None:
-        for record, function in self.implementations("get_client_id"):
-            result = await self._call(record, function, "get_client_id", {"server_id": server_id})
-            if isinstance(result, str | int) and str(result):
-                return str(result)
-        return None
+        client_id: str | None
+        _, client_id, _ = await self.first_answer("get_client_id", server_id=server_id)
+        return client_id
 
-    async def event_sources(self) -> list[tuple[PluginRecord, Callable[[], Any]]]:
-        """Every event-source factory with the plugin that owns it."""
+    async def event_sources(
+        self, only: Collection[PluginRecord] | None = None
+    ) -> list[tuple[PluginRecord, Callable[[], Any]]]:
+        """Every event-source factory (of the plugins ``only``) with the plugin that owns it."""
         sources = []
-        for record, result in await self.call_each("event_sources"):
+        for record, function in self._only(self.implementations("event_sources"), only):
+            result = await self._call(record, function, "event_sources", {})
             if result is NO_ANSWER or result is None:
                 continue
             for factory in result:
@@ -233,11 +293,11 @@ class PluginHooks:
         for record in self.plugins.records:
             if record.status != NOT_CONFIGURED or record.plugin is None:
                 continue
-            function = _callable_without_instance(record.plugin, "register_commands")
-            if function is None:
+            static = _callable_without_instance(record.plugin, "register_commands")
+            if static is None:
                 continue
             try:
-                function(cli=cli)
+                static(cli=cli)
             except Exception:
                 log.exception("plugin %s: register_commands raised", record.name)
 
@@ -255,7 +315,7 @@ def _not_a_dict(record: PluginRecord, hook: str, result: Any) -> bool:
 def _callable_without_instance(plugin: Any, hook: str) -> Callable[..., Any] | None:
     """``plugin``'s implementation of ``hook`` when it can be called with no instance: a
     module's function, or a class's static or class method; else None."""
-    function = getattr(plugin, hook, None)
+    function: Callable[..., Any] | None = getattr(plugin, hook, None)
     if function is None or not hasattr(function, "dback_impl"):
         return None
     if inspect.isclass(plugin) and not isinstance(

@@ -1,19 +1,16 @@
-"""Plain HTTP on the WebSocket port: version, health, metrics, and a front end's static files.
+"""Plain HTTP on the WebSocket port: version, health, metrics; the responses and the methods.
 
-The d-zone client is usually served from the same origin as its socket, so dback serves a
-directory of static files. Paths are resolved and then checked to lie inside that directory
-after symlinks are followed - a prefix comparison of strings would let ``/srv/dist-evil``
-pass for ``/srv/dist``.
+Every path answers GET and HEAD (the same headers, no body) and nothing else: a POST or
+DELETE gets 405 with an ``Allow`` header, as from any file server, instead of the page.
+Static files live in ``dback_core.static``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http
 import json
-import mimetypes
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -28,6 +25,10 @@ READY_PATH = "/readyz"
 VERSION_PATH = "/api/version"
 PLUGINS_PATH = "/api/plugins"
 METRICS_PATH = "/metrics"
+
+
+#: The methods every plain HTTP path answers.
+ALLOWED_METHODS = ("GET", "HEAD")
 
 
 def is_websocket_upgrade(request: Request) -> bool:
@@ -53,32 +54,16 @@ def json_response(status: int, value: object) -> Response:
     return response(status, json.dumps(value), "application/json")
 
 
-def resolve_static(root: Path, url_path: str) -> Path | None:
-    """The file under ``root`` that ``url_path`` names, or None if it is outside or missing."""
-    decoded = unquote(urlsplit(url_path).path)
-    if "\x00" in decoded or "\\" in decoded:
-        return None
-    relative = decoded.lstrip("/")
-    if any(part == ".." for part in relative.split("/")):
-        return None
-    base = root.resolve()
-    candidate = (base / relative).resolve()
-    if not candidate.is_relative_to(base):
-        return None
-    if candidate.is_dir():
-        candidate = candidate / "index.html"
-    return candidate if candidate.is_file() else None
-
-
-def static_file(root: Path, url_path: str) -> Response:
-    path = resolve_static(root, url_path)
-    if path is None:
-        return response(404, "Not Found")
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    if content_type.startswith("text/") or content_type in {"application/javascript"}:
-        content_type += "; charset=utf-8"
-    return response(200, path.read_bytes(), content_type)
-
-
 def version_response() -> Response:
     return json_response(200, {"version": __version__})
+
+
+def method_not_allowed() -> Response:
+    answer = response(405, "Method Not Allowed\n")
+    answer.headers["Allow"] = ", ".join(ALLOWED_METHODS)
+    return answer
+
+
+def without_body(answer: Response) -> Response:
+    """The answer to a HEAD request: GET's headers, Content-Length included, and no body."""
+    return dataclasses.replace(answer, body=b"")

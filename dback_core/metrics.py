@@ -140,3 +140,13 @@ class _ServerState(Collector):
         for record in server.plugins.records:
             status.add_metric([record.name, record.version or "", record.shown_status], 1)
         yield status
+        detail = GaugeMetricFamily(
+            "dback_plugin_detail",
+            "1 for each plugin's current detail text, as dback plugins shows it (a bus "
+            "plugin's role, for example).",
+            labels=["plugin", "detail"],
+        )
+        for entry in server.plugins.describe()["plugins"]:
+            if entry["detail"]:
+                detail.add_metric([entry["name"], entry["detail"]], 1)
+        yield detail

@@ -5,7 +5,9 @@ Plugins are distributions with an entry point in the ``dback`` group; the entry 
 ``dback plugins``, logs and errors. Loading happens in ``load_plugins`` - never at import - so
 the CLI and tests can pass their own environment, and each plugin is loaded on its own: one
 that fails to import, or implements a hook that does not exist, is reported and skipped
-unless strict mode asks for a hard stop.
+unless strict mode asks for a hard stop. Loading only records what happened; ``report`` logs
+it and ``fatal_problems`` says what stops ``dback serve``, so the command can set up logging
+between the two and refuse to serve a configuration the operator got wrong.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import pluggy
 from dback_core import hookspecs
 from dback_core.health import Health
 from dback_core.logs import redact
+from dback_core.settings import Setting, declared, read
+from dback_core.settings import SettingsError as SettingsError  # where plugins used to find it
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,17 @@ ACTIVE = "active"
 DISABLED = "disabled"
 FAILED = "failed"
 NOT_CONFIGURED = "not configured"
+#: Installed, but left out by ``DBACK_PLUGINS``: listed by ``dback plugins``, never loaded.
+NOT_SELECTED = "not selected"
+#: Shown (never stored) for an embedded default whose every data hook a real plugin answers.
+STANDING_ASIDE = "standing aside"
+
+#: Hooks for which an embedded default (the mock) steps aside when a real plugin implements
+#: them (their ``fallback_steps_aside`` rule). Lifecycle and command hooks always run for
+#: every active plugin.
+DATA_HOOKS = frozenset(name for name, rule in hookspecs.RULES.items() if rule.fallback_steps_aside)
+#: Shown for an active plugin that another plugin holds back (see ``PluginHost.hold_plugins``).
+STANDBY = "standby"
 
 #: A plugin (module, class or instance) that sets this attribute to True is an embedded
 #: default: it answers a hook only when no other active plugin implements that hook, unless
@@ -47,7 +62,12 @@ NOT_CONFIGURED = "not configured"
 FALLBACK_ATTRIBUTE = "dback_fallback_only"
 #: A plugin may set this attribute to a short text about its configuration (never a secret),
 #: shown by ``dback plugins`` - for example which Redis a bus plugin uses and in which role.
+#: It is read each time the plugins are described, so it may change while the server runs.
 DETAIL_ATTRIBUTE = "dback_detail"
+#: A plugin that sets this attribute to True decides whether the other plugins run in this
+#: process: they start on standby, and it releases them (``PluginHost.release_plugins``) -
+#: for example once this process has won the election to run the providers.
+HOLDER_ATTRIBUTE = "dback_holds_others"
 
 
 class PluginError(RuntimeError):
@@ -63,6 +83,15 @@ class NotConfigured(Exception):
     """
 
 
+class AccessRefused(Exception):
+    """Raised by an ``authorize`` implementation to refuse a client with its own message.
+
+    Returning False refuses with the generic "authentication failed"; raising this shows the
+    client ``str(error)`` instead, for refusals the client can act on ("login is busy, try
+    again"). The message goes to the client as written, so it must never hold a credential.
+    """
+
+
 def normalize_name(name: str) -> str:
     """Normalise like distribution names, so ``dback_mock`` and ``DBack-Mock`` are one plugin."""
     return re.sub(r"[-_.]+", "-", name.strip()).lower()
@@ -70,6 +99,17 @@ def normalize_name(name: str) -> str:
 
 def _parse_list(value: str) -> list[str]:
     return [normalize_name(part) for part in value.split(",") if part.strip()]
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known``, or nothing."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _installed_text(installed: Iterable[str]) -> str:
+    names = sorted(installed)
+    return "installed: " + (", ".join(names) if names else "none")
 
 
 @dataclass
@@ -85,18 +125,37 @@ class PluginRecord:
     explicit: bool = False
     source: str = "entry point"
     hooks: list[str] = field(default_factory=list)
-    detail: str | None = None
+    #: The variable of a ``SettingsError`` the plugin raised: fatal for ``dback serve``.
+    bad_setting: str | None = None
+    #: Held back by a plugin that decides whether the others run here: not started, not
+    #: asked, until released.
+    standby: bool = False
     #: What the plugin reports about itself while the server runs (see ``dback_core.health``).
     health: Health = field(default_factory=Health)
+    #: The settings it declares (``dback_core.settings``), shown by ``dback plugins``.
+    settings: tuple[Setting, ...] = ()
 
     @property
     def is_active(self) -> bool:
         return self.status == ACTIVE
 
     @property
+    def holds_others(self) -> bool:
+        return bool(getattr(self.plugin, HOLDER_ATTRIBUTE, False))
+
+    @property
+    def detail(self) -> str | None:
+        if self.plugin is None or inspect.isclass(self.plugin):
+            return None  # a class left by a plugin that is not configured has no detail yet
+        detail = getattr(self.plugin, DETAIL_ATTRIBUTE, None)
+        return str(detail) if detail else None
+
+    @property
     def shown_status(self) -> str:
-        """The status users see: the load status, or for an active plugin that reported
-        trouble at run time, ``unavailable`` or ``failed``."""
+        """The status users see: the load status, or for an active plugin ``standby`` while
+        held back, or ``unavailable`` / ``failed`` when it reported trouble at run time."""
+        if self.is_active and self.standby:
+            return STANDBY
         if self.is_active and not self.health.serving:
             return self.health.status
         return self.status
@@ -121,20 +180,100 @@ class PluginRecord:
             "hooks": sorted(self.hooks),
             "fallback_only": self.fallback_only,
             "source": self.source,
-            "detail": redact(self.detail) if self.detail else None,
+            "detail": redact(detail) if (detail := self.detail) else None,
+            "settings": [setting.describe(os.environ) for setting in self.settings],
         }
 
 
 class PluginSet:
-    """The loaded plugins in their effective order, and the pluggy manager holding them."""
+    """The loaded plugins in their effective order, and the pluggy manager holding them.
 
-    def __init__(self, records: list[PluginRecord], manager: pluggy.PluginManager) -> None:
+    ``not_selected`` holds the installed plugins that ``DBACK_PLUGINS`` leaves out - listed,
+    never loaded - and ``unknown_disabled`` the names in ``DBACK_DISABLE_PLUGINS`` that match
+    no installed plugin, with ``installed`` every installed name, for the hints.
+    """
+
+    def __init__(
+        self,
+        records: list[PluginRecord],
+        manager: pluggy.PluginManager,
+        not_selected: list[PluginRecord] | None = None,
+        unknown_disabled: list[str] | None = None,
+        installed: list[str] | None = None,
+    ) -> None:
         self.records = records
         self.manager = manager
+        self.not_selected = not_selected or []
+        self.unknown_disabled = unknown_disabled or []
+        self.installed = installed or []
+        self._reported = False
 
     @property
     def active(self) -> list[PluginRecord]:
         return [record for record in self.records if record.is_active]
+
+    def stands_aside(self, record: PluginRecord) -> bool:
+        """True for an active embedded default whose every data hook another plugin answers
+        (so it serves nothing), the same rule by which the hooks skip it."""
+        if not (record.is_active and record.is_standby_fallback):
+            return False
+        data_hooks = DATA_HOOKS.intersection(record.hooks)
+        others = [
+            other for other in self.active if other is not record and not other.is_standby_fallback
+        ]
+        return bool(data_hooks) and all(
+            any(hook in other.hooks for other in others) for hook in data_hooks
+        )
+
+    def status_of(self, record: PluginRecord) -> str:
+        """The status a user sees: the stored one, or ``standing aside``."""
+        return STANDING_ASIDE if self.stands_aside(record) else record.shown_status
+
+    def fatal_problems(self) -> list[str]:
+        """One line per mistake that must stop ``dback serve``, naming plugin and cause.
+
+        A setting with a bad value is fatal for any plugin; a plugin the operator named in
+        ``DBACK_PLUGINS`` is fatal when it is not installed, fails to load or is not
+        configured - serving without it would only look like a working server.
+        """
+        problems = []
+        for record in self.records:
+            if record.bad_setting is not None:
+                problems.append(f"plugin {record.name}: {record.error}")
+            elif record.explicit and record.source == "entry point":
+                if record.status == FAILED:
+                    problems.append(
+                        f"plugin {record.name} named in {PLUGINS_ENV} failed: {record.error}"
+                    )
+                elif record.status == NOT_CONFIGURED:
+                    problems.append(
+                        f"plugin {record.name} named in {PLUGINS_ENV} is not configured: "
+                        f"{record.error}"
+                    )
+        return problems
+
+    def report(self) -> None:
+        """Log what loading found: failures (ERROR), names in ``DBACK_DISABLE_PLUGINS``
+        matching nothing and active plugins implementing no hook (WARNING), plugins not
+        configured (INFO). Only the first call logs, so each is reported once."""
+        if self._reported:
+            return
+        self._reported = True
+        for name in self.unknown_disabled:
+            log.warning(
+                "%s names %r, which is not installed%s; %s",
+                DISABLE_ENV,
+                name,
+                did_you_mean(name, self.installed),
+                _installed_text(self.installed),
+            )
+        for record in self.records:
+            if record.status == FAILED:
+                log.error("plugin %s failed to load and is skipped: %s", record.name, record.error)
+            elif record.status == NOT_CONFIGURED:
+                log.info("plugin %s is not configured: %s", record.name, record.error)
+            elif record.is_active and not record.hooks:
+                log.warning("plugin %s %s", record.name, _no_hooks_hint(record.plugin))
 
     def find(self, plugin: Any) -> PluginRecord | None:
         """The record of ``plugin``, given as the registered object or by name."""
@@ -145,16 +284,32 @@ class PluginSet:
 
     def describe(self) -> dict[str, Any]:
         """The data behind ``dback plugins --json``."""
+        entries = []
+        for record in [*self.records, *self.not_selected]:
+            entry = record.describe()
+            entry["status"] = self.status_of(record)
+            entries.append(entry)
         return {
             "order": [record.name for record in self.active],
             "merge": {
-                "get_server_data": "union of every plugin's guilds; the earlier plugin wins a key",
-                "get_user_data": "the first plugin in order with a non-empty answer",
-                "authorize": "the first plugin that returns True or False decides; none: refused",
-                "get_client_id": "the first non-empty answer",
+                name: rule.text
+                for name, rule in hookspecs.RULES.items()
+                if rule.combine in (hookspecs.MERGE, hookspecs.FIRST)
             },
-            "plugins": [record.describe() for record in self.records],
+            "plugins": entries,
         }
+
+
+def _no_hooks_hint(plugin: Any) -> str:
+    """Why an active plugin might implement no hook: almost always a missing ``@hookimpl``,
+    which leaves a method that looks right but is never called."""
+    lookalikes = [name for name in hook_names() if callable(getattr(plugin, name, None))]
+    if lookalikes:
+        return (
+            f"implements no hooks, though it has {', '.join(lookalikes)}: "
+            "decorate them with @dback_core.hookimpl"
+        )
+    return "implements no hooks (is @dback_core.hookimpl missing?), so it does nothing"
 
 
 def hook_names() -> list[str]:
@@ -196,6 +351,13 @@ def _instantiate(loaded: Any) -> Any:
     return loaded() if inspect.isclass(loaded) else loaded
 
 
+def _check_settings(record: PluginRecord, plugin: Any) -> None:
+    """Read the settings ``plugin`` declares, so a bad value fails the plugin naming its
+    variable - in the same words for every plugin, and before the plugin is constructed."""
+    record.settings = declared(plugin)
+    read(record.settings)
+
+
 def _register(manager: pluggy.PluginManager, record: PluginRecord, plugin: Any) -> None:
     """Register ``plugin`` and reject hook names that match no hookspec (typos)."""
     manager.register(plugin, name=record.name)
@@ -213,29 +375,35 @@ def _register(manager: pluggy.PluginManager, record: PluginRecord, plugin: Any) 
     record.plugin = plugin
     record.hooks = [caller.name for caller in manager.get_hookcallers(plugin) or []]
     record.fallback_only = bool(getattr(plugin, FALLBACK_ATTRIBUTE, False))
-    detail = getattr(plugin, DETAIL_ATTRIBUTE, None)
-    record.detail = str(detail) if detail else None
 
 
 def _fail(record: PluginRecord, error: BaseException, strict: bool) -> None:
     record.status = FAILED
-    record.error = f"{type(error).__name__}: {error}"
+    if isinstance(error, SettingsError):
+        record.bad_setting = error.variable
+        record.error = str(error)
+    elif isinstance(error, LookupError):
+        record.error = str(error.args[0])
+    else:
+        record.error = f"{type(error).__name__}: {error}"
     if strict:
         raise PluginError(f"plugin {record.name!r} failed to load: {record.error}") from error
-    log.error("plugin %s failed to load and is skipped: %s", record.name, record.error)
 
 
 def load_plugins(
     environ: Mapping[str, str] | None = None,
     in_process: Iterable[tuple[str, Any]] = (),
     strict: bool | None = None,
+    report: bool = True,
 ) -> PluginSet:
     """Load the plugins the environment asks for, in the order it asks for.
 
     ``in_process`` plugins (name, object) come first, in the given order: that is how the
     d-back style callbacks of ``WebSocketServer`` take precedence over installed plugins.
     ``DBACK_PLUGINS`` unset means every installed plugin, real providers first (by name) and
-    embedded defaults such as the mock last; set to ``""`` it means none.
+    embedded defaults such as the mock last; set to ``""`` it means none. ``report=False``
+    leaves logging the outcome to the caller (``PluginSet.report``), which the CLI does once
+    it has set up logging.
     """
     environ = os.environ if environ is None else environ
     if strict is None:
@@ -247,6 +415,7 @@ def load_plugins(
         record = PluginRecord(name=normalize_name(name), source="in-process", explicit=True)
         records.append(record)
         try:
+            _check_settings(record, plugin)
             _register(manager, record, plugin)
         except Exception as error:
             _fail(record, error, strict)
@@ -266,7 +435,11 @@ def load_plugins(
         record = PluginRecord(name=name, explicit=explicit)
         entry_point = available.get(name)
         if entry_point is None:
-            _fail(record, LookupError(f"no installed plugin is named {name!r}"), strict)
+            missing = (
+                f"no installed plugin is named {name!r}{did_you_mean(name, available)}; "
+                + _installed_text(available)
+            )
+            _fail(record, LookupError(missing), strict)
             loaded.append(record)
             continue
         record.version = _distribution_version(entry_point)
@@ -277,13 +450,13 @@ def load_plugins(
         loaded_object = None
         try:
             loaded_object = entry_point.load()
+            _check_settings(record, loaded_object)
             _register(manager, record, _instantiate(loaded_object))
         except NotConfigured as reason:
             record.status = NOT_CONFIGURED
             record.error = str(reason)
             # Kept so its static ``register_commands`` can still add set-up commands.
             record.plugin = loaded_object
-            log.info("plugin %s is not configured: %s", record.name, reason)
         except Exception as error:
             _fail(record, error, strict)
         loaded.append(record)
@@ -292,4 +465,29 @@ def load_plugins(
         # Embedded defaults go last so that a real provider, installed beside them, leads.
         loaded.sort(key=lambda record: record.fallback_only)
     records.extend(loaded)
-    return PluginSet(records, manager)
+    not_selected = [
+        PluginRecord(
+            name=name,
+            version=_distribution_version(available[name]),
+            status=NOT_SELECTED,
+        )
+        for name in sorted(set(available) - set(order))
+    ]
+    unknown_disabled = sorted(disabled - set(available))
+    plugin_set = PluginSet(records, manager, not_selected, unknown_disabled, sorted(available))
+    if report:
+        plugin_set.report()
+    return plugin_set
+
+
+def installed_settings() -> dict[str, tuple[Setting, ...]]:
+    """The settings every installed plugin declares, by plugin name, for ``dback serve
+    --help``: each plugin is imported (not constructed), whether or not it would be loaded;
+    one that cannot be imported is left out (``dback plugins`` says why)."""
+    found: dict[str, tuple[Setting, ...]] = {}
+    for name, entry_point in sorted(_discover(strict=False).items()):
+        try:
+            found[name] = declared(entry_point.load())
+        except Exception:
+            log.debug("cannot read the settings of plugin %s", name, exc_info=True)
+    return found

@@ -13,6 +13,11 @@ UNKNOWN_SERVER = "Sorry, couldn't connect to that Discord server."
 LOGIN_REQUIRED = "This server requires Discord authentication. Please login with Discord."
 LOGIN_REFUSED = "Discord authentication failed. Please try logging in again."
 ACCESS_DENIED = "You are not allowed to see this server."
+#: Sent to a viewer taken out of a guild whose access rules changed under it (it turned
+#: passworded, its password or login changed): the old admission no longer counts.
+ACCESS_CHANGED = "Access to this Discord server has changed. Please log in again."
+#: Sent for a client field that is too long or not valid Unicode text.
+INVALID_TEXT = "'{field}' is {problem}."
 
 
 def dumps(value: Any) -> str:

@@ -20,20 +20,29 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from dback_core import http, protocol, status_page
+from dback_core import http, inputs, protocol, status_page
 from dback_core.config import Settings
+from dback_core.connections import CountedConnection, counted_connections
 from dback_core.deflate import SharedDeflateFactory
+from dback_core.descriptors import (
+    ACCEPT_BATCH,
+    AcceptErrors,
+    connection_capacity,
+    set_listen_backlog,
+)
 from dback_core.directory import Directory, Guild
 from dback_core.events import Event, Refresh
 from dback_core.fanout import Fanout, Viewer
 from dback_core.health import FAILED
 from dback_core.hooks import PluginHooks
-from dback_core.limits import ConnectionCounter, TokenBucket
+from dback_core.host import BoundHost, PluginHost
+from dback_core.limits import ConnectionCounter, LogThrottle, TokenBucket
 from dback_core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from dback_core.metrics import Metrics
-from dback_core.plugins import PluginSet
+from dback_core.plugins import AccessRefused, PluginRecord, PluginSet
 from dback_core.records import ServerInfo
 from dback_core.sources import SourceRunner
+from dback_core.static import StaticFiles
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +67,8 @@ def _address(connection: ServerConnection) -> str:
 
 
 def _page_response(name: str) -> Response:
-    """One file of dback's own status page, or 404."""
-    answer = status_page.asset(name)
+    """One file of dback's own status page (``/_dback/`` itself is its index), or 404."""
+    answer = status_page.asset(name or "index.html")
     if answer is None:
         return http.response(404, "Not Found")
     content_type, body = answer
@@ -75,11 +84,22 @@ _CONNECT_FIELDS = {
 
 
 def _invalid_connect(data: dict[str, Any]) -> str | None:
-    """Why a ``connect`` payload is malformed, or None when its fields have usable types."""
+    """Why a ``connect`` payload is malformed, or None when its fields have usable types
+    and fit the limits in ``dback_core.inputs``."""
     for name, types in _CONNECT_FIELDS.items():
         value = data.get(name)
         if isinstance(value, bool) or not isinstance(value, types):
             return f"'{name}' has the wrong type."
+    for name, limit in inputs.CLIENT_FIELD_CHARS.items():
+        value = data.get(name)
+        if value is not None:
+            problem = inputs.text_problem(str(value), limit)
+            if problem is not None:
+                return protocol.INVALID_TEXT.format(field=name, problem=problem)
+    user = data.get("discordUser")
+    if user is not None and len(protocol.dumps(user)) > inputs.DISCORD_USER_CHARS:
+        problem = f"longer than {inputs.DISCORD_USER_CHARS} characters as JSON"
+        return protocol.INVALID_TEXT.format(field="discordUser", problem=problem)
     return None
 
 
@@ -98,19 +118,26 @@ class DbackServer:
         self.hooks = PluginHooks(
             plugins, timeout=self.settings.provider_timeout, metrics=self.metrics
         )
-        self.directory = Directory(self.hooks)
+        self.directory = Directory(self.hooks, on_access_change=self._access_changed)
         self.fanout = Fanout(self.settings.max_client_buffer)
         self.sources = SourceRunner(self.publish)
         self.counter = ConnectionCounter(
             self.settings.max_connections, self.settings.max_connections_per_address
         )
         self.static_dir: Path | None = self.settings.static_dir
+        self.static_files = (
+            StaticFiles(self.static_dir, self.settings.static_stall_timeout)
+            if self.static_dir is not None
+            else None
+        )
+        self.accept_errors = AcceptErrors()
         self.static_handler = static_handler
         self._server: Server | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._health_refreshes: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
-        self.ready = False
+        self._ready = asyncio.Event()
+        self._hosts: dict[str, PluginHost] = {}
         self.metrics.watch(self)
         #: Keep every listed guild loaded, viewed or not. Set by a plugin's ``startup`` when it
         #: must see events for all guilds (a bus publisher): events for unloaded guilds are
@@ -120,35 +147,70 @@ class DbackServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the plugins, load the guild list, and listen; returns once listening."""
+        """Start the plugins, load the guild list, and listen; returns once listening.
+
+        When a step fails (the port is taken, a provider raises, the start is cancelled) what
+        had been started is stopped again - event sources, the listener, and the plugins'
+        ``shutdown`` - before the error propagates, so a failed start leaks nothing.
+        """
         self._stopped.clear()
-        await self.hooks.startup(self.settings, self)
-        await self.directory.load_servers()
-        await self._load_kept()
-        self.sources.start(await self.hooks.event_sources())
-        self._server = await serve(
-            self._session,
-            self.settings.host,
-            self.settings.port,
-            process_request=self._process_request,
-            compression=None,  # dback's own, shared by every viewer: dback_core.deflate
-            extensions=[SharedDeflateFactory()] if self.settings.compression == "deflate" else None,
-            max_size=self.settings.max_frame_size,
-            open_timeout=self.settings.open_timeout,
-            ping_interval=self.settings.ping_interval,
-            ping_timeout=self.settings.ping_timeout,
-            origins=self.settings.origins,
-            backlog=self.settings.backlog,
-            logger=WIRE_LOG,
-        )
-        self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
-        self.ready = True
+        if any(record.holds_others for record in self.plugins.active):
+            self._set_standby(self._held_records(), True)
+        try:
+            await self.hooks.startup(self.settings, self, self.host_for)
+            await self.directory.load_servers()
+            await self._load_kept()
+            self.sources.start(await self.hooks.event_sources())
+            self.counter.max_total = connection_capacity(self.settings.max_connections)
+            self._server = await serve(
+                self._session,
+                self.settings.host,
+                self.settings.port,
+                process_request=self._process_request,
+                compression=None,  # dback's own, shared by every viewer: dback_core.deflate
+                extensions=(
+                    [SharedDeflateFactory()] if self.settings.compression == "deflate" else None
+                ),
+                max_size=self.settings.max_frame_size,
+                # The handshake deadline runs from accept, on each CountedConnection instead.
+                open_timeout=None,
+                create_connection=counted_connections(
+                    self.counter, self.settings.open_timeout, LogThrottle(log)
+                ),
+                ping_interval=self.settings.ping_interval,
+                ping_timeout=self.settings.ping_timeout,
+                origins=self.settings.origins,
+                backlog=ACCEPT_BATCH,
+                reuse_port=self.settings.reuse_port or None,
+                logger=WIRE_LOG,
+            )
+            set_listen_backlog(self._server.sockets, self.settings.backlog)
+            self.accept_errors.install(asyncio.get_running_loop())
+            self._refresher = asyncio.create_task(self._refresh_loop(), name="dback-refresh")
+        except BaseException:
+            log.error("start failed; stopping the event sources and plugins it started")
+            if self._server is not None:
+                await self.stop()
+            else:
+                await self.sources.stop()
+                await self.hooks.shutdown()
+                self._stopped.set()
+            raise
+        self._ready.set()
         active = ", ".join(
             f"{record.name}-{record.version}" if record.version else record.name
             for record in self.plugins.active
         )
         log.info("plugins: %s", active or "(none)")
         log.info("serving %d guilds on ws://%s:%d", len(self.directory.servers), *self.address)
+
+    async def __aenter__(self) -> DbackServer:
+        """``async with DbackServer(...) as server:`` starts it, and stops it on leaving."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -167,7 +229,7 @@ class DbackServer:
         if self._server is None:
             return
         server, self._server = self._server, None
-        self.ready = False
+        self._ready.clear()
         for task in [self._refresher, *self._health_refreshes]:
             if task is not None:
                 task.cancel()
@@ -176,15 +238,83 @@ class DbackServer:
         stalled = self.fanout.drop_stalled()
         if stalled:
             log.info("aborted %d clients that stopped reading instead of closing them", stalled)
+        if self.static_files is not None:
+            self.static_files.abort_all()
         server.close(close_connections=True)
         await server.wait_closed()
         await self.sources.stop()
         await self.hooks.shutdown()
+        self.accept_errors.uninstall()
         self._stopped.set()
         log.info("stopped")
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    @property
+    def ready(self) -> bool:
+        """Started: the guilds are loaded and the server listens (until ``stop``)."""
+        return self._ready.is_set()
+
+    async def wait_ready(self) -> None:
+        """Return once ``ready`` (at once when it is)."""
+        await self._ready.wait()
+
+    def host_for(self, record: PluginRecord) -> PluginHost:
+        """The ``PluginHost`` handle bound to the plugin of ``record``: what its hooks
+        receive as ``host`` (one per plugin, kept for the server's life)."""
+        host = self._hosts.get(record.name)
+        if host is None:
+            host = self._hosts[record.name] = BoundHost(self, record.name)
+        return host
+
+    # -- plugins held back by another ---------------------------------------------------------
+
+    def _held_records(self) -> list[PluginRecord]:
+        """Every active plugin a holder (``dback_holds_others``) decides about: all the others."""
+        return [record for record in self.plugins.active if not record.holds_others]
+
+    def _set_standby(self, records: list[PluginRecord], standby: bool) -> None:
+        for record in records:
+            record.standby = standby
+        self.hooks.forget()
+
+    async def release_plugins(self) -> None:
+        """Start the plugins a holder kept on standby - their ``startup``, their event sources
+        - and reload the guild list and the loaded guilds from them.
+
+        Called by a plugin that sets ``dback_holds_others`` (a bus whose elected process runs
+        the providers) once this process is to run them; a no-op when none are held.
+        """
+        released = [record for record in self._held_records() if record.standby]
+        if not released:
+            return
+        log.info("starting plugins held on standby: %s", ", ".join(r.name for r in released))
+        self._set_standby(released, False)
+        await self.hooks.startup(self.settings, self, self.host_for, only=released)
+        if self._server is not None:
+            self.sources.start(await self.hooks.event_sources(only=released))
+            await self._reload_everything()
+
+    async def hold_plugins(self) -> None:
+        """Stop the plugins a holder decides about - their event sources, their
+        ``shutdown`` - and serve without them; the reverse of ``release_plugins``."""
+        held = [record for record in self._held_records() if not record.standby]
+        if not held:
+            return
+        log.info("putting plugins on standby: %s", ", ".join(r.name for r in held))
+        await self.sources.stop({record.name for record in held})
+        await self.hooks.shutdown(only=held)
+        self._set_standby(held, True)
+        if self._server is not None:
+            await self._reload_everything()
+
+    async def _reload_everything(self) -> None:
+        """The guild list and every loaded guild from the plugins now serving; viewers get a
+        new world only where it changed."""
+        await self.refresh(None)
+        for key in list(self.directory.guilds):
+            await self.refresh(key, always=False)
 
     # -- health ----------------------------------------------------------------------------
 
@@ -253,6 +383,10 @@ class DbackServer:
         With ``always`` false the viewers hear of it only when the reload changed what they
         see: a provider resynchronising after a reconnect must not resend a 10,000-member
         world to every viewer when nothing happened meanwhile.
+
+        With ``always`` (an explicit request, such as d-back's ``refresh_data``) the guild
+        list is reloaded first: "the guild changed as a whole" includes its access rules,
+        and a world must not be resent to viewers the new rules lock out.
         """
         if server_id is None:
             changed = await self.directory.load_servers()
@@ -260,7 +394,7 @@ class DbackServer:
                 self.fanout.broadcast_all(self.directory.server_list_frame.encode())
             await self._load_kept()
             return changed
-        if server_id not in self.directory.servers:
+        if always or server_id not in self.directory.servers:
             await self.refresh(None)
         current = self.directory.guilds.get(server_id)
         if current is None:
@@ -323,25 +457,72 @@ class DbackServer:
 
         Through the fan-out, like any broadcast: no viewer is awaited, so one that stopped
         reading is cut off at its buffer limit instead of holding up the refresh and every
-        event behind it. One encoded frame per requested name, not per viewer.
+        event behind it. One encoded frame per requested name, not per viewer. Only to
+        viewers admitted under the guild's current rules, whatever path asked for it.
         """
+        info = self.directory.servers.get(guild.key)
+        if info is None:
+            return
         groups: dict[str, list[ServerConnection]] = {}
         for viewer in self.fanout.watchers(guild.key):
+            if not self._may_view(viewer, info):
+                continue
             groups.setdefault(viewer.requested or guild.info.id, []).append(viewer.connection)
         for requested, connections in groups.items():
             self.fanout.deliver(connections, guild.join_frame(requested))
+
+    # -- access ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _may_view(viewer: Viewer, info: ServerInfo) -> bool:
+        """Whether ``viewer`` is admitted to ``info`` under its current rules."""
+        return not info.passworded or viewer.authorized.get(info.key) == info.access
+
+    def _access_changed(self, keys: list[str]) -> None:
+        """Take every viewer out of these guilds (removed from the list, or with new access
+        rules) unless it is still admitted, and tell it with an ``error``.
+
+        Runs synchronously as the new guild list is installed, so no presence, chat or
+        world of the guild can reach such a viewer afterwards. The error goes through the
+        fan-out, after anything queued for the viewer before the change.
+        """
+        for key in keys:
+            info = self.directory.servers.get(key)
+            ejected = []
+            for viewer in self.fanout.watchers(key):
+                if info is not None and self._may_view(viewer, info):
+                    continue
+                viewer.authorized.pop(key, None)
+                self.fanout.leave(viewer)
+                ejected.append(viewer.connection)
+            if not ejected:
+                continue
+            reason = protocol.UNKNOWN_SERVER if info is None else protocol.ACCESS_CHANGED
+            self.fanout.deliver(ejected, protocol.error(reason).encode())
+            log.info(
+                "guild %s %s: %d viewers taken out",
+                key,
+                "left the list" if info is None else "changed its access rules",
+                len(ejected),
+            )
 
     # -- HTTP ------------------------------------------------------------------------------
 
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        if http.is_websocket_upgrade(request):
-            refusal = self.counter.refusal(_address(connection))
-            if refusal is not None:
-                log.warning("refused %s: %s", _address(connection), refusal[1].strip())
-                return http.response(*refusal)
+        """None to open a WebSocket, else the plain HTTP answer (GET and HEAD only).
+
+        Connection limits were applied when the socket was accepted (``connections``).
+        """
+        if request.method not in http.ALLOWED_METHODS:
+            return http.method_not_allowed()
+        if request.method == "GET" and http.is_websocket_upgrade(request):
             return None
+        answer = await self._http_answer(connection, request)
+        return http.without_body(answer) if request.method == "HEAD" else answer
+
+    async def _http_answer(self, connection: ServerConnection, request: Request) -> Response:
         path = request.path.split("?", 1)[0]
         if path == http.VERSION_PATH:
             return http.version_response()
@@ -349,8 +530,8 @@ class DbackServer:
             return http.json_response(200, {"status": "ok"})
         if path == http.READY_PATH:
             waiting = self.readiness()
-            body = {"ready": not waiting, **({"waiting": waiting} if waiting else {})}
-            return http.json_response(503 if waiting else 200, body)
+            report = {"ready": not waiting, **({"waiting": waiting} if waiting else {})}
+            return http.json_response(503 if waiting else 200, report)
         if path == http.METRICS_PATH:
             return http.response(200, self.metrics.render(), METRICS_CONTENT_TYPE)
         if path == http.PLUGINS_PATH:
@@ -362,8 +543,9 @@ class DbackServer:
             if answer is not None:
                 content_type, body = answer
                 return http.response(200, body, content_type)
-        if self.static_dir is not None:
-            return await asyncio.to_thread(http.static_file, self.static_dir, path)
+        if self.static_files is not None:
+            assert isinstance(connection, CountedConnection)
+            return await self.static_files.answer(connection, request)
         if path == "/":
             return _page_response("index.html")
         return http.response(404, "Not Found")
@@ -372,7 +554,6 @@ class DbackServer:
 
     async def _session(self, connection: ServerConnection) -> None:
         address = _address(connection)
-        self.counter.opened(address)
         viewer = self.fanout.add(connection)
         bucket = TokenBucket(self.settings.message_rate, self.settings.message_burst)
         log.debug("client %s connected", address)
@@ -393,7 +574,6 @@ class DbackServer:
             pass
         finally:
             self.fanout.remove(connection)
-            self.counter.closed(address)
             log.debug("client %s disconnected", address)
 
     async def _send(self, connection: ServerConnection, frame: str | bytes) -> None:
@@ -423,6 +603,9 @@ class DbackServer:
         if not isinstance(message, dict):
             await self._send(connection, protocol.error("A message must be a JSON object."))
             return
+        if inputs.first_bad_text(message) is not None:
+            await self._send(connection, protocol.error("Every text must be valid Unicode."))
+            return
         kind = message.get("type")
         if kind == "connect":
             data = message.get("data")
@@ -431,6 +614,10 @@ class DbackServer:
             if not isinstance(data, dict):
                 await self._send(connection, protocol.error("'data' must be an object."))
                 return
+            if "server" not in data and "server" in message:
+                # ``{"type": "connect", "server": "docs"}`` is a common slip; joining the
+                # default guild instead would hide it.
+                data = {**data, "server": message["server"]}
             problem = _invalid_connect(data)
             if problem is not None:
                 await self._send(connection, protocol.error(problem))
@@ -442,13 +629,15 @@ class DbackServer:
             await self._send(connection, protocol.error(f"Unknown message type: {kind!r}."))
 
     async def _admit(self, viewer: Viewer, info: ServerInfo, data: dict[str, Any]) -> str | None:
-        """None when the viewer may see ``info``, else the error to show."""
-        if not info.passworded or info.key in viewer.authorized:
+        """None when the viewer may see ``info``, else the error to show. An admission is
+        remembered with the rules it was made under (``ServerInfo.access``)."""
+        if self._may_view(viewer, info):
             return None
         password = data.get("password")
         if info.password is not None and password:
-            if hmac.compare_digest(password.encode(), info.password.encode()):
-                viewer.authorized.add(info.key)
+            expected = info.password.encode("utf-8", "surrogatepass")
+            if hmac.compare_digest(password.encode(), expected):
+                viewer.authorized[info.key] = info.access
                 return None
             return protocol.LOGIN_REFUSED
         credentials = {
@@ -458,12 +647,22 @@ class DbackServer:
         }
         if not any(credentials.values()):
             return protocol.LOGIN_REQUIRED
-        if await self.hooks.authorize(info.key, info.for_plugins(), credentials):
-            viewer.authorized.add(info.key)
+        try:
+            admitted = await self.hooks.authorize(info.key, info.for_plugins(), credentials)
+        except AccessRefused as refusal:
+            return str(refusal) or protocol.LOGIN_REFUSED
+        if admitted:
+            viewer.authorized[info.key] = info.access
             return None
         return protocol.LOGIN_REFUSED
 
     async def _connect(self, viewer: Viewer, data: dict[str, Any]) -> None:
+        """Join the requested guild, or answer with an ``error``.
+
+        A refused ``connect`` leaves the viewer where it was: the d-zone client keeps
+        drawing its current world after showing the error, and that world stays live as
+        long as the viewer is admitted to it (see ``_access_changed``).
+        """
         requested = _requested_server(data)
         info = self.directory.resolve(requested)
         if info is None:
@@ -474,23 +673,36 @@ class DbackServer:
             await self._send(viewer.connection, protocol.error(refusal))
             return
         guild = await self.directory.guild(info.key)
-        if guild is None:
+        # The list may have changed while the plugins were asked: admit under the rules in
+        # force now, or the viewer would slip into a guild it was just locked out of.
+        current = self.directory.servers.get(info.key)
+        if guild is None or current is None:
             await self._send(viewer.connection, protocol.error(protocol.UNKNOWN_SERVER))
             return
-        frame = guild.join_frame(requested)
-        self.fanout.move(viewer, info.key, requested)
+        if not self._may_view(viewer, current):
+            await self._send(viewer.connection, protocol.error(protocol.ACCESS_CHANGED))
+            return
+        # ``request.server`` names the guild joined, not "default" or a snowflake: the d-zone
+        # client marks it in its menu and writes it into its ``?s=`` link.
+        frame = guild.join_frame(current.id)
+        self.fanout.move(viewer, info.key, current.id)
         await self._send(viewer.connection, frame)
 
     async def _user_data(self, viewer: Viewer, server_id: Any) -> None:
         if not isinstance(server_id, str | int) or isinstance(server_id, bool):
             await self._send(viewer.connection, protocol.error("'serverId' must be a string."))
             return
+        problem = inputs.text_problem(str(server_id), inputs.CLIENT_FIELD_CHARS["server"])
+        if problem is not None:
+            message = protocol.INVALID_TEXT.format(field="serverId", problem=problem)
+            await self._send(viewer.connection, protocol.error(message))
+            return
         requested = str(server_id).strip() or "default"
         info = self.directory.resolve(requested)
         if info is None:
             await self._send(viewer.connection, protocol.error(protocol.UNKNOWN_SERVER))
             return
-        if info.passworded and info.key not in viewer.authorized:
+        if not self._may_view(viewer, info):
             await self._send(viewer.connection, protocol.error(protocol.LOGIN_REQUIRED))
             return
         guild = await self.directory.guild(info.key)

@@ -2,17 +2,18 @@
 
 An event source is a long-lived stream (a database LISTEN, a Discord gateway, a simulation).
 When it ends or raises, the core logs it with the plugin's name and starts it again after a
-delay that doubles up to a ceiling, so a broken source neither dies silently nor spins.
+``Backoff`` delay that doubles up to a ceiling (and starts over after a source that ran
+for ``healthy_after`` seconds), so a broken source neither dies silently nor spins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
+from dback_core.backoff import Backoff
 from dback_core.events import Event
 from dback_core.plugins import PluginRecord
 
@@ -35,40 +36,52 @@ class SourceRunner:
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self.healthy_after = healthy_after
-        self.tasks: list[asyncio.Task[None]] = []
         self.restarts: dict[str, int] = {}
+        self._tasks: list[tuple[str, asyncio.Task[None]]] = []
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [task for _, task in self._tasks]
 
     def start(self, sources: list[tuple[PluginRecord, Callable[[], Any]]]) -> None:
         for record, factory in sources:
             name = f"dback-source-{record.name}-{getattr(factory, '__name__', 'source')}"
-            self.tasks.append(asyncio.create_task(self._run(record, factory), name=name))
+            task = asyncio.create_task(self._run(record, factory), name=name)
+            self._tasks.append((record.name, task))
 
-    async def stop(self) -> None:
-        for task in self.tasks:
+    async def stop(self, plugins: Collection[str] | None = None) -> None:
+        """Stop every source, or those of the plugins named."""
+        stopping = [task for name, task in self._tasks if plugins is None or name in plugins]
+        for task in stopping:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.tasks.clear()
+        await asyncio.gather(*stopping, return_exceptions=True)
+        self._tasks = [(name, task) for name, task in self._tasks if task not in stopping]
 
     async def _run(self, record: PluginRecord, factory: Callable[[], Any]) -> None:
-        delay = self.initial_backoff
+        backoff = Backoff(self.initial_backoff, self.max_backoff, reset_after=self.healthy_after)
         while True:
-            started = time.monotonic()
+            backoff.attempt()
+            failure: Exception | None = None
             try:
                 await self._consume(record, factory)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failure = error
+            self.restarts[record.name] = self.restarts.get(record.name, 0) + 1
+            delay = backoff.next()
+            if failure is None:
                 log.warning(
                     "plugin %s: event source ended; restarting in %.1fs", record.name, delay
                 )
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "plugin %s: event source failed; restarting in %.1fs", record.name, delay
+            else:
+                log.error(
+                    "plugin %s: event source failed; restarting in %.1fs",
+                    record.name,
+                    delay,
+                    exc_info=failure,
                 )
-            self.restarts[record.name] = self.restarts.get(record.name, 0) + 1
-            if time.monotonic() - started > self.healthy_after:
-                delay = self.initial_backoff
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_backoff)
 
     async def _consume(self, record: PluginRecord, factory: Callable[[], Any]) -> None:
         stream = factory()

@@ -7,6 +7,10 @@ Public so that plugin authors can test their plugins the way the core tests itse
     async with running_server(in_process=[("mine", MyPlugin())]) as server:
         async with Client(server) as client:
             world = await client.join("default")
+
+With pytest, the ``dback`` fixture (``dback_core.pytest_plugin``, installed with
+``dback-core[testing]``) wraps ``Launcher``: servers with exactly the plugins a test names,
+in an environment without the developer's ``DBACK_*`` variables, stopped after the test.
 """
 
 from __future__ import annotations
@@ -14,14 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import websockets
 
 from dback_core.config import Settings
-from dback_core.plugins import load_plugins
+from dback_core.plugins import PLUGINS_ENV, PluginError, load_plugins
 from dback_core.server import DbackServer
+
+#: What every ``DBACK_*`` variable starts with: none of the shell's reach a ``Launcher``.
+PREFIX = "DBACK_"
 
 
 @contextlib.asynccontextmanager
@@ -71,7 +78,8 @@ class Client:
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
         raw = await asyncio.wait_for(self.connection.recv(), timeout or self.timeout)
-        return json.loads(raw)
+        message: dict[str, Any] = json.loads(raw)
+        return message
 
     async def recv_type(self, *types: str, timeout: float | None = None) -> dict[str, Any]:
         """The next frame of one of ``types``, skipping others (such as mock presence)."""
@@ -89,6 +97,16 @@ class Client:
         await self.send({"type": "connect", "data": {"server": server, **extra}})
         return await self.recv_type("server-join", "error")
 
+    async def pending(self, server_id: str) -> list[dict[str, Any]]:
+        """Every frame the server queued for this client before now, without waiting for
+        silence: asks for ``get_user_data`` of the open guild ``server_id`` and returns what
+        arrives before the answer (the server flushes queued broadcasts before answering)."""
+        await self.send({"type": "get_user_data", "serverId": server_id})
+        frames = []
+        while (frame := await self.recv())["type"] != "user_data":
+            frames.append(frame)
+        return frames
+
     async def wait_for(self, predicate: Any, timeout: float | None = None) -> dict[str, Any]:
         """The first frame for which ``predicate(frame)`` is true."""
         deadline = asyncio.get_running_loop().time() + (timeout or self.timeout)
@@ -99,3 +117,66 @@ class Client:
             frame = await self.recv(remaining)
             if predicate(frame):
                 return frame
+
+
+class Launcher:
+    """Starts dback servers for one test and stops them (and closes their clients) after it.
+
+    Plugins read their settings from the process environment, so ``start`` sets a test's
+    variables there with ``setenv``, which must undo them after the test (the pytest fixture
+    passes ``monkeypatch.setenv``, having removed the shell's ``DBACK_*`` variables first).
+    """
+
+    def __init__(self, setenv: Callable[[str, str], None]) -> None:
+        self._setenv = setenv
+        self._servers: list[DbackServer] = []
+        self._clients: list[Client] = []
+
+    async def start(
+        self,
+        *plugins: str,
+        in_process: Iterable[tuple[str, Any]] = (),
+        environ: Mapping[str, str] | None = None,
+        **settings: Any,
+    ) -> DbackServer:
+        """A started server with exactly the installed ``plugins`` named (in that order),
+        after the ``in_process`` ones, on 127.0.0.1 and a free port.
+
+        ``environ`` sets the plugins' variables (``{"DBACK_MOCK_SEED": "7"}``); keyword
+        arguments are ``Settings`` fields (``refresh_seconds=1``). A mistake ``dback serve``
+        would refuse to start with - a named plugin missing, failing or not configured, a
+        bad setting - raises ``PluginError`` with the same lines.
+        """
+        for name, value in (environ or {}).items():
+            if not name.startswith(PREFIX):
+                raise ValueError(f"{name}: only {PREFIX}* variables are set for a plugin")
+            self._setenv(name, value)
+        loaded = load_plugins(environ={PLUGINS_ENV: ",".join(plugins)}, in_process=in_process)
+        _refuse(loaded.fatal_problems())
+        server = DbackServer(loaded, Settings(host="127.0.0.1", port=0, **settings))
+        self._servers.append(server)
+        await server.start()
+        _refuse(loaded.fatal_problems())  # a plugin's ``startup`` may find one too
+        return server
+
+    async def client(self, server: DbackServer, **options: Any) -> Client:
+        """A connected ``Client`` of ``server`` (its ``server_list`` read), closed after the
+        test; ``options`` go to ``Client`` (``timeout=10``)."""
+        client = Client(server, **options)
+        await client.__aenter__()
+        self._clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        """Close every client, then stop every server, newest first."""
+        for client in reversed(self._clients):
+            await client.__aexit__(None, None, None)
+        for server in reversed(self._servers):
+            await server.stop()
+        self._clients.clear()
+        self._servers.clear()
+
+
+def _refuse(problems: list[str]) -> None:
+    if problems:
+        raise PluginError("\n".join(problems))

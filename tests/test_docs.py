@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dback_core import hookspecs
+from dback_core.host import PluginHost
 from dback_core.plugins import hook_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +41,9 @@ def hook_sections(text: str) -> dict[str, str]:
 
 
 def test_the_signature_text_is_what_hookspecs_says():
-    assert signature_text("startup") == "def startup(settings: Any, server: Any) -> None"
+    assert signature_text("startup") == (
+        "def startup(settings: Any, server: Any, host: PluginHost) -> None"
+    )
     assert signature_text("get_server_data") == (
         "def get_server_data(server_id: str | None) -> dict[str, dict[str, Any]] | None"
     )
@@ -57,6 +60,14 @@ def test_every_hook_is_documented_with_its_exact_signature(hook):
     assert "**When**" in section, f"docs/plugins.md: say when {hook} is called"
 
 
+@pytest.mark.parametrize("hook", hook_names())
+def test_every_hook_states_its_rule_from_the_spec(hook):
+    section = hook_sections(PLUGINS_MD.read_text())[hook]
+    assert f"- **Rule**: {hookspecs.RULES[hook].summary()}." in section, (
+        f"docs/plugins.md: the rule of {hook} differs from its @rule in hookspecs.py"
+    )
+
+
 def test_the_reference_documents_no_hook_that_does_not_exist():
     documented = set(hook_sections(PLUGINS_MD.read_text())) - {"Publishing"}
     assert documented == set(hook_names())
@@ -64,10 +75,27 @@ def test_the_reference_documents_no_hook_that_does_not_exist():
 
 def test_publish_and_not_configured_are_documented():
     text = PLUGINS_MD.read_text()
-    assert "server.publish(event, origin, relay=False)" in text
+    assert "await host.publish(event, *, relay=True)" in text
     assert "NotConfigured" in text
-    publish = inspect.signature(__import__("dback_core.server").server.DbackServer.publish)
-    assert list(publish.parameters) == ["self", "event", "origin", "relay"]
+    publish = inspect.signature(PluginHost.publish)
+    assert list(publish.parameters) == ["self", "event", "relay"]
+
+
+def _host_members() -> list[str]:
+    """Every method and property of the ``PluginHost`` protocol."""
+    return sorted(
+        name
+        for name, value in vars(PluginHost).items()
+        if not name.startswith("_") and (callable(value) or isinstance(value, property))
+    )
+
+
+@pytest.mark.parametrize("member", _host_members())
+def test_every_plugin_host_member_is_documented(member):
+    host_section = PLUGINS_MD.read_text().split("## The plugin host", 1)[1].split("\n## ", 1)[0]
+    assert f"`host.{member}" in host_section or f"`await host.{member}(" in host_section, (
+        f"docs/plugins.md: the plugin host table does not describe host.{member}"
+    )
 
 
 def _test_files() -> list[Path]:
@@ -128,7 +156,12 @@ async def test_the_testing_example_in_the_guide_runs(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     namespace: dict = {}
     exec(
-        compile(_code_block(text, "## Testing a plugin", "python"), "plugins.md", "exec"), namespace
+        compile(
+            _code_block(text, "### With `dback_core.testing` directly", "python"),
+            "plugins.md",
+            "exec",
+        ),
+        namespace,
     )
     try:
         await namespace["test_the_weather_guild_is_served"]()

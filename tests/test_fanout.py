@@ -16,7 +16,7 @@ import websockets
 
 from dback_core import protocol
 from dback_core.directory import JOIN_CACHE_SIZE, Guild
-from dback_core.events import ClientIdUpdate, Message, Presence
+from dback_core.events import ClientIdUpdate, Presence
 from dback_core.fanout import Viewer, text_frame
 from dback_core.hookspecs import hookimpl
 from dback_core.records import ServerInfo
@@ -71,8 +71,9 @@ async def test_large_frames_use_extended_lengths_on_the_wire():
     async with running_server([("world", World())], environ=QUIET) as server:
         async with Client(server, max_size=None) as client:
             await client.join("one")
-            await server.publish(Message(GUILD, "7", big, "c"))
-            await server.publish(Message(GUILD, "7", medium, "c"))
+            # Straight to the fan-out: a chat message this long would be cut to its limit.
+            server.fanout.broadcast(GUILD, protocol.message(GUILD, "7", big, "c"))
+            server.fanout.broadcast(GUILD, protocol.message(GUILD, "7", medium, "c"))
             assert (await client.recv_type("message"))["data"]["message"] == big
             assert (await client.recv_type("message"))["data"]["message"] == medium
 

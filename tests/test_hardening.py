@@ -68,7 +68,7 @@ async def test_a_connect_in_a_binary_frame_is_served_like_text(mock_server):
         join = await client.recv_type("server-join", "error")
         await client.send(b"[1, 2]")
         shape = await client.recv_type("error")
-    assert join["type"] == "server-join" and join["data"]["request"] == {"server": "default"}
+    assert join["type"] == "server-join" and join["data"]["request"] == {"server": "dworld"}
     assert "object" in shape["data"]["message"]
 
 

@@ -82,7 +82,7 @@ class Described:
 
 def test_a_plugin_detail_is_part_of_its_description():
     plugins = load_plugins(environ={"DBACK_PLUGINS": ""}, in_process=[("described", Described())])
-    (entry,) = plugins.describe()["plugins"]
+    entry = next(e for e in plugins.describe()["plugins"] if e["name"] == "described")
     assert entry["detail"] == "role=edge url=redis://127.0.0.1:6379/0"
 
 

@@ -145,3 +145,16 @@ async def test_reports_are_checked():
             srv.report_health(provider, "sleepy")
         with pytest.raises(LookupError):
             srv.report_health("nobody", FAILED, "x")
+
+
+async def test_viewers_of_a_failed_plugins_guild_are_told_and_taken_out():
+    failing, steady = Provider("10", "ten"), Provider("20", "twenty")
+    plugins = [("bot", failing), ("db", steady)]
+    async with running_server(in_process=plugins, environ={"DBACK_PLUGINS": ""}) as srv:
+        async with Client(srv) as viewer:
+            assert (await viewer.join("ten"))["type"] == "server-join"
+            srv.report_health(failing, FAILED, "Discord reset the bot token (4004)")
+            told = await viewer.recv_type("error")
+            assert "couldn't connect" in told["data"]["message"].lower()
+            await wait_until(lambda: not srv.fanout.by_guild.get("10"))
+            assert (await viewer.join("twenty"))["type"] == "server-join"

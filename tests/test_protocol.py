@@ -33,7 +33,8 @@ async def test_null_missing_blank_and_default_mean_the_default_guild(mock_server
     async with Client(mock_server) as client:
         join = await client.join(server)
     assert join["type"] == "server-join"
-    assert join["data"]["request"] == {"server": "default"}
+    # The guild joined, by its short id: the client marks it in its menu and links to it.
+    assert join["data"]["request"] == {"server": "dworld"}
     assert join["data"]["serverName"] == "D-World"
 
 
@@ -42,7 +43,23 @@ async def test_connect_without_data_field_joins_default(mock_server):
         await client.send({"type": "connect"})
         join = await client.recv_type("server-join", "error")
     assert join["type"] == "server-join"
-    assert join["data"]["request"]["server"] == "default"
+    assert join["data"]["request"]["server"] == "dworld"
+
+
+async def test_a_top_level_server_in_connect_is_honoured_not_sent_to_the_default(mock_server):
+    """``{"type": "connect", "server": "docs"}`` (server outside ``data``) joins Docs."""
+    async with Client(mock_server) as client:
+        await client.send({"type": "connect", "server": "docs"})
+        join = await client.recv_type("server-join", "error")
+        assert join["type"] == "server-join", join
+        assert join["data"]["serverName"] == "Docs (WIP)"
+        assert join["data"]["request"] == {"server": "docs"}
+        await client.send({"type": "connect", "server": "nowhere"})
+        refused = await client.recv_type("server-join", "error")
+        assert refused["type"] == "error"
+        await client.send({"type": "connect", "server": "docs", "data": {"server": "repos"}})
+        inside_wins = await client.recv_type("server-join", "error")
+        assert inside_wins["data"]["serverName"] == "My Repos"
 
 
 async def test_join_by_short_id_and_by_snowflake(mock_server):
@@ -50,7 +67,7 @@ async def test_join_by_short_id_and_by_snowflake(mock_server):
         by_id = await client.join("docs")
         by_key = await client.join(DOCS)
     assert by_id["data"]["request"] == {"server": "docs"}
-    assert by_key["data"]["request"] == {"server": DOCS}
+    assert by_key["data"]["request"] == {"server": "docs"}
     assert by_id["data"]["users"] == by_key["data"]["users"]
 
 

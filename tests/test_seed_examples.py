@@ -187,7 +187,7 @@ async def test_real_time_updates_reach_the_viewers():
         refresh = await client.recv_type("refresh_data")
     assert presence["data"]["status"] == "idle"
     assert presence["data"]["username"] == "Echter Benutzer"
-    assert rejoin["data"]["request"] == {"server": "default"}
+    assert rejoin["data"]["request"] == {"server": client.server_list["987654321"]["id"]}
     assert refresh == {"type": "refresh_data", "serverId": "987654321"}
 
 

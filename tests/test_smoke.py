@@ -6,5 +6,5 @@ async def test_mock_default_guild_is_served(mock_server):
         assert client.server_list["232769614004748288"]["default"] is True
         join = await client.join(None)
         assert join["type"] == "server-join"
-        assert join["data"]["request"] == {"server": "default"}
+        assert join["data"]["request"] == {"server": "dworld"}
         assert join["data"]["users"]

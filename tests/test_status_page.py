@@ -19,9 +19,11 @@ import pytest
 from click.testing import CliRunner
 from playwright.async_api import async_playwright, expect
 
+from dback_core import hookimpl
 from dback_core.cli import cli
 from dback_core.events import Message, Presence
-from dback_core.testing import running_server
+from dback_core.health import UNAVAILABLE
+from dback_core.testing import Client, running_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -186,3 +188,114 @@ async def test_with_a_static_dir_the_page_moves_aside(tmp_path, monkeypatch):
     assert b"<title>dback status</title>" in status_page[2]
     assert unknown[0] == 404
     assert escape[0] == 404
+
+
+async def test_offline_names_are_readable_and_a_legend_explains_the_dots(quiet_mock_server, page):
+    server = quiet_mock_server
+    guild = await server.directory.guild(DEFAULT_GUILD)
+    uid = next(iter(json.loads(guild.users_json())))
+    await page.goto(_url(server))
+    await expect(page.locator(".member")).not_to_have_count(0, timeout=WAIT_MS)
+    await server.publish(Presence(server_id=DEFAULT_GUILD, uid=uid, status="offline"))
+    name = page.locator(f'.member[data-uid="{uid}"][data-status="offline"] .name')
+    await expect(name).to_be_visible(timeout=WAIT_MS)
+    ratio = await name.evaluate(CONTRAST_JS)
+    print(f"offline name contrast {ratio:.2f}:1")
+    assert ratio >= 4.5
+    legend = page.locator("#legend li")
+    await expect(legend).to_have_text(["online", "idle", "do not disturb", "offline"])
+    statuses = await page.locator("#legend .dot").evaluate_all(
+        "dots => dots.map(d => d.dataset.status)"
+    )
+    assert statuses == ["online", "idle", "dnd", "offline"]
+
+
+#: The WCAG contrast ratio of an element's text against the panel behind its card, with the
+#: element's own opacity applied to its colour.
+CONTRAST_JS = """node => {
+  const rgb = (text) => text.match(/[\\d.]+/g).map(Number);
+  const card = node.closest('.member');
+  const [r, g, b] = rgb(getComputedStyle(node).color);
+  const alpha = Number(getComputedStyle(node).opacity);
+  const back = rgb(getComputedStyle(card).backgroundColor);
+  const mixed = [r, g, b].map((c, i) => c * alpha + back[i] * (1 - alpha));
+  const lum = (c) => {
+    const [x, y, z] = c.map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * x + 0.7152 * y + 0.0722 * z;
+  };
+  const [hi, lo] = [lum(mixed), lum(back)].sort((a, b) => b - a);
+  return (hi + 0.05) / (lo + 0.05);
+}"""
+
+
+async def test_no_guilds_shows_what_to_configure(page, monkeypatch):
+    """Only a provider without its settings: the page says which variable to set."""
+    monkeypatch.delenv("DBACK_POSTGRES_DSN", raising=False)
+    async with running_server(environ={"DBACK_PLUGINS": "dback-postgres"}) as server:
+        await page.goto(_url(server))
+        empty = page.locator("#empty")
+        await expect(empty).to_be_visible(timeout=WAIT_MS)
+        await expect(empty).to_contain_text("No guilds to show")
+        await expect(page.locator('#empty-hints li[data-name="dback-postgres"]')).to_contain_text(
+            "not configured): set DBACK_POSTGRES_DSN"
+        )
+        other = page.locator('#other-plugins .plugin[data-name="dback-postgres"]')
+        await expect(other.locator(".status")).to_have_text("not configured")
+        await expect(other.locator(".reason")).to_contain_text("DBACK_POSTGRES_DSN")
+
+
+async def test_failed_and_unavailable_plugins_show_their_reasons(page):
+    """A plugin that failed to load and an active one whose backing service went away are
+    listed with why; the unavailable one's line updates without reloading the page."""
+
+    class Provider:
+        @hookimpl
+        def get_server_data(self):
+            return {"555": {"id": "five", "name": "Five", "default": True}}
+
+        @hookimpl
+        def get_user_data(self, server_id):
+            return {"1": {"uid": "1", "username": "ada", "status": "online"}}
+
+    provider = Provider()
+    async with running_server(
+        in_process=[("db", provider)], environ={"DBACK_PLUGINS": "dback-nope"}
+    ) as server:
+        await page.goto(_url(server))
+        await expect(page.locator("#guild-name")).to_have_text("Five", timeout=WAIT_MS)
+        await expect(page.locator("#empty")).to_be_hidden()
+        failed = page.locator('#other-plugins .plugin[data-name="dback-nope"]')
+        await expect(failed.locator(".status")).to_have_text("failed", timeout=WAIT_MS)
+        await expect(failed.locator(".reason")).to_contain_text("no installed plugin is named")
+        server.report_health(provider, UNAVAILABLE, "cannot reach 127.0.0.1:5432")
+        active = page.locator('#plugins .plugin[data-name="db"]')
+        await expect(active.locator(".status")).to_have_text("unavailable", timeout=WAIT_MS)
+        await expect(active.locator(".reason")).to_have_text("cannot reach 127.0.0.1:5432")
+
+
+async def test_charts_show_viewers_and_events_per_second(quiet_mock_server, page):
+    server = quiet_mock_server
+    guild = await server.directory.guild(DEFAULT_GUILD)
+    uid = next(iter(json.loads(guild.users_json())))
+    async with Client(server), Client(server):
+        await page.goto(_url(server))
+        viewers = page.locator("#chart-viewers")
+        # Two test clients and the page itself.
+        await expect(viewers.locator(".value")).to_have_text("3", timeout=WAIT_MS)
+        events = page.locator("#chart-events")
+        await expect(events).to_have_attribute("data-samples", re.compile("[1-9]"), timeout=WAIT_MS)
+        for index in range(40):
+            await server.publish(Message(server_id=DEFAULT_GUILD, uid=uid, message=f"hi {index}"))
+            await asyncio.sleep(0.05)
+        await expect(events).not_to_have_attribute("data-peak", "0", timeout=WAIT_MS)
+        peak = float(await events.get_attribute("data-peak"))
+        print(f"events per second peak on the chart: {peak:.1f}")
+        assert peak > 0
+        pixels = await events.locator("canvas").evaluate(
+            "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+            ".filter((v, i) => i % 4 === 3 && v > 0).length"
+        )
+        assert pixels > 0

@@ -1,8 +1,9 @@
 """The path a third party takes: a plugin in its own folder, pip-installed beside dback-core.
 
 The plugin is the tutorial's, taken from docs/plugins.md as written. It is installed with pip
-into a fresh virtual environment together with dback-core (a clean copy of this repository's
-sources, so no earlier build output can slip into the install); then the
+into a fresh virtual environment together with dback-core and the embedded mock it depends on
+(clean copies of this repository's sources, so no earlier build output can slip into the
+install); then the
 installed ``dback`` command must list it, and ``dback serve`` must serve its guild to a
 WebSocket client and agree with ``dback plugins`` on names, versions and order.
 """
@@ -47,7 +48,8 @@ def _environment(venv: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory) -> Path:
-    """A new virtual environment with dback-core and the tutorial plugin pip-installed."""
+    """A new virtual environment with dback-core (with its pytest fixtures) and the
+    tutorial plugin pip-installed."""
     base = tmp_path_factory.mktemp("third-party")
     project = base / "dback-weather"
     (project / "dback_weather").mkdir(parents=True)
@@ -58,17 +60,17 @@ def fresh_venv(tmp_path_factory) -> Path:
     )
     core = base / "dback-core"
     core.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, core / name)
-    for package in ("dback_core", "d_back"):
-        shutil.copytree(
-            ROOT / package, core / package, ignore=shutil.ignore_patterns("__pycache__")
-        )
+    clean = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    shutil.copytree(ROOT / "dback_core", core / "dback_core", ignore=clean)
+    mock = base / "dback-mock"
+    shutil.copytree(ROOT / "plugins" / "dback_mock", mock, ignore=clean)
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     install = subprocess.run(
-        [*pip, "install", str(core), str(project)],
+        [*pip, "install", f"{core}[testing]", str(mock), str(project)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -87,12 +89,16 @@ def test_dback_plugins_lists_the_installed_plugin(fresh_venv):
         check=True,
     )
     description = json.loads(listed.stdout)
-    assert description["order"] == ["dback-weather"]
-    (entry,) = description["plugins"]
+    # the mock came with dback-core; an embedded default, it goes last and steps aside
+    assert description["order"] == ["dback-weather", "dback-mock"]
+    entry, mock = description["plugins"]
     assert entry["name"] == "dback-weather"
+    assert (mock["name"], mock["fallback_only"]) == ("dback-mock", True)
     assert entry["version"] == "0.1.0"
     assert entry["status"] == "active"
     assert entry["hooks"] == ["event_sources", "get_server_data", "get_user_data"]
+    (interval,) = entry["settings"]
+    assert (interval["variable"], interval["value"]) == ("DBACK_WEATHER_INTERVAL", "0.2")
 
 
 def _get_json(port: int, path: str) -> dict:
@@ -125,6 +131,7 @@ async def test_dback_serve_serves_the_plugins_data(fresh_venv):
         port = await serving_port(process.stderr, seen)
         async with Client(f"ws://127.0.0.1:{port}", timeout=30) as client:
             assert client.server_list[WEATHER_GUILD]["name"] == "Weather"
+            assert list(client.server_list) == [WEATHER_GUILD]  # the mock stepped aside
             world = await client.join("weather")
             assert world["type"] == "server-join"
             users = world["data"]["users"]
@@ -139,9 +146,28 @@ async def test_dback_serve_serves_the_plugins_data(fresh_venv):
         await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0
     listed = json.loads(cli.stdout)
-    assert served["order"] == listed["order"] == ["dback-weather"]
+    assert served["order"] == listed["order"] == ["dback-weather", "dback-mock"]
 
     def names_and_versions(description):
         return [(entry["name"], entry["version"]) for entry in description["plugins"]]
 
     assert names_and_versions(served) == names_and_versions(listed)
+
+
+def test_the_guide_s_fixture_example_passes_against_the_installed_plugin(fresh_venv, tmp_path):
+    """ "Testing a plugin" with dback-core's pytest fixtures, as written, in a shell whose
+    DBACK_* variables would break it if they reached the test."""
+    (tmp_path / "test_weather.py").write_text(_block("### With the pytest fixtures", "python"))
+    shell = {**_environment(fresh_venv), "DBACK_PLUGINS": "dback-mock"}
+    shell["DBACK_WEATHER_INTERVAL"] = "never"
+    pytest = [str(fresh_venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(
+        [*pytest, "-o", "asyncio_mode=auto", "test_weather.py"],
+        cwd=tmp_path,
+        env=shell,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout

@@ -6,6 +6,10 @@ const $ = (id) => document.getElementById(id);
 const COLOR = /^#[0-9a-fA-F]{6}$/;
 const STATUSES = new Set(["online", "idle", "dnd", "offline"]);
 const CHAT_LIMIT = 200;
+//: Charts keep the last five minutes, one sample every two seconds.
+const SAMPLE_MS = 2000;
+const SAMPLES = 150;
+const PLUGIN_REFRESH_MS = 5000;
 
 const state = {
   socket: null,
@@ -14,6 +18,11 @@ const state = {
   wanted: null,     // short id the user picked
   members: {},      // uid -> user record
   retry: 500,
+  listed: false,    // a server-list has arrived
+  plugins: null,    // the last /api/plugins answer
+  viewers: [],      // samples for the charts
+  rates: [],
+  lastEvents: null, // {total, time} of the previous /metrics sample
 };
 
 function showError(text) {
@@ -41,7 +50,33 @@ function join(id, password) {
   send({ type: "connect", data });
 }
 
+function renderEmptyState() {
+  const empty = state.listed && Object.keys(state.guilds).length === 0;
+  $("empty").hidden = !empty;
+  if (!empty) return;
+  const hints = $("empty-hints");
+  hints.replaceChildren();
+  const entries = state.plugins ? state.plugins.plugins : [];
+  const waiting = entries.filter((entry) =>
+    ["not configured", "failed", "unavailable"].includes(entry.status),
+  );
+  for (const entry of waiting) {
+    const item = document.createElement("li");
+    item.dataset.name = entry.name;
+    item.textContent = `${entry.name} (${entry.status}): ${entry.error || "no reason given"}`;
+    hints.append(item);
+  }
+  if (waiting.length === 0) {
+    const item = document.createElement("li");
+    item.textContent =
+      "no installed plugin is waiting for settings: install a provider plugin, or name " +
+      "the ones to use in DBACK_PLUGINS";
+    hints.append(item);
+  }
+}
+
 function renderGuilds() {
+  renderEmptyState();
   const select = $("guilds");
   select.replaceChildren();
   const entries = Object.entries(state.guilds);
@@ -164,6 +199,7 @@ function onFrame(raw) {
   switch (frame.type) {
     case "server-list":
       state.guilds = frame.data || {};
+      state.listed = true;
       renderGuilds();
       break;
     case "server-join":
@@ -200,29 +236,113 @@ function connect() {
   };
 }
 
+function pluginItem(entry) {
+  const item = document.createElement("li");
+  item.className = "plugin";
+  item.dataset.name = entry.name;
+  item.dataset.status = entry.status || "";
+  const label = document.createElement("span");
+  label.className = "label";
+  label.textContent = entry.version ? `${entry.name} ${entry.version}` : entry.name;
+  const status = document.createElement("span");
+  status.className = "status";
+  status.textContent = entry.status || "";
+  item.append(label, status);
+  if (entry.error) {
+    const reason = document.createElement("span");
+    reason.className = "reason";
+    reason.textContent = entry.error;
+    item.append(reason);
+  }
+  return item;
+}
+
+// Active plugins in their order (with the reason when one reports trouble), then every
+// other installed plugin - failed, not configured, disabled, not selected - with its reason.
 async function loadPlugins() {
   const list = $("plugins");
   try {
     const response = await fetch("/api/plugins", { cache: "no-store" });
     const description = await response.json();
+    state.plugins = description;
     const byName = Object.fromEntries(description.plugins.map((entry) => [entry.name, entry]));
-    list.replaceChildren();
-    for (const name of description.order) {
-      const entry = byName[name] || { name };
-      const item = document.createElement("li");
-      item.className = "plugin";
-      item.dataset.name = name;
-      const label = document.createElement("span");
-      label.className = "label";
-      label.textContent = entry.version ? `${name} ${entry.version}` : name;
-      const status = document.createElement("span");
-      status.className = "status";
-      status.textContent = entry.status || "";
-      item.append(label, status);
-      list.append(item);
-    }
+    list.replaceChildren(
+      ...description.order.map((name) => pluginItem(byName[name] || { name })),
+    );
+    const active = new Set(description.order);
+    const others = description.plugins.filter((entry) => !active.has(entry.name));
+    $("other-plugins").replaceChildren(...others.map(pluginItem));
+    $("other-plugins").hidden = others.length === 0;
+    $("other-plugins-title").hidden = others.length === 0;
+    renderEmptyState();
   } catch (error) {
     list.textContent = "could not load the plugin list";
+  }
+}
+
+// -- charts: /metrics sampled every two seconds, drawn on a canvas ------------------------
+
+function metricValues(text, name) {
+  const values = [];
+  for (const line of text.split("\n")) {
+    if (line.startsWith(name) && (line[name.length] === " " || line[name.length] === "{")) {
+      const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+      if (Number.isFinite(value)) values.push(value);
+    }
+  }
+  return values;
+}
+
+function pushSample(series, value) {
+  series.push(value);
+  while (series.length > SAMPLES) series.shift();
+}
+
+function drawChart(id, series, digits) {
+  const figure = $(id);
+  const last = series.length ? series[series.length - 1] : 0;
+  figure.querySelector(".value").textContent = last.toFixed(digits);
+  figure.dataset.samples = String(series.length);
+  figure.dataset.last = String(last);
+  figure.dataset.peak = String(Math.max(0, ...series));
+  const canvas = figure.querySelector("canvas");
+  const context = canvas.getContext("2d");
+  const { width, height } = canvas;
+  context.clearRect(0, 0, width, height);
+  if (series.length < 2) return;
+  const peak = Math.max(1, ...series);
+  const step = width / (SAMPLES - 1);
+  const offset = width - step * (series.length - 1);
+  context.beginPath();
+  series.forEach((value, index) => {
+    const x = offset + index * step;
+    const y = height - 2 - (value / peak) * (height - 4);
+    if (index === 0) context.moveTo(x, y);
+    else context.lineTo(x, y);
+  });
+  context.strokeStyle = getComputedStyle(document.documentElement).getPropertyValue("--online");
+  context.lineWidth = 2;
+  context.stroke();
+}
+
+async function sampleMetrics() {
+  try {
+    const response = await fetch("/metrics", { cache: "no-store" });
+    const text = await response.text();
+    const now = performance.now();
+    const viewers = metricValues(text, "dback_connections")[0] || 0;
+    const events = metricValues(text, "dback_events_total").reduce((sum, v) => sum + v, 0);
+    pushSample(state.viewers, viewers);
+    if (state.lastEvents) {
+      const seconds = (now - state.lastEvents.time) / 1000;
+      const rate = seconds > 0 ? Math.max(0, events - state.lastEvents.total) / seconds : 0;
+      pushSample(state.rates, rate);
+    }
+    state.lastEvents = { total: events, time: now };
+    drawChart("chart-viewers", state.viewers, 0);
+    drawChart("chart-events", state.rates, 1);
+  } catch (error) {
+    // The charts keep their last picture; the connection badge tells about the server.
   }
 }
 
@@ -233,4 +353,7 @@ $("login").addEventListener("submit", (event) => {
   $("password").value = "";
 });
 loadPlugins();
+setInterval(loadPlugins, PLUGIN_REFRESH_MS);
+sampleMetrics();
+setInterval(sampleMetrics, SAMPLE_MS);
 connect();

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import discord
 
 from dback_core.events import Event, Message, Refresh
+from dback_core.health import FAILED, SERVING, UNAVAILABLE
+from dback_discord.chat import is_heard, message_text
 from dback_discord.config import DiscordConfig
 from dback_discord.records import departure_event, is_ignored, presence_event
+from dback_discord.roles import Recolours
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +80,112 @@ def required_intents() -> discord.Intents:
     return intents
 
 
-class DzoneClient(discord.Client):
-    """A discord.Client whose events feed ``events``, a queue of at most ``QUEUE_LIMIT``."""
+#: Reports the plugin's health: ``(status, reason)``, see ``dback_core.health``.
+HealthReport = Callable[[str, "str | None"], None]
 
-    def __init__(self, config: DiscordConfig, events: EventQueue) -> None:
+
+class DzoneClient(discord.Client):
+    """A discord.Client whose events feed ``events``, a queue of at most ``QUEUE_LIMIT``.
+
+    Only guilds the configuration allows are served (see ``DiscordConfig.allows``): the
+    others' events are dropped here, and the plugin leaves them out of its guild list.
+    """
+
+    def __init__(self, config: DiscordConfig, events: EventQueue, health: HealthReport) -> None:
         super().__init__(
             intents=required_intents(),
             guild_ready_timeout=config.bot.guild_ready_timeout,
         )
         self.config = config
         self.events = events
+        self.health = health
         self.first_ready = asyncio.Event()
+        #: Whether anyone may invite the bot; until the application is read, assume so.
+        self.bot_public = True
+        self._skipped: set[int] = set()
+        self._stale: asyncio.TimerHandle | None = None
+        self.recolours = Recolours(
+            config.bot.role_interval,
+            lambda member: self.queue(presence_event(member, config.guild(member.guild.id))),
+            lambda guild: self.queue(Refresh(str(guild.id))),
+        )
+
+    async def close(self) -> None:
+        self.recolours.cancel()
+        if self._stale is not None:
+            self._stale.cancel()
+            self._stale = None
+        await super().close()
+
+    async def setup_hook(self) -> None:
+        """After login, before the gateway: read whether the bot is public.
+
+        discord.py's login already fetched the application (``Client.application``); an
+        application it could not read counts as public, the safe side.
+        """
+        application = self.application
+        self.bot_public = application is None or bool(application.bot_public)
+        log.info("discord: the bot is %s", "public" if self.bot_public else "private")
+        self._chunk_with_presences()
+
+    def _chunk_with_presences(self) -> None:
+        """Ask for presences with every member chunk.
+
+        Guilds over 75,000 members get no presences in GUILD_CREATE, and discord.py's own
+        chunk request (``Guild.chunk``, run for every large guild at startup) does not ask
+        for them: everyone would start offline. Discord sends them with the chunks when
+        asked and the presences intent is granted, so the request is made to ask. This is
+        the plugin's one use of a discord.py internal (``ConnectionState.chunker``, stable
+        through 2.x); the tests run it against the real discord.py.
+        """
+        state = self._connection
+        plain = state.chunker
+
+        async def chunker(
+            guild_id: int,
+            query: str = "",
+            limit: int = 0,
+            presences: bool = False,
+            *,
+            nonce: str | None = None,
+        ) -> None:
+            await plain(guild_id, query, limit, presences or self.intents.presences, nonce=nonce)
+
+        state.chunker = chunker  # type: ignore[method-assign]
+
+    def serves(self, guild_id: int) -> bool:
+        """Whether the guild is served; the first refusal of each guild is logged once."""
+        if self.config.allows(guild_id, self.bot_public):
+            return True
+        if guild_id in self.config.guilds:
+            return False  # its own table says enabled = false: nothing to point out
+        if guild_id not in self._skipped:
+            self._skipped.add(guild_id)
+            guild = self.get_guild(guild_id)
+            name = guild.name if guild is not None and guild.name else "?"
+            level = logging.WARNING if self.bot_public else logging.INFO
+            why = (
+                "the bot is public (anyone can add it) and"
+                if self.bot_public and self.config.serve_unlisted is None
+                else "[defaults] enabled = false and"
+            )
+            log.log(
+                level,
+                "discord: not serving guild %r (%d): %s %s has no [guilds.%d] table; "
+                "add that line to serve it",
+                name,
+                guild_id,
+                why,
+                self.config.source,
+                guild_id,
+            )
+        return False
 
     def queue(self, event: Event | None) -> None:
         if event is None:
+            return
+        server_id = getattr(event, "server_id", None)
+        if server_id is not None and not self.serves(int(server_id)):
             return
         if self.events.full():
             # A consumer this far behind would show stale state anyway: drop and reload.
@@ -115,20 +211,60 @@ class DzoneClient(discord.Client):
         guild list is reloaded here too, for guilds the bot left meanwhile.
         """
         log.info("discord: logged in as %s, %d guilds", self.user, len(self.guilds))
+        self._connected()
         if self.first_ready.is_set():
             self.queue(LIST_REFRESH)
         self.first_ready.set()
 
     async def on_resumed(self) -> None:
         log.info("discord: session resumed")
+        self._connected()
+
+    async def on_disconnect(self) -> None:
+        """discord.py reconnects by itself. If that takes ``unavailable_after`` seconds the
+        plugin reports itself unavailable (``/readyz`` 503, last data still shown); after
+        ``withdraw_after`` more it reports failed, which withdraws its guilds: a world that
+        has not heard from Discord for minutes is not presented as live."""
+        if self._stale is None and not self.is_closed():
+            delay = self.config.bot.unavailable_after
+            self._stale = asyncio.get_running_loop().call_later(delay, self._still_disconnected)
+
+    def _still_disconnected(self) -> None:
+        if self.is_closed():
+            self._stale = None
+            return
+        self.health(UNAVAILABLE, "lost the connection to Discord; reconnecting")
+        delay = self.config.bot.withdraw_after
+        self._stale = asyncio.get_running_loop().call_later(delay, self._gone_too_long)
+
+    def _gone_too_long(self) -> None:
+        self._stale = None
+        if not self.is_closed():
+            seconds = self.config.bot.unavailable_after + self.config.bot.withdraw_after
+            reason = (
+                f"no connection to Discord for {seconds:g}s; its guilds are withdrawn until "
+                "it is back (reconnecting)"
+            )
+            self.health(FAILED, reason)
+
+    def _connected(self) -> None:
+        if self._stale is not None:
+            self._stale.cancel()
+            self._stale = None
+        self.health(SERVING, None)
 
     # -- guilds ----------------------------------------------------------------------------
 
     async def on_guild_available(self, guild: discord.Guild) -> None:
         """A guild's data arrived: on every identify, or later for a guild that READY or an
-        outage left unavailable (listed without name or members until now)."""
+        outage left unavailable (withdrawn from the list until now)."""
         self.queue(LIST_REFRESH)
         self.queue(Refresh(str(guild.id)))
+
+    async def on_guild_unavailable(self, guild: discord.Guild) -> None:
+        """A Discord outage took the guild away: withdraw it rather than show it frozen."""
+        log.warning("discord: guild %d is unavailable (Discord outage); withdrawn", guild.id)
+        self.queue(LIST_REFRESH)
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
         """A new guild, or one discord.py reports as joined when it arrives after READY."""
@@ -141,9 +277,16 @@ class DzoneClient(discord.Client):
     async def on_guild_update(self, before: discord.Guild, after: discord.Guild) -> None:
         self.queue(LIST_REFRESH)
 
+    async def on_guild_role_create(self, role: discord.Role) -> None:
+        self.recolours.role_changed(role)
+
     async def on_guild_role_update(self, before: discord.Role, after: discord.Role) -> None:
-        if before.colour != after.colour:
-            self.queue(Refresh(str(after.guild.id)))
+        """A colour or a place in the order decides members' colours; a name does not."""
+        if before.colour != after.colour or before.position != after.position:
+            self.recolours.role_changed(after)
+
+    async def on_guild_role_delete(self, role: discord.Role) -> None:
+        self.recolours.role_changed(role)
 
     # -- members ---------------------------------------------------------------------------
 
@@ -163,18 +306,14 @@ class DzoneClient(discord.Client):
     # -- chat ------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
-        if message.guild is None or not message.content:
+        if message.guild is None:
             return
         options = self.config.guild(message.guild.id)
-        if is_ignored(message.author, options):
+        if is_ignored(message.author, options) or not is_heard(message, message.guild, options):
             return
-        channel = message.channel
-        channel_ids = {channel.id}
-        parent_id = getattr(channel, "parent_id", None)
-        if parent_id is not None:
-            channel_ids.add(parent_id)
-        if not options.hears_channel(channel_ids):
+        text = message_text(message)
+        if text is None:
             return
         self.queue(
-            Message(str(message.guild.id), str(message.author.id), message.content, str(channel.id))
+            Message(str(message.guild.id), str(message.author.id), text, str(message.channel.id))
         )

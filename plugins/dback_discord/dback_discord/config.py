@@ -1,4 +1,5 @@
-"""The plugin's settings: the bot token from the environment, per-guild options from TOML.
+"""The plugin's settings: two variables declared through the settings API (the bot token
+and where the TOML file is), per-guild options from that TOML file.
 
 The bot sees every guild it is in, so the file is optional and only says what differs from
 the defaults. It is read once, when the server starts; a mistake in it (an unknown key, a
@@ -8,21 +9,36 @@ file and the key, rather than silently showing the wrong guilds.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dback_core.plugins import NotConfigured
+from dback_core import NotConfigured, SettingsError
+from dback_core.settings import Setting, read
 
 TOKEN_ENV = "DBACK_DISCORD_TOKEN"
 CONFIG_ENV = "DBACK_DISCORD_CONFIG"
 
 
-class ConfigError(ValueError):
-    """The TOML configuration cannot be used as written."""
+SETTINGS = (
+    Setting(
+        TOKEN_ENV,
+        str,
+        None,
+        "the bot token; required, never logged",
+        secret=True,
+    ),
+    Setting(CONFIG_ENV, str, None, "path of a TOML file with per-guild options"),
+)
+
+
+class ConfigError(SettingsError):
+    """The TOML configuration named by ``DBACK_DISCORD_CONFIG`` cannot be used as written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(CONFIG_ENV, f"is not usable: {message}")
 
 
 @dataclass(frozen=True)
@@ -38,19 +54,29 @@ class GuildOptions:
     client_id: str | None = None
     ignore_users: frozenset[int] = frozenset()
     ignore_bots: bool = False
-    ignore_channels: frozenset[int] = frozenset()
-    listen_channels: frozenset[int] = frozenset()
+    #: Channels by id or by name (lower case, without ``#``); names match any channel so named.
+    ignore_channels: frozenset[int | str] = frozenset()
+    listen_channels: frozenset[int | str] = frozenset()
     hide_offline: bool = False
+    #: Above this many members, offline members are left out of the map (see README).
+    offline_above: int = 20_000
+    #: The most members a join lists (about 3.5 MB), whatever their status.
+    max_listed: int = 40_000
 
     @property
     def passworded(self) -> bool:
         return bool(self.password) or self.discord_login
 
-    def hears_channel(self, channel_ids: set[int]) -> bool:
-        """Whether a message in a channel (or a thread of it, both ids given) is shown."""
-        if self.listen_channels and not channel_ids & self.listen_channels:
+    @property
+    def filters_channels(self) -> bool:
+        return bool(self.listen_channels or self.ignore_channels)
+
+    def hears_channel(self, channels: set[int | str]) -> bool:
+        """Whether a message is shown, given the ids and names of its channel (and, for a
+        thread, of its parent channel)."""
+        if self.listen_channels and not channels & self.listen_channels:
             return False
-        return not channel_ids & self.ignore_channels
+        return not channels & self.ignore_channels
 
 
 @dataclass(frozen=True)
@@ -62,22 +88,69 @@ class BotOptions:
     #: Seconds to wait before identifying again after a session could not be resumed;
     #: Discord limits identifies, so only tests should lower it.
     reidentify_delay: float = 5.0
+    #: Seconds without a gateway connection before the plugin reports itself unavailable.
+    unavailable_after: float = 30.0
+    #: Further seconds without a connection before its guilds are withdrawn (``failed``).
+    withdraw_after: float = 270.0
+    #: Seconds before trying again after Discord refused the privileged intents (4014);
+    #: doubles on each refusal, up to ``failed_retry_max``.
+    failed_retry: float = 60.0
+    failed_retry_max: float = 900.0
+    #: Seconds over which role changes are collected before members' colours are sent:
+    #: at most one colour frame per member per interval.
+    role_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """The ``[login]`` table: how hard viewers' Discord logins may make the bot call Discord."""
+
+    #: Outbound login checks per second on average, and in a burst.
+    rate: float = 2.0
+    burst: int = 5
+    #: Login checks in flight at once.
+    concurrency: int = 4
+    #: Seconds a valid token's guild list is trusted, and a refused token stays refused.
+    admit_ttl: float = 300.0
+    refuse_ttl: float = 3600.0
+    #: Tokens remembered at most (oldest forgotten first): forged tokens cost bounded memory.
+    cache_size: int = 10_000
 
 
 @dataclass(frozen=True)
 class DiscordConfig:
-    """The whole configuration; ``token`` is never printed (see ``__repr__``)."""
+    """The whole configuration; ``token`` is never printed (see ``__repr__``).
+
+    ``serve_unlisted`` is what ``[defaults] enabled`` says when the file says it, else None:
+    a public bot serves guilds without a ``[guilds.<id>]`` table only when it is True.
+    """
 
     token: str
     bot: BotOptions = field(default_factory=BotOptions)
+    login: LoginLimits = field(default_factory=LoginLimits)
     defaults: GuildOptions = field(default_factory=GuildOptions)
     guilds: Mapping[int, GuildOptions] = field(default_factory=dict)
+    serve_unlisted: bool | None = None
+    #: Where the configuration came from, for messages that say which file to edit.
+    source: str = f"the file named by {CONFIG_ENV} (not set)"
 
     def __repr__(self) -> str:
         return f"DiscordConfig(token=<hidden>, guilds={sorted(self.guilds)})"
 
     def guild(self, guild_id: int) -> GuildOptions:
         return self.guilds.get(guild_id, self.defaults)
+
+    def allows(self, guild_id: int, bot_public: bool) -> bool:
+        """Whether the guild is served at all (``enabled = false`` hides a served guild).
+
+        A guild with its own table is allowed; any other is allowed by ``[defaults] enabled``
+        when written, else only when the bot is private (nobody but its owner can add it).
+        """
+        if guild_id in self.guilds:
+            return self.guilds[guild_id].enabled
+        if self.serve_unlisted is not None:
+            return self.serve_unlisted
+        return not bot_public
 
 
 _TEXT = (str,)
@@ -94,12 +167,31 @@ _GUILD_KEYS: dict[str, tuple[type, ...]] = {
     "ignore_channels": (list,),
     "listen_channels": (list,),
     "hide_offline": (bool,),
+    "offline_above": (int,),
+    "max_listed": (int,),
 }
-_ID_LISTS = {"ignore_users", "ignore_channels", "listen_channels"}
+_ID_LISTS = {"ignore_users"}
+_CHANNEL_LISTS = {"ignore_channels", "listen_channels"}
+#: Keys that name one guild, so a ``[defaults]`` value would apply to all of them.
+_ONE_GUILD_KEYS = {"short_id", "default"}
 _BOT_KEYS: dict[str, tuple[type, ...]] = {
     "guild_ready_timeout": (int, float),
     "reidentify_delay": (int, float),
+    "unavailable_after": (int, float),
+    "withdraw_after": (int, float),
+    "failed_retry": (int, float),
+    "failed_retry_max": (int, float),
+    "role_interval": (int, float),
 }
+_LOGIN_KEYS: dict[str, tuple[type, ...]] = {
+    "rate": (int, float),
+    "burst": (int,),
+    "concurrency": (int,),
+    "admit_ttl": (int, float),
+    "refuse_ttl": (int, float),
+    "cache_size": (int,),
+}
+_POSITIVE = {"rate", "burst", "concurrency", "cache_size"}
 
 
 def _snowflake(value: Any, where: str) -> int:
@@ -121,23 +213,48 @@ def _check_table(table: Any, keys: dict[str, tuple[type, ...]], where: str) -> d
             raise ConfigError(f"{where}.{key}: {value!r} has the wrong type")
         if key in _ID_LISTS:
             value = frozenset(_snowflake(item, f"{where}.{key}") for item in value)
+        elif key in _CHANNEL_LISTS:
+            value = frozenset(_channel(item, f"{where}.{key}") for item in value)
         elif key == "client_id":
             value = str(value)
         elif isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             raise ConfigError(f"{where}.{key}: must not be negative")
+        if key in _POSITIVE and value <= 0:
+            raise ConfigError(f"{where}.{key}: must be above 0")
         checked[key] = value
     return checked
 
 
+def _channel(value: Any, where: str) -> int | str:
+    """A channel id, or a channel name in the form it is compared in (see ``channel_name``)."""
+    if isinstance(value, str) and not value.strip().isdigit():
+        name = channel_name(value)
+        if not name:
+            raise ConfigError(f"{where}: {value!r} is neither a channel id nor a name")
+        return name
+    return _snowflake(value, where)
+
+
+def channel_name(name: str) -> str:
+    """How channel names are compared: without a leading ``#``, case-insensitively."""
+    return name.strip().removeprefix("#").strip().casefold()
+
+
 def parse_config(token: str, document: Mapping[str, Any], source: str = "config") -> DiscordConfig:
     """Validate a parsed TOML document into a ``DiscordConfig``."""
-    unknown = set(document) - {"bot", "defaults", "guilds"}
+    unknown = set(document) - {"bot", "login", "defaults", "guilds"}
     if unknown:
         raise ConfigError(f"{source}: unknown table(s) {', '.join(sorted(unknown))}")
     bot = BotOptions(**_check_table(document.get("bot", {}), _BOT_KEYS, f"{source}: bot"))
-    defaults = GuildOptions(
-        **_check_table(document.get("defaults", {}), _GUILD_KEYS, f"{source}: defaults")
-    )
+    login = LoginLimits(**_check_table(document.get("login", {}), _LOGIN_KEYS, f"{source}: login"))
+    default_options = _check_table(document.get("defaults", {}), _GUILD_KEYS, f"{source}: defaults")
+    misplaced = sorted(_ONE_GUILD_KEYS & set(default_options))
+    if misplaced:
+        raise ConfigError(
+            f"{source}: defaults.{misplaced[0]}: names one guild; "
+            "set it in that guild's [guilds.<id>] table"
+        )
+    defaults = GuildOptions(**default_options)
     tables = document.get("guilds", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{source}: guilds must be a table of [guilds.<id>] tables")
@@ -145,36 +262,55 @@ def parse_config(token: str, document: Mapping[str, Any], source: str = "config"
     for key, table in tables.items():
         where = f"{source}: guilds.{key}"
         options = _check_table(table, _GUILD_KEYS, where)
-        guilds[_snowflake(key, where)] = replace(defaults, **options)
+        # A guild's own table enables it unless it says otherwise, whatever [defaults] says:
+        # ``[defaults] enabled = false`` plus tables makes an allow-list.
+        guilds[_snowflake(key, where)] = replace(defaults, **{"enabled": True, **options})
     _check_unique(guilds, source)
-    return DiscordConfig(token=token, bot=bot, defaults=defaults, guilds=guilds)
+    return DiscordConfig(
+        token=token,
+        bot=bot,
+        login=login,
+        defaults=defaults,
+        guilds=guilds,
+        serve_unlisted=default_options.get("enabled"),
+        source=source,
+    )
 
 
 def _check_unique(guilds: Mapping[int, GuildOptions], source: str) -> None:
-    short_ids = [options.short_id for options in guilds.values() if options.short_id]
-    repeated = sorted({short for short in short_ids if short_ids.count(short) > 1})
-    if repeated:
-        raise ConfigError(f"{source}: short_id {', '.join(repeated)} used by more than one guild")
+    """Two guilds may not share a short id or both be the default; both are named."""
+    owners: dict[str, int] = {}
+    for guild_id, options in guilds.items():
+        if not options.short_id:
+            continue
+        if options.short_id in owners:
+            raise ConfigError(
+                f"{source}: short_id {options.short_id!r} is used by both "
+                f"guilds.{owners[options.short_id]} and guilds.{guild_id}"
+            )
+        owners[options.short_id] = guild_id
     defaults = [guild_id for guild_id, options in guilds.items() if options.default]
     if len(defaults) > 1:
-        raise ConfigError(f"{source}: more than one default guild: {defaults}")
+        raise ConfigError(
+            f"{source}: more than one default guild: guilds.{defaults[0]} and guilds.{defaults[1]}"
+        )
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> DiscordConfig:
     """The configuration from the environment; ``NotConfigured`` without a token."""
-    environ = os.environ if environ is None else environ
-    token = environ.get(TOKEN_ENV, "").strip()
-    if not token:
+    values = read(SETTINGS, environ)
+    token = values[TOKEN_ENV]
+    if token is None:
         raise NotConfigured(f"set {TOKEN_ENV} to the bot token to serve Discord guilds")
-    path_text = environ.get(CONFIG_ENV, "").strip()
-    if not path_text:
+    path_text = values[CONFIG_ENV]
+    if path_text is None:
         return DiscordConfig(token=token)
     path = Path(path_text)
     try:
         with path.open("rb") as handle:
             document = tomllib.load(handle)
     except OSError as error:
-        raise ConfigError(f"{CONFIG_ENV}={path}: cannot read: {error.strerror}") from None
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     return parse_config(token, document, str(path))

@@ -17,10 +17,13 @@ import aiohttp
 import discord
 
 from dback_core import hookimpl
+from dback_core.backoff import Backoff
 from dback_core.events import Event
+from dback_core.health import FAILED, SERVING, UNAVAILABLE
+from dback_core.host import PluginHost
 from dback_discord.bot import DzoneClient, EventQueue
-from dback_discord.config import TOKEN_ENV, GuildOptions, load_config
-from dback_discord.oauth import is_guild_member
+from dback_discord.config import SETTINGS, TOKEN_ENV, GuildOptions, load_config
+from dback_discord.oauth import LoginChecks
 from dback_discord.records import is_listed, server_record, user_record
 
 log = logging.getLogger(__name__)
@@ -29,9 +32,22 @@ INTENTS_HELP = (
     "Discord refused the privileged gateway intents (close code 4014). In the developer "
     "portal (https://discord.com/developers/applications) open this bot's application, "
     "go to Bot -> Privileged Gateway Intents, switch on 'Presence Intent', 'Server Members "
-    "Intent' and 'Message Content Intent', save, and restart dback."
+    "Intent' and 'Message Content Intent', and save (a bot in 100 or more guilds also needs "
+    "Discord's approval). dback tries again by itself, less often each time."
+)
+TOKEN_HELP = (
+    f"Discord refused the bot token in {TOKEN_ENV}. In the developer portal open the bot's "
+    f"application, go to Bot -> Reset Token, put the new token in {TOKEN_ENV} and restart dback."
+)
+TOKEN_RESET_HELP = (
+    "Discord ended the session with close code 4004 (authentication failed): the bot token "
+    f"was reset or revoked. Put the bot's current token in {TOKEN_ENV} and restart dback; "
+    "until then no Discord guild is served."
 )
 
+
+#: Members turned into records between two yields to the event loop (about 5 ms of work).
+BUILD_SLICE = 1000
 
 #: Seconds before the first new attempt after Discord could not be reached, and the most
 #: the doubling delay grows to.
@@ -49,12 +65,28 @@ UNREACHABLE = (
 )
 
 
-class DiscordUnavailable(RuntimeError):
-    """The bot could not log in or connect; the message says why and what to do."""
+#: discord.py's loggers log whole gateway payloads and REST bodies at DEBUG: message text
+#: (also from ignored channels), member lists. Nothing below this level is let through.
+DISCORD_LOG_FLOOR = logging.INFO
+
+
+def quiet_discord_logs() -> None:
+    """Keep discord.py's own loggers at INFO or above, whatever ``DBACK_LOG_LEVEL`` says:
+    their DEBUG lines would put private chat and member lists into dback's logs."""
+    library = logging.getLogger("discord")
+    if library.getEffectiveLevel() < DISCORD_LOG_FLOOR:
+        library.setLevel(DISCORD_LOG_FLOOR)
 
 
 class DiscordPlugin:
-    """Every guild the bot is in, with live members, presences and chat."""
+    """Every guild the bot is in, with live members, presences and chat.
+
+    Its health follows Discord (see README, "When Discord fails"): ``unavailable`` while
+    Discord cannot be reached, ``failed`` - its guilds withdrawn - when Discord refuses the
+    token or the intents; refused intents are retried slowly, a refused token is not.
+    """
+
+    dback_settings = SETTINGS
 
     def __init__(self) -> None:
         self.config = load_config()
@@ -62,73 +94,115 @@ class DiscordPlugin:
         self.client: DzoneClient | None = None
         self.runner: asyncio.Task[None] | None = None
         self.session: aiohttp.ClientSession | None = None
-        self.failure: str | None = None
+        self.logins: LoginChecks | None = None
+        self.host: PluginHost | None = None
+        #: Set once the bot is ready or the first attempt failed: startup waits for it.
+        self.settled = asyncio.Event()
         #: Set by ``shutdown``: the runner makes no further attempt.
         self.stopping = asyncio.Event()
+        #: Waits before the next attempt at a Discord that cannot be reached, and after a
+        #: refusal that may heal (intents switched off); both start over once connected.
+        self.unreachable = Backoff(RETRY_FIRST, RETRY_MAX)
+        self.refused = self._refused_backoff()
+        #: Guilds whose joins were cut at ``max_listed`` (warned about once).
+        self.capped: set[int] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     @hookimpl
-    async def startup(self, settings: Any) -> None:
+    async def startup(self, settings: Any, host: PluginHost | None = None) -> None:
         """Log the bot in and wait for its first guild snapshot, within the hook's time limit.
 
         A bot that is not ready in time (or cannot reach Discord yet) keeps connecting; its
-        guilds appear when it is ready.
+        guilds appear when it is ready. A refusal by Discord is reported as the plugin's
+        health, so the server starts and ``dback plugins`` / ``/api/plugins`` say why.
         """
-        self.failure = None
+        quiet_discord_logs()
+        self.host = host
+        self.settled = asyncio.Event()
         self.stopping = asyncio.Event()
         self.session = aiohttp.ClientSession()
-        self.client = DzoneClient(self.config, self.events)
+        self.logins = LoginChecks(self.session, self.config.login)
         self.runner = asyncio.create_task(self._run(), name="dback-discord-client")
         limit = float(getattr(settings, "provider_timeout", 10.0))
-        ready = asyncio.create_task(self.client.first_ready.wait())
-        done, _ = await asyncio.wait(
-            {self.runner, ready}, timeout=max(limit - 1.0, limit / 2), return_when="FIRST_COMPLETED"
-        )
-        ready.cancel()
-        if self.runner in done:
-            raise DiscordUnavailable(self.failure or "the Discord client stopped")
-        if ready not in done:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.settled.wait(), max(limit - 1.0, limit / 2))
+        if not self.settled.is_set():
             log.warning("discord: not ready yet; its guilds appear once it is")
 
-    async def _run(self) -> None:
-        """Run the client until it is closed; a fatal error is logged once, clearly.
+    def report(self, status: str, reason: str | None) -> None:
+        """Tell the core how the plugin is; a bot that is ready or refused has settled."""
+        if status == SERVING:
+            self.settled.set()
+            self._reset_delays()
+        elif status == FAILED:
+            log.error("discord: %s", reason)
+            self.settled.set()
+        if self.host is not None:
+            self.host.report_health(status, reason)
 
-        A Discord that cannot be reached is tried again with a doubling delay, each time
-        with a new client (a closed discord.Client cannot start again): without this, a
-        network hiccup while dback starts would leave it without Discord until restarted.
+    def _refused_backoff(self) -> Backoff:
+        bot = self.config.bot
+        return Backoff(bot.failed_retry, max(bot.failed_retry, bot.failed_retry_max))
+
+    def _reset_delays(self) -> None:
+        """Connected (or starting): the next failure waits the shortest delay again."""
+        self.unreachable.reset()
+        self.refused.reset()
+
+    def _new_client(self) -> DzoneClient:
+        return DzoneClient(self.config, self.events, self.report)
+
+    async def _run(self) -> None:
+        """Run a client until it is closed, starting a new one after what can heal.
+
+        A closed discord.Client cannot start again, so each attempt gets a new one. A
+        Discord that cannot be reached is tried again with a doubling delay (1 s to a
+        minute); refused intents, which heal when the operator flips the portal switches,
+        with a slow one (``[bot] failed_retry``); a refused token never: only the operator
+        can fix it, and Discord counts every failed login.
         """
-        delay = RETRY_FIRST
-        while self.client is not None:
-            client = self.client
+        # Made here, not in ``__init__``: tests shorten the module's delays after loading.
+        self.unreachable = Backoff(RETRY_FIRST, RETRY_MAX)
+        self.refused = self._refused_backoff()
+        while not self.stopping.is_set():
+            client = self.client = self._new_client()
+            backoff = self.unreachable
             try:
                 await client.start(self.config.token)
-                return
+                if self.stopping.is_set():
+                    return
+                self.report(UNAVAILABLE, "the Discord client stopped; starting it again")
             except discord.PrivilegedIntentsRequired:
-                self.failure = INTENTS_HELP
+                self.report(FAILED, INTENTS_HELP)
+                backoff = self.refused
             except discord.LoginFailure:
-                self.failure = f"Discord refused the bot token in {TOKEN_ENV}"
+                self.report(FAILED, TOKEN_HELP)
+                return
+            except discord.ConnectionClosed as error:
+                if error.code == 4004:
+                    self.report(FAILED, TOKEN_RESET_HELP)
+                else:
+                    self.report(FAILED, f"Discord closed the gateway with code {error.code}")
+                return
             except UNREACHABLE as error:
-                log.warning(
-                    "discord: cannot reach Discord (%s: %s); next attempt in %gs",
-                    type(error).__name__,
-                    error,
-                    delay,
-                )
+                reason = f"cannot reach Discord ({type(error).__name__}: {error})"
+                log.warning("discord: %s; next attempt in %gs", reason, backoff.upcoming)
+                self.report(UNAVAILABLE, reason)
+                self.settled.set()
             except Exception as error:
-                self.failure = f"the Discord client stopped: {type(error).__name__}: {error}"
+                # Anything else (discord.py itself trips when its very first gateway
+                # connection fails) is tried again like an unreachable Discord.
+                reason = f"the Discord client stopped ({type(error).__name__}: {error})"
+                log.warning(
+                    "discord: %s; next attempt in %gs", reason, backoff.upcoming, exc_info=True
+                )
+                self.report(UNAVAILABLE, reason)
+                self.settled.set()
             finally:
                 if not client.is_closed():
                     await client.close()
-            if self.failure:
-                log.error("discord: %s", self.failure)
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), delay)
-            if self.stopping.is_set():
-                return
-            delay = min(delay * 2, RETRY_MAX)
-            self.client = DzoneClient(self.config, self.events)
+            await backoff.sleep(self.stopping)
 
     @hookimpl
     async def shutdown(self) -> None:
@@ -140,16 +214,21 @@ class DiscordPlugin:
                 await asyncio.wait_for(self.runner, 5)
         if self.session is not None:
             await self.session.close()
-        self.client = self.runner = self.session = None
+        self.client = self.runner = self.session = self.logins = None
 
     # -- data ------------------------------------------------------------------------------
+
+    def _served(self, guild: discord.Guild) -> bool:
+        """Allowed by the configuration, and not in a Discord outage (its data would be
+        frozen: it is withdrawn until Discord sends it again)."""
+        return self.client is not None and not guild.unavailable and self.client.serves(guild.id)
 
     def _guild(self, server_id: Any) -> tuple[discord.Guild, GuildOptions] | None:
         text = str(server_id).strip() if server_id is not None else ""
         if self.client is None or not text.isdigit():
             return None
         guild = self.client.get_guild(int(text))
-        if guild is None:
+        if guild is None or not self._served(guild):
             return None
         return guild, self.config.guild(guild.id)
 
@@ -157,7 +236,7 @@ class DiscordPlugin:
     def get_server_data(self, server_id: str | None) -> dict[str, dict[str, Any]] | None:
         if self.client is None:
             return None
-        guilds = self.client.guilds
+        guilds = [guild for guild in self.client.guilds if self._served(guild)]
         if server_id is not None:
             guilds = [guild for guild in guilds if str(guild.id) == str(server_id)]
         return {
@@ -165,16 +244,37 @@ class DiscordPlugin:
         }
 
     @hookimpl
-    def get_user_data(self, server_id: str) -> dict[str, dict[str, Any]] | None:
+    async def get_user_data(self, server_id: str) -> dict[str, dict[str, Any]] | None:
+        """The guild's listed members, built ``BUILD_SLICE`` at a time with a yield to the
+        event loop between slices: a 100k-member guild must not stall every viewer. At most
+        ``max_listed`` are listed, so the join stays deliverable (see README)."""
         found = self._guild(server_id)
         if found is None:
             return None
         guild, options = found
-        return {
-            str(member.id): user_record(member)
-            for member in guild.members
-            if is_listed(member, options)
-        }
+        members = guild.members
+        users: dict[str, dict[str, Any]] = {}
+        left_out = 0
+        for start in range(0, len(members), BUILD_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            for member in members[start : start + BUILD_SLICE]:
+                if not is_listed(member, options):
+                    continue
+                if len(users) >= options.max_listed:
+                    left_out += 1
+                    continue
+                users[str(member.id)] = user_record(member)
+        if left_out and guild.id not in self.capped:
+            self.capped.add(guild.id)
+            log.warning(
+                "discord: guild %d lists %d members, the most max_listed allows; %d more "
+                "left out of joins",
+                guild.id,
+                len(users),
+                left_out,
+            )
+        return users
 
     @hookimpl
     def event_sources(self) -> list[Any]:
@@ -193,9 +293,9 @@ class DiscordPlugin:
         if found is None or not found[1].discord_login:
             return None
         token = credentials.get("discordToken")
-        if not isinstance(token, str) or not token.strip() or self.session is None:
+        if not isinstance(token, str) or not token.strip() or self.logins is None:
             return False
-        return await is_guild_member(self.session, token.strip(), str(found[0].id))
+        return await self.logins.is_guild_member(token.strip(), str(found[0].id))
 
     @hookimpl
     def get_client_id(self, server_id: str) -> str | None:

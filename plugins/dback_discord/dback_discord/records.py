@@ -58,11 +58,17 @@ def is_ignored(member: discord.abc.User, options: GuildOptions) -> bool:
     return member.id in options.ignore_users or (options.ignore_bots and member.bot)
 
 
+def hides_offline(guild: discord.Guild, options: GuildOptions) -> bool:
+    """Offline members are left out: by choice, or because the guild is so large that its
+    whole member list would not fit a join (``offline_above``, see README)."""
+    return options.hide_offline or (guild.member_count or 0) > options.offline_above
+
+
 def is_listed(member: discord.Member, options: GuildOptions) -> bool:
     """Whether the member has a character on the map right now."""
     if is_ignored(member, options):
         return False
-    return not (options.hide_offline and member.status is discord.Status.offline)
+    return not (member.status is discord.Status.offline and hides_offline(member.guild, options))
 
 
 def user_record(member: discord.Member) -> dict[str, Any]:

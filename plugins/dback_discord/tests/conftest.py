@@ -16,8 +16,10 @@ NOWHERE = "127.0.0.1:9"
 
 
 @pytest.fixture(autouse=True)
-def never_the_real_discord(monkeypatch):
-    """Outside the ``fake`` fixture, discord.py's URLs lead nowhere instead of to Discord."""
+def never_the_real_discord(dback_environ, monkeypatch):
+    """Outside the ``fake`` fixture, discord.py's URLs lead nowhere instead of to Discord;
+    and none of the shell's DBACK_* variables (a real bot token) reach a test
+    (``dback_environ``, dback-core's pytest plugin)."""
     monkeypatch.setattr(Route, "BASE", f"http://{NOWHERE}/api/v10")
     monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(f"ws://{NOWHERE}/"))
 

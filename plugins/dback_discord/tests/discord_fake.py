@@ -2,9 +2,13 @@
 
 It implements what a guild-watching bot meets: login, READY and GUILD_CREATE with members,
 roles and presences, heartbeats, RESUME with replay of missed dispatches, RECONNECT,
-INVALID_SESSION, the privileged-intents refusal (close code 4014), the OAuth guild list,
-and the dispatches a test pushes (presence, chat, members joining, changing and leaving,
-guilds joined, renamed and left). Facts it depends on:
+INVALID_SESSION, the privileged-intents refusal (close code 4014, at identify or later), a
+reset token (4004), a gateway that is down, the application's ``bot_public`` flag, member
+chunks of 1,000 (with presences only when asked; guilds over ``PRESENCE_LIMIT`` get none at
+GUILD_CREATE), guild outages, the OAuth guild list (with outages and 429 + Retry-After),
+and the dispatches a test pushes (presence, chat with attachments or in unknown channels,
+members joining, changing and leaving, roles created, recoloured, moved and deleted, guilds
+joined, renamed and left). Facts it depends on:
 
 - REST bodies need ``Content-Type: application/json`` with no charset, or discord.py
   does not parse them; a 401 on ``GET /users/@me`` is a ``LoginFailure``.
@@ -39,6 +43,12 @@ PRIVILEGED = MEMBERS | PRESENCES | MESSAGE_CONTENT
 #: From this many members on a guild is "large": GUILD_CREATE lists only online members and
 #: the client asks for the rest (op 8), which arrive as GUILD_MEMBERS_CHUNK.
 LARGE_GUILD = 250
+#: Above this many members GUILD_CREATE carries no presences and no members but the bot's
+#: (Discord's rule for guilds over 75,000 members); statuses come only with member chunks
+#: asked for with ``presences``, or as they change.
+PRESENCE_LIMIT = 75_000
+#: Members per GUILD_MEMBERS_CHUNK, as Discord sends them.
+CHUNK_SIZE = 1000
 
 _ids = itertools.count(1)
 
@@ -116,8 +126,16 @@ class FakeDiscord:
         #: Refuse identifies that ask for privileged intents, like a bot whose portal
         #: switches are off.
         self.refuse_privileged = False
+        #: While set, the gateway refuses connections with HTTP 503 (Discord unreachable).
+        self.gateway_down = False
+        #: The application's "Public Bot" switch: anyone may add a public bot to a guild.
+        self.bot_public = False
         #: When set, the OAuth guild list answers with this HTTP status (an outage).
         self.oauth_outage: int | None = None
+        #: Seconds the OAuth guild list takes to answer.
+        self.oauth_delay = 0.0
+        #: While set, the OAuth guild list answers 429 with this ``Retry-After`` (seconds).
+        self.oauth_retry_after: float | None = None
         #: When set, GUILD_CREATE waits for this event after READY: guilds that READY lists
         #: as unavailable arrive later, as after a Discord outage.
         self.guilds_held: asyncio.Event | None = None
@@ -125,6 +143,7 @@ class FakeDiscord:
         self.identifies = 0
         self.resumes = 0
         self.member_requests = 0
+        self.member_requests_with_presences = 0
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -270,7 +289,7 @@ class FakeDiscord:
                 "name": "dzone",
                 "description": "",
                 "icon": None,
-                "bot_public": False,
+                "bot_public": self.bot_public,
                 "bot_require_code_grant": False,
                 "owner": user_object(1, "owner"),
                 "verify_key": "0" * 64,
@@ -280,8 +299,16 @@ class FakeDiscord:
 
     async def _oauth_guilds(self, request: web.Request) -> web.Response:
         self.requests.append(f"{request.method} {request.path}")
+        await asyncio.sleep(self.oauth_delay)
         if self.oauth_outage is not None:
             return self._reply({"message": "outage", "code": 0}, self.oauth_outage)
+        if self.oauth_retry_after is not None:
+            limited = self._reply(
+                {"message": "You are being rate limited.", "retry_after": self.oauth_retry_after},
+                429,
+            )
+            limited.headers["Retry-After"] = f"{self.oauth_retry_after:g}"
+            return limited
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme != "Bearer" or token not in self.oauth_users:
             return self._reply({"message": "401: Unauthorized", "code": 0}, 401)
@@ -295,7 +322,9 @@ class FakeDiscord:
 
     # -- gateway ---------------------------------------------------------------------------
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_down:
+            return self._reply({"message": "Service Unavailable", "code": 0}, 503)
         socket_ = web.WebSocketResponse()
         await socket_.prepare(request)
         await socket_.send_str(json.dumps({"op": OP_HELLO, "d": {"heartbeat_interval": 40000}}))
@@ -364,25 +393,30 @@ class FakeDiscord:
         return session
 
     async def _send_members(self, session: Session, request: dict[str, Any]) -> None:
-        """Answer op 8 with every member of the guild in one chunk (query "" asks for all)."""
+        """Answer op 8 with every member of the guild (query "" asks for all), in chunks of
+        ``CHUNK_SIZE``; with presences only when asked (and only if the intent was given)."""
         self.member_requests += 1
+        self.member_requests_with_presences += bool(request.get("presences"))
         guild = self.guilds.get(int(request["guild_id"]))
         if guild is None:
             return
         members = list(guild.members.values())
-        chunk: dict[str, Any] = {
-            "guild_id": str(guild.id),
-            "members": [member.payload() for member in members],
-            "chunk_index": 0,
-            "chunk_count": 1,
-        }
-        if request.get("presences"):
-            chunk["presences"] = [
-                self._presence(guild, member) for member in members if member.status != "offline"
-            ]
-        if request.get("nonce"):
-            chunk["nonce"] = request["nonce"]
-        await self._send(session, "GUILD_MEMBERS_CHUNK", chunk)
+        slices = [members[i : i + CHUNK_SIZE] for i in range(0, len(members), CHUNK_SIZE)]
+        for index, part in enumerate(slices):
+            chunk: dict[str, Any] = {
+                "guild_id": str(guild.id),
+                "members": [member.payload() for member in part],
+                "chunk_index": index,
+                "chunk_count": len(slices),
+            }
+            if request.get("presences") and session.intents & PRESENCES:
+                chunk["presences"] = [
+                    self._presence(guild, member) for member in part if member.status != "offline"
+                ]
+            if request.get("nonce"):
+                chunk["nonce"] = request["nonce"]
+            await self._send(session, "GUILD_MEMBERS_CHUNK", chunk)
+            await asyncio.sleep(0)
 
     async def _send(self, session: Session, event: str, data: dict[str, Any]) -> None:
         session.sequence += 1
@@ -410,7 +444,9 @@ class FakeDiscord:
     def _guild_payload(self, guild: Guild) -> dict[str, Any]:
         count = len(guild.members)
         members = list(guild.members.values())
-        if count >= LARGE_GUILD:
+        if count > PRESENCE_LIMIT:
+            members = [guild.members[int(self.bot["id"])]]
+        elif count >= LARGE_GUILD:
             members = [member for member in members if member.status != "offline"]
         return {
             "id": str(guild.id),
@@ -423,7 +459,9 @@ class FakeDiscord:
             "roles": list(guild.roles.values()),
             "channels": list(guild.channels.values()),
             "members": [member.payload() for member in members],
-            "presences": [self._presence(guild, m) for m in members if m.status != "offline"],
+            "presences": []
+            if count > PRESENCE_LIMIT
+            else [self._presence(guild, m) for m in members if m.status != "offline"],
             "emojis": [],
             "stickers": [],
             "features": [],
@@ -444,7 +482,17 @@ class FakeDiscord:
         presence = self._presence(guild, member)
         await self._dispatch("PRESENCE_UPDATE", lambda intents: presence)
 
-    async def say(self, guild_id: int, channel_id: int, user_id: int, text: str) -> None:
+    async def say(
+        self,
+        guild_id: int,
+        channel_id: int,
+        user_id: int,
+        text: str,
+        *,
+        attachments: list[str] = (),
+    ) -> None:
+        """A message; ``channel_id`` may be one the bot never heard of (an archived thread).
+        ``attachments`` are file names."""
         member = self.guilds[guild_id].members[user_id]
         message = {
             "id": str(new_snowflake()),
@@ -460,7 +508,16 @@ class FakeDiscord:
             "mention_everyone": False,
             "mentions": [],
             "mention_roles": [],
-            "attachments": [],
+            "attachments": [
+                {
+                    "id": str(new_snowflake()),
+                    "filename": name,
+                    "size": 1,
+                    "url": f"http://127.0.0.1/{name}",
+                    "proxy_url": f"http://127.0.0.1/{name}",
+                }
+                for name in attachments
+            ],
             "embeds": [],
             "components": [],
             "pinned": False,
@@ -497,6 +554,25 @@ class FakeDiscord:
         payload = {"guild_id": str(guild_id), "role": dict(role)}
         await self._dispatch("GUILD_ROLE_UPDATE", lambda intents: payload)
 
+    async def move_role(self, guild_id: int, role_id: int, position: int) -> None:
+        role = self.guilds[guild_id].roles[role_id]
+        role["position"] = position
+        payload = {"guild_id": str(guild_id), "role": dict(role)}
+        await self._dispatch("GUILD_ROLE_UPDATE", lambda intents: payload)
+
+    async def create_role(
+        self, guild_id: int, role_id: int, name: str, color: int, position: int
+    ) -> None:
+        self.add_role(guild_id, role_id, name, color, position)
+        payload = {"guild_id": str(guild_id), "role": dict(self.guilds[guild_id].roles[role_id])}
+        await self._dispatch("GUILD_ROLE_CREATE", lambda intents: payload)
+
+    async def delete_role(self, guild_id: int, role_id: int) -> None:
+        """Discord sends no member updates for a deleted role: members keep its id."""
+        del self.guilds[guild_id].roles[role_id]
+        payload = {"guild_id": str(guild_id), "role_id": str(role_id)}
+        await self._dispatch("GUILD_ROLE_DELETE", lambda intents: payload)
+
     async def join_guild(self, guild: Guild) -> None:
         """The bot was added to ``guild`` (built with ``add_guild`` and friends).
 
@@ -528,6 +604,34 @@ class FakeDiscord:
             socket_, session.socket = session.socket, None
             if socket_ is not None:
                 await socket_.close(code=4000)
+
+    async def close_sessions(self, code: int, message: str) -> None:
+        """Close every socket with ``code`` and forget the sessions (they cannot resume)."""
+        sessions, self.sessions = list(self.sessions.values()), {}
+        for session in sessions:
+            if session.socket is not None:
+                await session.socket.close(code=code, message=message.encode())
+
+    async def reset_token(self) -> str:
+        """The owner reset the bot token: the old one stops working (close code 4004)."""
+        self.token = f"{self.token}-reset"
+        await self.close_sessions(4004, "Authentication failed.")
+        return self.token
+
+    async def revoke_intents(self) -> None:
+        """The privileged intents were switched off: close code 4014 until switched on."""
+        self.refuse_privileged = True
+        await self.close_sessions(4014, "Disallowed intent(s).")
+
+    async def guild_outage(self, guild_id: int) -> None:
+        """GUILD_DELETE with ``unavailable``: the guild is down, the bot is still in it."""
+        payload = {"id": str(guild_id), "unavailable": True}
+        await self._dispatch("GUILD_DELETE", lambda intents: payload)
+
+    async def guild_recovered(self, guild_id: int) -> None:
+        """The guild is back: GUILD_CREATE with its data (``unavailable`` false)."""
+        payload = self._guild_payload(self.guilds[guild_id])
+        await self._dispatch("GUILD_CREATE", lambda intents: payload)
 
     async def invalidate_sessions(self) -> None:
         """Op 9 (not resumable): clients must identify again and receive fresh guilds."""

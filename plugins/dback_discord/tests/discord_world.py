@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from discord_fake import FakeDiscord
 
@@ -43,18 +44,24 @@ def build_world() -> FakeDiscord:
 
 @contextlib.asynccontextmanager
 async def discord_dback(
-    fake: FakeDiscord, monkeypatch, tmp_path: Path, config: str = "", token: str | None = None
+    fake: FakeDiscord,
+    monkeypatch,
+    tmp_path: Path,
+    config: str = "",
+    token: str | None = None,
+    **settings: Any,
 ) -> AsyncIterator[DbackServer]:
     """A dback with only the installed Discord plugin, logged in to ``fake``.
 
-    ``token`` replaces the bot token the fake accepts, to test a refused login.
+    ``token`` replaces the bot token the fake accepts, to test a refused login; ``settings``
+    are the core's (``Settings`` fields).
     """
     path = tmp_path / "discord.toml"
     path.write_text(FAST_BOT + config)
     monkeypatch.setenv("DBACK_DISCORD_TOKEN", token or fake.token)
     monkeypatch.setenv("DBACK_DISCORD_CONFIG", str(path))
     environ = {"DBACK_PLUGINS": "dback-discord", "DBACK_STRICT_PLUGINS": "1"}
-    async with running_server(environ=environ) as server:
+    async with running_server(environ=environ, **settings) as server:
         yield server
 
 

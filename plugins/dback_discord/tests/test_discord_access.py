@@ -42,7 +42,8 @@ async def test_discord_login_is_refused_while_discord_fails(fake, monkeypatch, t
             fake.oauth_outage = None
             admitted = await client.join(str(LOUNGE), discordToken="member-token")
     assert refused["type"] == "error" and admitted["type"] == "server-join"
-    assert "guild check answered HTTP 502" in caplog.text
+    assert "cannot check logins right now" in refused["data"]["message"]
+    assert "login check answered HTTP 502" in caplog.text
     assert "member-token" not in caplog.text
 
 
@@ -66,12 +67,13 @@ async def test_refused_privileged_intents_are_explained_and_dback_keeps_serving(
     async with discord_dback(fake, monkeypatch, tmp_path) as server:
         async with Client(server) as client:
             assert client.server_list == {}
+        health = server.plugins.find("dback-discord").health
+    assert health.status == "failed" and "4014" in health.reason
     errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
     explained = [message for message in errors if "4014" in message]
     assert explained, errors
     for switch in ("Presence Intent", "Server Members Intent", "Message Content Intent"):
         assert switch in explained[0]
-    assert any("dback-discord did not start" in message for message in errors)
 
 
 async def test_a_refused_token_is_reported_without_showing_it(fake, monkeypatch, tmp_path, caplog):
@@ -79,8 +81,10 @@ async def test_a_refused_token_is_reported_without_showing_it(fake, monkeypatch,
     async with discord_dback(fake, monkeypatch, tmp_path, token="a-revoked-token") as server:
         async with Client(server) as client:
             assert client.server_list == {}
+        health = server.plugins.find("dback-discord").health
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert "Discord refused the bot token in DBACK_DISCORD_TOKEN" in text
+    assert health.status == "failed" and "Reset Token" in health.reason
     assert "a-revoked-token" not in text and fake.token not in text
 
 

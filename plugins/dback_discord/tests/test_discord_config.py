@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
+
 import pytest
 
 from dback_core.plugins import FAILED, NotConfigured, load_plugins
-from dback_discord.config import ConfigError, GuildOptions, load_config, parse_config
+from dback_discord.config import (
+    ConfigError,
+    GuildOptions,
+    LoginLimits,
+    load_config,
+    parse_config,
+)
 from dback_discord.records import short_id
 
 EXAMPLE = """
@@ -53,6 +63,21 @@ def test_guild_tables_override_the_defaults(tmp_path, monkeypatch):
     assert config.guild(333) == config.defaults and config.defaults.ignore_bots
 
 
+def test_login_limits_have_safe_defaults_and_can_be_set():
+    assert parse_config("token", {}).login == LoginLimits(
+        rate=2.0, burst=5, concurrency=4, admit_ttl=300.0, refuse_ttl=3600.0, cache_size=10_000
+    )
+    login = parse_config("token", {"login": {"rate": 0.5, "refuse_ttl": 60}}).login
+    assert login.rate == 0.5 and login.refuse_ttl == 60 and login.burst == 5
+
+
+def test_channels_may_be_named_as_well_as_numbered():
+    document = {"guilds": {"1": {"ignore_channels": [501, "602", "#Off-Topic", " memes "]}}}
+    options = parse_config("token", document).guild(1)
+    assert options.ignore_channels == {501, 602, "off-topic", "memes"}
+    assert options.hears_channel({"general", 1}) and not options.hears_channel({"off-topic"})
+
+
 def test_without_a_file_every_guild_gets_the_defaults(monkeypatch):
     monkeypatch.setenv("DBACK_DISCORD_TOKEN", "token")
     monkeypatch.delenv("DBACK_DISCORD_CONFIG", raising=False)
@@ -79,16 +104,24 @@ def test_the_token_is_required_and_never_shown(monkeypatch):
         ({"guilds": []}, "guilds must be a table"),
         (
             {"guilds": {"1": {"short_id": "a"}, "2": {"short_id": "a"}}},
-            "short_id a used by more than one guild",
+            "short_id 'a' is used by both guilds.1 and guilds.2",
         ),
-        ({"guilds": {"1": {"default": True}, "2": {"default": True}}}, "more than one default"),
+        (
+            {"guilds": {"1": {"default": True}, "2": {"default": True}}},
+            "more than one default guild: guilds.1 and guilds.2",
+        ),
+        ({"defaults": {"short_id": "x"}}, "defaults.short_id: names one guild"),
+        ({"defaults": {"default": True}}, "defaults.default: names one guild"),
+        ({"guilds": {"1": {"listen_channels": ["#"]}}}, "neither a channel id nor a name"),
+        ({"login": {"rate": 0}}, "login.rate: must be above 0"),
+        ({"login": {"burst": 1.5}}, "login.burst: 1.5 has the wrong type"),
     ],
 )
 def test_mistakes_are_named(document, message):
     with pytest.raises(ConfigError) as raised:
         parse_config("token", document, "discord.toml")
     assert message in str(raised.value)
-    assert str(raised.value).startswith("discord.toml")
+    assert str(raised.value).startswith("DBACK_DISCORD_CONFIG is not usable: discord.toml")
 
 
 def test_unreadable_or_invalid_files_are_named(tmp_path, monkeypatch):
@@ -111,3 +144,11 @@ def test_short_ids_depend_only_on_the_snowflake():
     assert short_id(111111111111111111, GuildOptions()) == "245cz9pz"
     assert short_id(222222222222222222, GuildOptions()) != "245cz9pz"
     assert short_id(111111111111111111, GuildOptions(short_id="lounge")) == "lounge"
+
+
+def test_every_example_in_the_readme_is_a_valid_configuration():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    examples = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    assert len(examples) >= 4
+    for example in examples:
+        parse_config("token", tomllib.loads(example), "README.md")

@@ -111,19 +111,6 @@ async def test_members_joining_changing_and_leaving(fake, monkeypatch, tmp_path)
     assert "2001" in users and str(BOB) not in users and users[str(CAROL)]["username"] == "Caz"
 
 
-async def test_a_role_colour_change_recolours_its_members(fake, monkeypatch, tmp_path):
-    async with discord_dback(fake, monkeypatch, tmp_path) as server:
-        async with Client(server) as client:
-            await client.join(str(LOUNGE))
-            await fake.recolor_role(LOUNGE, MOD, 0x2ECC71)
-            rejoin = await client.recv_type("server-join")
-            refresh = await client.recv_type("refresh_data")
-    users = rejoin["data"]["users"]
-    assert users[str(BOB)]["roleColor"] == "#2ecc71"
-    assert users[str(ALICE)]["roleColor"] == "#e74c3c"
-    assert refresh["serverId"] == str(LOUNGE)
-
-
 async def test_chat_messages_reach_the_viewer(fake, monkeypatch, tmp_path):
     async with discord_dback(fake, monkeypatch, tmp_path) as server:
         async with Client(server) as client:

@@ -6,10 +6,13 @@ from dback_core.events import Presence, Refresh
 from dback_discord.bot import DzoneClient, EventQueue
 from dback_discord.config import DiscordConfig
 
+#: Serves guilds without a table even before the bot knows whether it is public.
+EVERY_GUILD = DiscordConfig(token="unused", serve_unlisted=True)
+
 
 async def test_a_full_queue_is_replaced_by_a_reload():
     events = EventQueue(3)
-    client = DzoneClient(DiscordConfig(token="unused"), events)
+    client = DzoneClient(EVERY_GUILD, events, lambda status, reason: None)
     try:
         for number in range(3):
             client.queue(Presence("1", str(number), "online", username="x"))
@@ -23,7 +26,7 @@ async def test_a_full_queue_is_replaced_by_a_reload():
 async def test_a_waiting_guild_list_reload_is_not_queued_twice():
     """Every guild that arrives asks for a list reload; one waiting serves them all."""
     events = EventQueue(100)
-    client = DzoneClient(DiscordConfig(token="unused"), events)
+    client = DzoneClient(EVERY_GUILD, events, lambda status, reason: None)
     try:
         client.queue(Refresh(None))
         client.queue(Refresh("1"))

@@ -1,50 +1,58 @@
 """The mock plugin's hooks. One instance per server, so every server has its own world.
 
-Settings (environment):
-    DBACK_MOCK_INTERVAL  seconds between simulation steps (default 3)
-    DBACK_MOCK_SEED      integer seed for a reproducible world (default: random)
-    DBACK_MOCK_PASSWORD  password of the passworded mock guild (default: none, so nobody
-                         is admitted - passworded guilds never admit anyone by default)
+Settings: ``SETTINGS`` below, read by the core's settings API (``dback plugins`` shows them).
+A passworded guild never admits anyone by default: the mock's has no password unless
+``DBACK_MOCK_PASSWORD`` gives it one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 from dback_core import hookimpl
 from dback_core.events import Event
+from dback_core.settings import Setting, read
 from dback_mock.world import MockWorld
 
 
-def _read_settings() -> tuple[float, int | None, str | None]:
-    """The settings above; a bad value raises an error that names its variable."""
-    interval_text = os.environ.get("DBACK_MOCK_INTERVAL") or "3"
-    try:
-        interval = float(interval_text)
-    except ValueError:
-        raise ValueError(f"DBACK_MOCK_INTERVAL must be a number, got {interval_text!r}") from None
-    if not (interval > 0 and math.isfinite(interval)):
-        raise ValueError(f"DBACK_MOCK_INTERVAL must be positive, got {interval_text!r}")
-    seed_text = os.environ.get("DBACK_MOCK_SEED")
-    try:
-        seed = int(seed_text) if seed_text else None
-    except ValueError:
-        raise ValueError(f"DBACK_MOCK_SEED must be an integer, got {seed_text!r}") from None
-    return interval, seed, os.environ.get("DBACK_MOCK_PASSWORD") or None
+def _positive(interval: float) -> None:
+    if interval <= 0:
+        raise ValueError(f"must be positive, got {interval:g}")
+
+
+SETTINGS = (
+    Setting(
+        "DBACK_MOCK_INTERVAL",
+        float,
+        3.0,
+        "seconds between simulation steps",
+        check=_positive,
+    ),
+    Setting("DBACK_MOCK_SEED", int, None, "integer seed for a reproducible world (none: random)"),
+    Setting(
+        "DBACK_MOCK_PASSWORD",
+        str,
+        None,
+        "password of the passworded mock guild (none: nobody is admitted)",
+        secret=True,
+    ),
+)
 
 
 class MockPlugin:
     """Simulated guilds; an embedded default that yields to real providers."""
 
     dback_fallback_only = True
+    dback_settings = SETTINGS
 
     def __init__(self) -> None:
-        self.interval, seed, password = _read_settings()
-        self.world = MockWorld(seed=seed, password=password)
+        values = read(SETTINGS)
+        self.interval: float = values["DBACK_MOCK_INTERVAL"]
+        self.world = MockWorld(
+            seed=values["DBACK_MOCK_SEED"], password=values["DBACK_MOCK_PASSWORD"]
+        )
 
     @hookimpl
     def get_server_data(self) -> dict[str, dict[str, Any]]:

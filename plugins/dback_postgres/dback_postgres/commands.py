@@ -1,19 +1,23 @@
-"""``dback postgres migrate`` and ``dback postgres status``.
+"""``dback postgres migrate``, ``status`` and ``set-password``.
 
 The commands read the DSN when they run, not when they are registered, so they give a clear
 error (rather than a traceback or a silent no-op) when ``DBACK_POSTGRES_DSN`` is not set.
+``migrate`` creates the DSN's database when the server has none of that name, so a fresh
+PostgreSQL needs nothing but ``dback postgres migrate``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 import click
 
-from dback_postgres import migrations
+from dback_postgres import migrations, queries
 from dback_postgres.database import DATABASE_ERRORS, describe
+from dback_postgres.passwords import hash_password
 from dback_postgres.settings import DSN_ENV, PostgresSettings
 
 _DSN_OPTION = click.option(
@@ -45,8 +49,40 @@ async def _connect(settings: PostgresSettings) -> Any:
         ) from error
 
 
+async def _create_database(settings: PostgresSettings) -> bool:
+    """Create the DSN's database through the server's ``postgres`` database; False when the
+    DSN names none (PostgreSQL then uses the user's name, which is not ours to create)."""
+    parts = urlsplit(settings.dsn)
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        return False
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    try:
+        connection = await asyncpg.connect(maintenance, timeout=settings.timeout)
+        try:
+            quoted = name.replace('"', '""')
+            await connection.execute(f'CREATE DATABASE "{quoted}"')
+        finally:
+            await connection.close()
+    except DATABASE_ERRORS as error:
+        raise click.ClickException(
+            f"database {name!r} does not exist and could not be created: {describe(error)}"
+        ) from error
+    click.echo(f"created database {name}")
+    return True
+
+
 async def _migrate(settings: PostgresSettings) -> None:
-    connection = await _connect(settings)
+    try:
+        connection = await asyncpg.connect(settings.dsn, timeout=settings.timeout)
+    except asyncpg.InvalidCatalogNameError:
+        if not await _create_database(settings):
+            raise
+        connection = await _connect(settings)
+    except DATABASE_ERRORS as error:
+        raise click.ClickException(
+            f"cannot connect to {settings.where}: {describe(error)}"
+        ) from error
     try:
         applied = await migrations.migrate(connection)
     except asyncpg.PostgresError as error:
@@ -76,6 +112,33 @@ async def _status(settings: PostgresSettings) -> bool:
     return version >= migrations.LATEST_VERSION
 
 
+async def _set_password_hash(settings: PostgresSettings, guild: str, hashed: str | None) -> None:
+    connection = await _connect(settings)
+    try:
+        version = await migrations.current_version(connection)
+        if version < migrations.LATEST_VERSION:
+            raise click.ClickException(
+                f"the schema at {settings.where} is at version {version}: run "
+                "`dback postgres migrate` first"
+            )
+        result = await connection.execute(queries.SET_PASSWORD_HASH, guild, hashed)
+    finally:
+        await connection.close()
+    if result == "UPDATE 0":
+        raise click.ClickException(f"no guild {guild!r} in the servers table")
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: typed twice at a prompt (hidden), or the first line of stdin."""
+    if from_stdin:
+        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise click.ClickException("the password is empty")
+    return password
+
+
 @click.group("postgres")
 def postgres() -> None:
     """The PostgreSQL provider: create or upgrade its schema, show its state."""
@@ -94,3 +157,22 @@ def status(dsn: str | None) -> None:
     """Show the schema version and pending migrations; exit 1 when the schema is behind."""
     if not asyncio.run(_status(_settings(dsn))):
         raise SystemExit(1)
+
+
+@postgres.command("set-password")
+@click.argument("guild")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--clear", is_flag=True, help="Remove the password: the guild becomes public.")
+@_DSN_OPTION
+def set_password(guild: str, from_stdin: bool, clear: bool, dsn: str | None) -> None:
+    """Set the password of guild GUILD (its server_id); only a scrypt hash is stored.
+
+    A guild with a password is passworded: clients must send it to see its members.
+    """
+    settings = _settings(dsn)
+    hashed = None if clear else hash_password(_read_password(from_stdin))
+    asyncio.run(_set_password_hash(settings, guild, hashed))
+    if clear:
+        click.echo(f"guild {guild} has no password now and is public")
+    else:
+        click.echo(f"guild {guild} is passworded; its new password is set")

@@ -19,12 +19,23 @@ from dback_postgres.settings import PostgresSettings
 
 log = logging.getLogger(__name__)
 
-#: What a broken, refused or slow database raises through asyncpg.
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+#: What a lost connection raises through asyncpg: the statement never ran or its answer
+#: was lost, so a read can simply be sent again on another connection. asyncpg's pool raises
+#: ``InternalClientError`` when a connection is killed under it while being handed out.
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
     OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+#: What a broken, refused or slow database raises through asyncpg: all of it is transient,
+#: retried by the listener and counted as "no answer" by the hooks.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    *CONNECTION_LOST,
     TimeoutError,
     asyncpg.PostgresError,
-    asyncpg.InterfaceError,
 )
 
 
@@ -77,10 +88,21 @@ class Database:
         log.info("PostgreSQL at %s is ready (schema version %d)", self.settings.where, version)
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
-        """Rows of ``query``; raises when the pool is not open."""
+        """Rows of ``query``; raises when the pool is not open.
+
+        A read that fails because its connection was lost (killed, or the database
+        restarted) is sent once more: the pool replaces the dead connection, and one killed
+        connection should not make a join come back empty.
+        """
         if self.pool is None:
             raise asyncpg.InterfaceError("the pool is not open")
-        return await self.pool.fetch(query, *args)
+        try:
+            return await self.pool.fetch(query, *args)
+        except TimeoutError:
+            raise  # an OSError too, but a slow database is not helped by asking twice
+        except CONNECTION_LOST as error:
+            log.debug("a pooled connection was lost (%s); reading again", describe(error))
+            return await self.pool.fetch(query, *args)
 
     async def close(self) -> None:
         self.ready = False

@@ -1,12 +1,18 @@
 """The event source: LISTEN on one dedicated connection, turn notifications into events.
 
 The triggers send only keys (NOTIFY payloads are limited to 8000 bytes), and the listener
-reads the rows as they are now. That makes every notification idempotent: a burst of
-changes to one member collapses into one read of its current state, and a member whose row
-is gone is removed. Whenever the listening connection is (re)established, the guild list and
-every guild are reloaded, so changes made while it was down are not missed. The same reload
-replaces the notifications of a burst too large to hold (a bulk UPDATE of every member):
-at most ``MAX_PENDING`` wait, beyond that they are dropped and everything is reloaded.
+reads the rows as they are now, on its own connection, so a pool whose connections are being
+killed cannot stall it. That makes every notification idempotent: a burst of changes to one
+member collapses into one read of its current state, and a member whose row is gone is
+removed. Whenever the listening connection is (re)established, the guild list and every guild
+are reloaded and the chat messages missed meanwhile are delivered (see ``chat``), so changes
+made while it was down are not lost. The same reload replaces the notifications of a burst
+too large to hold (a bulk UPDATE of every member): at most ``MAX_PENDING`` wait, beyond that
+they are dropped and everything is reloaded.
+
+Every database error is transient here: the listener logs it, reports the plugin
+``unavailable`` while the database cannot be reached, and tries again after a delay that
+starts at ``INITIAL_DELAY`` after every success and doubles up to ``DBACK_POSTGRES_RETRY_MAX``.
 """
 
 from __future__ import annotations
@@ -14,13 +20,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
 
+from dback_core.backoff import Backoff
 from dback_core.events import ClientIdUpdate, Event, Presence, Refresh
+from dback_core.health import FAILED, SERVING, UNAVAILABLE
 from dback_postgres import queries
+from dback_postgres.chat import ChatCursor
 from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe
 from dback_postgres.migrations import CHANNEL
 
@@ -30,7 +40,11 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 #: Notifications held unread at most; when more arrive, every guild is reloaded instead.
 MAX_PENDING = 10_000
-INITIAL_DELAY = 0.25
+#: Seconds before the first attempt to reconnect after a success.
+INITIAL_DELAY = 0.1
+
+#: ``report(status, reason)``: tells the server how the plugin is (``dback_core.health``).
+Report = Callable[[str, "str | None"], None]
 
 
 class ConnectionLost(ConnectionError):
@@ -43,46 +57,91 @@ _LOST = object()
 class ChangeListener:
     """Produces dback events from the database's notifications, reconnecting forever."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, report: Report | None = None) -> None:
         self.database = database
+        self.report: Report = report or (lambda _status, _reason: None)
         self.connection: asyncpg.Connection | None = None
+        self.chat = ChatCursor(database.settings.chat_replay)
         #: True from the moment every change is being delivered (LISTEN on, resync applied).
         self.listening = False
         #: Set when a notification was dropped because ``MAX_PENDING`` were unread.
         self.overflowed = False
+        #: When the current outage began (monotonic), and the last reason logged for it.
+        self._down_since: float | None = None
+        self._logged_reason: str | None = None
 
     async def events(self) -> AsyncIterator[Event]:
         """The event source the core runs. Database trouble is handled here (log, back off,
         reconnect, resync); anything else is a bug, left to the core to log and restart."""
-        settings = self.database.settings
-        delay = INITIAL_DELAY
+        backoff = Backoff(INITIAL_DELAY, self.database.settings.retry_max)
         while True:
             queue: asyncio.Queue[Any] = asyncio.Queue(MAX_PENDING)
             try:
                 await self.database.ensure_ready()
                 await self._listen(queue)
-                delay = INITIAL_DELAY
-                for event in await self._resync():
+                resync = await self._resync()
+                self._recovered()
+                backoff.reset()
+                for event in resync:
                     yield event
                 self.listening = True
+                log.info("listening on %s at %s", CHANNEL, self.database.settings.where)
                 while True:
                     for event in await self._next_events(queue):
                         yield event
             except (*DATABASE_ERRORS, ConnectionLost) as error:
-                log.warning(
-                    "PostgreSQL at %s is unavailable (%s); waiting for it to listen for "
-                    "changes, next attempt in %.1fs",
-                    settings.where,
-                    describe(error),
-                    delay,
-                )
+                self._unavailable(describe(error), backoff.upcoming)
             except SchemaBehind as error:
-                log.error("%s; checking again in %.1fs", error, delay)
+                self._schema_behind(str(error), backoff.upcoming)
             finally:
                 self.listening = False
                 await self.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, settings.retry_max)
+            await backoff.sleep()
+
+    def _unavailable(self, reason: str, delay: float) -> None:
+        """Log the start of an outage and each new reason once (not every retry), and report
+        the plugin unavailable unless this is the loss of a working connection, which is
+        usually restored before anyone could notice."""
+        where = self.database.settings.where
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        if reason != self._logged_reason:
+            self._logged_reason = reason
+            log.warning(
+                "PostgreSQL at %s is unavailable (%s); reconnecting, next attempt in %.1fs",
+                where,
+                reason,
+                delay,
+            )
+        else:
+            log.debug("PostgreSQL at %s is still unavailable (%s)", where, reason)
+        if not self.listening:
+            self.report(UNAVAILABLE, f"cannot reach PostgreSQL at {where}: {reason}")
+
+    def _schema_behind(self, reason: str, delay: float) -> None:
+        """Only the operator can fix this (``dback postgres migrate``): the plugin has failed,
+        but keeps checking, so that it serves without a restart once migrated."""
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        if reason != self._logged_reason:
+            self._logged_reason = reason
+            log.error(
+                "%s; checking again at least every %.1fs",
+                reason,
+                max(delay, self.database.settings.retry_max),
+            )
+        self.report(FAILED, reason)
+
+    def _recovered(self) -> None:
+        if self._down_since is not None:
+            log.info(
+                "PostgreSQL at %s answers again after %.1fs",
+                self.database.settings.where,
+                time.monotonic() - self._down_since,
+            )
+        self._down_since = None
+        self._logged_reason = None
+        self.report(SERVING, None)
 
     async def _listen(self, queue: asyncio.Queue[Any]) -> None:
         settings = self.database.settings
@@ -94,7 +153,6 @@ class ChangeListener:
             CHANNEL, lambda _connection, _pid, _channel, payload: self._hold(queue, payload)
         )
         self.connection.add_termination_listener(lambda _connection: self._hold(queue, _LOST))
-        log.info("listening on %s at %s", CHANNEL, settings.where)
 
     def _hold(self, queue: asyncio.Queue[Any], payload: Any) -> None:
         """Queue a notification; a full queue means a reload is due (see ``MAX_PENDING``)."""
@@ -108,9 +166,21 @@ class ChangeListener:
                 queue.put_nowait(_LOST)
 
     async def _resync(self) -> list[Event]:
-        """Reload the guild list and every guild: anything may have changed meanwhile."""
-        rows = await self.database.fetch(queries.SERVERS)
-        return [Refresh(None), *(Refresh(row["server_id"]) for row in rows)]
+        """Reload the guild list and every guild, and deliver the chat missed meanwhile:
+        anything may have changed while nobody listened."""
+        rows = await self._fetch(queries.SERVERS)
+        missed = await self.chat.missed(self.connection)
+        return [
+            Refresh(None),
+            *(Refresh(row["server_id"]) for row in rows),
+            *(queries.message(row) for row in missed),
+        ]
+
+    async def _fetch(self, query: str, *args: Any) -> list[Any]:
+        """Rows read on the listening connection."""
+        if self.connection is None:
+            raise ConnectionLost("the listening connection is not open")
+        return await self.connection.fetch(query, *args)
 
     async def _next_events(self, queue: asyncio.Queue[Any]) -> list[Event]:
         """Wait for notifications (checking the connection when it is quiet), then translate."""
@@ -162,12 +232,12 @@ class ChangeListener:
         if member_keys:
             events.extend(await self._members(list(member_keys)))
         if message_ids:
-            rows = await self.database.fetch(queries.MESSAGES, message_ids)
-            events.extend(queries.message(row) for row in rows)
+            rows = await self._fetch(queries.MESSAGES, message_ids)
+            events.extend(queries.message(row) for row in self.chat.fresh(list(rows)))
         if servers_changed:
             events.append(Refresh(None))
         if client_ids_changed:
-            rows = await self.database.fetch(queries.CLIENT_IDS, list(client_ids_changed))
+            rows = await self._fetch(queries.CLIENT_IDS, list(client_ids_changed))
             events.extend(
                 ClientIdUpdate(row["server_id"], row["client_id"])
                 for row in rows
@@ -177,7 +247,7 @@ class ChangeListener:
 
     async def _members(self, keys: list[tuple[str, str]]) -> list[Event]:
         """The current state of each changed member; a member without a row is removed."""
-        rows = await self.database.fetch(
+        rows = await self._fetch(
             queries.MEMBERS, [key[0] for key in keys], [key[1] for key in keys]
         )
         found = {(row["server_id"], row["user_id"]): row for row in rows}

@@ -149,6 +149,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             FOR EACH ROW EXECUTE FUNCTION dback_notify_messages();
         """,
     ),
+    Migration(
+        6,
+        "servers.password_hash: a scrypt hash of the guild's password, set with "
+        "`dback postgres set-password`",
+        """
+        ALTER TABLE servers ADD COLUMN IF NOT EXISTS password_hash TEXT
+            CONSTRAINT servers_password_hash_format
+                CHECK (password_hash IS NULL OR password_hash LIKE 'scrypt$%');
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -6,41 +6,64 @@ the plugin reports itself as not configured and stays out of the way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from dback_core import NotConfigured, hookimpl
+from dback_core.health import FAILED, UNAVAILABLE
+from dback_core.host import PluginHost
 from dback_postgres import queries
 from dback_postgres.commands import postgres
 from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe
 from dback_postgres.listener import ChangeListener
-from dback_postgres.settings import DSN_ENV, PostgresSettings
+from dback_postgres.passwords import verify_password
+from dback_postgres.settings import DSN_ENV, SETTINGS, PostgresSettings
 
 log = logging.getLogger(__name__)
+
+#: Password checks running at once: each costs scrypt's memory and CPU in a worker thread,
+#: so a flood of wrong passwords queues here instead of taking every core.
+PASSWORD_CHECKS = 2
 
 
 class PostgresPlugin:
     """Guilds and members from PostgreSQL, kept live by LISTEN/NOTIFY."""
+
+    dback_settings = SETTINGS
 
     def __init__(self) -> None:
         settings = PostgresSettings.from_env()
         if settings is None:
             raise NotConfigured(f"set {DSN_ENV} to a postgresql:// URL")
         self.database = Database(settings)
-        self.listener = ChangeListener(self.database)
+        self.listener = ChangeListener(self.database, self._report_health)
+        self.host: PluginHost | None = None
+        self._password_checks = asyncio.Semaphore(PASSWORD_CHECKS)
+
+    def _report_health(self, status: str, reason: str | None) -> None:
+        if self.host is not None:
+            self.host.report_health(status, reason)
 
     @hookimpl
-    async def startup(self) -> None:
-        """Open the pool now if the database is there; if not, the listener keeps trying."""
+    async def startup(self, host: PluginHost) -> None:
+        """Open the pool now if the database is there; if not, report the plugin unavailable
+        (``/readyz`` answers 503) and let the listener keep trying."""
+        self.host = host
+        where = self.database.settings.where
         try:
             await self.database.ensure_ready()
         except SchemaBehind as error:
             log.error("%s; serving nothing from PostgreSQL until then", error)
+            self._report_health(FAILED, str(error))
         except DATABASE_ERRORS as error:
             log.warning(
                 "PostgreSQL at %s is unavailable (%s); serving without it and retrying",
-                self.database.settings.where,
+                where,
                 describe(error),
+            )
+            self._report_health(
+                UNAVAILABLE, f"cannot reach PostgreSQL at {where}: {describe(error)}"
             )
 
     @hookimpl
@@ -69,6 +92,19 @@ class PostgresPlugin:
     async def get_client_id(self, server_id: str) -> str | None:
         rows = await self._fetch("get_client_id", queries.CLIENT_ID, server_id)
         return rows[0]["client_id"] if rows else None
+
+    @hookimpl
+    async def authorize(self, server_id: str, credentials: dict[str, Any]) -> bool | None:
+        """Check a password against the guild's ``password_hash``; no opinion (None) for a
+        guild without one, or for a client that sent no password (a Discord login, say)."""
+        password = credentials.get("password")
+        if not isinstance(password, str) or not password:
+            return None
+        rows = await self._fetch("authorize", queries.PASSWORD_HASH, server_id)
+        if not rows or rows[0]["password_hash"] is None:
+            return None
+        async with self._password_checks:
+            return await asyncio.to_thread(verify_password, password, rows[0]["password_hash"])
 
     @hookimpl
     def event_sources(self) -> list[Any]:

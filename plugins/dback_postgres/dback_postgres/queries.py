@@ -10,8 +10,11 @@ from typing import Any
 
 from dback_core.events import Message, Presence
 
+#: A guild with a password hash is passworded, whatever its ``passworded`` column says. The
+#: hash of the hash tells the core when the password changed (never the hash itself).
 SERVERS = """
-    SELECT server_id, name, passworded, is_default
+    SELECT server_id, name, passworded OR password_hash IS NOT NULL AS passworded, is_default,
+           md5(password_hash) AS access_version
     FROM servers WHERE enabled ORDER BY server_id
 """
 USERS = """
@@ -29,9 +32,23 @@ CLIENT_ID = "SELECT client_id FROM servers WHERE server_id = $1 AND enabled"
 CLIENT_IDS = """
     SELECT server_id, client_id FROM servers WHERE server_id = ANY($1::text[]) AND enabled
 """
+PASSWORD_HASH = "SELECT password_hash FROM servers WHERE server_id = $1 AND enabled"
+#: Set (or, with NULL, clear) a guild's password hash; it is passworded exactly when it has one.
+SET_PASSWORD_HASH = """
+    UPDATE servers SET password_hash = $2::text, passworded = $2::text IS NOT NULL
+    WHERE server_id = $1
+"""
 MESSAGES = """
-    SELECT server_id, user_id, message, channel
+    SELECT message_id, server_id, user_id, message, channel
     FROM messages WHERE message_id = ANY($1::bigint[]) ORDER BY message_id
+"""
+LAST_MESSAGE_ID = "SELECT coalesce(max(message_id), 0) FROM messages"
+#: Messages after id $1 and at most $2 seconds old, newest first, at most $3 of them.
+MESSAGES_AFTER = """
+    SELECT message_id, server_id, user_id, message, channel
+    FROM messages
+    WHERE message_id > $1 AND created_at > now() - make_interval(secs => $2)
+    ORDER BY message_id DESC LIMIT $3
 """
 
 
@@ -42,6 +59,7 @@ def server_record(row: Any) -> dict[str, Any]:
         "name": row["name"],
         "passworded": row["passworded"],
         "is_default": row["is_default"],
+        "access_version": row["access_version"],
     }
 
 

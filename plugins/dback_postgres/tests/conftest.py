@@ -18,6 +18,12 @@ from postgres_helpers import ADMIN_DSN, dsn_for
 from dback_postgres import migrations
 
 
+@pytest.fixture(autouse=True)
+def without_the_shell_s_settings(dback_environ):
+    """None of the developer's DBACK_* variables reach these tests (``dback_environ`` is
+    dback-core's pytest plugin); each test sets what it needs."""
+
+
 @pytest.fixture
 async def database() -> AsyncIterator[str]:
     """The name of a fresh, empty database; dropped after the test."""

@@ -7,6 +7,10 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -156,3 +160,32 @@ async def joined(guild: str) -> AsyncIterator[tuple[DbackServer, Client]]:
         async with Client(server) as client:
             await client.join(guild)
             yield server, client
+
+
+def run_dback(*arguments: str, dsn: str | None, stdin: str | None = None):
+    """The installed ``dback`` command line, in a child process with its own environment."""
+    env = {"PATH": "/usr/bin:/bin", "DBACK_PLUGINS": "dback-postgres"}
+    if dsn is not None:
+        env["DBACK_POSTGRES_DSN"] = dsn
+    return subprocess.run(
+        [sys.executable, "-m", "dback_core", *arguments],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=60,
+    )
+
+
+async def http_status(server, path: str) -> int:
+    """The HTTP status a plain GET of ``path`` gets from a running server."""
+    host, port = server.address
+
+    def get() -> int:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    return await asyncio.to_thread(get)

@@ -1,7 +1,8 @@
 """Changes made by any program in the database reach viewers through LISTEN/NOTIFY.
 
-Each test starts a real dback with the installed plugin against its own database, joins with
-a real WebSocket client, changes rows with plain SQL on another connection, and waits for the
+Each test starts a real dback with the installed plugin against its own database (the first
+ones through dback-core's ``dback`` fixture, the rest through ``joined``), joins with a real
+WebSocket client, changes rows with plain SQL on another connection, and waits for the
 frames the d-zone client would draw.
 """
 
@@ -19,7 +20,7 @@ from postgres_helpers import (
     wait_until,
 )
 
-from dback_core.testing import Client, running_server
+from dback_core.testing import Client
 from dback_postgres import listener
 
 GUILD = "232769614004748288"
@@ -27,7 +28,7 @@ GUILD = "232769614004748288"
 log = logging.getLogger(__name__)
 
 
-async def test_the_guilds_and_members_in_the_database_are_served(postgres_env, db):
+async def test_the_guilds_and_members_in_the_database_are_served(postgres_env, db, dback):
     uids = await seed_guild(db, GUILD, "D-Base", members=3)
     await db.execute(
         "INSERT INTO servers (server_id, name, passworded, is_default) "
@@ -35,53 +36,53 @@ async def test_the_guilds_and_members_in_the_database_are_served(postgres_env, d
     )
     await db.execute("INSERT INTO servers (server_id, name, enabled) VALUES ('8', 'Off', false)")
     await db.execute("UPDATE servers SET client_id = '1234567890' WHERE server_id = $1", GUILD)
-    async with running_server() as server:
-        await listening(server)
-        async with Client(server) as client:
-            assert client.server_list == {
-                GUILD: {"id": GUILD, "name": "D-Base", "passworded": False, "default": True},
-                "7": {"id": "7", "name": "Other", "passworded": True},
-            }
-            join = await client.join(GUILD)
-            assert join["type"] == "server-join"
-            assert join["data"]["serverName"] == "D-Base"
-            assert join["data"]["clientId"] == "1234567890"
-            assert join["data"]["users"][uids[0]] == {
-                "uid": uids[0],
-                "username": "member 0",
-                "status": "online",
-                "roleColor": "#5865f2",
-            }
-            assert set(join["data"]["users"]) == set(uids)
+    server = await dback.start("dback-postgres")
+    await listening(server)
+    client = await dback.client(server)
+    assert client.server_list == {
+        GUILD: {"id": GUILD, "name": "D-Base", "passworded": False, "default": True},
+        "7": {"id": "7", "name": "Other", "passworded": True},
+    }
+    join = await client.join(GUILD)
+    assert join["type"] == "server-join"
+    assert join["data"]["serverName"] == "D-Base"
+    assert join["data"]["clientId"] == "1234567890"
+    assert join["data"]["users"][uids[0]] == {
+        "uid": uids[0],
+        "username": "member 0",
+        "status": "online",
+        "roleColor": "#5865f2",
+    }
+    assert set(join["data"]["users"]) == set(uids)
 
 
-async def test_a_status_update_reaches_every_viewer(postgres_env, db):
+async def test_a_status_update_reaches_every_viewer(postgres_env, db, dback):
     uids = await seed_guild(db, GUILD, members=3)
-    async with running_server() as server:
-        await listening(server)
-        async with Client(server) as first, Client(server) as second:
-            await first.join(GUILD)
-            await second.join(GUILD)
-            latencies = []
-            for status in ["idle", "dnd", "offline", "online"] * 5:
-                started = time.perf_counter()
-                await db.execute("UPDATE users SET status = $1 WHERE user_id = $2", status, uids[1])
-                for client in (first, second):
-                    frame = await client.wait_for(presence_of(uids[1], status=status))
-                    assert frame["data"]["username"] == "member 1"
-                    assert frame["data"]["roleColor"] == "#5865f2"
-                latencies.append((time.perf_counter() - started) * 1000)
-            latencies.sort()
-            log.info(
-                "UPDATE -> both clients: median %.1f ms, max %.1f ms over %d updates",
-                latencies[len(latencies) // 2],
-                latencies[-1],
-                len(latencies),
-            )
-            # A later joiner gets the state the events built, from memory.
-            async with Client(server) as third:
-                join = await third.join(GUILD)
-                assert join["data"]["users"][uids[1]]["status"] == "online"
+    server = await dback.start("dback-postgres")
+    await listening(server)
+    first, second = await dback.client(server), await dback.client(server)
+    await first.join(GUILD)
+    await second.join(GUILD)
+    latencies = []
+    for status in ["idle", "dnd", "offline", "online"] * 5:
+        started = time.perf_counter()
+        await db.execute("UPDATE users SET status = $1 WHERE user_id = $2", status, uids[1])
+        for client in (first, second):
+            frame = await client.wait_for(presence_of(uids[1], status=status))
+            assert frame["data"]["username"] == "member 1"
+            assert frame["data"]["roleColor"] == "#5865f2"
+        latencies.append((time.perf_counter() - started) * 1000)
+    latencies.sort()
+    log.info(
+        "UPDATE -> both clients: median %.1f ms, max %.1f ms over %d updates",
+        latencies[len(latencies) // 2],
+        latencies[-1],
+        len(latencies),
+    )
+    # A later joiner gets the state the events built, from memory.
+    third = await dback.client(server)
+    join = await third.join(GUILD)
+    assert join["data"]["users"][uids[1]]["status"] == "online"
 
 
 async def test_insert_adds_a_member_and_delete_removes_it(postgres_env, db):

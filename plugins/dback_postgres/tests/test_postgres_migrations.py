@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
+import uuid
 
 import asyncpg
 from click.testing import CliRunner
-from postgres_helpers import wait_until
+from postgres_helpers import ADMIN_DSN, dsn_for, run_dback, wait_until
 
+from dback_core.health import FAILED, SERVING
 from dback_core.testing import Client, running_server
 from dback_postgres import migrations
 from dback_postgres.commands import postgres
@@ -29,11 +29,12 @@ async def test_migrate_from_empty_creates_the_seed_tables_and_a_rerun_changes_no
     try:
         assert await migrations.current_version(connection) == 0
         applied = await migrations.migrate(connection)
-        assert [m.version for m in applied] == [1, 2, 3, 4, 5]
+        assert [m.version for m in applied] == [1, 2, 3, 4, 5, 6]
         assert await migrations.current_version(connection) == migrations.LATEST_VERSION
 
         servers = await columns(connection, "servers")
         assert {"server_id", "name", "passworded", "is_default", "enabled"} <= set(servers)
+        assert servers["password_hash"] == "text"
         assert servers["server_id"] == "text"
         users = await columns(connection, "users")
         assert set(users) == {"user_id", "server_id", "username", "status", "role_color"}
@@ -60,29 +61,15 @@ async def test_constraints_reject_bad_rows(db):
         raise AssertionError(f"accepted: {bad}")
 
 
-def run_dback(*arguments: str, dsn: str | None) -> subprocess.CompletedProcess:
-    """The installed ``dback`` command line, in a child process with its own environment."""
-    env = {"PATH": "/usr/bin:/bin", "DBACK_PLUGINS": "dback-postgres"}
-    if dsn is not None:
-        env["DBACK_POSTGRES_DSN"] = dsn
-    return subprocess.run(
-        [sys.executable, "-m", "dback_core", *arguments],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-
-
 async def test_the_cli_migrates_and_reports_status(dsn):
     behind = run_dback("postgres", "status", dsn=dsn)
     assert behind.returncode == 1, behind.stderr
     assert "schema version: 0" in behind.stdout
-    assert "pending 5:" in behind.stdout
+    assert "pending 6:" in behind.stdout
 
     first = run_dback("postgres", "migrate", dsn=dsn)
     assert first.returncode == 0, first.stderr
-    assert "applied 1:" in first.stdout and "applied 5:" in first.stdout
+    assert "applied 1:" in first.stdout and "applied 6:" in first.stdout
 
     again = run_dback("postgres", "migrate", dsn=dsn)
     assert again.returncode == 0, again.stderr
@@ -119,6 +106,8 @@ async def test_a_schema_behind_is_logged_and_served_once_migrated(postgres_env, 
     async with running_server() as server:
         assert "run `dback postgres migrate`" in caplog.text
         assert server.directory.servers == {}
+        health = server.plugins.find("dback-postgres").health
+        assert health.status == FAILED and "dback postgres migrate" in health.reason
         connection = await asyncpg.connect(dsn)
         try:
             await migrations.migrate(connection)
@@ -128,7 +117,24 @@ async def test_a_schema_behind_is_logged_and_served_once_migrated(postgres_env, 
         finally:
             await connection.close()
         await wait_until(lambda: "42" in server.directory.servers)
+        assert health.status == SERVING
         async with Client(server) as client:
             assert client.server_list == {
                 "42": {"id": "42", "name": "Late", "passworded": False, "default": True}
             }
+
+
+async def test_migrate_creates_a_missing_database():
+    """The README's steps on a fresh server: the DSN's database does not exist yet."""
+    name = f"dback_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        result = run_dback("postgres", "migrate", dsn=dsn_for(name))
+        assert result.returncode == 0, result.stderr
+        assert f"created database {name}" in result.stdout
+        assert f"/{name} is at version {migrations.LATEST_VERSION}" in result.stdout
+        again = run_dback("postgres", "migrate", dsn=dsn_for(name))
+        assert again.returncode == 0 and "created" not in again.stdout
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import asyncpg
 from postgres_helpers import (
     TcpForwarder,
     dsn_for,
+    http_status,
     listening,
     postgres_plugin,
     presence_of,
@@ -18,6 +21,8 @@ from postgres_helpers import (
 from dback_core.testing import Client, running_server
 
 GUILD = "232769614004748288"
+
+log = logging.getLogger(__name__)
 
 
 async def test_a_killed_connection_is_restored_and_changes_made_meanwhile_arrive(
@@ -52,6 +57,7 @@ async def test_a_killed_connection_is_restored_and_changes_made_meanwhile_arrive
             # The first line reports the lost connection, the next a refused reconnection.
             await wait_until(lambda: caplog.text.count("is unavailable") >= 2)
             assert plugin.listener.listening is False
+            assert await http_status(server, "/readyz") == 503
 
             # A periodic reload during the outage keeps what was served instead of emptying it.
             await server.refresh(None)
@@ -72,6 +78,7 @@ async def test_a_killed_connection_is_restored_and_changes_made_meanwhile_arrive
 
             # And the stream goes on over the new connection.
             await listening(server)
+            assert await http_status(server, "/readyz") == 200
             await db.execute("UPDATE users SET status = 'offline' WHERE user_id = '777'")
             await client.wait_for(presence_of("777", status="offline"))
 
@@ -87,27 +94,33 @@ async def test_a_killed_connection_is_restored_and_changes_made_meanwhile_arrive
             await client.wait_for(presence_of("777", status="online"))
 
 
-async def test_a_database_down_at_startup_is_waited_for(
+async def test_a_database_down_at_startup_is_not_ready_and_is_served_once_it_answers(
     monkeypatch, postgres_env, db, database, caplog
 ):
     caplog.set_level(logging.INFO, logger="dback_postgres")
+    monkeypatch.delenv("DBACK_POSTGRES_RETRY_MAX")  # the default, as an operator runs it
     uids = await seed_guild(db, GUILD, members=2)
     forwarder = TcpForwarder("127.0.0.1", 5432)
     monkeypatch.setenv("DBACK_POSTGRES_DSN", dsn_for(database, port=forwarder.port))
     try:
         async with running_server() as server:
-            assert server.ready
             assert "unavailable" in caplog.text
+            assert await http_status(server, "/readyz") == 503
             async with Client(server) as client:
                 assert client.server_list == {}
                 await wait_until(lambda: "next attempt in" in caplog.text)
+                await asyncio.sleep(3)  # long enough for the retry delay to reach its ceiling
 
                 await forwarder.start()
+                started = time.monotonic()
                 frame = await client.recv_type("server-list", timeout=20)
+                served_after = time.monotonic() - started
+                log.info("guilds served %.2fs after the database came back", served_after)
                 assert set(frame["data"]) == {GUILD}
+                await wait_until(lambda: postgres_plugin(server).listener.listening)
+                assert await http_status(server, "/readyz") == 200
                 join = await client.join(GUILD)
                 assert set(join["data"]["users"]) == set(uids)
-                await listening(server)
                 await db.execute("UPDATE users SET status = 'idle' WHERE user_id = $1", uids[0])
                 await client.wait_for(presence_of(uids[0], status="idle"))
     finally:

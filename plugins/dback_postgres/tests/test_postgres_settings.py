@@ -22,7 +22,7 @@ def test_defaults_and_overrides():
         }
     )
     assert (settings.pool_min, settings.pool_max, settings.timeout) == (2, 20, 1.5)
-    assert settings.retry_max == 30.0
+    assert (settings.retry_max, settings.chat_replay) == (1.0, 60.0)
 
 
 def test_the_password_never_appears_in_log_lines():
@@ -55,7 +55,7 @@ def test_a_dsn_with_several_hosts_can_be_logged():
         ),
         (
             {"DBACK_POSTGRES_DSN": DSN, "DBACK_POSTGRES_POOL_MAX": "ten"},
-            "POOL_MAX must be a number",
+            "POOL_MAX must be an integer",
         ),
         ({"DBACK_POSTGRES_DSN": DSN, "DBACK_POSTGRES_TIMEOUT": "0"}, "TIMEOUT must be at least"),
         (
@@ -83,4 +83,4 @@ def test_the_plugin_reports_its_state(monkeypatch):
     monkeypatch.setenv("DBACK_POSTGRES_POOL_MAX", "many")
     (record,) = load_plugins(environ=environ).records
     assert record.status == FAILED
-    assert "DBACK_POSTGRES_POOL_MAX must be a number" in record.error
+    assert "DBACK_POSTGRES_POOL_MAX must be an integer" in record.error

@@ -1,9 +1,12 @@
 """The bus's wire format: one JSON object per event, tagged with sender and sequence number.
 
 ``{"v": 1, "from": <process id>, "seq": <n>, "kind": "presence", ...fields}``. The sender
-lets a process ignore its own messages; the per-sender sequence lets an edge drop
+lets a process ignore its own messages; the per-sender sequence lets a process drop
 duplicates and notice a gap (then it resynchronises). ``resync`` is a control message: the
-publisher rewrote the whole snapshot, reload everything from it.
+publisher rewrote the whole snapshot, reload everything from it. Messages from an edge (its
+own d-back API broadcasts) carry ``"role": "edge"``: the publisher writes their change into
+the snapshot, which it alone keeps. An elected publisher's messages carry ``"fence"``, its
+lease number: once a process has seen a fence, it ignores publishers with a lower one.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dback_core.events import ClientIdUpdate, Event, Message, Presence, Refresh
 
 VERSION = 1
 RESYNC = "resync"
+EDGE_ROLE = "edge"
 
 
 class BadMessage(ValueError):
@@ -30,6 +34,10 @@ class Envelope:
     sender: str
     seq: int
     event: Event | None
+    from_edge: bool = False
+    #: The publisher's lease number (elected publishers only): a higher one means a newer
+    #: publisher, and messages of older ones are ignored.
+    fence: int | None = None
 
 
 def _fields(event: Event) -> dict[str, Any]:
@@ -58,10 +66,21 @@ def _fields(event: Event) -> dict[str, Any]:
     raise TypeError(f"not a dback event: {event!r}")
 
 
-def encode(event: Event | None, sender: str, seq: int) -> str:
+def encode(
+    event: Event | None,
+    sender: str,
+    seq: int,
+    from_edge: bool = False,
+    fence: int | None = None,
+) -> str:
     """The bus message for ``event`` (None: ``resync``)."""
     body = {"kind": RESYNC} if event is None else _fields(event)
-    return json.dumps({"v": VERSION, "from": sender, "seq": seq, **body}, separators=(",", ":"))
+    head: dict[str, Any] = {"v": VERSION, "from": sender, "seq": seq}
+    if from_edge:
+        head["role"] = EDGE_ROLE
+    if fence is not None:
+        head["fence"] = fence
+    return json.dumps({**head, **body}, separators=(",", ":"))
 
 
 def _text(data: dict[str, Any], name: str, optional: bool = False) -> str | None:
@@ -114,4 +133,13 @@ def decode(raw: str | bytes) -> Envelope:
     seq = data.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool):
         raise BadMessage("'seq' must be an integer")
-    return Envelope(sender=_text(data, "from"), seq=seq, event=_event(data))
+    fence = data.get("fence")
+    if fence is not None and (not isinstance(fence, int) or isinstance(fence, bool)):
+        raise BadMessage("'fence' must be an integer")
+    return Envelope(
+        sender=_text(data, "from"),
+        seq=seq,
+        event=_event(data),
+        from_edge=data.get("role") == EDGE_ROLE,
+        fence=fence,
+    )

@@ -1,4 +1,4 @@
-"""The plugin's settings, read from ``DBACK_REDIS_*`` environment variables.
+"""The plugin's settings: ``DBACK_REDIS_*`` variables declared through the settings API.
 
 Read when the plugin is loaded, so ``dback plugins`` can show the role and the Redis it uses
 (never the password) and a typo in the role fails loudly before the server starts.
@@ -6,21 +6,27 @@ Read when the plugin is loaded, so ``dback plugins`` can show the role and the R
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from dback_core.plugins import NotConfigured
+from dback_core import NotConfigured
+from dback_core.settings import Setting, read
+from dback_redis.chat import ChatLimits
 
 URL_ENV = "DBACK_REDIS_URL"
 ROLE_ENV = "DBACK_REDIS_ROLE"
 PREFIX_ENV = "DBACK_REDIS_PREFIX"
+CHAT_HISTORY_ENV = "DBACK_REDIS_CHAT_HISTORY"
+CHAT_REPLAY_ENV = "DBACK_REDIS_CHAT_REPLAY_SECONDS"
+
+LEASE_ENV = "DBACK_REDIS_LEASE_SECONDS"
 
 PUBLISHER = "publisher"
 EDGE = "edge"
-ROLES = (PUBLISHER, EDGE)
+AUTO = "auto"
+ROLES = (AUTO, PUBLISHER, EDGE)
 _SCHEMES = {"redis", "rediss", "unix"}
 
 
@@ -53,30 +59,80 @@ def _redacted_argument(argument: str) -> str:
     return f"{name}=***" if separator and unquote(name) in _SECRET_ARGUMENTS else argument
 
 
+def _check_url(url: str) -> None:
+    if urlsplit(url).scheme not in _SCHEMES:
+        raise ValueError("must start with redis://, rediss:// or unix://")
+
+
+SETTINGS = (
+    Setting(
+        URL_ENV,
+        str,
+        None,
+        "redis://host:6379/0, rediss://... or unix://...; required (its password is masked)",
+        check=_check_url,
+    ),
+    Setting(
+        ROLE_ENV,
+        str,
+        AUTO,
+        "auto: elected through a lease in Redis; publisher: runs the providers and publishes; "
+        "edge: serves clients from the bus",
+        choices=ROLES,
+    ),
+    Setting(
+        LEASE_ENV,
+        float,
+        4.0,
+        "auto only: lifetime in seconds of the elected publisher's lease",
+        minimum=1,
+    ),
+    Setting(PREFIX_ENV, str, "dback", "namespace for keys and channels"),
+    Setting(
+        CHAT_HISTORY_ENV,
+        int,
+        ChatLimits.history,
+        "chat messages kept for replay to processes that missed them",
+        minimum=1,
+    ),
+    Setting(
+        CHAT_REPLAY_ENV,
+        float,
+        ChatLimits.replay_seconds,
+        "seconds after which chat is no longer replayed",
+        minimum=0,
+    ),
+)
+
+
 @dataclass(frozen=True)
 class RedisConfig:
     """Where Redis is, what this process does on the bus, and the key namespace."""
 
     url: str
-    role: str = EDGE
+    role: str = AUTO
     prefix: str = "dback"
+    #: Seconds the elected publisher's lease lasts without renewal: how long a dead
+    #: publisher goes unnoticed at most (``auto`` role only).
+    lease_seconds: float = 4.0
+    chat: ChatLimits = field(default_factory=ChatLimits)
     #: Identifies this process on the bus; its own messages are ignored.
     process_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisConfig:
-        environ = os.environ if environ is None else environ
-        url = environ.get(URL_ENV, "").strip()
-        if not url:
+        values = read(SETTINGS, environ)
+        url = values[URL_ENV]
+        if url is None:
             raise NotConfigured(f"set {URL_ENV} (for example redis://127.0.0.1:6379/0)")
-        scheme = urlsplit(url).scheme
-        if scheme not in _SCHEMES:
-            raise ValueError(f"{URL_ENV} must start with redis://, rediss:// or unix://")
-        role = environ.get(ROLE_ENV, "").strip().lower() or EDGE
-        if role not in ROLES:
-            raise ValueError(f"{ROLE_ENV} must be 'publisher' or 'edge', not {role!r}")
-        prefix = environ.get(PREFIX_ENV, "").strip() or "dback"
-        return cls(url=url, role=role, prefix=prefix)
+        chat = ChatLimits(history=values[CHAT_HISTORY_ENV], replay_seconds=values[CHAT_REPLAY_ENV])
+        return cls(
+            url=url,
+            role=values[ROLE_ENV],
+            prefix=values[PREFIX_ENV],
+            chat=chat,
+            lease_seconds=values[LEASE_ENV],
+        )
 
     @property
     def client_name(self) -> str:

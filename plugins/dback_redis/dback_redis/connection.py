@@ -1,18 +1,31 @@
-"""The Redis client both roles use, and the lifecycle they share."""
+"""The Redis client both roles use, and what they share: following the channel, applying
+other processes' events once each, replaying missed chat, and publishing their own."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+import itertools
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from dback_redis import snapshot
-from dback_redis.config import RedisConfig
+from dback_core.backoff import Backoff
+from dback_core.events import Event, Message, Presence
+from dback_core.host import PluginHost
+from dback_redis import chat, codec, snapshot
+from dback_redis.config import RedisConfig, redacted
 
-if TYPE_CHECKING:
-    from dback_core.server import DbackServer
+log = logging.getLogger(__name__)
+
+#: Seconds before the first new attempt after Redis failed, and the most the doubling delay
+#: grows to: every Redis loop (follower, publisher writer, edge outbox) backs off like this.
+RETRY_FIRST = 0.1
+RETRY_MAX = 5.0
 
 #: Seconds to connect or to wait for an answer. Short, so that a lost Redis makes a data hook
 #: fail quickly (the core then keeps what it has) instead of hanging for the hook timeout.
@@ -31,20 +44,158 @@ def open_client(config: RedisConfig) -> Redis:
     )
 
 
-class Role:
-    """A process's part on the bus: its settings, key names, one client and one task that
-    runs from ``startup`` to ``shutdown``."""
+def retry_backoff() -> Backoff:
+    """The delays of a loop that retries Redis."""
+    return Backoff(RETRY_FIRST, RETRY_MAX)
 
-    def __init__(self, config: RedisConfig) -> None:
+
+def complete(host: PluginHost, event: Event) -> Event:
+    """A presence with the member's full record as this process holds it, so processes that
+    do not know the member yet (or load it later) can apply it."""
+    if not isinstance(event, Presence) or event.delete:
+        return event
+    guild = host.guild(event.server_id)
+    user = guild.members.get(event.uid) if guild is not None else None
+    if user is None:
+        return event
+    return Presence(event.server_id, event.uid, user["status"], user["username"], user["roleColor"])
+
+
+class Role:
+    """A process's part on the bus: its settings, key names, one client, the tasks that run
+    from ``startup`` to ``shutdown``, and the subscription every process keeps."""
+
+    #: Whether this process's bus messages are marked as an edge's.
+    is_edge = False
+    #: The lease number an elected publisher puts on its messages (None: not elected).
+    fence: int | None = None
+
+    def __init__(self, config: RedisConfig, sequence: Iterator[int] | None = None) -> None:
         self.config = config
         self.keys = snapshot.Keys(config.prefix)
         self.redis = open_client(config)
-        self.server: DbackServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.host: PluginHost | None = None
+        #: This process's message numbers; shared by the roles a process takes in turn, so
+        #: its numbering never restarts (receivers would take new messages for duplicates).
+        self.sequence = sequence if sequence is not None else itertools.count(1)
+        self.seq = 0
+        #: The highest publisher lease number seen; older publishers are ignored.
+        self.highest_fence = 0
+        #: Remote events applied and resyncs done, for tests and diagnostics.
+        self.applied = 0
+        self.resyncs = 0
+        self.replay = chat.Replay(config.process_id, config.chat)
+        self._last_seq: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         await self.redis.aclose()
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def publish(self, pipe: Any, event: Event | None, sent_at: float | None = None) -> None:
+        """Queue the bus message for ``event`` (None: ``resync``) on ``pipe``; chat also goes
+        into the replay stream, in the same transaction."""
+        self.seq = next(self.sequence)
+        raw = codec.encode(
+            event, self.config.process_id, self.seq, from_edge=self.is_edge, fence=self.fence
+        )
+        if isinstance(event, Message):
+            chat.append(pipe, self.keys, self.config.chat, raw, sent_at or time.time())
+        pipe.publish(self.keys.channel, raw)
+
+    # -- following -------------------------------------------------------------------------
+
+    async def follow(self) -> None:
+        """Keep a subscription open for as long as the server runs."""
+        backoff = retry_backoff()
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.channel)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    backoff.reset()
+                    if message["type"] == "subscribe":
+                        await self.subscribed()
+                    elif message["type"] == "message":
+                        await self.receive(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as error:
+                log.warning(
+                    "redis %s subscription lost (%s); retrying", redacted(self.config.url), error
+                )
+            except Exception:
+                # A bug must not end the subscription for good: log it and start over,
+                # which resynchronises.
+                log.exception("redis subscription failed; retrying")
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+            await backoff.sleep()
+
+    async def subscribed(self) -> None:
+        """The subscription is (re)established: whatever went by meanwhile is caught up."""
+        await self.resync()
+
+    async def receive(self, raw: str) -> None:
+        """Apply one bus message from another process, once, in its sender's order."""
+        try:
+            envelope = codec.decode(raw)
+        except codec.BadMessage as error:
+            log.warning("ignored a malformed bus message: %s", error)
+            return
+        if envelope.sender == self.config.process_id:
+            return
+        if envelope.fence is not None:
+            if envelope.fence < self.highest_fence:
+                log.debug("ignored a message of a former publisher %s", envelope.sender)
+                return
+            self.highest_fence = envelope.fence
+        last = self._last_seq.get(envelope.sender)
+        if last is not None and envelope.seq <= last:
+            log.debug("dropped duplicate bus message %s/%d", envelope.sender, envelope.seq)
+            return
+        self._last_seq[envelope.sender] = envelope.seq
+        if envelope.event is None:
+            await self.resync()
+            return
+        if last is not None and envelope.seq != last + 1:
+            # Missed presences are in the snapshot and missed chat in the stream; this
+            # message is applied below, after them, like any other.
+            log.warning("bus messages from %s were missed; resynchronising", envelope.sender)
+            await self.resync()
+        if isinstance(envelope.event, Message) and not self.replay.saw(
+            envelope.sender, envelope.seq
+        ):
+            return
+        await self.apply(envelope)
+
+    async def apply(self, envelope: codec.Envelope) -> None:
+        """Apply another process's event here; ``relay=False`` keeps it off the bus."""
+        assert self.host is not None and envelope.event is not None
+        self.applied += 1
+        await self.host.publish(envelope.event, relay=False)
+
+    async def resync(self) -> None:
+        """Catch up after messages may have been missed: replay the chat not seen yet."""
+        self.resyncs += 1
+        try:
+            missed = await self.replay.missed(self.redis, self.keys)
+        except (RedisError, OSError) as error:
+            log.warning("redis: could not read the chat history (%s)", error)
+            return
+        if missed:
+            log.info("replaying %d chat messages missed while disconnected", len(missed))
+        for envelope in missed:
+            await self.apply(envelope)

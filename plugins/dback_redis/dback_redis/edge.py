@@ -1,50 +1,62 @@
 """The edge role: a process without providers that serves what the publisher publishes.
 
 Its data hooks read the Redis snapshot, so a freshly started edge serves the current world;
-a subscription to the channel applies the publisher's events as they happen, with
+a subscription to the channel applies the other processes' events as they happen, with
 ``relay=False`` so nothing is echoed back. Whenever the subscription is (re)established -
 Redis restarted, the connection was killed, the publisher rewrote its snapshot - messages
 may have been missed, so the edge resynchronises: it reloads the guild list and every
-loaded guild from the snapshot and sends its viewers the fresh world.
+loaded guild from the snapshot, sends its viewers the fresh world, and replays the chat it
+missed from the stream.
+
+Events the edge's own d-back API produces (``broadcast_presence``, ``broadcast_message``)
+go out on the bus too, so every process shows them; the publisher writes them into the
+snapshot. While Redis cannot be reached they wait in a bounded outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
 
 from redis.exceptions import RedisError
 
-from dback_redis import codec, snapshot
+from dback_core.events import ClientIdUpdate, Event, Message, Presence
+from dback_core.host import PluginHost
+from dback_redis import snapshot
 from dback_redis.config import RedisConfig, redacted
-from dback_redis.connection import Role
-
-if TYPE_CHECKING:
-    from dback_core.server import DbackServer
+from dback_redis.connection import Role, complete, retry_backoff
 
 log = logging.getLogger(__name__)
 
 #: Seconds ``startup`` waits for the first subscription before serving without it.
 SUBSCRIBE_WAIT = 5.0
+#: The kinds of event an edge's own API produces that other processes must see. A refresh
+#: is not among them: on an edge it reloads that edge from the snapshot.
+SHARED_KINDS = (Presence, Message, ClientIdUpdate)
 
 
 class Edge(Role):
     """Serves guilds from the snapshot and follows the publisher's event stream."""
 
-    def __init__(self, config: RedisConfig) -> None:
-        super().__init__(config)
-        #: Remote events applied and resyncs done, for tests and diagnostics.
-        self.applied = 0
-        self.resyncs = 0
-        self._last_seq: dict[str, int] = {}
-        self._subscribed = asyncio.Event()
+    is_edge = True
 
-    async def start(self, server: DbackServer) -> None:
+    def __init__(self, config: RedisConfig, sequence: Iterator[int] | None = None) -> None:
+        super().__init__(config, sequence)
+        self._subscribed = asyncio.Event()
+        #: Own events not yet on the bus, each with the time it happened, oldest first.
+        self._outbox: deque[tuple[float, Event]] = deque(maxlen=config.chat.history)
+        self._wake = asyncio.Event()
+        self._last_servers: dict[str, dict[str, Any]] = {}
+
+    async def start(self, host: PluginHost) -> None:
         """Subscribe before the core loads anything, so no event falls between the two."""
-        self.server = server
-        self._task = asyncio.create_task(self._follow(), name="dback-redis-edge")
+        self.host = host
+        self._spawn(self.follow(), "dback-redis-edge")
+        self._spawn(self._send(), "dback-redis-edge-outbox")
         try:
             await asyncio.wait_for(self._subscribed.wait(), SUBSCRIBE_WAIT)
         except TimeoutError:
@@ -56,7 +68,14 @@ class Edge(Role):
     # -- data hooks ------------------------------------------------------------------------
 
     async def servers(self) -> dict[str, dict[str, Any]]:
-        return await snapshot.read_servers(self.redis, self.keys)
+        """The snapshot's guild list. While there is none - Redis came back empty and the
+        publisher has not rewritten it yet - the last list read is kept, so a Redis restart
+        does not empty every viewer's world for a moment."""
+        servers = await snapshot.read_servers(self.redis, self.keys)
+        if servers is None:
+            return self._last_servers
+        self._last_servers = servers
+        return servers
 
     async def users(self, server_id: str) -> dict[str, dict[str, Any]]:
         return await snapshot.read_users(self.redis, self.keys, server_id)
@@ -66,79 +85,71 @@ class Edge(Role):
 
     # -- the stream ------------------------------------------------------------------------
 
-    async def _follow(self) -> None:
-        """Keep a subscription open for as long as the server runs."""
-        backoff = 0.1
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(self.keys.channel)
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    backoff = 0.1
-                    if message["type"] == "subscribe":
-                        await self._subscribed_now()
-                    elif message["type"] == "message":
-                        await self._receive(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as error:
-                log.warning(
-                    "redis %s subscription lost (%s); retrying", redacted(self.config.url), error
-                )
-            except Exception:
-                # A bug must not end the subscription for good: log it and start over,
-                # which resynchronises.
-                log.exception("redis subscription failed; retrying")
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
-
-    async def _subscribed_now(self) -> None:
+    async def subscribed(self) -> None:
         """A subscription made during ``startup`` precedes the first load; any later one
-        (a reconnect, or Redis coming up after the server started without it) needs a
-        resync."""
-        if not self.server.ready:
+        (a reconnect, Redis coming up after the server started without it, or an elected
+        publisher turning edge) needs a resync."""
+        assert self.host is not None
+        if not self._subscribed.is_set():
             self._subscribed.set()
-            return
-        log.info("redis subscription re-established; resynchronising")
+            if not self.host.ready:
+                return
+        else:
+            log.info("redis subscription re-established; resynchronising")
         await self.resync()
 
-    async def _receive(self, raw: str) -> None:
-        try:
-            envelope = codec.decode(raw)
-        except codec.BadMessage as error:
-            log.warning("ignored a malformed bus message: %s", error)
-            return
-        if envelope.sender == self.config.process_id:
-            return
-        last = self._last_seq.get(envelope.sender)
-        if last is not None and envelope.seq <= last:
-            log.debug("dropped duplicate bus message %s/%d", envelope.sender, envelope.seq)
-            return
-        self._last_seq[envelope.sender] = envelope.seq
-        if envelope.event is None:
-            await self.resync()
-            return
-        if last is not None and envelope.seq != last + 1:
-            # The snapshot holds every missed change; chat messages are gone, but this one
-            # is applied below like any other.
-            log.warning("bus messages from %s were missed; resynchronising", envelope.sender)
-            await self.resync()
-        self.applied += 1
-        await self.server.publish(envelope.event, None, relay=False)
-
     async def resync(self) -> None:
-        """Reload the guild list and every loaded guild from the snapshot.
+        """Reload the guild list and every loaded guild from the snapshot, then replay the
+        chat missed meanwhile.
 
         Like the core's periodic reload, a guild's viewers get a new world only when it
         changed: after a short blip nothing did, and thousands of viewers need no resend.
         """
-        self.resyncs += 1
-        await self.server.refresh(None)
-        for key in list(self.server.directory.guilds):
-            await self.server.refresh(key, always=False)
+        assert self.host is not None
+        if await self.redis.exists(self.keys.servers):
+            await self.host.refresh(None)
+            for key in self.host.loaded_guilds():
+                await self.host.refresh(key, always=False)
+        else:
+            # Redis came back empty: the publisher's rewrite ends with a ``resync`` message,
+            # which brings the edge here again with a snapshot to read.
+            log.info("redis has no snapshot yet; keeping the current world until it does")
+        await super().resync()
+
+    # -- the edge's own events -------------------------------------------------------------
+
+    def applied_here(self, event: Event, origin: str | None) -> None:
+        """Queue an event of this edge's own API for the bus (called by ``event_applied``)."""
+        if origin is None and isinstance(event, SHARED_KINDS):
+            assert self.host is not None
+            self._outbox.append((time.time(), complete(self.host, event)))
+            self._wake.set()
+
+    async def _send(self) -> None:
+        """Publish the outbox, oldest first; while Redis is away the events wait (chat no
+        longer than the replay window, so a reconnect does not bring stale bubbles)."""
+        backoff = retry_backoff()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outbox:
+                batch = list(self._outbox)
+                try:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        horizon = time.time() - self.config.chat.replay_seconds
+                        for sent_at, event in batch:
+                            if not isinstance(event, Message) or sent_at >= horizon:
+                                self.publish(pipe, event, sent_at)
+                        await pipe.execute()
+                except (RedisError, OSError) as error:
+                    log.warning(
+                        "redis %s: %d own events wait for the bus (%s)",
+                        redacted(self.config.url),
+                        len(self._outbox),
+                        error,
+                    )
+                    await backoff.sleep()
+                    continue
+                backoff.reset()
+                for _ in batch:
+                    self._outbox.popleft()

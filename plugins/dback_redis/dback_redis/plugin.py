@@ -1,10 +1,12 @@
 """The plugin object the ``dback`` entry point names: one instance per server, in the role
 that ``DBACK_REDIS_ROLE`` selects.
 
-The roles are separate classes because they implement different hooks: an edge implements
-the data hooks (so the embedded mock steps aside for them) and ``event_sources`` (returning
-none, so the mock's simulation does not run beside the bus); a publisher implements only
-``event_applied`` and leaves the data to the real providers.
+``auto`` (the default) is elected: see ``auto.py``. The pinned roles are separate classes
+because they implement different hooks: an edge implements
+the data hooks (so the embedded mock steps aside for them), ``event_sources`` (returning
+none, so the mock's simulation does not run beside the bus) and ``event_applied`` (for its
+own d-back API broadcasts); a publisher implements only ``event_applied`` and leaves the
+data to the real providers.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 
 from dback_core import hookimpl
 from dback_core.events import Event
-from dback_redis.config import PUBLISHER, RedisConfig
+from dback_core.host import PluginHost
+from dback_redis.auto import Elected
+from dback_redis.config import EDGE, PUBLISHER, SETTINGS, RedisConfig
 from dback_redis.edge import Edge
 from dback_redis.publisher import Publisher
 
@@ -21,15 +25,22 @@ from dback_redis.publisher import Publisher
 class RedisPlugin:
     """Common to both roles: configuration, ``dback plugins`` detail, lifecycle."""
 
+    dback_settings = SETTINGS
+
     def __new__(cls, config: RedisConfig | None = None) -> RedisPlugin:
         if cls is RedisPlugin:
             config = config or RedisConfig.from_env()
-            cls = PublisherPlugin if config.role == PUBLISHER else EdgePlugin
+            roles = {PUBLISHER: PublisherPlugin, EDGE: EdgePlugin}
+            cls = roles.get(config.role, AutoPlugin)
         return super().__new__(cls)
 
     def __init__(self, config: RedisConfig | None = None) -> None:
         self.config = config or RedisConfig.from_env()
-        self.dback_detail = self.config.describe()
+
+    @property
+    def dback_detail(self) -> str:
+        """What ``dback plugins`` and ``/api/plugins`` show: role, Redis (no password), prefix."""
+        return self.config.describe()
 
 
 class PublisherPlugin(RedisPlugin):
@@ -40,8 +51,8 @@ class PublisherPlugin(RedisPlugin):
         self.role = Publisher(self.config)
 
     @hookimpl
-    def startup(self, server: Any) -> None:
-        self.role.start(server)
+    def startup(self, host: PluginHost) -> None:
+        self.role.start(host)
 
     @hookimpl
     async def shutdown(self) -> None:
@@ -49,7 +60,7 @@ class PublisherPlugin(RedisPlugin):
 
     @hookimpl
     def event_applied(self, event: Event) -> None:
-        self.role.applied(event)
+        self.role.applied_here(event)
 
 
 class EdgePlugin(RedisPlugin):
@@ -60,8 +71,8 @@ class EdgePlugin(RedisPlugin):
         self.role = Edge(self.config)
 
     @hookimpl
-    async def startup(self, server: Any) -> None:
-        await self.role.start(server)
+    async def startup(self, host: PluginHost) -> None:
+        await self.role.start(host)
 
     @hookimpl
     async def shutdown(self) -> None:
@@ -82,3 +93,53 @@ class EdgePlugin(RedisPlugin):
     @hookimpl
     def event_sources(self) -> list[Any]:
         return []
+
+    @hookimpl
+    def event_applied(self, event: Event, origin: str | None) -> None:
+        self.role.applied_here(event, origin)
+
+
+class AutoPlugin(RedisPlugin):
+    """Elected: an edge, or the publisher while it holds the lease. The other plugins run
+    only while it is the publisher (``dback_holds_others``)."""
+
+    dback_holds_others = True
+
+    def __init__(self, config: RedisConfig | None = None) -> None:
+        super().__init__(config)
+        self.role = Elected(self.config)
+
+    @property
+    def dback_detail(self) -> str:
+        detail = self.config.describe()
+        if self.role.host is None:
+            return detail
+        return detail.replace("role=auto", f"role=auto ({self.role.current})", 1)
+
+    @hookimpl
+    async def startup(self, host: PluginHost) -> None:
+        await self.role.start(host)
+
+    @hookimpl
+    async def shutdown(self) -> None:
+        await self.role.stop()
+
+    @hookimpl
+    async def get_server_data(self) -> dict[str, dict[str, Any]] | None:
+        return await self.role.servers()
+
+    @hookimpl
+    async def get_user_data(self, server_id: str) -> dict[str, dict[str, Any]] | None:
+        return await self.role.users(server_id)
+
+    @hookimpl
+    async def get_client_id(self, server_id: str) -> str | None:
+        return await self.role.client_id(server_id)
+
+    @hookimpl
+    def event_sources(self) -> list[Any]:
+        return []
+
+    @hookimpl
+    def event_applied(self, event: Event, origin: str | None) -> None:
+        self.role.applied_here(event, origin)

@@ -7,24 +7,29 @@ and the stream keeps the order in which the core applied the events.
 
 When Redis is lost the local server goes on serving; queued changes are dropped, because
 once Redis is back the whole snapshot is rewritten and a ``resync`` tells every edge to
-reload from it (chat messages sent during the outage are not replayed: they are ephemeral).
+reload from it. Chat is in no snapshot: messages applied during the outage wait in a bounded
+backlog and go out (and into the replay stream) with the rewrite.
+
+The publisher follows the channel too: edges publish what their own d-back API produces,
+and the publisher applies it here and writes it into the snapshot, which it alone keeps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
-from dback_core.events import ClientIdUpdate, Event, Presence, Refresh
-from dback_redis import codec, snapshot
+from dback_core.events import ClientIdUpdate, Event, Message, Presence, Refresh
+from dback_core.host import PluginHost
+from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
-from dback_redis.connection import Role
-
-if TYPE_CHECKING:
-    from dback_core.server import DbackServer
+from dback_redis.connection import Role, complete, retry_backoff
+from dback_redis.election import Lease, LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -37,64 +42,88 @@ MAX_BATCH = 500
 class Publisher(Role):
     """Mirrors the local directory into Redis and publishes each applied event once."""
 
-    def __init__(self, config: RedisConfig) -> None:
-        super().__init__(config)
-        self.seq = 0
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+    def __init__(
+        self,
+        config: RedisConfig,
+        sequence: Iterator[int] | None = None,
+        lease: Lease | None = None,
+        fence: int | None = None,
+        on_lease_lost: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(config, sequence)
+        #: An elected publisher writes only while it holds ``lease``, and marks what it
+        #: publishes with ``fence``; ``on_lease_lost`` is told when a write finds it gone.
+        self.lease = lease
+        self.fence = fence
+        self._on_lease_lost = on_lease_lost
+        #: Changes for the writer: each event, and whether it goes on the channel (False:
+        #: an edge's change, already published by the edge, for the snapshot only).
+        self._queue: asyncio.Queue[tuple[Event, bool]] = asyncio.Queue()
+        self._backlog = chat.Backlog(config.chat)
         self._down = True
 
-    def start(self, server: DbackServer) -> None:
-        self.server = server
-        server.keep_loaded = True
-        self._task = asyncio.create_task(self._run(), name="dback-redis-publisher")
+    def start(self, host: PluginHost) -> None:
+        self.host = host
+        host.keep_loaded(True)
+        self._spawn(self._run(), "dback-redis-publisher")
+        self._spawn(self.follow(), "dback-redis-publisher-follow")
 
-    def applied(self, event: Event) -> None:
+    def applied_here(self, event: Event) -> None:
         """Queue ``event`` for the snapshot and the channel (called by ``event_applied``)."""
         if self._down:
-            return  # the rewrite after recovery covers it
+            if isinstance(event, Message):
+                self._backlog.add(event)  # the snapshot rewrite covers everything else
+            return
+        assert self.host is not None  # not down: started
+        self._enqueue(complete(self.host, event), True)
+
+    def _enqueue(self, event: Event, publish: bool) -> None:
         if self._queue.qsize() >= MAX_QUEUE:
             log.warning("redis publisher is %d events behind; rewriting instead", MAX_QUEUE)
             self._mark_down()
             return
-        self._queue.put_nowait(self._complete(event))
+        self._queue.put_nowait((event, publish))
 
-    def _complete(self, event: Event) -> Event:
-        """A presence with the member's full record, so edges that do not know the member
-        yet (or load it later) can apply it."""
-        if not isinstance(event, Presence) or event.delete:
-            return event
-        guild = self.server.directory.guilds.get(event.server_id)
-        user = guild.users.get(event.uid) if guild is not None else None
-        if user is None:
-            return event
-        return Presence(
-            event.server_id, event.uid, user["status"], user["username"], user["roleColor"]
-        )
+    async def apply(self, envelope: codec.Envelope) -> None:
+        """Apply another process's event; an edge's change also goes into the snapshot
+        (its chat is in the replay stream already)."""
+        await super().apply(envelope)
+        if envelope.from_edge and not isinstance(envelope.event, Message) and not self._down:
+            assert envelope.event is not None
+            self._enqueue(envelope.event, False)
 
     def _mark_down(self) -> None:
         self._down = True
         while not self._queue.empty():
-            self._queue.get_nowait()
+            event, publish = self._queue.get_nowait()
+            if publish and isinstance(event, Message):
+                self._backlog.add(event)
 
     async def _run(self) -> None:
         """Write the first snapshot once the server is up, then follow the queue.
 
         ``startup`` runs before the core has loaded anything, so the first snapshot waits
-        for ``server.ready`` (set once every guild is loaded and the server listens).
+        until the server is ready (every guild loaded, listening).
         """
-        while not self.server.ready:
-            await asyncio.sleep(0.05)
-        backoff = 0.1
+        assert self.host is not None
+        await self.host.wait_ready()
+        backoff = retry_backoff()
         while True:
             try:
                 if self._down:
                     await self._rewrite()
-                    backoff = 0.1
+                    backoff.reset()
                     continue
                 batch = [await self._queue.get()]
                 while len(batch) < MAX_BATCH and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                 await self._write(batch)
+            except LeaseLost:
+                log.warning("redis: the publisher lease passed to another process; not publishing")
+                self._mark_down()
+                if self._on_lease_lost is not None:
+                    self._on_lease_lost()
+                return
             except (RedisError, OSError) as error:
                 if not self._down:
                     log.warning(
@@ -103,14 +132,12 @@ class Publisher(Role):
                         error,
                     )
                 self._mark_down()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await backoff.sleep()
             except Exception:
                 # A bug must not stop publishing for good: start over with a full rewrite.
                 log.exception("redis publisher failed; rewriting the snapshot")
                 self._mark_down()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await backoff.sleep()
 
     async def _rewrite(self) -> None:
         """Rewrite the whole snapshot and tell the edges to reload it (one transaction).
@@ -119,39 +146,67 @@ class Publisher(Role):
         the directory are both in it and queued, which is harmless: a presence the edges
         already have changes nothing.
         """
+        assert self.host is not None
         self._down = False
-        async with self.redis.pipeline(transaction=True) as pipe:
-            await snapshot.write_all(pipe, self.redis, self.keys, self.server.directory)
-            self._publish(pipe, None)
-            await pipe.execute()
+        backlog = self._backlog.take()
+        try:
+            async with self._transaction() as pipe:
+                await snapshot.write_all(pipe, self.redis, self.keys, self.host)
+                for sent_at, message in backlog:
+                    self.publish(pipe, message, sent_at)
+                self.publish(pipe, None)
+                await pipe.execute()
+        except BaseException:
+            for sent_at, message in backlog:
+                self._backlog.add(message, sent_at)
+            raise
         log.info(
-            "redis snapshot of %d guilds written to %s",
-            len(self.server.directory.guilds),
+            "redis snapshot of %d guilds written to %s%s",
+            len(self.host.loaded_guilds()),
             redacted(self.config.url),
+            f", with {len(backlog)} chat messages from the outage" if backlog else "",
         )
 
-    async def _write(self, batch: list[Event]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for event in batch:
-                await self._snapshot(pipe, event)
-                self._publish(pipe, event)
-            await pipe.execute()
+    async def _write(self, batch: list[tuple[Event, bool]]) -> None:
+        try:
+            async with self._transaction() as pipe:
+                for event, publish in batch:
+                    await self._snapshot(pipe, event)
+                    if publish:
+                        self.publish(pipe, event)
+                await pipe.execute()
+        except BaseException:
+            for event, publish in batch:
+                if publish and isinstance(event, Message):
+                    self._backlog.add(event)
+            raise
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        """A MULTI/EXEC pipeline; for an elected publisher, one that runs only while the
+        lease is still its own (``LeaseLost`` otherwise)."""
+        if self.lease is None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                yield pipe
+            return
+        async with self.lease.lock, self.redis.pipeline(transaction=True) as pipe:
+            await self.lease.guard(pipe)
+            try:
+                yield pipe
+            except WatchError:
+                raise LeaseLost("the publisher lease changed hands during a write") from None
 
     async def _snapshot(self, pipe: Any, event: Event) -> None:
-        directory = self.server.directory
+        assert self.host is not None
         if isinstance(event, Presence):
-            guild = directory.guilds.get(event.server_id)
-            user = guild.users.get(event.uid) if guild is not None else None
+            guild = self.host.guild(event.server_id)
+            user = guild.members.get(event.uid) if guild is not None else None
             snapshot.write_user(pipe, self.keys, event.server_id, user, event.uid)
         elif isinstance(event, ClientIdUpdate):
             snapshot.write_client_id(pipe, self.keys, event.server_id, event.client_id)
         elif isinstance(event, Refresh) and event.server_id is None:
-            await snapshot.write_all(pipe, self.redis, self.keys, directory)
+            await snapshot.write_all(pipe, self.redis, self.keys, self.host)
         elif isinstance(event, Refresh):
-            guild = directory.guilds.get(event.server_id)
+            guild = self.host.guild(event.server_id) if event.server_id is not None else None
             if guild is not None:
                 snapshot.write_guild(pipe, self.keys, guild)
-
-    def _publish(self, pipe: Any, event: Event | None) -> None:
-        self.seq += 1
-        pipe.publish(self.keys.channel, codec.encode(event, self.config.process_id, self.seq))

@@ -8,6 +8,9 @@ Keys under the prefix ``P``:
 - ``P:users:<key>``  hash uid -> JSON member record
 - ``P:meta:<key>``   hash with ``client_id``
 - ``P:events``       the pub/sub channel (see ``codec``)
+- ``P:chat``         stream of recent chat bus messages, for replay (see ``chat``)
+- ``P:lease``        the elected publisher's process id, with an expiry (see ``election``)
+- ``P:fence``        the number of the latest lease taken
 
 Writes are queued on a pipeline that the publisher executes as one MULTI/EXEC together with
 the matching PUBLISH, so an edge never reads a snapshot older than a message it received.
@@ -16,12 +19,12 @@ the matching PUBLISH, so an edge never reads a snapshot older than a message it 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio.client import Pipeline, Redis
 
-from dback_core.directory import Directory, Guild
-from dback_core.records import ServerInfo
+from dback_core.host import GuildView, ListedGuild, PluginHost
 
 
 class Keys:
@@ -32,6 +35,9 @@ class Keys:
         self.servers = f"{prefix}:servers"
         self.guilds = f"{prefix}:guilds"
         self.channel = f"{prefix}:events"
+        self.chat = f"{prefix}:chat"
+        self.lease = f"{prefix}:lease"
+        self.fence = f"{prefix}:fence"
 
     def users(self, key: str) -> str:
         return f"{self.prefix}:users:{key}"
@@ -40,7 +46,7 @@ class Keys:
         return f"{self.prefix}:meta:{key}"
 
 
-def server_record(info: ServerInfo) -> dict[str, Any]:
+def server_record(info: ListedGuild) -> dict[str, Any]:
     """A ``get_server_data`` record that the core turns back into the same ``ServerInfo``."""
     record: dict[str, Any] = {
         "id": info.id,
@@ -58,13 +64,13 @@ def _dumps(value: Any) -> str:
 
 
 def write_user(
-    pipe: Pipeline, keys: Keys, guild_key: str, user: dict[str, Any] | None, uid: str
+    pipe: Pipeline, keys: Keys, guild_key: str, user: Mapping[str, Any] | None, uid: str
 ) -> None:
     """Queue one member's record (None: the member left)."""
     if user is None:
         pipe.hdel(keys.users(guild_key), uid)
     else:
-        pipe.hset(keys.users(guild_key), uid, _dumps(user))
+        pipe.hset(keys.users(guild_key), uid, _dumps(dict(user)))
 
 
 def write_client_id(pipe: Pipeline, keys: Keys, guild_key: str, client_id: str | None) -> None:
@@ -74,31 +80,36 @@ def write_client_id(pipe: Pipeline, keys: Keys, guild_key: str, client_id: str |
         pipe.hdel(keys.meta(guild_key), "client_id")
 
 
-def write_guild(pipe: Pipeline, keys: Keys, guild: Guild) -> None:
+def write_guild(pipe: Pipeline, keys: Keys, guild: GuildView) -> None:
     """Queue a full rewrite of one guild's members and meta."""
     pipe.delete(keys.users(guild.key), keys.meta(guild.key))
-    if guild.users:
-        pipe.hset(keys.users(guild.key), mapping={u: _dumps(r) for u, r in guild.users.items()})
+    if guild.members:
+        members = {uid: _dumps(dict(record)) for uid, record in guild.members.items()}
+        pipe.hset(keys.users(guild.key), mapping=members)
     write_client_id(pipe, keys, guild.key, guild.client_id)
     pipe.sadd(keys.guilds, guild.key)
 
 
-async def write_all(pipe: Pipeline, redis: Redis, keys: Keys, directory: Directory) -> None:
-    """Queue a rewrite of the whole snapshot, dropping guilds that are no longer listed."""
-    servers = {key: server_record(info) for key, info in directory.servers.items()}
-    pipe.set(keys.servers, _dumps(servers))
+async def write_all(pipe: Pipeline, redis: Redis, keys: Keys, host: PluginHost) -> None:
+    """Queue a rewrite of the whole snapshot from the server's guild list and loaded guilds,
+    dropping guilds that are no longer loaded."""
     known = set(await redis.smembers(keys.guilds))
-    for gone in known - set(directory.guilds):
+    servers = host.guild_list()
+    pipe.set(keys.servers, _dumps({key: server_record(info) for key, info in servers.items()}))
+    guilds = host.loaded_guilds()
+    for gone in known - set(guilds):
         pipe.delete(keys.users(gone), keys.meta(gone))
         pipe.srem(keys.guilds, gone)
-    for guild in directory.guilds.values():
+    for guild in guilds.values():
         write_guild(pipe, keys, guild)
 
 
-async def read_servers(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
+async def read_servers(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]] | None:
+    """The guild list, or None when no publisher has written one (yet, or since Redis
+    restarted empty)."""
     raw = await redis.get(keys.servers)
     if raw is None:
-        return {}
+        return None
     servers = json.loads(raw)
     return servers if isinstance(servers, dict) else {}
 

@@ -4,14 +4,17 @@ Redis at 127.0.0.1:6379, and real ``dback serve`` processes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -89,8 +92,9 @@ def _other_plugins() -> str:
 
 
 @pytest.fixture(autouse=True)
-def redis_and_mock_only(monkeypatch):
-    """This plugin's tests see the Redis plugin and the mock, whatever else is installed."""
+def redis_and_mock_only(dback_environ, monkeypatch):
+    """This plugin's tests see the Redis plugin and the mock, whatever else is installed, and
+    none of the shell's DBACK_* variables (``dback_environ``, dback-core's pytest plugin)."""
     monkeypatch.delenv("DBACK_PLUGINS", raising=False)
     monkeypatch.setenv("DBACK_DISABLE_PLUGINS", _other_plugins())
 
@@ -101,8 +105,9 @@ class DbackProcess:
     def __init__(
         self, namespace: Namespace, url: str, role: str, log_path: Path, **extra_env: str
     ) -> None:
+        inherited = {name: value for name, value in os.environ.items() if name != "DBACK_PLUGINS"}
         env = {
-            **os.environ,
+            **inherited,
             "DBACK_REDIS_URL": url,
             "DBACK_REDIS_ROLE": role,
             "DBACK_REDIS_PREFIX": namespace.prefix,
@@ -110,7 +115,6 @@ class DbackProcess:
             "DBACK_PORT": "0",
             **extra_env,
         }
-        env.pop("DBACK_PLUGINS", None)
         self.log_path = log_path
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
@@ -135,7 +139,27 @@ class DbackProcess:
             await asyncio.sleep(0.05)
         raise TimeoutError("dback did not start:\n" + self.log_path.read_text())
 
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    async def api(self, path: str) -> Any:
+        """The JSON at ``path`` of this process's HTTP side."""
+        host, port = self.url.removeprefix("ws://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        raw = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return json.loads(raw.partition(b"\r\n\r\n")[2])
+
+    async def redis_detail(self) -> str:
+        """What ``/api/plugins`` says of the Redis plugin: its role, Redis and prefix."""
+        described = await self.api("/api/plugins")
+        entry = next(e for e in described["plugins"] if e["name"] == "dback-redis")
+        return entry["detail"]
+
     def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused process cannot terminate
         self.process.terminate()
         try:
             self.process.wait(10)

@@ -70,7 +70,8 @@ def test_an_unset_url_means_not_configured():
 
 def test_settings_are_read_and_checked():
     config = RedisConfig.from_env({"DBACK_REDIS_URL": "redis://127.0.0.1:6379/2"})
-    assert (config.role, config.prefix) == ("edge", "dback")
+    assert (config.role, config.prefix, config.lease_seconds) == ("auto", "dback", 4.0)
+    assert config.chat.history == 1000 and config.chat.replay_seconds == 60.0
     config = RedisConfig.from_env(
         {
             "DBACK_REDIS_URL": "redis://127.0.0.1:6379/2",
@@ -83,6 +84,17 @@ def test_settings_are_read_and_checked():
         RedisConfig.from_env({"DBACK_REDIS_URL": "redis://x", "DBACK_REDIS_ROLE": "leader"})
     with pytest.raises(ValueError, match="redis://"):
         RedisConfig.from_env({"DBACK_REDIS_URL": "http://127.0.0.1:6379"})
+    base = {"DBACK_REDIS_URL": "redis://x"}
+    for name, value in [
+        ("DBACK_REDIS_LEASE_SECONDS", "0.5"),
+        ("DBACK_REDIS_LEASE_SECONDS", "soon"),
+        ("DBACK_REDIS_CHAT_HISTORY", "0"),
+        ("DBACK_REDIS_CHAT_HISTORY", "1.5"),
+        ("DBACK_REDIS_CHAT_REPLAY_SECONDS", "-1"),
+        ("DBACK_REDIS_CHAT_REPLAY_SECONDS", "inf"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            RedisConfig.from_env({**base, name: value})
 
 
 def test_passwords_never_leave_the_process():
@@ -109,9 +121,10 @@ def test_the_role_selects_the_plugin_class_and_its_hooks():
     publisher = RedisPlugin(RedisConfig(url="redis://127.0.0.1", role="publisher"))
     edge = RedisPlugin(RedisConfig(url="redis://127.0.0.1", role="edge"))
     assert isinstance(publisher, PublisherPlugin) and isinstance(edge, EdgePlugin)
-    # The publisher leaves the data hooks to the providers; the edge takes them over.
+    # The publisher leaves the data hooks to the providers; the edge takes them over. Both
+    # observe applied events: the publisher all of them, the edge its own API's.
     assert not hasattr(publisher, "get_user_data") and hasattr(publisher, "event_applied")
-    assert hasattr(edge, "get_user_data") and not hasattr(edge, "event_applied")
+    assert hasattr(edge, "get_user_data") and hasattr(edge, "event_applied")
 
 
 def test_dback_plugins_shows_role_and_url_without_the_password(monkeypatch):

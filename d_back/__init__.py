@@ -1,1 +1,0 @@
-"""Compatibility package: code written for d-back imports ``d_back.server`` and runs on dback."""

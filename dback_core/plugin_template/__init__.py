@@ -1,0 +1,1 @@
+"""The files ``dback new-plugin`` writes, with ``{{placeholders}}`` (``dback_core.scaffold``)."""

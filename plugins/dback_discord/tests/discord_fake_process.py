@@ -1,0 +1,41 @@
+"""Run a fake Discord with one large guild in its own process, for measurements.
+
+``python discord_fake_process.py MEMBERS`` prints the port, then serves until its standard
+input closes. In its own process the fake's work and memory do not blur what is measured
+in the process under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from discord_fake import FakeDiscord
+
+BIG = 333333333333333333
+FIRST = 100_000
+#: One member in this many is online: about what a large community shows.
+ONLINE_EVERY = 5
+
+
+def build(members: int) -> FakeDiscord:
+    fake = FakeDiscord(bot_id=4242)
+    fake.add_guild(BIG, "Big")
+    fake.add_role(BIG, 301, "Mod", color=0x3498DB, position=1)
+    for number in range(members):
+        status = "online" if number % ONLINE_EVERY == 0 else "offline"
+        roles = [301] if number % 50 == 0 else []
+        fake.add_member(BIG, FIRST + number, f"member{number}", status=status, roles=roles)
+    return fake
+
+
+async def main(members: int) -> None:
+    fake = build(members)
+    await fake.start()
+    print(fake.port, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await fake.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1])))

@@ -1,0 +1,112 @@
+"""Recent chat kept in a Redis stream, so a process that missed messages can replay them.
+
+Presences need no history: the snapshot holds every member's current state, and a resync
+reads it. Chat is different - a message that went by while an edge was cut off from Redis
+is in no snapshot. So every chat message published on the bus is also appended, in the same
+MULTI/EXEC, to the stream ``P:chat`` (its entry holds the very bus message, sender and
+sequence number included), trimmed to ``DBACK_REDIS_CHAT_HISTORY`` entries. A process that
+resynchronises reads the stream and applies the messages it has not seen, in order, that
+are younger than ``DBACK_REDIS_CHAT_REPLAY_SECONDS``: a speech bubble minutes late is
+worse than none.
+
+A process that cannot reach Redis keeps the chat it produces in a bounded local backlog and
+appends it once Redis answers, so chat also survives a Redis restart (Redis may come back
+empty: the stream is rebuilt from the backlogs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from dback_core.events import Message
+from dback_redis import codec
+from dback_redis.snapshot import Keys
+
+#: Field of a stream entry holding the bus message, and the one holding the sender's clock.
+MESSAGE_FIELD = "m"
+TIME_FIELD = "t"
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    """How much chat history is kept in Redis and locally, and how old a replay may be."""
+
+    history: int = 1000
+    replay_seconds: float = 60.0
+
+
+def append(pipe: Any, keys: Keys, limits: ChatLimits, raw: str, sent_at: float) -> None:
+    """Queue one bus chat message for the stream (trimmed approximately: cheap in Redis)."""
+    pipe.xadd(
+        keys.chat,
+        {MESSAGE_FIELD: raw, TIME_FIELD: f"{sent_at:.3f}"},
+        maxlen=limits.history,
+        approximate=True,
+    )
+
+
+class Backlog:
+    """Chat produced while Redis could not be reached, oldest first, bounded in count and age."""
+
+    def __init__(self, limits: ChatLimits) -> None:
+        self.limits = limits
+        self._messages: deque[tuple[float, Message]] = deque(maxlen=limits.history)
+
+    def add(self, message: Message, sent_at: float | None = None) -> None:
+        self._messages.append((time.time() if sent_at is None else sent_at, message))
+
+    def take(self) -> list[tuple[float, Message]]:
+        """Everything still young enough to be worth replaying; the backlog is emptied."""
+        horizon = time.time() - self.limits.replay_seconds
+        kept = [(sent_at, message) for sent_at, message in self._messages if sent_at >= horizon]
+        self._messages.clear()
+        return kept
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+
+class Replay:
+    """What one process has seen of each sender's chat, and the stream entries it missed."""
+
+    def __init__(self, own_id: str, limits: ChatLimits) -> None:
+        self.own_id = own_id
+        self.limits = limits
+        #: Highest sequence number of a chat message applied, per sender.
+        self.seen: dict[str, int] = {}
+        #: Chat from senders this process has never heard of is replayed only from here on:
+        #: a process that starts does not replay the history before it.
+        self.since = time.time()
+
+    def saw(self, sender: str, seq: int) -> bool:
+        """Record a live chat message; False when it was already applied (by a replay)."""
+        if seq <= self.seen.get(sender, -1):
+            return False
+        self.seen[sender] = seq
+        return True
+
+    async def missed(self, redis: Redis, keys: Keys) -> list[codec.Envelope]:
+        """The chat in the stream this process has not applied, oldest first."""
+        entries = await redis.xrange(keys.chat, min="-", max="+", count=self.limits.history)
+        return list(self._unseen(entries))
+
+    def _unseen(self, entries: Iterable[tuple[str, dict[str, str]]]) -> Iterable[codec.Envelope]:
+        horizon = max(time.time() - self.limits.replay_seconds, 0.0)
+        for _entry_id, fields in entries:
+            try:
+                sent_at = float(fields.get(TIME_FIELD, "0"))
+                envelope = codec.decode(fields.get(MESSAGE_FIELD, ""))
+            except (ValueError, codec.BadMessage):
+                continue
+            if envelope.sender == self.own_id or envelope.event is None:
+                continue
+            if sent_at < horizon or (envelope.sender not in self.seen and sent_at < self.since):
+                continue
+            if self.saw(envelope.sender, envelope.seq):
+                yield envelope

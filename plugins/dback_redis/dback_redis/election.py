@@ -1,0 +1,89 @@
+"""Electing the one process that runs the providers: a lease in Redis with a fencing number.
+
+The lease is a key ``P:lease`` holding the holder's process id, set only if absent and with
+an expiry; its holder renews it well before it expires. Whoever takes it also increments
+``P:fence`` in the same script, so every holder gets a number higher than all before it.
+A publisher puts that number on what it publishes, and receivers ignore lower numbers: a
+publisher that was paused (SIGSTOP, a long GC, a network partition) and wakes up after its
+lease passed to another cannot be heard over the new one. Its snapshot writes are guarded
+too: each write transaction WATCHes the lease and runs only while the lease is still its own.
+Renewal and those transactions take turns on one lock: renewing touches the watched key, and
+must not make this process's own transaction fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from dback_redis.snapshot import Keys
+
+#: Take the lease if nobody holds it; return the new fencing number, or nil.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return redis.call('INCR', KEYS[2])
+end
+return false
+"""
+
+#: Extend the lease if it is still ours; 1 if it was, 0 if not.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+#: Give the lease up if it is still ours, so another process takes over at once.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class LeaseLost(RuntimeError):
+    """The lease is no longer this process's: it must stop publishing at once."""
+
+
+class Lease:
+    """This process's side of the publisher lease."""
+
+    def __init__(self, redis: Redis, keys: Keys, holder: str, seconds: float) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.holder = holder
+        self.milliseconds = max(int(seconds * 1000), 100)
+        #: Held by a renewal and by a guarded transaction, never by both at once.
+        self.lock = asyncio.Lock()
+
+    async def acquire(self) -> int | None:
+        """The new fencing number if this process took the lease, else None."""
+        fence = await self.redis.eval(
+            _ACQUIRE, 2, self.keys.lease, self.keys.fence, self.holder, self.milliseconds
+        )
+        return int(fence) if fence else None
+
+    async def renew(self) -> bool:
+        """Whether the lease was still ours (and is now extended)."""
+        async with self.lock:
+            renewed = await self.redis.eval(
+                _RENEW, 1, self.keys.lease, self.holder, self.milliseconds
+            )
+        return bool(renewed)
+
+    async def release(self) -> None:
+        await self.redis.eval(_RELEASE, 1, self.keys.lease, self.holder)
+
+    async def guard(self, pipe: Pipeline) -> None:
+        """Put ``pipe`` in WATCH mode on the lease and check that it is ours; the caller's
+        MULTI/EXEC then fails if the lease changes hands before it runs. Call it holding
+        ``lock``."""
+        await pipe.watch(self.keys.lease)
+        if await pipe.get(self.keys.lease) != self.holder:
+            await pipe.reset()
+            raise LeaseLost("the publisher lease passed to another process")
+        pipe.multi()

@@ -1,0 +1,130 @@
+"""``dback serve --workers N``: real worker processes share one port (SO_REUSEPORT) and one
+world through the real Redis; a dead worker is started again; SIGTERM stops them all with
+1001 to every client; without Redis it refuses to start, clearly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+
+import websockets
+
+from dback_core.testing import Client
+
+WAIT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def http_json(port: int, path: str) -> dict:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    raw = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return json.loads(raw.partition(b"\r\n\r\n")[2])
+
+
+async def roles_seen(port: int, asks: int = 40) -> set[str]:
+    """The Redis roles that answer on ``port`` - one per worker the kernel picked."""
+    seen = set()
+    for _ in range(asks):
+        described = await http_json(port, "/api/plugins")
+        detail = next(e for e in described["plugins"] if e["name"] == "dback-redis")["detail"]
+        seen.add(re.search(r"role=auto \((\w+)\)", detail).group(1))
+    return seen
+
+
+def worker_pids(log: str) -> dict[int, int]:
+    """Worker number -> pid of its latest start, from the supervisor's log."""
+    return {int(n): int(pid) for n, pid in re.findall(r"worker (\d+) started \(pid (\d+)\)", log)}
+
+
+async def wait_for_log(path, pattern: str) -> re.Match:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while True:
+        found = re.search(pattern, path.read_text())
+        if found:
+            return found
+        assert loop.time() < deadline, f"{pattern!r} not logged:\n{path.read_text()}"
+        await asyncio.sleep(0.05)
+
+
+async def test_workers_share_the_port_and_the_world_and_are_supervised(namespace, tmp_path):
+    url = await namespace.new_user("workers")
+    port = free_port()
+    log_path = tmp_path / "workers.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DBACK_PLUGINS"},
+        "DBACK_PLUGINS": "dback-redis,dback-mock",
+        "DBACK_REDIS_URL": url,
+        "DBACK_REDIS_PREFIX": namespace.prefix,
+        "DBACK_MOCK_SEED": "4",
+        "DBACK_MOCK_INTERVAL": "0.1",
+    }
+    with log_path.open("wb") as log:
+        parent = subprocess.Popen(
+            [sys.executable, "-m", "dback_core", "serve", "--workers", "2", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # Both workers listen on the one port: the kernel hands connections to each.
+        await wait_for_log(log_path, r"(?s)serving .*serving ")
+        assert await roles_seen(port) == {"publisher", "edge"}
+        clients = [Client(f"ws://127.0.0.1:{port}", timeout=WAIT) for _ in range(6)]
+        for client in clients:
+            await client.__aenter__()
+            joined = await client.join("default")
+            assert joined["data"]["serverName"] == "D-World"
+            await client.recv_type("presence", "message", timeout=WAIT)  # live everywhere
+
+        pids = worker_pids(log_path.read_text())
+        assert sorted(pids) == [1, 2]
+        os.kill(pids[1], signal.SIGKILL)
+        await wait_for_log(log_path, r"worker 1 \(pid \d+\) exited")
+        await wait_for_log(log_path, rf"worker 1 started \(pid (?!{pids[1]}\b)\d+\)")
+        await wait_for_log(log_path, r"(?s)worker 1 started .*serving ")
+
+        parent.send_signal(signal.SIGTERM)
+        codes = []
+        for client in clients:
+            try:
+                while True:
+                    await client.connection.recv()
+            except websockets.ConnectionClosed as closed:
+                codes.append(closed.rcvd.code if closed.rcvd else None)
+        assert parent.wait(WAIT) == 0
+        # Clients of the killed worker were cut off by the kill; the others got 1001.
+        assert 1001 in codes and set(codes) <= {1001, 1006, None}, codes
+        assert "all workers stopped" in log_path.read_text()
+        for pid in worker_pids(log_path.read_text()).values():
+            assert not os.path.exists(f"/proc/{pid}"), "a worker outlived its supervisor"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def test_workers_without_redis_refuse_to_start_clearly(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBACK_REDIS")}
+    result = subprocess.run(
+        [sys.executable, "-m", "dback_core", "serve", "--workers", "2", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "--workers needs DBACK_REDIS_URL" in result.stderr
