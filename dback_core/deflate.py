@@ -20,8 +20,9 @@ itself instead and lets the fan-out compress each frame once for many viewers:
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import replace
+from typing import Generic, TypeVar
 
 from websockets.exceptions import NegotiationError, PayloadTooBig, ProtocolError
 from websockets.extensions.base import Extension, ServerExtensionFactory
@@ -216,7 +217,11 @@ class HistoryFree:
         return deflated
 
 
-class SharedStream:
+#: Whatever identifies a viewer (the server uses its connection).
+Viewer = TypeVar("Viewer", bound=Hashable)
+
+
+class SharedStream(Generic[Viewer]):
     """One guild's broadcast compressor and the viewers its output is good for.
 
     ``synced`` viewers' inflaters received exactly this stream's messages since its last
@@ -234,11 +239,11 @@ class SharedStream:
         #: Created by the first compressed broadcast: a guild watched only by viewers without
         #: compression never pays for one.
         self._compressor: zlib._Compress | None = None
-        self.synced: set[object] = set()
-        self.behind: set[object] = set()
-        self.history_free: set[object] = set()
+        self.synced: set[Viewer] = set()
+        self.behind: set[Viewer] = set()
+        self.history_free: set[Viewer] = set()
         #: Viewers of the guild without compression, so one broadcast splits in set operations.
-        self.plain: set[object] = set()
+        self.plain: set[Viewer] = set()
         self.reset_at = now
 
     def reset(self, now: float) -> None:
@@ -255,13 +260,13 @@ class SharedStream:
             )
         return _deflate(self._compressor, payload, zlib.Z_SYNC_FLUSH)
 
-    def discard(self, connection: object) -> None:
+    def discard(self, connection: Viewer) -> None:
         self.synced.discard(connection)
         self.behind.discard(connection)
         self.history_free.discard(connection)
         self.plain.discard(connection)
 
-    def fall_behind(self, connection: object) -> None:
+    def fall_behind(self, connection: Viewer) -> None:
         """``connection`` got a compressed message outside the stream."""
         if connection in self.synced:
             self.synced.discard(connection)

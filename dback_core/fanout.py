@@ -96,7 +96,7 @@ class Fanout:
         self.by_guild: dict[str, set[ServerConnection]] = {}
         self.slow_disconnects = 0
         #: Per watched guild: its broadcast compressor and which viewers can share its output.
-        self.streams: dict[str, SharedStream] = {}
+        self.streams: dict[str, SharedStream[ServerConnection]] = {}
         self.history_free = HistoryFree()
         self._clock = clock
         #: Frames broadcast this loop turn, each with the connections it is for.
