@@ -11,6 +11,11 @@ for broadcasts and a large one for joins - and obeys one-line commands on stdin:
 ``quit``
     Exit.
 
+Two settings of this script alone make the ``dback-uvloop`` and ``dback-orjson`` variants, to
+measure optional packages without changing the server: ``BENCH_LOOP=uvloop`` runs it on
+uvloop's event loop, and ``BENCH_JSON=orjson`` makes ``dback_core.protocol.dumps`` - every
+frame and every guild's encoded users map - use orjson.
+
 Answers go to the original stdout; everything the server itself prints (d-back prints every
 frame) goes to /dev/null, as it would to a log file nobody reads.
 """
@@ -49,6 +54,15 @@ def members(count: int, base: int) -> dict[str, dict]:
     return users
 
 
+def use_orjson() -> None:
+    """Encode dback's frames with orjson: ``protocol.dumps`` is what every encoder calls."""
+    import orjson
+
+    from dback_core import protocol
+
+    protocol.dumps = lambda value: orjson.dumps(value).decode()
+
+
 def member_uid(index: int) -> str:
     return str(200000000000000000 + index)
 
@@ -62,6 +76,8 @@ async def main() -> None:
 
     control = os.fdopen(os.dup(1), "w", buffering=1)
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    if os.environ.get("BENCH_JSON") == "orjson":
+        use_orjson()
     from d_back.server import WebSocketServer
 
     users = {
@@ -89,6 +105,7 @@ async def main() -> None:
             continue
         writer.close()
         break
+    await ready(server)
     control.write("ready\n")
 
     loop = asyncio.get_running_loop()
@@ -116,5 +133,24 @@ async def main() -> None:
     os._exit(0)
 
 
+async def ready(server) -> None:
+    """Until dback says it is ready (with several workers on one port, the connection above
+    may have reached another worker; an edge is ready once it serves the snapshot). d-back
+    has no such notion: listening is ready."""
+    dback = getattr(server, "server", None)
+    while dback is not None and dback.readiness():
+        await asyncio.sleep(0.05)
+
+
+def loop_factory():
+    """The event loop to run on: asyncio's own, or uvloop's with ``BENCH_LOOP=uvloop``."""
+    if os.environ.get("BENCH_LOOP") == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(main())

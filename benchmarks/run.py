@@ -14,10 +14,16 @@ Scenarios (see docs/performance.md for what each number means):
   storm       N clients connecting at once; how many joined, and how long it took
   joins       clients joining a 10,000-member guild, 50 at a time; joins per second
   slow        1,000 viewers, 500 broadcasts, with and without a client that never reads
+  workers     dback only: the broadcast scenario against 1 process, then against 2 worker
+              processes sharing the port (SO_REUSEPORT) and one world through Redis; adds
+              server CPU per delivery and Redis's own CPU (see ``Cluster``)
 
 Servers: ``dback`` (its defaults: permessage-deflate with every client that offers it),
 ``dback-none`` (``DBACK_COMPRESSION=none``) and ``d-back``; every client offers deflate, as
-browsers do. Bytes on the wire are counted by the drain clients, frame headers included.
+browsers do. ``dback-uvloop`` (uvloop's event loop) and ``dback-orjson`` (orjson encoding the
+frames) measure the optional ``speed`` packages; they need those packages installed
+(``pip install -e '.[speed]'``) and run only when named in ``--servers``. Bytes on the wire
+are counted by the drain clients, frame headers included.
 """
 
 from __future__ import annotations
@@ -68,6 +74,9 @@ class Plan:
     slow_viewers: int = 1000
     slow_broadcasts: int = 500
     samplers: int = SAMPLERS
+    worker_viewers: int = 10000
+    worker_counts: tuple[int, ...] = (1, 2)
+    placement: str = "shared"
 
 
 PLANS = {
@@ -84,6 +93,7 @@ PLANS = {
         slow_viewers=20,
         slow_broadcasts=20,
         samplers=3,
+        worker_viewers=30,
     ),
 }
 
@@ -112,14 +122,32 @@ def _pin(cpu: int) -> Callable[[], None]:
 
 
 #: Settings that make a server variant out of the same interpreter.
-SERVER_ENV = {"dback-none": {"DBACK_COMPRESSION": "none"}}
+SERVER_ENV = {
+    "dback-none": {"DBACK_COMPRESSION": "none"},
+    "dback-uvloop": {"BENCH_LOOP": "uvloop"},
+    "dback-orjson": {"BENCH_JSON": "orjson"},
+}
+#: The variants run by dback's interpreter.
+DBACK_SERVERS = ("dback", "dback-none", "dback-uvloop", "dback-orjson")
+#: Redis for the workers scenario; each run uses a prefix of its own.
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 class ServerProcess:
     """``bench_server.py`` under one interpreter, pinned to the server CPU."""
 
-    def __init__(self, name: str, python: Path, port: int, large: int, log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        python: Path,
+        port: int,
+        large: int,
+        log: Path,
+        extra_env: dict[str, str] | None = None,
+        cpu: int = SERVER_CPU,
+    ) -> None:
         self.name, self.python, self.port, self.large, self.log = name, python, port, large, log
+        self.extra_env, self.cpu = extra_env or {}, cpu
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -131,6 +159,7 @@ class ServerProcess:
             PYTHONPATH=str(HERE),
         )
         env.update(SERVER_ENV.get(self.name, {}))
+        env.update(self.extra_env)
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 str(self.python),
@@ -142,7 +171,7 @@ class ServerProcess:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
-                preexec_fn=_pin(SERVER_CPU),
+                preexec_fn=_pin(self.cpu),
                 env=env,
                 cwd=HERE,
             )
@@ -190,6 +219,162 @@ async def running(name: str, python: Path, port: int, large: int, log: Path) -> 
         yield server
     finally:
         await server.stop()
+
+
+def redis_server_pid(url: str = REDIS_URL) -> int | None:
+    """The local redis-server serving ``url``'s port, found in /proc (None if not local)."""
+    port = url.rsplit(":", 1)[-1].split("/", 1)[0]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (entry / "comm").read_text().strip() != "redis-server":
+                continue
+            if f":{port}" in (entry / "cmdline").read_text():
+                return int(entry.name)
+    return None
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Cluster:
+    """dback as ``count`` worker processes on one port, measured as one server.
+
+    What ``dback serve --workers N`` runs, minus the supervisor (which only restarts):
+    ``count`` ``bench_server.py`` processes with ``DBACK_REUSE_PORT=1`` and the dback-redis
+    plugin in its ``auto`` role under a prefix of this run's own. The d-back API callbacks
+    are a provider: the elected publisher runs them, the others hold them on standby and
+    serve the snapshot from Redis. Placement ``shared`` (the default) pins every worker to
+    the server CPU, as the single process is, so 1 and N workers get the same core and the
+    difference is what the workers cost; ``spread`` pins worker i to CPU i (modulo the CPUs),
+    so on two cores the second worker shares CPU 1 with the clients. Broadcasts are sent to
+    the first worker only; they reach the others through the Redis bus. One worker is plain
+    dback, without Redis.
+    """
+
+    def __init__(
+        self, count: int, port: int, large: int, log: Path, placement: str = "shared"
+    ) -> None:
+        self.count, self.port = count, port
+        self.prefix = f"dbackbench{os.getpid()}x{time.monotonic_ns()}"
+        shared = {"DBACK_REUSE_PORT": "1"} if count > 1 else {}
+        if count > 1:
+            shared.update(
+                DBACK_PLUGINS="dback-redis",
+                DBACK_DISABLE_PLUGINS="",  # whatever the caller's environment disables
+                DBACK_REDIS_URL=REDIS_URL,
+                DBACK_REDIS_PREFIX=self.prefix,
+            )
+        cpus = os.cpu_count() or 1
+        self.workers = [
+            ServerProcess(
+                "dback",
+                DBACK_PYTHON,
+                port,
+                large,
+                log,
+                shared,
+                cpu=SERVER_CPU if placement == "shared" else index % cpus,
+            )
+            for index in range(count)
+        ]
+        self.redis_pid = redis_server_pid() if count > 1 else None
+
+    async def start(self) -> None:
+        for worker in self.workers:
+            await worker.start()
+        if self.count > 1:
+            await self.wait_elected()
+
+    async def wait_elected(self, timeout: float = 60.0) -> None:
+        """Until, over several connections on the shared port, every answer is ready and
+        both roles answered: one publisher was elected and the edges serve its snapshot."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            roles, ready = set(), True
+            for _ in range(8 * self.count):
+                status, _ = await http_get(self.port, "/readyz")
+                ready = ready and status == 200
+                _, body = await http_get(self.port, "/api/plugins")
+                for plugin in json.loads(body)["plugins"]:
+                    detail = plugin.get("detail") or ""  # none yet while it starts
+                    if plugin["name"] == "dback-redis" and "role=auto (" in detail:
+                        roles.add(detail.split("role=auto (", 1)[1].split(")", 1)[0])
+            if ready and roles == {"publisher", "edge"}:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{self.count} workers not ready and elected in {timeout:.0f} s")
+
+    async def broadcast(self, count: int, rate: float) -> None:
+        await self.workers[0].broadcast(count, rate)
+
+    async def broadcast_done(self) -> None:
+        await self.workers[0].broadcast_done()
+
+    def rss(self) -> int:
+        return sum(worker.rss() for worker in self.workers)
+
+    def cpu_seconds(self) -> float:
+        return sum(worker.cpu_seconds() for worker in self.workers)
+
+    def sockets(self) -> list[int]:
+        """Open sockets of each worker: the difference over a connect shows where the
+        kernel put the new connections."""
+        return [
+            sum(
+                os.readlink(fd).startswith("socket:")
+                for fd in Path(f"/proc/{worker.process.pid}/fd").iterdir()
+            )
+            for worker in self.workers
+        ]
+
+    def redis_cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.redis_pid) if self.redis_pid else 0.0
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(worker.stop() for worker in self.workers))
+        if self.count > 1:
+            await self.forget()
+
+    async def forget(self) -> None:
+        """Delete this run's keys (snapshot, lease, chat history) from Redis."""
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(REDIS_URL)
+        try:
+            keys = [key async for key in redis.scan_iter(match=f"{self.prefix}:*")]
+            if keys:
+                await redis.delete(*keys)
+        finally:
+            await redis.aclose()
+
+
+async def http_get(port: int, path: str) -> tuple[int, bytes]:
+    """One plain HTTP request on a new connection: status and body."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        raw = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+@contextlib.asynccontextmanager
+async def cluster(
+    count: int, port: int, large: int, log: Path, placement: str
+) -> AsyncIterator[Cluster]:
+    workers = Cluster(count, port, large, log, placement)
+    try:
+        await workers.start()
+        yield workers
+    finally:
+        await workers.stop()
 
 
 # -- measuring ----------------------------------------------------------------------------
@@ -243,20 +428,24 @@ async def settle(drains: list[Drain], samplers: list[Sampler], expected: int, qu
 
 
 async def broadcast_run(
-    server: ServerProcess, viewers: int, count: int, plan: Plan, slow: bool
+    server: ServerProcess | Cluster, viewers: int, count: int, plan: Plan, slow: bool
 ) -> dict:
     samplers = [Sampler(HOST, server.port, SMALL) for _ in range(plan.samplers)]
     for sampler in samplers:
         await sampler.open()
     await asyncio.sleep(0.5)
     before = server.rss()
+    sockets = server.sockets() if isinstance(server, Cluster) else []
     drains = await open_drains(HOST, server.port, SMALL, viewers, parallel=100)
+    if isinstance(server, Cluster):
+        sockets = [after - was for after, was in zip(server.sockets(), sockets, strict=True)]
     await asyncio.sleep(1.0)
     per_viewer = (server.rss() - before) / viewers
     blocked = await asyncio.to_thread(slow_reader, HOST, server.port, SMALL) if slow else None
     for drain in drains:
         drain.frames, drain.last_at, drain.received = 2, 0.0, 0
     server_cpu = server.cpu_seconds()
+    redis_cpu = server.redis_cpu_seconds() if isinstance(server, Cluster) else 0.0
     sweeper = asyncio.create_task(keep_sweeping(drains))
     with ClientCpu() as cpu:
         start = time.monotonic() + 0.05
@@ -266,6 +455,8 @@ async def broadcast_run(
         await settle(drains, samplers, count, quiet=5.0)
     sweeper.cancel()
     server_cpu = server.cpu_seconds() - server_cpu
+    if isinstance(server, Cluster):
+        redis_cpu = server.redis_cpu_seconds() - redis_cpu
     drained = sum(d.frames - 2 for d in drains)
     wire_bytes = sum(d.received for d in drains)
     delivered = sum(min(d.frames - 2, count) for d in drains)
@@ -279,6 +470,11 @@ async def broadcast_run(
     if blocked is not None:
         blocked.close()
     expected = count * (viewers + len(samplers))
+    extra = {
+        "redis_cpu_us_per_delivery": redis_cpu / max(delivered, 1) * 1e6,
+        # the busiest worker's share of the viewers (1 / workers when evenly spread)
+        "busiest_worker_share": max(sockets, default=0) / max(sum(sockets), 1),
+    }
     return {
         "delivered": delivered / expected,
         "deliveries_per_s": delivered / max(finished - start, 1e-9),
@@ -286,8 +482,10 @@ async def broadcast_run(
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "memory_per_viewer_kib": per_viewer / 1024,
         "server_cpu_s": server_cpu,
+        "cpu_us_per_delivery": server_cpu / max(delivered, 1) * 1e6,
         "bytes_per_delivery": wire_bytes / max(drained, 1),
         "client_cpu": cpu.share,
+        **(extra if isinstance(server, Cluster) and server.count > 1 else {}),
     }
 
 
@@ -384,7 +582,22 @@ class Results:
 
 
 #: Where each server's port is looked for: below the ephemeral port range of the clients.
-PORTS = {"dback": 30100, "dback-none": 30150, "d-back": 30200}
+PORTS = {
+    "dback": 30100,
+    "dback-none": 30150,
+    "d-back": 30200,
+    "dback-uvloop": 30250,
+    "dback-orjson": 30300,
+    "workers": 30350,
+}
+#: Column headings of the servers in the table, in this order.
+HEADINGS = {
+    "dback": "dback",
+    "dback-none": "dback, compression none",
+    "dback-uvloop": "dback on uvloop",
+    "dback-orjson": "dback with orjson",
+    "d-back": "d-back 0.0.18",
+}
 
 
 def free_port(first: int) -> int:
@@ -400,10 +613,15 @@ def free_port(first: int) -> int:
     raise RuntimeError(f"no free port in {first}-{first + 49}")
 
 
+def report(label: str, run: int, name: str, numbers: dict) -> None:
+    shown = ", ".join(f"{key}={value:.3g}" for key, value in numbers.items())
+    print(f"  {label:16} run {run + 1} {name:6}: {shown}", flush=True)
+
+
 async def run_all(
     interpreters: dict[str, Path], plan: Plan, results: Results, log: Path, only: set[str]
 ) -> None:
-    """Every scenario, run by run, alternating the servers so both see the same noise."""
+    """Every scenario, run by run, alternating the servers so all see the same noise."""
     scenarios: list[tuple[str, Callable[[ServerProcess], Awaitable[dict]]]] = [
         (
             f"broadcast@{viewers}",
@@ -433,19 +651,37 @@ async def run_all(
                     numbers = await body(server)
                 numbers["load"] = load
                 results.add(name, label, numbers)
-                shown = ", ".join(f"{key}={value:.3g}" for key, value in numbers.items())
-                print(f"  {label:16} run {run + 1} {name:6}: {shown}", flush=True)
+                report(label, run, name, numbers)
+    if "workers" in only or (not only and "dback" in interpreters):
+        await workers_runs(plan, results, log)
+
+
+async def workers_runs(plan: Plan, results: Results, log: Path) -> None:
+    """dback as 1 process and as N workers, alternated run by run (recorded under dback)."""
+    for run in range(plan.runs):
+        for count in plan.worker_counts:
+            label = f"workers@{count}"
+            load = os.getloadavg()[0]
+            port = free_port(PORTS["workers"])
+            async with cluster(count, port, plan.large, log, plan.placement) as server:
+                numbers = await broadcast_run(
+                    server, plan.worker_viewers, plan.broadcasts, plan, slow=False
+                )
+            numbers["load"] = load
+            results.add("dback", label, numbers)
+            report(label, run, "dback", numbers)
 
 
 def table(results: Results, plan: Plan, servers: list[str]) -> list[str]:
     """Markdown rows: the metric, each server's median, the ratio and the runs' spread."""
+    columns = [name for name in HEADINGS if name in servers]
     rows = [
-        "| scenario | metric | dback | dback, compression none | d-back 0.0.18 "
-        "| ratio dback / d-back | noise (spread) |",
-        "|---|---|---|---|---|---|---|",
+        "| scenario | metric | "
+        + " | ".join(HEADINGS[name] for name in columns)
+        + " | ratio dback / d-back | noise (spread) |",
+        "|---|---|" + "---|" * len(columns) + "---|---|",
     ]
     other = "d-back" if "d-back" in servers else None
-    plain = "dback-none" if "dback-none" in servers else None
 
     def row(scenario: str, key: str, label: str, fmt: str) -> None:
         if scenario not in results.runs.get("dback", {}):
@@ -454,13 +690,13 @@ def table(results: Results, plan: Plan, servers: list[str]) -> list[str]:
         theirs = results.median(other, scenario, key) if other else float("nan")
         ratio = mine / theirs if theirs == theirs and theirs else float("nan")
         shown_ratio = f"{ratio:.3g}x" if math.isfinite(ratio) else "-"
-        uncompressed = results.median(plain, scenario, key) if plain else float("nan")
-        marks = [results.mark(s, scenario) for s in ("dback", plain or "dback", other or "dback")]
-        noise = max(results.spread(s, scenario, key) for s in servers)
+        cells = [
+            f"{results.median(name, scenario, key):{fmt}}{results.mark(name, scenario)}"
+            for name in columns
+        ]
+        noise = max(results.spread(name, scenario, key) for name in columns)
         rows.append(
-            f"| {scenario} | {label} | {mine:{fmt}}{marks[0]} | "
-            f"{uncompressed:{fmt}}{marks[1] if plain else ''} | "
-            f"{theirs:{fmt}}{marks[2] if other else ''} | {shown_ratio} | {noise:.0%} |"
+            f"| {scenario} | {label} | " + " | ".join(cells) + f" | {shown_ratio} | {noise:.0%} |"
         )
 
     for viewers in plan.viewers:
@@ -471,6 +707,7 @@ def table(results: Results, plan: Plan, servers: list[str]) -> list[str]:
         row(scenario, "p99_ms", "latency p99 (ms)", ",.1f")
         row(scenario, "memory_per_viewer_kib", "memory per idle viewer (KiB)", ".1f")
         row(scenario, "server_cpu_s", "server CPU for the broadcasts (s)", ".2f")
+        row(scenario, "cpu_us_per_delivery", "server CPU per delivery (us)", ".2f")
         row(scenario, "bytes_per_delivery", "bytes on the wire per delivery", ",.1f")
         row(scenario, "client_cpu", "client CPU share", ".0%")
     row("storm", "joined", f"joined of {plan.storm:,}", ".1%")
@@ -483,6 +720,46 @@ def table(results: Results, plan: Plan, servers: list[str]) -> list[str]:
     for label in ("without", "with"):
         row(f"slow@{label}", "p99_ms", f"others' p99 (ms), slow reader {label}", ",.1f")
         row(f"slow@{label}", "delivered", f"delivered, slow reader {label}", ".1%")
+    if len(rows) == 2:  # only the workers scenario ran
+        return workers_table(results, plan)[1:]
+    return rows + workers_table(results, plan)
+
+
+def workers_table(results: Results, plan: Plan) -> list[str]:
+    """The workers scenario's own table: one column per worker count (dback only)."""
+    counts = [c for c in plan.worker_counts if f"workers@{c}" in results.runs.get("dback", {})]
+    if not counts:
+        return []
+    rows = [
+        "",
+        f"| workers ({plan.worker_viewers:,} viewers, {plan.broadcasts} broadcasts at "
+        f"{plan.rate:g}/s, placement {plan.placement}) | "
+        + " | ".join(f"{c} worker{'s' if c > 1 else ''}" for c in counts)
+        + " | noise (spread) |",
+        "|---|" + "---|" * len(counts) + "---|",
+    ]
+    metrics = [
+        ("delivered", "delivered", ".1%"),
+        ("deliveries_per_s", "deliveries/s", ",.0f"),
+        ("p50_ms", "latency p50 (ms)", ",.1f"),
+        ("p99_ms", "latency p99 (ms)", ",.1f"),
+        ("memory_per_viewer_kib", "memory per idle viewer (KiB)", ".1f"),
+        ("server_cpu_s", "CPU of all workers for the broadcasts (s)", ".2f"),
+        ("cpu_us_per_delivery", "workers' CPU per delivery (us)", ".2f"),
+        ("redis_cpu_us_per_delivery", "redis-server's CPU per delivery (us)", ".3f"),
+        ("client_cpu", "client CPU share", ".0%"),
+    ]
+    for key, label, fmt in metrics:
+        cells, noise = [], 0.0
+        for count in counts:
+            scenario = f"workers@{count}"
+            if key not in results.runs["dback"][scenario][0]:
+                cells.append("-")
+                continue
+            value = results.median("dback", scenario, key)
+            cells.append(f"{value:{fmt}}{results.mark('dback', scenario)}")
+            noise = max(noise, results.spread("dback", scenario, key))
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {noise:.0%} |")
     return rows
 
 
@@ -502,6 +779,16 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, help="runs per scenario (medians are reported)")
     parser.add_argument("--servers", default="dback,dback-none,d-back", help="comma-separated")
     parser.add_argument("--only", default="", help="scenarios, e.g. broadcast,joins")
+    parser.add_argument("--rate", type=float, help="broadcasts per second (default 50)")
+    parser.add_argument(
+        "--placement",
+        choices=("shared", "spread"),
+        default="shared",
+        help="workers scenario: all workers on the server CPU, or worker i on CPU i",
+    )
+    parser.add_argument(
+        "--viewers", help="viewer counts of the broadcast and workers scenarios, e.g. 10000"
+    )
     parser.add_argument("--cache", type=Path, default=HERE / ".venvs")
     parser.add_argument("--json", type=Path, help="write every run's numbers here")
     args = parser.parse_args(argv)
@@ -509,12 +796,18 @@ async def main(argv: list[str] | None = None) -> None:
     plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
     if args.runs:
         plan.runs = args.runs
+    plan.placement = args.placement
+    if args.rate:
+        plan.rate = args.rate
+    if args.viewers:
+        plan.viewers = [int(count) for count in args.viewers.split(",")]
+        plan.worker_viewers = plan.viewers[-1]
     servers = [name.strip() for name in args.servers.split(",") if name.strip()]
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {CLIENT_CPU})
     note = noise_note()
-    interpreters = {name: DBACK_PYTHON for name in ("dback", "dback-none") if name in servers}
+    interpreters = {name: DBACK_PYTHON for name in DBACK_SERVERS if name in servers}
     if "d-back" in servers:
         interpreters["d-back"] = d_back_python(args.cache)
     log = args.cache / "servers.log"

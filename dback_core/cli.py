@@ -27,6 +27,7 @@ from dback_core.config import Settings
 from dback_core.descriptors import raise_open_file_limit
 from dback_core.hooks import PluginHooks
 from dback_core.logs import FORMATS, configure_logging
+from dback_core.loops import loop_factory
 from dback_core.plugins import (
     NOT_CONFIGURED,
     PluginError,
@@ -167,6 +168,7 @@ def serve(
         settings = Settings.from_env(host=host, port=port, static_dir=static_dir)
         plugins = _plugin_set()
         count = worker_count(workers)
+        loop_name, new_loop = loop_factory(settings.event_loop)
     except (ValueError, PluginError) as error:
         raise click.ClickException(str(error)) from error
     _refuse_mistakes(plugins)
@@ -174,8 +176,10 @@ def serve(
         _supervise(count, settings, plugins, log_level, log_format)
         return
     plugins.report()
+    log.info("event loop: %s", loop_name)
     try:
-        asyncio.run(_serve(settings, plugins))
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(_serve(settings, plugins))
     except OSError as error:
         raise click.ClickException(f"cannot listen on {host}:{port}: {error}") from error
     _refuse_mistakes(plugins)  # a plugin's ``startup`` may find one too

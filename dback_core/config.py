@@ -44,6 +44,9 @@ class Settings:
     #: ``deflate``: permessage-deflate with every client that offers it, compressed once per
     #: guild rather than per connection (``dback_core.deflate``); ``none`` declines it.
     compression: str = "deflate"
+    #: ``auto``: ``dback serve`` runs on uvloop when it is installed (the ``speed`` extra),
+    #: else on asyncio's loop; ``asyncio`` or ``uvloop`` choose (``dback_core.loops``).
+    event_loop: str = "auto"
     #: Listen backlog, sized for thousands of clients reconnecting at once.
     backlog: int = 4096
     #: Listen with SO_REUSEPORT, so several processes share the port (``--workers`` sets it
@@ -97,6 +100,11 @@ class Settings:
         if self.compression not in {"none", "deflate"}:
             raise SettingsError(
                 "DBACK_COMPRESSION", f"must be 'none' or 'deflate', not {self.compression!r}"
+            )
+        if self.event_loop not in {"auto", "asyncio", "uvloop"}:
+            raise SettingsError(
+                "DBACK_EVENT_LOOP",
+                f"must be 'auto', 'asyncio' or 'uvloop', not {self.event_loop!r}",
             )
         if not 0 <= self.port <= 65535:
             raise SettingsError("DBACK_PORT", f"must be between 0 and 65535, not {self.port}")

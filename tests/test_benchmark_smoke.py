@@ -2,7 +2,8 @@
 
 The full comparison (``make bench``) installs d-back from the package index and takes
 minutes; here the same code drives dback over real sockets at toy sizes, and the test checks
-that every scenario produced a complete result, not how fast it was.
+that every scenario produced a complete result, not how fast it was. The workers scenario
+runs two dback processes on one port sharing a world through the real Redis at 6379.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def test_every_scenario_of_the_benchmark_runs_and_reports(tmp_path):
             str(ROOT / "benchmarks" / "run.py"),
             "--smoke",
             "--servers",
-            "dback,dback-none",
+            "dback,dback-none,dback-uvloop,dback-orjson",
             "--cache",
             str(tmp_path),
             "--json",
@@ -37,8 +38,16 @@ def test_every_scenario_of_the_benchmark_runs_and_reports(tmp_path):
     assert finished.returncode == 0, finished.stderr[-3000:]
     report = json.loads(out.read_text())
     runs = report["runs"]["dback"]
-    assert set(runs) == {"broadcast@30", "storm", "joins", "slow@without", "slow@with"}
-    for scenario in ("broadcast@30", "slow@without", "slow@with"):
+    assert set(runs) == {
+        "broadcast@30",
+        "storm",
+        "joins",
+        "slow@without",
+        "slow@with",
+        "workers@1",
+        "workers@2",
+    }
+    for scenario in ("broadcast@30", "slow@without", "slow@with", "workers@1", "workers@2"):
         (numbers,) = runs[scenario]
         assert numbers["delivered"] == 1.0, (scenario, numbers)
         assert numbers["p99_ms"] > 0
@@ -54,3 +63,17 @@ def test_every_scenario_of_the_benchmark_runs_and_reports(tmp_path):
     assert any(row.startswith("| joins | bytes on the wire per join |") for row in report["table"])
     assert any(row.startswith("| joins |") for row in report["table"])
     assert "--smoke" in report["command"]
+    # The variants measuring the optional packages ran every scenario but the workers one
+    # (dback only) and sent the same bytes as dback.
+    for variant in ("dback-uvloop", "dback-orjson"):
+        measured = report["runs"][variant]
+        assert set(measured) == set(runs) - {"workers@1", "workers@2"}, variant
+        assert measured["broadcast@30"][0]["delivered"] == 1.0
+        assert measured["joins"][0]["bytes_per_join"] == runs["joins"][0]["bytes_per_join"]
+    # Two workers on the real Redis: every viewer, on either worker, got every broadcast
+    # (checked above); the CPU of both workers and of redis-server is counted.
+    (two,) = runs["workers@2"]
+    assert two["cpu_us_per_delivery"] >= 0 and two["redis_cpu_us_per_delivery"] >= 0
+    assert two["busiest_worker_share"] < 1, "the kernel spread the viewers over both workers"
+    assert "redis_cpu_us_per_delivery" not in runs["workers@1"][0]
+    assert any(row.startswith("| workers' CPU per delivery (us) |") for row in report["table"])
