@@ -21,8 +21,8 @@ Scenarios (see docs/performance.md for what each number means):
 Servers: ``dback`` (its defaults: permessage-deflate with every client that offers it),
 ``dback-none`` (``DBACK_COMPRESSION=none``) and ``d-back``; every client offers deflate, as
 browsers do. ``dback-uvloop`` (uvloop's event loop) and ``dback-orjson`` (orjson encoding the
-frames) measure the optional ``speed`` packages; they need those packages installed
-(``pip install -e '.[speed]'``) and run only when named in ``--servers``. Bytes on the wire
+frames) measure those optional packages (installed by ``make setup``, from the ``test``
+extra) and run only when named in ``--servers``. Bytes on the wire
 are counted by the drain clients, frame headers included.
 """
 

@@ -44,9 +44,9 @@ class Settings:
     #: ``deflate``: permessage-deflate with every client that offers it, compressed once per
     #: guild rather than per connection (``dback_core.deflate``); ``none`` declines it.
     compression: str = "deflate"
-    #: ``auto``: ``dback serve`` runs on uvloop when it is installed (the ``speed`` extra),
-    #: else on asyncio's loop; ``asyncio`` or ``uvloop`` choose (``dback_core.loops``).
-    event_loop: str = "auto"
+    #: The event loop of ``dback serve``: ``asyncio`` (the default), ``uvloop`` (the ``speed``
+    #: extra) or ``auto``, uvloop when it is installed (``dback_core.loops``).
+    event_loop: str = "asyncio"
     #: Listen backlog, sized for thousands of clients reconnecting at once.
     backlog: int = 4096
     #: Listen with SO_REUSEPORT, so several processes share the port (``--workers`` sets it

@@ -1,9 +1,11 @@
-"""Which event loop ``dback serve`` runs on: uvloop when it is installed, asyncio's otherwise.
+"""Which event loop ``dback serve`` runs on: asyncio's, or uvloop's when asked for.
 
 uvloop is optional (the ``speed`` extra). ``make bench`` measured it at 10,000 viewers: about
 a fifth less server CPU per delivery and half the p99 latency, with byte-identical frames
-(docs/performance.md). ``DBACK_EVENT_LOOP`` chooses: ``auto`` (the default) takes uvloop
-when it can be imported, ``asyncio`` never does, ``uvloop`` insists on it.
+(docs/performance.md). It is not the default because the core's protection against running
+out of file descriptors is built on asyncio's accept loop: on uvloop, viewers starve once
+descriptors run out. ``DBACK_EVENT_LOOP`` chooses: ``asyncio`` (the default), ``uvloop``
+(an error when it is not installed), ``auto`` (uvloop when it can be imported).
 """
 
 from __future__ import annotations

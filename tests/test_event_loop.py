@@ -1,5 +1,5 @@
-"""``DBACK_EVENT_LOOP``: ``dback serve`` on uvloop (the ``speed`` extra) when it is installed,
-on asyncio's loop otherwise or when asked, and the same bytes on the wire either way.
+"""``DBACK_EVENT_LOOP``: ``dback serve`` on asyncio's loop by default, on uvloop (the
+``speed`` extra) when asked and installed, and the same bytes on the wire either way.
 
 The real ``dback serve`` runs in a subprocess; "uvloop not installed" is a directory early on
 ``PYTHONPATH`` whose ``uvloop`` package fails to import, as a missing one does.
@@ -43,7 +43,7 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_an_error(monkeypatch):
 def test_an_unknown_loop_is_refused():
     with pytest.raises(SettingsError, match="DBACK_EVENT_LOOP"):
         Settings.from_env({"DBACK_EVENT_LOOP": "tokio"})
-    assert Settings.from_env({}).event_loop == "auto"
+    assert Settings.from_env({}).event_loop == "asyncio"
 
 
 @pytest.fixture
@@ -54,13 +54,14 @@ def no_uvloop(tmp_path) -> Path:
     return hidden.parent
 
 
-def environment(loop: str, pythonpath: Path | None = None) -> dict[str, str]:
+def environment(loop: str | None, pythonpath: Path | None = None) -> dict[str, str]:
+    """``dback serve`` with the seeded mock and ``DBACK_EVENT_LOOP=loop`` (None: unset)."""
     environ = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if key != "DBACK_EVENT_LOOP"},
         "DBACK_PLUGINS": "dback-mock",
         "DBACK_MOCK_SEED": "5",
         "DBACK_MOCK_INTERVAL": "3600",  # no changes: both servers serve the same world
-        "DBACK_EVENT_LOOP": loop,
+        **({"DBACK_EVENT_LOOP": loop} if loop else {}),
     }
     if pythonpath is not None:
         environ["PYTHONPATH"] = os.pathsep.join(
@@ -129,7 +130,7 @@ async def frames_served(environ: dict[str, str]) -> tuple[str, list[tuple[bytes,
 
 async def test_uvloop_and_asyncio_serve_byte_identical_frames(no_uvloop):
     on_uvloop = await frames_served(environment("auto"))
-    on_asyncio = await frames_served(environment("asyncio"))
+    on_asyncio = await frames_served(environment(None))  # the default
     uvloop_missing = await frames_served(environment("auto", no_uvloop))
     assert (on_uvloop[0], on_asyncio[0], uvloop_missing[0]) == ("uvloop", "asyncio", "asyncio")
     assert on_uvloop[1] == on_asyncio[1] == uvloop_missing[1]
