@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import websockets
@@ -24,6 +23,7 @@ import d_back
 import d_back.server
 from d_back.cli import parse_args
 from dback_core.version import __version__ as core_version
+from tests.http_get import fetch
 from tests.json_log import serving_port
 
 D_BACK_SCRIPT = Path(sys.executable).parent / "d_back"
@@ -91,7 +91,7 @@ async def test_host_and_static_dir_flags(tmp_path):
         "--host", "127.0.0.1", "--port", "0", "--static-dir", str(tmp_path)
     )
     try:
-        page = await asyncio.to_thread(_get, port, "/")
+        page = (await fetch(port, "/")).text
     finally:
         await _terminate(process, seen)
     assert page == "<title>my d-zone</title>"
@@ -103,17 +103,12 @@ async def test_a_missing_static_dir_is_a_warning_and_the_status_page_is_served(t
         "--host", "127.0.0.1", "--port", "0", "--static-dir", str(missing)
     )
     try:
-        page = await asyncio.to_thread(_get, port, "/")
+        page = (await fetch(port, "/")).text
     finally:
         await _terminate(process, seen)
     warnings = [json.loads(line) for line in seen if '"WARNING"' in line]
     assert any(str(missing) in entry["message"] for entry in warnings), seen
     assert "<html" in page.lower()
-
-
-def _get(port: int, path: str) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
-        return answer.read().decode()
 
 
 def test_defaults_are_d_backs():
@@ -176,7 +171,7 @@ async def test_a_d_back_program_importing_from_the_package_runs(tmp_path, monkey
     try:
         while server.server is None or not server.server.ready:
             await asyncio.sleep(0.05)
-        page = await asyncio.to_thread(_get, server.port, "/")
+        page = (await fetch(server.port, "/")).text
         async with websockets.connect(f"ws://127.0.0.1:{server.port}") as ws:
             assert json.loads(await ws.recv())["type"] == "server-list"
             await ws.send(json.dumps({"type": "connect", "data": {"server": "default"}}))

@@ -14,7 +14,7 @@ import pytest
 
 from dback_core.plugins import FAILED, NOT_CONFIGURED, installed_settings, load_plugins
 from dback_core.settings import Setting, SettingsError, declared, read
-from tests.test_http import get
+from tests.http_get import get
 from tests.test_plugins import install_plugin
 
 BIN = Path(sys.executable).parent

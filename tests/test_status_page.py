@@ -11,8 +11,6 @@ import asyncio
 import json
 import re
 import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from dback_core.cli import cli
 from dback_core.events import Message, Presence
 from dback_core.health import UNAVAILABLE
 from dback_core.testing import Client, running_server
+from tests.http_get import fetch
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -149,15 +148,6 @@ async def test_switching_guilds_and_logging_in_to_a_passworded_guild(quiet_mock_
     await expect(page.locator(".member")).to_have_count(len(oauth), timeout=WAIT_MS)
 
 
-def _get(server, path: str) -> tuple[int, str, bytes]:
-    host, port = server.address
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as answer:
-            return answer.status, answer.headers["Content-Type"], answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers["Content-Type"], error.read()
-
-
 @pytest.mark.parametrize(
     ("path", "content_type"),
     [
@@ -168,9 +158,9 @@ def _get(server, path: str) -> tuple[int, str, bytes]:
 )
 async def test_the_page_loads_nothing_from_elsewhere(quiet_mock_server, path, content_type):
     """No CDN, no web font, no absolute URL: the page works on a machine without internet."""
-    status, served_type, body = await asyncio.to_thread(_get, quiet_mock_server, path)
+    status, headers, body = await fetch(quiet_mock_server, path)
     assert status == 200
-    assert served_type == content_type
+    assert headers["Content-Type"] == content_type
     assert re.search(rb"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", body, re.IGNORECASE) is None
 
 
@@ -178,10 +168,10 @@ async def test_with_a_static_dir_the_page_moves_aside(tmp_path, monkeypatch):
     (tmp_path / "index.html").write_text("<title>d-zone</title>")
     monkeypatch.setenv("DBACK_PLUGINS", "dback-mock")
     async with running_server(static_dir=tmp_path) as server:
-        front = await asyncio.to_thread(_get, server, "/")
-        status_page = await asyncio.to_thread(_get, server, "/_dback/index.html")
-        unknown = await asyncio.to_thread(_get, server, "/_dback/secret.py")
-        escape = await asyncio.to_thread(_get, server, "/_dback/../pyproject.toml")
+        front = await fetch(server, "/")
+        status_page = await fetch(server, "/_dback/index.html")
+        unknown = await fetch(server, "/_dback/secret.py")
+        escape = await fetch(server, "/_dback/../pyproject.toml")
     assert front[0] == 200
     assert front[2] == b"<title>d-zone</title>"
     assert status_page[0] == 200

@@ -10,17 +10,16 @@ WebSocket client and agree with ``dback plugins`` on names, versions and order.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from dback_core.testing import Client
 from tests import fresh_venv
+from tests.http_get import fetch
 
 GUIDE = (fresh_venv.ROOT / "docs" / "plugins.md").read_text()
 WEATHER_GUILD = "700000000000000001"
@@ -84,11 +83,6 @@ def test_dback_plugins_lists_the_installed_plugin(installed):
     assert (interval["variable"], interval["value"]) == ("DBACK_WEATHER_INTERVAL", "0.2")
 
 
-def _get_json(port: int, path: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
-        return json.loads(answer.read())
-
-
 async def test_dback_serve_serves_the_plugins_data(installed):
     environ = _environment(installed)
     cli = subprocess.run(
@@ -111,7 +105,7 @@ async def test_dback_serve_serves_the_plugins_data(installed):
             change = await client.recv_type("presence")
             assert change["server"] == WEATHER_GUILD
             assert change["data"]["uid"] in users
-        served = await asyncio.to_thread(_get_json, port, "/api/plugins")
+        served = (await fetch(port, "/api/plugins")).content()
     assert process.returncode == 0
     listed = json.loads(cli.stdout)
     assert served["order"] == listed["order"] == ["dback-weather", "dback-mock"]
