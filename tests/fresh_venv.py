@@ -8,17 +8,15 @@ in, and how an installed ``dback serve`` is started and stopped.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from tests.json_log import serving_port
+from tests import json_log
+from tests.json_log import Served
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What a copy of a package's sources leaves out: caches and earlier build output.
@@ -58,26 +56,7 @@ def environment(venv: Path, **extra: str) -> dict[str, str]:
     return {**environ, **extra}
 
 
-@asynccontextmanager
-async def serving(
-    venv: Path, environ: dict[str, str]
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    """The venv's ``dback serve`` on a free port: (process, port); stopped with SIGTERM on
-    leaving, after which ``process.returncode`` tells how it ended."""
-    process = await asyncio.create_subprocess_exec(
-        str(venv / "bin" / "dback"),
-        "serve",
-        "--port",
-        "0",
-        "--log-format",
-        "json",
-        env=environ,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    seen: list[str] = []
-    try:
-        assert process.stderr is not None
-        yield process, await serving_port(process.stderr, seen)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.communicate(), 30)
+def serving(venv: Path, environ: dict[str, str]) -> AbstractAsyncContextManager[Served]:
+    """The venv's ``dback serve`` on a free port (see ``json_log.serving``)."""
+    command = [str(venv / "bin" / "dback"), "serve", "--port", "0", "--log-format", "json"]
+    return json_log.serving(*command, env=environ)

@@ -154,8 +154,8 @@ async def test_dback_serve_serves_its_guild_to_a_websocket_client(generated):
     venv, _package = generated
     environ = environment(venv, DBACK_PLUGINS=NAME, DBACK_SUNNY_INTERVAL="0.1")
     guild = placeholders(NAME)["guild"]
-    async with fresh_venv.serving(venv, environ) as (process, port):
-        async with Client(f"ws://127.0.0.1:{port}", timeout=30) as client:
+    async with fresh_venv.serving(venv, environ) as served:
+        async with Client(f"ws://127.0.0.1:{served.port}", timeout=30) as client:
             assert list(client.server_list) == [guild]
             assert client.server_list[guild]["name"] == "Sunny"
             world = await client.join("sunny")
@@ -163,4 +163,4 @@ async def test_dback_serve_serves_its_guild_to_a_websocket_client(generated):
             assert len(world["data"]["users"]) == 5
             change = await client.recv_type("presence")
             assert change["server"] == guild
-    assert process.returncode == 0
+    assert served.process.returncode == 0

@@ -216,12 +216,12 @@ def test_installing_dback_core_brings_the_mock(core_alone):
 
 
 async def test_dback_core_alone_serves_the_mock_world(core_alone):
-    async with fresh_venv.serving(core_alone, _environment(core_alone)) as (process, port):
-        async with Client(f"ws://127.0.0.1:{port}", timeout=30) as client:
+    async with fresh_venv.serving(core_alone, _environment(core_alone)) as served:
+        async with Client(f"ws://127.0.0.1:{served.port}", timeout=30) as client:
             assert client.server_list["232769614004748288"]["name"] == "D-World"
             world = await client.join("default")
             assert world["type"] == "server-join"
             assert len(world["data"]["users"]) == 40
             change = await client.recv_type("presence")
             assert change["server"] == "232769614004748288"
-    assert process.returncode == 0
+    assert served.process.returncode == 0

@@ -93,8 +93,8 @@ async def test_dback_serve_serves_the_plugins_data(installed):
         timeout=60,
         check=True,
     )
-    async with fresh_venv.serving(installed, environ) as (process, port):
-        async with Client(f"ws://127.0.0.1:{port}", timeout=30) as client:
+    async with fresh_venv.serving(installed, environ) as dback:
+        async with Client(f"ws://127.0.0.1:{dback.port}", timeout=30) as client:
             assert client.server_list[WEATHER_GUILD]["name"] == "Weather"
             assert list(client.server_list) == [WEATHER_GUILD]  # the mock stepped aside
             world = await client.join("weather")
@@ -105,8 +105,8 @@ async def test_dback_serve_serves_the_plugins_data(installed):
             change = await client.recv_type("presence")
             assert change["server"] == WEATHER_GUILD
             assert change["data"]["uid"] in users
-        served = (await fetch(port, "/api/plugins")).content()
-    assert process.returncode == 0
+        served = (await fetch(dback.port, "/api/plugins")).content()
+    assert dback.process.returncode == 0
     listed = json.loads(cli.stdout)
     assert served["order"] == listed["order"] == ["dback-weather", "dback-mock"]
 
