@@ -14,13 +14,13 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.http_get import get_content
+from tests.installed_plugins import install_plugin
 
 BIN = Path(sys.executable).parent
 INSTALLED = "installed: dback-discord, dback-mock, dback-postgres, dback-redis"
@@ -52,16 +52,6 @@ def assert_refused(result: subprocess.CompletedProcess, *expected: str) -> str:
     assert "Traceback" not in result.stderr
     assert "serving" not in result.stderr
     return errors[0]
-
-
-def install_plugin(root: Path, name: str, source: str) -> None:
-    """A plugin installed the way pip does it, importable through PYTHONPATH=root."""
-    module = name.replace("-", "_")
-    (root / f"{module}.py").write_text(textwrap.dedent(source))
-    dist_info = root / f"{module}-1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text(f"[dback]\n{name} = {module}\n")
 
 
 def test_a_misspelled_plugin_is_named_with_a_suggestion_and_the_installed_ones():
