@@ -8,12 +8,14 @@ in, and how an installed ``dback serve`` is started and stopped.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 from tests import json_log
 from tests.json_log import Served
@@ -60,3 +62,16 @@ def serving(venv: Path, environ: dict[str, str]) -> AbstractAsyncContextManager[
     """The venv's ``dback serve`` on a free port (see ``json_log.serving``)."""
     command = [str(venv / "bin" / "dback"), "serve", "--port", "0", "--log-format", "json"]
     return json_log.serving(*command, env=environ)
+
+
+def described(venv: Path, environ: dict[str, str]) -> dict[str, Any]:
+    """What the venv's ``dback plugins --json`` says."""
+    listed = subprocess.run(
+        [str(venv / "bin" / "dback"), "plugins", "--json"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(listed.stdout)

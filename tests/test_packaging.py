@@ -12,7 +12,6 @@ embedded mock along, and the installed ``dback serve`` must serve its guilds.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
@@ -200,15 +199,7 @@ def core_alone(built, tmp_path_factory) -> Path:
 
 
 def test_installing_dback_core_brings_the_mock(core_alone):
-    listed = subprocess.run(
-        [str(core_alone / "bin" / "dback"), "plugins", "--json"],
-        env=_environment(core_alone),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    description = json.loads(listed.stdout)
+    description = fresh_venv.described(core_alone, _environment(core_alone))
     assert description["order"] == ["dback-mock"]
     (entry,) = description["plugins"]
     assert (entry["version"], entry["status"], entry["fallback_only"]) == ("0.1.0", "active", True)

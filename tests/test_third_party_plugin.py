@@ -10,7 +10,6 @@ WebSocket client and agree with ``dback plugins`` on names, versions and order.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -62,15 +61,7 @@ def installed(tmp_path_factory) -> Path:
 
 
 def test_dback_plugins_lists_the_installed_plugin(installed):
-    listed = subprocess.run(
-        [str(installed / "bin" / "dback"), "plugins", "--json"],
-        env=_environment(installed),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    description = json.loads(listed.stdout)
+    description = fresh_venv.described(installed, _environment(installed))
     # the mock came with dback-core; an embedded default, it goes last and steps aside
     assert description["order"] == ["dback-weather", "dback-mock"]
     entry, mock = description["plugins"]
@@ -85,14 +76,7 @@ def test_dback_plugins_lists_the_installed_plugin(installed):
 
 async def test_dback_serve_serves_the_plugins_data(installed):
     environ = _environment(installed)
-    cli = subprocess.run(
-        [str(installed / "bin" / "dback"), "plugins", "--json"],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    listed = fresh_venv.described(installed, environ)
     async with fresh_venv.serving(installed, environ) as dback:
         async with Client(f"ws://127.0.0.1:{dback.port}", timeout=30) as client:
             assert client.server_list[WEATHER_GUILD]["name"] == "Weather"
@@ -107,7 +91,6 @@ async def test_dback_serve_serves_the_plugins_data(installed):
             assert change["data"]["uid"] in users
         served = (await fetch(dback.port, "/api/plugins")).content()
     assert dback.process.returncode == 0
-    listed = json.loads(cli.stdout)
     assert served["order"] == listed["order"] == ["dback-weather", "dback-mock"]
 
     def names_and_versions(description):
