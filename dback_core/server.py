@@ -139,7 +139,8 @@ class DbackServer:
             )
             set_listen_backlog(self._server.sockets, self.settings.backlog)
             self.accept_errors.install(asyncio.get_running_loop())
-            # ``_reload_all`` is looked up on every round, not bound once here.
+            # ``_reload_all`` is looked up on every round, so it can be wrapped while running
+            # (the tests count rounds that way).
             self._refresher = asyncio.create_task(
                 reload_periodically(self.settings.refresh_seconds, lambda: self._reload_all()),
                 name="dback-refresh",
