@@ -266,6 +266,30 @@ async def test_failed_and_unavailable_plugins_show_their_reasons(page):
         await expect(active.locator(".reason")).to_have_text("cannot reach 127.0.0.1:5432")
 
 
+async def test_a_plugins_detail_is_shown_and_follows_it(page):
+    """A plugin's ``dback_detail`` - a bus plugin's current role - is listed under it and
+    updates while the page is open, like ``dback plugins`` shows it."""
+
+    class Bus:
+        role = "edge"
+
+        @property
+        def dback_detail(self):
+            return f"role=auto ({self.role}) url=redis://127.0.0.1:6379/0 prefix=dback"
+
+        @hookimpl
+        def get_server_data(self):
+            return {"555": {"id": "five", "name": "Five", "default": True}}
+
+    bus = Bus()
+    async with running_server(in_process=[("bus", bus)], environ={"DBACK_PLUGINS": ""}) as server:
+        await page.goto(_url(server))
+        line = page.locator('#plugins .plugin[data-name="bus"] .detail')
+        await expect(line).to_have_text(re.compile(r"role=auto \(edge\)"), timeout=WAIT_MS)
+        bus.role = "publisher"
+        await expect(line).to_have_text(re.compile(r"role=auto \(publisher\)"), timeout=WAIT_MS)
+
+
 async def test_charts_show_viewers_and_events_per_second(quiet_mock_server, page):
     server = quiet_mock_server
     guild = await server.directory.guild(DEFAULT_GUILD)
