@@ -58,18 +58,6 @@ CACHE_SIZE = 8
 CACHE_FROM = 4096
 
 
-def compressed_frame(deflated: bytes) -> bytes:
-    """An unmasked server-to-client text frame with RSV1 set, carrying ``deflated``."""
-    length = len(deflated)
-    if length < 126:
-        header = bytes((0xC1, length))
-    elif length < 65536:
-        header = bytes((0xC1, 126)) + length.to_bytes(2, "big")
-    else:
-        header = bytes((0xC1, 127)) + length.to_bytes(8, "big")
-    return header + deflated
-
-
 class SharedDeflate(Extension):
     """One connection's permessage-deflate: inflates what the client sends, nothing else.
 

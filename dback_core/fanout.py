@@ -32,7 +32,6 @@ from dback_core.deflate import (
     HistoryFree,
     SharedDeflate,
     SharedStream,
-    compressed_frame,
     negotiated,
 )
 
@@ -45,16 +44,27 @@ log = logging.getLogger(__name__)
 SYNC_INTERVAL = 1.0
 
 
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, unfragmented server-to-client text frame carrying ``payload``."""
+def server_frame(first_byte: int, payload: bytes) -> bytes:
+    """An unmasked, unfragmented server-to-client frame: ``first_byte`` (FIN, RSV1 for a
+    compressed message, the opcode), the shortest length encoding, then ``payload``."""
     length = len(payload)
     if length < 126:
-        header = bytes((0x81, length))
+        header = bytes((first_byte, length))
     elif length < 65536:
-        header = bytes((0x81, 126)) + length.to_bytes(2, "big")
+        header = bytes((first_byte, 126)) + length.to_bytes(2, "big")
     else:
-        header = bytes((0x81, 127)) + length.to_bytes(8, "big")
+        header = bytes((first_byte, 127)) + length.to_bytes(8, "big")
     return header + payload
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A text frame carrying ``payload`` as it is."""
+    return server_frame(0x81, payload)
+
+
+def compressed_frame(deflated: bytes) -> bytes:
+    """A text frame with RSV1 set: ``deflated`` is a permessage-deflate compressed message."""
+    return server_frame(0xC1, deflated)
 
 
 class Viewer:

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Hashable
 from typing import Any
 
+from dback_core import protocol
+
 #: Characters a client may send in each ``connect`` field; ``server`` also bounds
 #: ``get_user_data``'s ``serverId``.
 CLIENT_FIELD_CHARS = {"server": 100, "password": 1024, "discordToken": 2048}
@@ -101,3 +103,32 @@ class OnceLog:
             self._seen.clear()
         self._seen.add(key)
         self.logger.warning(message, *args)
+
+
+#: The types each ``connect`` field may have; ``None`` stands for a field left out.
+CONNECT_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "server": (str, int, type(None)),
+    "password": (str, type(None)),
+    "discordToken": (str, type(None)),
+    "discordUser": (dict, type(None)),
+}
+
+
+def connect_problem(data: dict[str, Any]) -> str | None:
+    """Why a ``connect`` payload is malformed, or None when its fields have usable types
+    and fit the limits above."""
+    for name, types in CONNECT_FIELD_TYPES.items():
+        value = data.get(name)
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"'{name}' has the wrong type."
+    for name, limit in CLIENT_FIELD_CHARS.items():
+        value = data.get(name)
+        if value is not None:
+            problem = text_problem(str(value), limit)
+            if problem is not None:
+                return protocol.INVALID_TEXT.format(field=name, problem=problem)
+    user = data.get("discordUser")
+    if user is not None and len(protocol.dumps(user)) > DISCORD_USER_CHARS:
+        problem = f"longer than {DISCORD_USER_CHARS} characters as JSON"
+        return protocol.INVALID_TEXT.format(field="discordUser", problem=problem)
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 
@@ -38,3 +39,13 @@ async def mock_server(monkeypatch) -> AsyncIterator:
     monkeypatch.setenv("DBACK_MOCK_PASSWORD", "sesame")
     async with running_server() as server:
         yield server
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A directory on ``sys.path`` to install test plugins into (``install_plugin``); the
+    modules imported from it are forgotten afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for module in [name for name in sys.modules if name.startswith("tp_")]:
+        del sys.modules[module]

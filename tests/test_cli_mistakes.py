@@ -14,13 +14,13 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.http_get import get_content
+from tests.installed_plugins import install_plugin
 
 BIN = Path(sys.executable).parent
 INSTALLED = "installed: dback-discord, dback-mock, dback-postgres, dback-redis"
@@ -52,16 +52,6 @@ def assert_refused(result: subprocess.CompletedProcess, *expected: str) -> str:
     assert "Traceback" not in result.stderr
     assert "serving" not in result.stderr
     return errors[0]
-
-
-def install_plugin(root: Path, name: str, source: str) -> None:
-    """A plugin installed the way pip does it, importable through PYTHONPATH=root."""
-    module = name.replace("-", "_")
-    (root / f"{module}.py").write_text(textwrap.dedent(source))
-    dist_info = root / f"{module}-1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text(f"[dback]\n{name} = {module}\n")
 
 
 def test_a_misspelled_plugin_is_named_with_a_suggestion_and_the_installed_ones():
@@ -318,14 +308,6 @@ def test_help_and_version_have_short_options_and_show_every_variable():
     assert "DBACK_LOG_FORMAT" in text
 
 
-def http_get(port: int, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def test_readyz_waits_until_every_provider_answered_its_first_guild_list(tmp_path):
     """Two providers; one cannot list its guilds yet: 503 naming it, though the mock serves,
     and 200 once it has answered (the periodic reload asks it again)."""
@@ -350,12 +332,12 @@ def test_readyz_waits_until_every_provider_answered_its_first_guild_list(tmp_pat
         DBACK_MOCK_INTERVAL="0.05",
         PYTHONPATH=str(tmp_path),
     ) as server:
-        status, body = http_get(server.port, "/readyz")
+        status, body = get_content(server.port, "/readyz")
         assert status == 503, body
         assert list(body["waiting"]) == ["tp-late-db"]
         marker.touch()
         started = time.monotonic()
-        while (answer := http_get(server.port, "/readyz"))[0] != 200:
+        while (answer := get_content(server.port, "/readyz"))[0] != 200:
             assert time.monotonic() - started < 30, answer
             time.sleep(0.1)
         print(f"ready {time.monotonic() - started:.2f}s after the provider could answer")
@@ -390,7 +372,7 @@ def test_with_the_database_down_readyz_is_503_and_the_warning_says_why():
         DBACK_POSTGRES_DSN="postgresql://postgres@127.0.0.1:1/dback",
         DBACK_POSTGRES_RETRY_MAX="0.5",
     ) as server:
-        status, body = http_get(server.port, "/readyz")
+        status, body = get_content(server.port, "/readyz")
     assert status == 503, body
     assert body["waiting"]["dback-postgres"].startswith("unavailable: cannot reach PostgreSQL")
     (warning,) = [line for line in server.log.splitlines() if "serving 0 guilds:" in line]

@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import websockets
@@ -24,7 +24,8 @@ import d_back
 import d_back.server
 from d_back.cli import parse_args
 from dback_core.version import __version__ as core_version
-from tests.json_log import serving_port
+from tests.http_get import fetch
+from tests.json_log import Served, serving
 
 D_BACK_SCRIPT = Path(sys.executable).parent / "d_back"
 
@@ -44,42 +45,26 @@ def _environment() -> dict[str, str]:
     }
 
 
-async def _start(*args: str) -> tuple[asyncio.subprocess.Process, int, list[str]]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "d_back",
-        *args,
-        env=_environment(),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    seen: list[str] = []
-    assert process.stderr is not None
-    port = await serving_port(process.stderr, seen)
-    return process, port, seen
-
-
-async def _terminate(process: asyncio.subprocess.Process, seen: list[str]) -> None:
-    """SIGTERM, as d-back's test ends the server; dback stops cleanly and exits 0."""
-    process.send_signal(signal.SIGTERM)
-    _, rest = await asyncio.wait_for(process.communicate(), 30)
-    seen.extend(rest.decode().splitlines())
-    assert process.returncode == 0, "\n".join(seen)
-    assert any(json.loads(line)["message"] == "stopped" for line in seen if line.strip())
+@asynccontextmanager
+async def _d_back(*args: str) -> AsyncIterator[Served]:
+    """``python -m d_back ARGS``, ended with SIGTERM as d-back's test ends the server: dback
+    stops cleanly and exits 0."""
+    async with serving(sys.executable, "-m", "d_back", *args, env=_environment()) as d_back:
+        yield d_back
+    log = "".join(d_back.lines)
+    assert d_back.process.returncode == 0, log
+    assert any(record["message"] == "stopped" for record in d_back.records()), log
 
 
 async def test_d_backs_own_server_test_passes():
     port = _free_port()
-    process, served_port, seen = await _start("--port", str(port))
-    try:
-        assert served_port == port
+    async with _d_back("--port", str(port)) as d_back:
+        assert d_back.port == port
         async with websockets.connect(f"ws://localhost:{port}") as ws:
             first = json.loads(await asyncio.wait_for(ws.recv(), 10))
             assert first["type"] == "server-list"
             await ws.send(json.dumps({"type": "connect", "data": {"server": "default"}}))
             following = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(3)]
-    finally:
-        await _terminate(process, seen)
     assert following[0]["type"] == "server-join"
     assert following[0]["data"]["users"]
     assert {message["type"] for message in following[1:]} <= {"presence", "message"}
@@ -87,33 +72,20 @@ async def test_d_backs_own_server_test_passes():
 
 async def test_host_and_static_dir_flags(tmp_path):
     (tmp_path / "index.html").write_text("<title>my d-zone</title>")
-    process, port, seen = await _start(
-        "--host", "127.0.0.1", "--port", "0", "--static-dir", str(tmp_path)
-    )
-    try:
-        page = await asyncio.to_thread(_get, port, "/")
-    finally:
-        await _terminate(process, seen)
+    arguments = ("--host", "127.0.0.1", "--port", "0", "--static-dir", str(tmp_path))
+    async with _d_back(*arguments) as d_back:
+        page = (await fetch(d_back.port, "/")).text
     assert page == "<title>my d-zone</title>"
 
 
 async def test_a_missing_static_dir_is_a_warning_and_the_status_page_is_served(tmp_path):
     missing = tmp_path / "no-such-dir"
-    process, port, seen = await _start(
-        "--host", "127.0.0.1", "--port", "0", "--static-dir", str(missing)
-    )
-    try:
-        page = await asyncio.to_thread(_get, port, "/")
-    finally:
-        await _terminate(process, seen)
-    warnings = [json.loads(line) for line in seen if '"WARNING"' in line]
-    assert any(str(missing) in entry["message"] for entry in warnings), seen
+    arguments = ("--host", "127.0.0.1", "--port", "0", "--static-dir", str(missing))
+    async with _d_back(*arguments) as d_back:
+        page = (await fetch(d_back.port, "/")).text
+    warnings = [record for record in d_back.records() if record["level"] == "WARNING"]
+    assert any(str(missing) in record["message"] for record in warnings), d_back.lines
     assert "<html" in page.lower()
-
-
-def _get(port: int, path: str) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
-        return answer.read().decode()
 
 
 def test_defaults_are_d_backs():
@@ -176,7 +148,7 @@ async def test_a_d_back_program_importing_from_the_package_runs(tmp_path, monkey
     try:
         while server.server is None or not server.server.ready:
             await asyncio.sleep(0.05)
-        page = await asyncio.to_thread(_get, server.port, "/")
+        page = (await fetch(server.port, "/")).text
         async with websockets.connect(f"ws://127.0.0.1:{server.port}") as ws:
             assert json.loads(await ws.recv())["type"] == "server-list"
             await ws.send(json.dumps({"type": "connect", "data": {"server": "default"}}))

@@ -28,6 +28,11 @@ QUIET = {"DBACK_PLUGINS": ""}
 
 
 class World:
+    """Two guilds; the default one has ``members`` members, all online."""
+
+    def __init__(self, members: int = MEMBERS) -> None:
+        self.members = members
+
     @hookimpl
     def get_server_data(self):
         return {
@@ -39,7 +44,7 @@ class World:
     def get_user_data(self, server_id):
         return {
             str(n): {"uid": str(n), "username": f"member-{n}", "status": "online"}
-            for n in range(MEMBERS)
+            for n in range(self.members)
         }
 
 

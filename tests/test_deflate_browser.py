@@ -17,8 +17,8 @@ from test_status_page import CHROMIUM, CHROMIUM_ARGS
 
 from dback_core import fanout as fanout_module
 from dback_core.events import Presence
-from dback_core.hookspecs import hookimpl
 from dback_core.testing import running_server
+from tests.test_deflate import World
 
 GUILD = "1"
 MEMBERS = 2000
@@ -31,22 +31,6 @@ window.socket = socket;
 socket.onopen = () => socket.send(JSON.stringify({type: "connect", data: {server: "one"}}));
 socket.onmessage = (event) => window.received.push(JSON.parse(event.data));
 </script>"""
-
-
-class World:
-    @hookimpl
-    def get_server_data(self):
-        return {
-            GUILD: {"id": "one", "name": "One", "default": True},
-            "2": {"id": "two", "name": "Two"},
-        }
-
-    @hookimpl
-    def get_user_data(self, server_id):
-        return {
-            str(n): {"uid": str(n), "username": f"member-{n:05d}", "status": "online"}
-            for n in range(MEMBERS)
-        }
 
 
 @pytest.fixture
@@ -97,7 +81,7 @@ async def test_chromium_reads_shared_compressed_streams(tmp_path, browser, monke
     monkeypatch.setattr(fanout_module, "SYNC_INTERVAL", 0.05)
     (tmp_path / "index.html").write_text(PAGE)
     async with running_server(
-        [("world", World())], {"DBACK_PLUGINS": ""}, static_dir=tmp_path
+        [("world", World(MEMBERS))], {"DBACK_PLUGINS": ""}, static_dir=tmp_path
     ) as server:
         host, port = server.address
         early = await browser.new_page()

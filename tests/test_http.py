@@ -15,17 +15,7 @@ import pytest
 
 from dback_core.testing import running_server
 from dback_core.version import __version__
-
-
-def get(server, path: str) -> tuple[int, dict[str, str], bytes]:
-    host, port = server.address
-    connection = http.client.HTTPConnection(host, port, timeout=5)
-    try:
-        connection.request("GET", path)
-        answer = connection.getresponse()
-        return answer.status, dict(answer.getheaders()), answer.read()
-    finally:
-        connection.close()
+from tests.http_get import fetch
 
 
 @pytest.fixture
@@ -45,23 +35,19 @@ def static_root(tmp_path):
 
 
 async def test_version_and_health(mock_server):
-    status, headers, body = await _get(mock_server, "/api/version")
+    status, headers, body = await fetch(mock_server, "/api/version")
     assert status == 200 and json.loads(body) == {"version": __version__}
     assert headers["Content-Type"] == "application/json"
-    assert (await _get(mock_server, "/healthz"))[0] == 200
-    status, _, body = await _get(mock_server, "/readyz")
+    assert (await fetch(mock_server, "/healthz"))[0] == 200
+    status, _, body = await fetch(mock_server, "/readyz")
     assert status == 200 and json.loads(body) == {"ready": True}
-
-
-async def _get(server, path):
-    return await asyncio.to_thread(get, server, path)
 
 
 async def test_static_files_are_served_with_their_type(static_root):
     async with running_server(static_dir=static_root) as server:
-        index = await _get(server, "/")
-        script = await _get(server, "/js/app.js?v=1")
-        linked = await _get(server, "/inside-link.js")
+        index = await fetch(server, "/")
+        script = await fetch(server, "/js/app.js?v=1")
+        linked = await fetch(server, "/inside-link.js")
     assert index[0] == 200 and index[2] == b"<h1>d-zone</h1>"
     assert index[1]["Content-Type"].startswith("text/html")
     assert script[0] == 200 and b"console.log" in script[2]
@@ -85,13 +71,13 @@ async def test_static_files_are_served_with_their_type(static_root):
 )
 async def test_paths_outside_the_static_dir_are_refused(static_root, path):
     async with running_server(static_dir=static_root) as server:
-        status, _, body = await _get(server, path)
+        status, _, body = await fetch(server, path)
     assert status == 404
     assert b"secret" not in body and b"outside" not in body
 
 
 async def test_unknown_paths_without_static_dir_are_404(mock_server):
-    assert (await _get(mock_server, "/nothing-here"))[0] == 404
+    assert (await fetch(mock_server, "/nothing-here"))[0] == 404
 
 
 def request(server, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
@@ -132,7 +118,7 @@ async def test_head_answers_the_headers_of_get_without_a_body(static_root, path)
 async def test_the_dback_path_serves_the_status_page(static_root, with_static_dir):
     options = {"static_dir": static_root} if with_static_dir else {}
     async with running_server(**options) as server:
-        status, headers, body = await _get(server, "/_dback/")
+        status, headers, body = await fetch(server, "/_dback/")
     assert status == 200
     assert headers["Content-Type"].startswith("text/html")
     assert b"<title>dback status</title>" in body

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from dback_core import hookimpl
 from dback_core.logs import configure_logging, redact
 from dback_core.testing import Client, running_server
-from tests.json_log import serving_port
+from tests.json_log import serving
 
 PASSWORD = "sesame-7f3a9c"
 WRONG_PASSWORD = "guess-5b1e2d"
@@ -97,21 +95,9 @@ async def test_dback_serve_logs_json_lines_and_never_credentials():
         "DBACK_LOG_FORMAT": "json",
         "DBACK_LOG_LEVEL": "DEBUG",
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dback_core",
-        "serve",
-        "--port",
-        "0",
-        env=environ,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    seen: list[str] = []
-    try:
-        port = await serving_port(process.stderr, seen, timeout=30)
-        url = f"ws://127.0.0.1:{port}"
-        async with Client(url) as client:
+    command = [sys.executable, "-m", "dback_core", "serve", "--port", "0"]
+    async with serving(*command, env=environ, timeout=30) as dback:
+        async with Client(f"ws://127.0.0.1:{dback.port}") as client:
             refused = await client.join("oauth", password=WRONG_PASSWORD)
             assert refused["type"] == "error"
             refused = await client.join("oauth", discordToken=DISCORD_TOKEN)
@@ -119,15 +105,12 @@ async def test_dback_serve_logs_json_lines_and_never_credentials():
             admitted = await client.join("oauth", password=PASSWORD)
             assert admitted["type"] == "server-join"
             await client.recv_type("presence")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, rest = await asyncio.wait_for(process.communicate(), 30)
-    text = "".join(seen) + rest.decode()
-    lines = [json.loads(line) for line in text.splitlines()]
+    text = "".join(dback.lines)
+    lines = dback.records()
     assert {"time", "level", "logger", "message"} <= set(lines[0])
     messages = [line["message"] for line in lines]
     assert any(message.startswith("plugins: dback-mock") for message in messages)
     assert any("connected" in message for message in messages)
     for secret in (PASSWORD, WRONG_PASSWORD, DISCORD_TOKEN):
         assert secret not in text
-    assert process.returncode == 0
+    assert dback.process.returncode == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -12,6 +11,7 @@ from dback_core import hookimpl
 from dback_core.events import Message, Presence
 from dback_core.testing import Client, running_server
 from tests.drain import DrainClient
+from tests.http_get import fetch
 
 QUIET = {"DBACK_PLUGINS": ""}
 
@@ -40,18 +40,12 @@ class Broken:
         raise RuntimeError("the backend is down")
 
 
-def _get(server, path: str) -> tuple[int, str, str]:
-    host, port = server.address
-    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as answer:
-        return answer.status, answer.headers["Content-Type"], answer.read().decode()
-
-
 async def scrape(server) -> dict[tuple[str, tuple], float]:
-    status, content_type, text = await asyncio.to_thread(_get, server, "/metrics")
+    status, headers, body = await fetch(server, "/metrics")
     assert status == 200
-    assert content_type.startswith("text/plain; version=")
+    assert headers["Content-Type"].startswith("text/plain; version=")
     samples = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
@@ -138,7 +132,7 @@ async def test_slow_clients_dropped_are_counted():
 async def test_the_plugins_endpoint_is_the_cli_description(monkeypatch):
     monkeypatch.setenv("DBACK_PLUGINS", "dback-mock")
     async with running_server() as server:
-        status, content_type, body = await asyncio.to_thread(_get, server, "/api/plugins")
+        status, headers, body = await fetch(server, "/api/plugins")
     assert status == 200
-    assert content_type == "application/json"
+    assert headers["Content-Type"] == "application/json"
     assert json.loads(body) == server.plugins.describe()

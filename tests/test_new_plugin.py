@@ -4,12 +4,8 @@ served - all in a fresh virtual environment holding dback-core built from this r
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,13 +17,12 @@ from packaging.requirements import Requirement
 
 from dback_core.scaffold import HOLDER, core_range, placeholders, write_plugin
 from dback_core.testing import Client
-from tests.json_log import serving_port
+from tests import fresh_venv
+from tests.fresh_venv import environment
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-CLEAN = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist", ".*")
 NAME = "dback-sunny"
 
 
@@ -102,30 +97,16 @@ def _run(arguments: list[str], **options) -> subprocess.CompletedProcess:
     return done
 
 
-def _environment(venv: Path, **extra: str) -> dict[str, str]:
-    """The fresh environment's PATH and none of this test run's dback settings."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("DBACK_", "PYTHON"))}
-    environ["PATH"] = f"{venv / 'bin'}{os.pathsep}{environ.get('PATH', '')}"
-    environ["VIRTUAL_ENV"] = str(venv)
-    return {**environ, **extra}
-
-
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> tuple[Path, Path]:
     """A fresh venv with dback-core[testing] from this repo, and the generated package
     installed into it: (venv, package folder)."""
     base = tmp_path_factory.mktemp("new-plugin")
-    core = base / "dback-core"
-    core.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, core / name)
-    shutil.copytree(ROOT / "dback_core", core / "dback_core", ignore=CLEAN)
-    mock = base / "dback-mock"
-    shutil.copytree(ROOT / "plugins" / "dback_mock", mock, ignore=CLEAN)
+    core = fresh_venv.copy_core(base / "dback-core")
+    mock = fresh_venv.copy_mock(base / "dback-mock")
     venv = base / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)])
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip = fresh_venv.create(venv)
+    meta = tomllib.loads((fresh_venv.ROOT / "pyproject.toml").read_text())["project"]
     third_party = [
         text
         for text in [*meta["dependencies"], *meta["optional-dependencies"]["testing"]]
@@ -135,7 +116,11 @@ def generated(tmp_path_factory) -> tuple[Path, Path]:
     _run([*pip, "install", "setuptools>=77", *third_party])
     offline = [*pip, "install", "--no-index", "--no-build-isolation"]
     _run([*offline, f"{core}[testing]", str(mock)])
-    _run([str(venv / "bin" / "dback"), "new-plugin", NAME], cwd=base, env=_environment(venv))
+    _run(
+        [str(venv / "bin" / "dback"), "new-plugin", NAME],
+        cwd=base,
+        env=environment(venv),
+    )
     _run([*offline, str(base / NAME)])
     return venv, base / NAME
 
@@ -143,7 +128,7 @@ def generated(tmp_path_factory) -> tuple[Path, Path]:
 def test_the_generated_tests_pass_as_generated(generated):
     venv, package = generated
     # The shell's DBACK_* variables must not reach the tests (the fixture removes them).
-    shell = _environment(venv, DBACK_PLUGINS="dback-nothing", DBACK_SUNNY_INTERVAL="soon")
+    shell = environment(venv, DBACK_PLUGINS="dback-nothing", DBACK_SUNNY_INTERVAL="soon")
     done = _run(
         [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=package,
@@ -154,7 +139,7 @@ def test_the_generated_tests_pass_as_generated(generated):
 
 def test_dback_plugins_lists_it_active(generated):
     venv, _package = generated
-    listed = _run([str(venv / "bin" / "dback"), "plugins", "--json"], env=_environment(venv))
+    listed = _run([str(venv / "bin" / "dback"), "plugins", "--json"], env=environment(venv))
     description = json.loads(listed.stdout)
     assert description["order"] == [NAME, "dback-mock"]
     entry = description["plugins"][0]
@@ -167,23 +152,10 @@ def test_dback_plugins_lists_it_active(generated):
 
 async def test_dback_serve_serves_its_guild_to_a_websocket_client(generated):
     venv, _package = generated
-    environ = _environment(venv, DBACK_PLUGINS=NAME, DBACK_SUNNY_INTERVAL="0.1")
-    process = await asyncio.create_subprocess_exec(
-        str(venv / "bin" / "dback"),
-        "serve",
-        "--port",
-        "0",
-        "--log-format",
-        "json",
-        env=environ,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    seen: list[str] = []
+    environ = environment(venv, DBACK_PLUGINS=NAME, DBACK_SUNNY_INTERVAL="0.1")
     guild = placeholders(NAME)["guild"]
-    try:
-        assert process.stderr is not None
-        port = await serving_port(process.stderr, seen)
-        async with Client(f"ws://127.0.0.1:{port}", timeout=30) as client:
+    async with fresh_venv.serving(venv, environ) as served:
+        async with Client(f"ws://127.0.0.1:{served.port}", timeout=30) as client:
             assert list(client.server_list) == [guild]
             assert client.server_list[guild]["name"] == "Sunny"
             world = await client.join("sunny")
@@ -191,7 +163,4 @@ async def test_dback_serve_serves_its_guild_to_a_websocket_client(generated):
             assert len(world["data"]["users"]) == 5
             change = await client.recv_type("presence")
             assert change["server"] == guild
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0
+    assert served.process.returncode == 0

@@ -12,12 +12,8 @@ embedded mock along, and the installed ``dback serve`` must serve its guilds.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -31,39 +27,30 @@ from packaging.requirements import Requirement
 from trove_classifiers import classifiers as KNOWN_CLASSIFIERS
 
 from dback_core.testing import Client
-from tests.json_log import serving_port
+from tests import fresh_venv
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = fresh_venv.ROOT
 
-#: distribution name -> (source folder, top-level files and folders that make up the package)
-PACKAGES: dict[str, tuple[Path, tuple[str, ...]]] = {
-    "dback-core": (ROOT, ("pyproject.toml", "README.md", "LICENSE", "dback_core")),
-    "dback-compat": (ROOT / "compat", ()),
-    "dback-mock": (ROOT / "plugins" / "dback_mock", ()),
-    "dback-postgres": (ROOT / "plugins" / "dback_postgres", ()),
-    "dback-discord": (ROOT / "plugins" / "dback_discord", ()),
-    "dback-redis": (ROOT / "plugins" / "dback_redis", ()),
+#: distribution name -> its source folder (dback-core's is the repository's root)
+PACKAGES: dict[str, Path] = {
+    "dback-core": ROOT,
+    "dback-compat": ROOT / "compat",
+    "dback-mock": ROOT / "plugins" / "dback_mock",
+    "dback-postgres": ROOT / "plugins" / "dback_postgres",
+    "dback-discord": ROOT / "plugins" / "dback_discord",
+    "dback-redis": ROOT / "plugins" / "dback_redis",
 }
 PLUGINS = ("dback-mock", "dback-postgres", "dback-discord", "dback-redis")
-CLEAN = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist", ".*")
 
 
 def _copy(name: str, destination: Path) -> Path:
     """A clean copy of the package's sources, so no earlier build output is packed."""
-    source, parts = PACKAGES[name]
-    target = destination / name
-    if not parts:
-        shutil.copytree(source, target, ignore=CLEAN)
-        return target
-    target.mkdir(parents=True)
-    for part in parts:
-        if (source / part).is_dir():
-            shutil.copytree(source / part, target / part, ignore=CLEAN)
-        else:
-            shutil.copy(source / part, target / part)
-    return target
+    if name == "dback-core":
+        return fresh_venv.copy_core(destination / name)
+    shutil.copytree(PACKAGES[name], destination / name, ignore=fresh_venv.CLEAN)
+    return destination / name
 
 
 @pytest.fixture(scope="module")
@@ -176,12 +163,7 @@ def test_dback_compat_ships_d_back_and_its_command(built):
 
 
 def _environment(venv: Path) -> dict[str, str]:
-    """The fresh environment's PATH and none of this test run's dback settings."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("DBACK_", "PYTHON"))}
-    environ["PATH"] = f"{venv / 'bin'}{os.pathsep}{environ.get('PATH', '')}"
-    environ["VIRTUAL_ENV"] = str(venv)
-    environ["DBACK_MOCK_INTERVAL"] = "0.2"
-    return environ
+    return fresh_venv.environment(venv, DBACK_MOCK_INTERVAL="0.2")
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +179,7 @@ def core_alone(built, tmp_path_factory) -> Path:
     for name in ("dback-core", "dback-mock"):
         shutil.copy(built[name][1], wheels)
     venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    pip = fresh_venv.create(venv)
     third_party = sorted(
         text
         for name in ("dback-core", "dback-mock")
@@ -218,15 +199,7 @@ def core_alone(built, tmp_path_factory) -> Path:
 
 
 def test_installing_dback_core_brings_the_mock(core_alone):
-    listed = subprocess.run(
-        [str(core_alone / "bin" / "dback"), "plugins", "--json"],
-        env=_environment(core_alone),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    description = json.loads(listed.stdout)
+    description = fresh_venv.described(core_alone, _environment(core_alone))
     assert description["order"] == ["dback-mock"]
     (entry,) = description["plugins"]
     assert (entry["version"], entry["status"], entry["fallback_only"]) == ("0.1.0", "active", True)
@@ -234,28 +207,12 @@ def test_installing_dback_core_brings_the_mock(core_alone):
 
 
 async def test_dback_core_alone_serves_the_mock_world(core_alone):
-    process = await asyncio.create_subprocess_exec(
-        str(core_alone / "bin" / "dback"),
-        "serve",
-        "--port",
-        "0",
-        "--log-format",
-        "json",
-        env=_environment(core_alone),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    seen: list[str] = []
-    try:
-        assert process.stderr is not None
-        port = await serving_port(process.stderr, seen)
-        async with Client(f"ws://127.0.0.1:{port}", timeout=30) as client:
+    async with fresh_venv.serving(core_alone, _environment(core_alone)) as served:
+        async with Client(f"ws://127.0.0.1:{served.port}", timeout=30) as client:
             assert client.server_list["232769614004748288"]["name"] == "D-World"
             world = await client.join("default")
             assert world["type"] == "server-join"
             assert len(world["data"]["users"]) == 40
             change = await client.recv_type("presence")
             assert change["server"] == "232769614004748288"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0
+    assert served.process.returncode == 0

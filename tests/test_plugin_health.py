@@ -12,6 +12,7 @@ import websockets
 from dback_core import hookimpl
 from dback_core.health import FAILED, SERVING, UNAVAILABLE
 from dback_core.testing import Client, running_server
+from tests.http_get import fetch_content
 
 
 def member(uid: str, name: str) -> dict:
@@ -41,21 +42,6 @@ class Provider:
         return {"1": member("1", "one")} if server_id == self.key else None
 
 
-async def http_get(server, path: str) -> tuple[int, dict | str]:
-    host, port = server.address
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-    raw = await reader.read()
-    writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status = int(head.split()[1])
-    text = body.decode()
-    try:
-        return status, json.loads(text)
-    except ValueError:
-        return status, text
-
-
 async def wait_until(predicate, timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
@@ -66,23 +52,23 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
 async def test_ready_while_every_provider_listed_and_serving():
     provider = Provider()
     async with running_server(in_process=[("db", provider)], environ={"DBACK_PLUGINS": ""}) as srv:
-        assert await http_get(srv, "/readyz") == (200, {"ready": True})
+        assert await fetch_content(srv, "/readyz") == (200, {"ready": True})
         srv.report_health(provider, UNAVAILABLE, "cannot reach 127.0.0.1:5432")
-        status, body = await http_get(srv, "/readyz")
+        status, body = await fetch_content(srv, "/readyz")
         assert status == 503
         assert body["waiting"] == {"db": "unavailable: cannot reach 127.0.0.1:5432"}
         srv.report_health("db", SERVING)
-        assert (await http_get(srv, "/readyz"))[0] == 200
+        assert (await fetch_content(srv, "/readyz"))[0] == 200
 
 
 async def test_not_ready_until_a_provider_answered_its_first_list():
     provider = Provider(answer=False)
     async with running_server(in_process=[("db", provider)], environ={"DBACK_PLUGINS": ""}) as srv:
-        status, body = await http_get(srv, "/readyz")
+        status, body = await fetch_content(srv, "/readyz")
         assert status == 503 and body["waiting"] == {"db": "has not listed its guilds yet"}
         provider.answer = True
         await srv.refresh(None)
-        assert (await http_get(srv, "/readyz"))[0] == 200
+        assert (await fetch_content(srv, "/readyz"))[0] == 200
 
 
 async def test_unavailable_keeps_serving_the_last_data_and_shows_the_reason():
@@ -93,7 +79,7 @@ async def test_unavailable_keeps_serving_the_last_data_and_shows_the_reason():
             assert list(client.server_list) == ["10"]
             join = await client.join("ten")
             assert join["type"] == "server-join" and "1" in join["data"]["users"]
-        _, plugins = await http_get(srv, "/api/plugins")
+        _, plugins = await fetch_content(srv, "/api/plugins")
         entry = next(entry for entry in plugins["plugins"] if entry["name"] == "db")
         assert (entry["status"], entry["error"]) == ("unavailable", "connection refused")
 
@@ -109,12 +95,12 @@ async def test_a_failed_plugin_is_withdrawn_and_returns_when_serving_again():
             assert set(listed["data"]) == {"20"}
             assert (await client.join("ten"))["type"] == "error"
 
-            status, body = await http_get(srv, "/readyz")
+            status, body = await fetch_content(srv, "/readyz")
             assert status == 503 and body["waiting"]["bot"].startswith("failed: Discord reset")
-            _, described = await http_get(srv, "/api/plugins")
+            _, described = await fetch_content(srv, "/api/plugins")
             entry = next(entry for entry in described["plugins"] if entry["name"] == "bot")
             assert entry["status"] == "failed" and "4004" in entry["error"]
-            _, metrics = await http_get(srv, "/metrics")
+            _, metrics = await fetch_content(srv, "/metrics")
             assert 'dback_plugin_status{plugin="bot",status="failed",version=""} 1.0' in metrics
             assert "dback_ready 0.0" in metrics
 
@@ -122,7 +108,7 @@ async def test_a_failed_plugin_is_withdrawn_and_returns_when_serving_again():
             listed = await client.recv_type("server-list")
             assert set(listed["data"]) == {"10", "20"}
             assert (await client.join("ten"))["type"] == "server-join"
-            assert (await http_get(srv, "/readyz"))[0] == 200
+            assert (await fetch_content(srv, "/readyz"))[0] == 200
 
 
 async def test_a_failed_provider_does_not_bring_the_embedded_mock_back():

@@ -11,7 +11,7 @@ from dback_core import PluginHost, hookimpl
 from dback_core.events import Message, Presence, Refresh
 from dback_core.health import UNAVAILABLE
 from dback_core.testing import Client, running_server
-from tests.test_plugin_health import http_get
+from tests.http_get import fetch_content
 
 
 def member(uid: str, name: str, status: str = "online") -> dict:
@@ -135,7 +135,7 @@ async def test_report_health_needs_no_plugin_argument():
     provider = Provider("10", "ten")
     async with running_server(in_process=[("db", provider)], environ={"DBACK_PLUGINS": ""}) as srv:
         provider.host.report_health(UNAVAILABLE, "cannot reach 127.0.0.1:5432")
-        status, body = await http_get(srv, "/readyz")
+        status, body = await fetch_content(srv, "/readyz")
         assert status == 503
         assert body["waiting"] == {"db": "unavailable: cannot reach 127.0.0.1:5432"}
 

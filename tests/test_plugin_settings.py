@@ -14,19 +14,10 @@ import pytest
 
 from dback_core.plugins import FAILED, NOT_CONFIGURED, installed_settings, load_plugins
 from dback_core.settings import Setting, SettingsError, declared, read
-from tests.test_http import get
-from tests.test_plugins import install_plugin
+from tests.http_get import get
+from tests.installed_plugins import install_plugin
 
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch):
-    """A directory on ``sys.path`` to install test plugins into (see ``install_plugin``)."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    for module in [name for name in sys.modules if name.startswith("tp_")]:
-        del sys.modules[module]
 
 
 def _even(value: int) -> None:

@@ -5,23 +5,12 @@ logged once per plugin, not once per record or event."""
 from __future__ import annotations
 
 import logging
-import sys
 import uuid
-
-import pytest
 
 from dback_core import Presence, hookimpl
 from dback_core.plugins import load_plugins
 from dback_core.testing import Client, running_server
-from tests.test_plugins import install_plugin
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    for module in [name for name in sys.modules if name.startswith("tp_")]:
-        del sys.modules[module]
+from tests.installed_plugins import install_plugin
 
 
 def warnings(caplog, text: str) -> list[str]:

@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
 from dback_core import hookimpl
 from dback_core.plugins import ACTIVE, DISABLED, FAILED, PluginError, load_plugins
 from dback_core.testing import Client, running_server
+from tests.installed_plugins import install_plugin
 
 MOCK_DEFAULT = "232769614004748288"
-
-
-def install_plugin(root: Path, name: str, source: str, target: str | None = None) -> None:
-    """Install a plugin the way pip does: a module plus a dist-info with its entry point."""
-    module = name.replace("-", "_")
-    (root / f"{module}.py").write_text(textwrap.dedent(source))
-    dist_info = root / f"{module}-1.2.3.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.3\n")
-    (dist_info / "entry_points.txt").write_text(f"[dback]\n{name} = {target or module}\n")
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    for module in [m for m in sys.modules if m.startswith("tp_")]:
-        del sys.modules[module]
 
 
 GOOD = """

@@ -10,10 +10,9 @@ import asyncio
 import hashlib
 import logging
 import os
-import signal
 import sys
 
-from tests.json_log import serving_port
+from tests.json_log import serving
 
 log = logging.getLogger(__name__)
 
@@ -38,28 +37,14 @@ async def _download(port: int) -> bytes:
 async def test_sixty_clients_reading_a_10_mb_file_cost_little_memory(tmp_path):
     content = os.urandom(SIZE)
     (tmp_path / "bundle.bin").write_bytes(content)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dback_core",
-        "serve",
-        "--port",
-        "0",
-        "--static-dir",
-        str(tmp_path),
-        env={**os.environ, "DBACK_PLUGINS": "dback-mock", "DBACK_LOG_FORMAT": "json"},
-        stderr=asyncio.subprocess.PIPE,
-    )
-    seen: list[str] = []
-    try:
-        port = await serving_port(process.stderr, seen)
+    command = [sys.executable, "-m", "dback_core", "serve", "--port", "0"]
+    environ = {**os.environ, "DBACK_PLUGINS": "dback-mock", "DBACK_LOG_FORMAT": "json"}
+    async with serving(*command, "--static-dir", str(tmp_path), env=environ) as dback:
+        port = dback.port
         assert hashlib.sha256(await _download(port)).digest() == hashlib.sha256(content).digest()
-        before = _peak_rss_kib(process.pid)
+        before = _peak_rss_kib(dback.process.pid)
         bodies = await asyncio.gather(*(_download(port) for _ in range(CLIENTS)))
-        after = _peak_rss_kib(process.pid)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.communicate(), 30)
+        after = _peak_rss_kib(dback.process.pid)
     assert all(len(body) == SIZE for body in bodies)
     growth = (after - before) / 1024
     log.info(

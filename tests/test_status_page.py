@@ -11,8 +11,6 @@ import asyncio
 import json
 import re
 import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from dback_core.cli import cli
 from dback_core.events import Message, Presence
 from dback_core.health import UNAVAILABLE
 from dback_core.testing import Client, running_server
+from tests.http_get import fetch
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -149,15 +148,6 @@ async def test_switching_guilds_and_logging_in_to_a_passworded_guild(quiet_mock_
     await expect(page.locator(".member")).to_have_count(len(oauth), timeout=WAIT_MS)
 
 
-def _get(server, path: str) -> tuple[int, str, bytes]:
-    host, port = server.address
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as answer:
-            return answer.status, answer.headers["Content-Type"], answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers["Content-Type"], error.read()
-
-
 @pytest.mark.parametrize(
     ("path", "content_type"),
     [
@@ -168,9 +158,9 @@ def _get(server, path: str) -> tuple[int, str, bytes]:
 )
 async def test_the_page_loads_nothing_from_elsewhere(quiet_mock_server, path, content_type):
     """No CDN, no web font, no absolute URL: the page works on a machine without internet."""
-    status, served_type, body = await asyncio.to_thread(_get, quiet_mock_server, path)
+    status, headers, body = await fetch(quiet_mock_server, path)
     assert status == 200
-    assert served_type == content_type
+    assert headers["Content-Type"] == content_type
     assert re.search(rb"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", body, re.IGNORECASE) is None
 
 
@@ -178,10 +168,10 @@ async def test_with_a_static_dir_the_page_moves_aside(tmp_path, monkeypatch):
     (tmp_path / "index.html").write_text("<title>d-zone</title>")
     monkeypatch.setenv("DBACK_PLUGINS", "dback-mock")
     async with running_server(static_dir=tmp_path) as server:
-        front = await asyncio.to_thread(_get, server, "/")
-        status_page = await asyncio.to_thread(_get, server, "/_dback/index.html")
-        unknown = await asyncio.to_thread(_get, server, "/_dback/secret.py")
-        escape = await asyncio.to_thread(_get, server, "/_dback/../pyproject.toml")
+        front = await fetch(server, "/")
+        status_page = await fetch(server, "/_dback/index.html")
+        unknown = await fetch(server, "/_dback/secret.py")
+        escape = await fetch(server, "/_dback/../pyproject.toml")
     assert front[0] == 200
     assert front[2] == b"<title>d-zone</title>"
     assert status_page[0] == 200
@@ -274,6 +264,30 @@ async def test_failed_and_unavailable_plugins_show_their_reasons(page):
         active = page.locator('#plugins .plugin[data-name="db"]')
         await expect(active.locator(".status")).to_have_text("unavailable", timeout=WAIT_MS)
         await expect(active.locator(".reason")).to_have_text("cannot reach 127.0.0.1:5432")
+
+
+async def test_a_plugins_detail_is_shown_and_follows_it(page):
+    """A plugin's ``dback_detail`` - a bus plugin's current role - is listed under it and
+    updates while the page is open, like ``dback plugins`` shows it."""
+
+    class Bus:
+        role = "edge"
+
+        @property
+        def dback_detail(self):
+            return f"role=auto ({self.role}) url=redis://127.0.0.1:6379/0 prefix=dback"
+
+        @hookimpl
+        def get_server_data(self):
+            return {"555": {"id": "five", "name": "Five", "default": True}}
+
+    bus = Bus()
+    async with running_server(in_process=[("bus", bus)], environ={"DBACK_PLUGINS": ""}) as server:
+        await page.goto(_url(server))
+        line = page.locator('#plugins .plugin[data-name="bus"] .detail')
+        await expect(line).to_have_text(re.compile(r"role=auto \(edge\)"), timeout=WAIT_MS)
+        bus.role = "publisher"
+        await expect(line).to_have_text(re.compile(r"role=auto \(publisher\)"), timeout=WAIT_MS)
 
 
 async def test_charts_show_viewers_and_events_per_second(quiet_mock_server, page):

@@ -10,24 +10,17 @@ WebSocket client and agree with ``dback plugins`` on names, versions and order.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import re
-import shutil
-import signal
 import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from dback_core.testing import Client
-from tests.json_log import serving_port
+from tests import fresh_venv
+from tests.http_get import fetch
 
-ROOT = Path(__file__).resolve().parent.parent
-GUIDE = (ROOT / "docs" / "plugins.md").read_text()
+GUIDE = (fresh_venv.ROOT / "docs" / "plugins.md").read_text()
 WEATHER_GUILD = "700000000000000001"
 
 
@@ -38,16 +31,11 @@ def _block(heading: str, language: str) -> str:
 
 
 def _environment(venv: Path) -> dict[str, str]:
-    """The fresh environment's PATH, and none of this test run's dback settings."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("DBACK_", "PYTHON"))}
-    environ["PATH"] = f"{venv / 'bin'}{os.pathsep}{environ.get('PATH', '')}"
-    environ["VIRTUAL_ENV"] = str(venv)
-    environ["DBACK_WEATHER_INTERVAL"] = "0.2"
-    return environ
+    return fresh_venv.environment(venv, DBACK_WEATHER_INTERVAL="0.2")
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory) -> Path:
+def installed(tmp_path_factory) -> Path:
     """A new virtual environment with dback-core (with its pytest fixtures) and the
     tutorial plugin pip-installed."""
     base = tmp_path_factory.mktemp("third-party")
@@ -58,17 +46,10 @@ def fresh_venv(tmp_path_factory) -> Path:
     (project / "dback_weather" / "plugin.py").write_text(
         _block("### 3. `dback_weather/plugin.py`", "python")
     )
-    core = base / "dback-core"
-    core.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, core / name)
-    clean = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
-    shutil.copytree(ROOT / "dback_core", core / "dback_core", ignore=clean)
-    mock = base / "dback-mock"
-    shutil.copytree(ROOT / "plugins" / "dback_mock", mock, ignore=clean)
+    core = fresh_venv.copy_core(base / "dback-core")
+    mock = fresh_venv.copy_mock(base / "dback-mock")
     venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    pip = fresh_venv.create(venv)
     install = subprocess.run(
         [*pip, "install", f"{core}[testing]", str(mock), str(project)],
         capture_output=True,
@@ -79,16 +60,8 @@ def fresh_venv(tmp_path_factory) -> Path:
     return venv
 
 
-def test_dback_plugins_lists_the_installed_plugin(fresh_venv):
-    listed = subprocess.run(
-        [str(fresh_venv / "bin" / "dback"), "plugins", "--json"],
-        env=_environment(fresh_venv),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    description = json.loads(listed.stdout)
+def test_dback_plugins_lists_the_installed_plugin(installed):
+    description = fresh_venv.described(installed, _environment(installed))
     # the mock came with dback-core; an embedded default, it goes last and steps aside
     assert description["order"] == ["dback-weather", "dback-mock"]
     entry, mock = description["plugins"]
@@ -101,35 +74,11 @@ def test_dback_plugins_lists_the_installed_plugin(fresh_venv):
     assert (interval["variable"], interval["value"]) == ("DBACK_WEATHER_INTERVAL", "0.2")
 
 
-def _get_json(port: int, path: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
-        return json.loads(answer.read())
-
-
-async def test_dback_serve_serves_the_plugins_data(fresh_venv):
-    environ = _environment(fresh_venv)
-    cli = subprocess.run(
-        [str(fresh_venv / "bin" / "dback"), "plugins", "--json"],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    process = await asyncio.create_subprocess_exec(
-        str(fresh_venv / "bin" / "dback"),
-        "serve",
-        "--port",
-        "0",
-        "--log-format",
-        "json",
-        env=environ,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    seen: list[str] = []
-    try:
-        port = await serving_port(process.stderr, seen)
-        async with Client(f"ws://127.0.0.1:{port}", timeout=30) as client:
+async def test_dback_serve_serves_the_plugins_data(installed):
+    environ = _environment(installed)
+    listed = fresh_venv.described(installed, environ)
+    async with fresh_venv.serving(installed, environ) as dback:
+        async with Client(f"ws://127.0.0.1:{dback.port}", timeout=30) as client:
             assert client.server_list[WEATHER_GUILD]["name"] == "Weather"
             assert list(client.server_list) == [WEATHER_GUILD]  # the mock stepped aside
             world = await client.join("weather")
@@ -140,12 +89,8 @@ async def test_dback_serve_serves_the_plugins_data(fresh_venv):
             change = await client.recv_type("presence")
             assert change["server"] == WEATHER_GUILD
             assert change["data"]["uid"] in users
-        served = await asyncio.to_thread(_get_json, port, "/api/plugins")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0
-    listed = json.loads(cli.stdout)
+        served = (await fetch(dback.port, "/api/plugins")).content()
+    assert dback.process.returncode == 0
     assert served["order"] == listed["order"] == ["dback-weather", "dback-mock"]
 
     def names_and_versions(description):
@@ -154,13 +99,13 @@ async def test_dback_serve_serves_the_plugins_data(fresh_venv):
     assert names_and_versions(served) == names_and_versions(listed)
 
 
-def test_the_guide_s_fixture_example_passes_against_the_installed_plugin(fresh_venv, tmp_path):
+def test_the_guide_s_fixture_example_passes_against_the_installed_plugin(installed, tmp_path):
     """ "Testing a plugin" with dback-core's pytest fixtures, as written, in a shell whose
     DBACK_* variables would break it if they reached the test."""
     (tmp_path / "test_weather.py").write_text(_block("### With the pytest fixtures", "python"))
-    shell = {**_environment(fresh_venv), "DBACK_PLUGINS": "dback-mock"}
+    shell = {**_environment(installed), "DBACK_PLUGINS": "dback-mock"}
     shell["DBACK_WEATHER_INTERVAL"] = "never"
-    pytest = [str(fresh_venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    pytest = [str(installed / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     done = subprocess.run(
         [*pytest, "-o", "asyncio_mode=auto", "test_weather.py"],
         cwd=tmp_path,

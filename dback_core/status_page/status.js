@@ -248,6 +248,13 @@ function pluginItem(entry) {
   status.className = "status";
   status.textContent = entry.status || "";
   item.append(label, status);
+  if (entry.detail) {
+    // What the plugin says of its configuration, e.g. a bus plugin's current role.
+    const detail = document.createElement("span");
+    detail.className = "detail";
+    detail.textContent = entry.detail;
+    item.append(detail);
+  }
   if (entry.error) {
     const reason = document.createElement("span");
     reason.className = "reason";

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,23 +174,19 @@ _ID_LISTS = {"ignore_users"}
 _CHANNEL_LISTS = {"ignore_channels", "listen_channels"}
 #: Keys that name one guild, so a ``[defaults]`` value would apply to all of them.
 _ONE_GUILD_KEYS = {"short_id", "default"}
-_BOT_KEYS: dict[str, tuple[type, ...]] = {
-    "guild_ready_timeout": (int, float),
-    "reidentify_delay": (int, float),
-    "unavailable_after": (int, float),
-    "withdraw_after": (int, float),
-    "failed_retry": (int, float),
-    "failed_retry_max": (int, float),
-    "role_interval": (int, float),
-}
-_LOGIN_KEYS: dict[str, tuple[type, ...]] = {
-    "rate": (int, float),
-    "burst": (int,),
-    "concurrency": (int,),
-    "admit_ttl": (int, float),
-    "refuse_ttl": (int, float),
-    "cache_size": (int,),
-}
+
+
+def _number_keys(options: type) -> dict[str, tuple[type, ...]]:
+    """The keys of a table of numbers read into the dataclass ``options``: its fields, each
+    taking the field's type (a whole number where seconds or a rate are asked for too)."""
+    return {
+        option.name: (int, float) if option.type == "float" else (int,)
+        for option in fields(options)
+    }
+
+
+_BOT_KEYS = _number_keys(BotOptions)
+_LOGIN_KEYS = _number_keys(LoginLimits)
 _POSITIVE = {"rate", "burst", "concurrency", "cache_size"}
 
 

@@ -11,7 +11,7 @@ data to the real providers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from dback_core import hookimpl
 from dback_core.events import Event
@@ -63,58 +63,31 @@ class PublisherPlugin(RedisPlugin):
         self.role.applied_here(event)
 
 
+class ServingRole(Protocol):
+    """What the edge and the elected role both do behind the data hooks."""
+
+    async def start(self, host: PluginHost) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def servers(self) -> dict[str, dict[str, Any]] | None: ...
+
+    async def users(self, server_id: str) -> dict[str, dict[str, Any]] | None: ...
+
+    async def client_id(self, server_id: str) -> str | None: ...
+
+    def applied_here(self, event: Event, origin: str | None) -> None: ...
+
+
 class EdgePlugin(RedisPlugin):
     """Serves the publisher's world."""
 
     def __init__(self, config: RedisConfig | None = None) -> None:
         super().__init__(config)
-        self.role = Edge(self.config)
+        self.role: ServingRole = self.serving_role()
 
-    @hookimpl
-    async def startup(self, host: PluginHost) -> None:
-        await self.role.start(host)
-
-    @hookimpl
-    async def shutdown(self) -> None:
-        await self.role.stop()
-
-    @hookimpl
-    async def get_server_data(self) -> dict[str, dict[str, Any]]:
-        return await self.role.servers()
-
-    @hookimpl
-    async def get_user_data(self, server_id: str) -> dict[str, dict[str, Any]]:
-        return await self.role.users(server_id)
-
-    @hookimpl
-    async def get_client_id(self, server_id: str) -> str | None:
-        return await self.role.client_id(server_id)
-
-    @hookimpl
-    def event_sources(self) -> list[Any]:
-        return []
-
-    @hookimpl
-    def event_applied(self, event: Event, origin: str | None) -> None:
-        self.role.applied_here(event, origin)
-
-
-class AutoPlugin(RedisPlugin):
-    """Elected: an edge, or the publisher while it holds the lease. The other plugins run
-    only while it is the publisher (``dback_holds_others``)."""
-
-    dback_holds_others = True
-
-    def __init__(self, config: RedisConfig | None = None) -> None:
-        super().__init__(config)
-        self.role = Elected(self.config)
-
-    @property
-    def dback_detail(self) -> str:
-        detail = self.config.describe()
-        if self.role.host is None:
-            return detail
-        return detail.replace("role=auto", f"role=auto ({self.role.current})", 1)
+    def serving_role(self) -> ServingRole:
+        return Edge(self.config)
 
     @hookimpl
     async def startup(self, host: PluginHost) -> None:
@@ -143,3 +116,22 @@ class AutoPlugin(RedisPlugin):
     @hookimpl
     def event_applied(self, event: Event, origin: str | None) -> None:
         self.role.applied_here(event, origin)
+
+
+class AutoPlugin(EdgePlugin):
+    """Elected: an edge, or the publisher while it holds the lease (its hooks are the
+    edge's, answered by whichever role it holds). The other plugins run only while it is
+    the publisher (``dback_holds_others``)."""
+
+    dback_holds_others = True
+
+    def serving_role(self) -> ServingRole:
+        self.elected = Elected(self.config)
+        return self.elected
+
+    @property
+    def dback_detail(self) -> str:
+        detail = self.config.describe()
+        if self.elected.host is None:
+            return detail
+        return detail.replace("role=auto", f"role=auto ({self.elected.current})", 1)

@@ -10,9 +10,11 @@ import contextlib
 import logging
 import signal
 
+from bus_recorder import BusRecorder
+
 from dback_core.events import Message
 from dback_core.testing import Client, running_server
-from dback_redis.codec import decode, encode
+from dback_redis.codec import encode
 from dback_redis.config import RedisConfig
 from dback_redis.plugin import RedisPlugin
 
@@ -47,32 +49,6 @@ async def until(condition, what: str) -> float:
 async def live_change(client: Client) -> dict:
     """The next presence or chat frame."""
     return await client.recv_type("presence", "message", timeout=WAIT)
-
-
-class Recorder:
-    """Every bus message in order: (sender, fence)."""
-
-    def __init__(self, admin, channel: str):
-        self.pubsub = admin.pubsub()
-        self.channel = channel
-        self.seen: list[tuple[str, int | None]] = []
-
-    async def __aenter__(self):
-        await self.pubsub.subscribe(self.channel)
-        self.task = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self):
-        async for message in self.pubsub.listen():
-            if message["type"] == "message":
-                envelope = decode(message["data"])
-                self.seen.append((envelope.sender, envelope.fence))
-
-    async def __aexit__(self, *exc_info):
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        await self.pubsub.aclose()
 
 
 async def test_one_publishes_and_another_takes_over_when_it_is_killed(namespace, start_dback):
@@ -116,7 +92,7 @@ async def test_a_paused_publisher_is_fenced_off_and_steps_down(namespace, start_
     second = await start_dback(url, "auto", **AUTO)
     assert await roles([first, second]) == ["publisher", "edge"]
     channel = f"{namespace.prefix}:events"
-    async with Recorder(namespace.admin, channel) as recorder:
+    async with BusRecorder(namespace.admin, channel) as recorder:
         async with Client(second.url, timeout=WAIT, **UNBOUNDED) as on_second:
             await on_second.join("default")
             await live_change(on_second)  # the first publisher is on the air
@@ -134,12 +110,14 @@ async def test_a_paused_publisher_is_fenced_off_and_steps_down(namespace, start_
                 await on_first.join("default")
                 await live_change(on_first)  # it shows the new publisher's changes
             await live_change(on_second)
-    fences = [fence for _, fence in recorder.seen if fence is not None]
-    assert len(set(fences)) >= 2, "the recorder did not see both publishers"
+    fenced = [
+        (envelope.sender, envelope.fence)
+        for envelope in recorder.seen
+        if envelope.fence is not None
+    ]
+    assert len({fence for _, fence in fenced}) >= 2, "the recorder did not see both publishers"
     highest = 0
-    for sender, fence in recorder.seen:
-        if fence is None:
-            continue
+    for sender, fence in fenced:
         assert fence >= highest, f"{sender} published under lease {fence} after lease {highest}"
         highest = fence
 

@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import json
 
+from bus_recorder import BusRecorder
+
 from dback_core import hookimpl
 from dback_core.events import Message, Presence
 from dback_core.testing import Client, running_server
-from dback_redis.codec import decode
 from dback_redis.config import RedisConfig
 from dback_redis.plugin import RedisPlugin
 
@@ -65,31 +66,6 @@ async def wait_until(condition, what: str) -> None:
         if loop.time() > deadline:
             raise TimeoutError(what)
         await asyncio.sleep(0.05)
-
-
-class BusRecorder:
-    """Every message on the channel, as the test's own subscriber sees it."""
-
-    def __init__(self, admin, channel: str):
-        self.pubsub = admin.pubsub()
-        self.channel = channel
-        self.seen: list = []
-
-    async def __aenter__(self):
-        await self.pubsub.subscribe(self.channel)
-        self.task = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self):
-        async for message in self.pubsub.listen():
-            if message["type"] == "message":
-                self.seen.append(decode(message["data"]))
-
-    async def __aexit__(self, *exc):
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        await self.pubsub.aclose()
 
 
 async def frames_until_sentinel(client: Client, text: str) -> list[dict]:

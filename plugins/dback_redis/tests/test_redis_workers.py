@@ -44,6 +44,15 @@ async def roles_seen(port: int, asks: int = 40) -> set[str]:
     return seen
 
 
+async def close_code(client: Client) -> int | None:
+    """Read until the connection closes; the close code the server sent (None: none)."""
+    try:
+        while True:
+            await client.connection.recv()
+    except websockets.ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
 def worker_pids(log: str) -> dict[int, int]:
     """Worker number -> pid of its latest start, from the supervisor's log."""
     return {int(n): int(pid) for n, pid in re.findall(r"worker (\d+) started \(pid (\d+)\)", log)}
@@ -94,20 +103,23 @@ async def test_workers_share_the_port_and_the_world_and_are_supervised(namespace
         assert sorted(pids) == [1, 2]
         os.kill(pids[1], signal.SIGKILL)
         await wait_for_log(log_path, r"worker 1 \(pid \d+\) exited")
-        await wait_for_log(log_path, rf"worker 1 started \(pid (?!{pids[1]}\b)\d+\)")
-        await wait_for_log(log_path, r"(?s)worker 1 started .*serving ")
+        restarted = await wait_for_log(log_path, rf"worker 1 started \(pid (?!{pids[1]}\b)\d+\)")
+        await wait_for_log(log_path, rf"(?s){re.escape(restarted.group(0))}.*serving ")
+        # Clients connected now are on live workers, whichever the kernel picks: every one of
+        # them must get 1001 when the supervisor stops.
+        fresh = [Client(f"ws://127.0.0.1:{port}", timeout=WAIT) for _ in range(6)]
+        for client in fresh:
+            await client.__aenter__()
+            assert (await client.join("default"))["type"] == "server-join"
+            await client.recv_type("presence", "message", timeout=WAIT)
 
         parent.send_signal(signal.SIGTERM)
-        codes = []
-        for client in clients:
-            try:
-                while True:
-                    await client.connection.recv()
-            except websockets.ConnectionClosed as closed:
-                codes.append(closed.rcvd.code if closed.rcvd else None)
+        codes = [await close_code(client) for client in clients]
+        fresh_codes = [await close_code(client) for client in fresh]
         assert parent.wait(WAIT) == 0
-        # Clients of the killed worker were cut off by the kill; the others got 1001.
-        assert 1001 in codes and set(codes) <= {1001, 1006, None}, codes
+        assert fresh_codes == [1001] * len(fresh), fresh_codes
+        # The first clients on the killed worker were cut off by the kill; the others got 1001.
+        assert set(codes) <= {1001, 1006, None}, codes
         assert "all workers stopped" in log_path.read_text()
         for pid in worker_pids(log_path.read_text()).values():
             assert not os.path.exists(f"/proc/{pid}"), "a worker outlived its supervisor"

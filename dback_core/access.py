@@ -1,0 +1,99 @@
+"""Who may see a guild: admitting a viewer, and taking viewers out when the rules change.
+
+An admission is remembered on the viewer with the rules it was made under
+(``ServerInfo.access``), so a new password or login rule voids it without anyone keeping a
+list of what to revoke: ``may_view`` compares, and ``eject`` takes out whoever no longer
+passes when the directory installs a guild list that changed some guild's rules.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dback_core import protocol
+from dback_core.fanout import Fanout, Viewer
+from dback_core.hooks import PluginHooks
+from dback_core.plugins import AccessRefused
+from dback_core.records import ServerInfo
+
+log = logging.getLogger(__name__)
+
+
+def may_view(viewer: Viewer, info: ServerInfo) -> bool:
+    """Whether ``viewer`` is admitted to ``info`` under its current rules."""
+    return not info.passworded or viewer.authorized.get(info.key) == info.access
+
+
+class Access:
+    """Admission to guilds for one server: its fan-out, its plugins' ``authorize``, and its
+    current guild list (read through ``servers`` at each use, as the list is replaced)."""
+
+    def __init__(
+        self,
+        fanout: Fanout,
+        hooks: PluginHooks,
+        servers: Callable[[], Mapping[str, ServerInfo]],
+    ) -> None:
+        self.fanout = fanout
+        self.hooks = hooks
+        self.servers = servers
+
+    async def admit(self, viewer: Viewer, info: ServerInfo, data: dict[str, Any]) -> str | None:
+        """None when the viewer may see ``info``, else the error to show. A password the
+        guild's record carries is compared here; anything else is for the plugins."""
+        if may_view(viewer, info):
+            return None
+        password = data.get("password")
+        if info.password is not None and password:
+            expected = info.password.encode("utf-8", "surrogatepass")
+            if hmac.compare_digest(password.encode(), expected):
+                viewer.authorized[info.key] = info.access
+                return None
+            return protocol.LOGIN_REFUSED
+        credentials = {
+            "password": password,
+            "discordToken": data.get("discordToken"),
+            "discordUser": data.get("discordUser"),
+        }
+        if not any(credentials.values()):
+            return protocol.LOGIN_REQUIRED
+        try:
+            admitted = await self.hooks.authorize(info.key, info.for_plugins(), credentials)
+        except AccessRefused as refusal:
+            return str(refusal) or protocol.LOGIN_REFUSED
+        if admitted:
+            viewer.authorized[info.key] = info.access
+            return None
+        return protocol.LOGIN_REFUSED
+
+    def eject(self, keys: list[str]) -> None:
+        """Take every viewer out of these guilds (removed from the list, or with new access
+        rules) unless it is still admitted, and tell it with an ``error``.
+
+        Runs synchronously as the new guild list is installed, so no presence, chat or
+        world of the guild can reach such a viewer afterwards. The error goes through the
+        fan-out, after anything queued for the viewer before the change.
+        """
+        servers = self.servers()
+        for key in keys:
+            info = servers.get(key)
+            ejected = []
+            for viewer in self.fanout.watchers(key):
+                if info is not None and may_view(viewer, info):
+                    continue
+                viewer.authorized.pop(key, None)
+                self.fanout.leave(viewer)
+                ejected.append(viewer.connection)
+            if not ejected:
+                continue
+            reason = protocol.UNKNOWN_SERVER if info is None else protocol.ACCESS_CHANGED
+            self.fanout.deliver(ejected, protocol.error(reason).encode())
+            log.info(
+                "guild %s %s: %d viewers taken out",
+                key,
+                "left the list" if info is None else "changed its access rules",
+                len(ejected),
+            )

@@ -1,0 +1,68 @@
+"""The periodic reload: every ``refresh_seconds``, the guild list and the guilds in use.
+
+Providers that push no events (or missed some while disconnected) are caught up here. A
+reload sends viewers a new world only where something changed, and reports what it resent
+to ``event_applied`` as a ``Refresh``, so that a bus can pass it on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from dback_core.directory import Guild
+from dback_core.events import Refresh
+
+if TYPE_CHECKING:
+    from dback_core.server import DbackServer
+
+log = logging.getLogger(__name__)
+
+
+async def reload_periodically(interval: float, reload: Callable[[], Awaitable[None]]) -> None:
+    """Call ``reload`` every ``interval`` seconds (at least one) until cancelled; a failed
+    round is logged and the next one runs as planned."""
+    interval = max(interval, 1.0)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await reload()
+        except Exception:
+            log.exception("periodic refresh failed")
+
+
+class Reloader:
+    """One round of the periodic reload for one server."""
+
+    def __init__(self, server: DbackServer) -> None:
+        self.server = server
+
+    async def reload_all(self) -> None:
+        """Reload the guild list, then every watched (or kept) guild.
+
+        A guild nobody watches is dropped instead (unless ``keep_loaded``). A watched guild
+        whose first load failed was served empty and not kept; it is tried again here, so its
+        viewers get their world once a provider answers.
+        """
+        server = self.server
+        directory = server.directory
+        loaded = list(directory.guilds.items())  # guilds the list reload adds are fresh
+        if await server.refresh(None):
+            await server.hooks.event_applied(Refresh(None), None)
+        for key, guild in loaded:
+            if not server.keep_loaded and not server.fanout.by_guild.get(key):
+                directory.evict(key)
+                continue
+            await self._reload(key, guild)
+        for key in [key for key in server.fanout.by_guild if key not in directory.guilds]:
+            await self._reload(key, None)
+
+    async def _reload(self, key: str, before: Guild | None) -> None:
+        fresh = await self.server.directory.load(key)
+        if fresh is None or self.server.directory.guilds.get(key) is not fresh:
+            return  # no longer listed, or its providers are still failing
+        if before is None or not fresh.looks_like(before):
+            await self.server.refresh_viewers(fresh)
+            await self.server.hooks.event_applied(Refresh(key), None)
