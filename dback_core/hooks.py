@@ -55,10 +55,11 @@ class PluginHooks:
     def implementations(self, hook: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
         """The active plugins implementing ``hook``, in order, with their functions.
 
-        Cached per hook: it is asked for on every event, and the set of active plugins only
-        changes at startup or when a plugin's health turns to or from ``FAILED`` (see
-        ``forget``). The embedded default's stepping aside is decided on what is loaded, not
-        on health: a failed real provider must not bring fake guilds back.
+        Cached per hook: it is asked for on every event, and the set of serving plugins
+        changes only at startup, when plugins go on or off standby, or when a plugin's health
+        turns to or from ``FAILED`` (each calls ``forget``). The embedded default's stepping
+        aside is decided on what is loaded, not on health: a failed real provider must not
+        bring fake guilds back.
         """
         found = self._implementations.get(hook)
         if found is None:

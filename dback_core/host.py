@@ -121,6 +121,10 @@ class PluginHost(Protocol):
         reconnect, where usually nothing changed and thousands of viewers need no resend.
         """
 
+    async def refresh_everything(self) -> None:
+        """Reload the guild list and every loaded guild; viewers get a new world only where
+        it changed - what a bus does after it reconnected and may have missed changes."""
+
     def guild_list(self) -> Mapping[str, ListedGuild]:
         """The merged guild list by snowflake, as clients are shown it (a copy)."""
 
@@ -180,6 +184,9 @@ class BoundHost:
 
     async def refresh(self, server_id: str | None = None, *, always: bool = True) -> bool:
         return await self._server.refresh(server_id, always=always)
+
+    async def refresh_everything(self) -> None:
+        await self._server.refresh_everything()
 
     def guild_list(self) -> Mapping[str, ListedGuild]:
         return dict(self._server.directory.servers)

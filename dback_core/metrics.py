@@ -16,6 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from dback_core.logs import redact
+
 if TYPE_CHECKING:
     from dback_core.server import DbackServer
 
@@ -146,7 +148,8 @@ class _ServerState(Collector):
             "plugin's role, for example).",
             labels=["plugin", "detail"],
         )
-        for entry in server.plugins.describe()["plugins"]:
-            if entry["detail"]:
-                detail.add_metric([entry["name"], entry["detail"]], 1)
+        for record in server.plugins.records:
+            text = record.detail
+            if text:
+                detail.add_metric([record.name, redact(text)], 1)
         yield detail

@@ -38,6 +38,8 @@ class Reloader:
 
     def __init__(self, server: DbackServer) -> None:
         self.server = server
+        #: Rounds completed, for diagnostics (and tests that wait for the next round).
+        self.rounds = 0
 
     async def reload_all(self) -> None:
         """Reload the guild list, then every watched (or kept) guild.
@@ -58,6 +60,7 @@ class Reloader:
             await self._reload(key, guild)
         for key in [key for key in server.fanout.by_guild if key not in directory.guilds]:
             await self._reload(key, None)
+        self.rounds += 1
 
     async def _reload(self, key: str, before: Guild | None) -> None:
         fresh = await self.server.directory.load(key)

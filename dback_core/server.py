@@ -139,10 +139,8 @@ class DbackServer:
             )
             set_listen_backlog(self._server.sockets, self.settings.backlog)
             self.accept_errors.install(asyncio.get_running_loop())
-            # ``_reload_all`` is looked up on every round, so it can be wrapped while running
-            # (the tests count rounds that way).
             self._refresher = asyncio.create_task(
-                reload_periodically(self.settings.refresh_seconds, lambda: self._reload_all()),
+                reload_periodically(self.settings.refresh_seconds, self.reloader.reload_all),
                 name="dback-refresh",
             )
         except BaseException:
@@ -252,7 +250,7 @@ class DbackServer:
         await self.hooks.startup(self.settings, self, self.host_for, only=released)
         if self._server is not None:
             self.sources.start(await self.hooks.event_sources(only=released))
-            await self._reload_everything()
+            await self.refresh_everything()
 
     async def hold_plugins(self) -> None:
         """Stop the plugins a holder decides about - their event sources, their
@@ -265,11 +263,12 @@ class DbackServer:
         await self.hooks.shutdown(only=held)
         self._set_standby(held, True)
         if self._server is not None:
-            await self._reload_everything()
+            await self.refresh_everything()
 
-    async def _reload_everything(self) -> None:
-        """The guild list and every loaded guild from the plugins now serving; viewers get a
-        new world only where it changed."""
+    async def refresh_everything(self) -> None:
+        """Reload the guild list and every loaded guild from the plugins now serving; viewers
+        get a new world only where it changed (after plugins were released or held, or a bus
+        reconnected)."""
         await self.refresh(None)
         for key in list(self.directory.guilds):
             await self.refresh(key, always=False)
@@ -364,10 +363,6 @@ class DbackServer:
         self.fanout.broadcast(server_id, protocol.refresh_data(server_id))
         return True
 
-    async def _reload_all(self) -> None:
-        """One round of the periodic reload (``dback_core.reloader``)."""
-        await self.reloader.reload_all()
-
     async def _load_kept(self) -> None:
         """With ``keep_loaded``, load every listed guild that is not loaded yet."""
         if not self.keep_loaded:
@@ -394,7 +389,3 @@ class DbackServer:
             groups.setdefault(viewer.requested or guild.info.id, []).append(viewer.connection)
         for requested, connections in groups.items():
             self.fanout.deliver(connections, guild.join_frame(requested))
-
-    async def _send(self, connection: ServerConnection, frame: str | bytes) -> None:
-        """Send one frame to one client after its queued broadcasts (``Sessions.send``)."""
-        await self.sessions.send(connection, frame)

@@ -18,7 +18,9 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from dback_core.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +63,19 @@ def scaling_problem(environ: Mapping[str, str], port: int, redis_active: bool) -
     return None
 
 
+def _restart_backoff() -> Backoff:
+    """Restart delays: short again once a worker lived ``QUICK_DEATH`` seconds."""
+    return Backoff(RESTART_FIRST, RESTART_MAX, reset_after=QUICK_DEATH)
+
+
 @dataclass
 class Worker:
-    """One supervised ``dback serve`` process and its restart bookkeeping."""
+    """One supervised ``dback serve`` process and its restart delays."""
 
     number: int
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
-    delay: float = RESTART_FIRST
-    restarts: int = 0
+    restart: Backoff = field(default_factory=_restart_backoff)
 
 
 class Supervisor:
@@ -108,25 +114,22 @@ class Supervisor:
             await self._start(worker)
             assert worker.process is not None
             code = await worker.process.wait()
-            lived = time.monotonic() - worker.started_at
-            if lived >= QUICK_DEATH:
-                worker.delay = RESTART_FIRST
+            delay = worker.restart.next()
             log.warning(
                 "worker %d (pid %d) exited with %s after %.1f s; starting it again in %.0f s",
                 worker.number,
                 worker.process.pid,
                 code,
-                lived,
-                worker.delay,
+                time.monotonic() - worker.started_at,
+                delay,
             )
-            await asyncio.sleep(worker.delay)
-            worker.delay = min(worker.delay * 2, RESTART_MAX)
-            worker.restarts += 1
+            await asyncio.sleep(delay)
 
     async def _start(self, worker: Worker) -> None:
         env = {**self.environ, WORKER_ENV: str(worker.number)}
         worker.process = await asyncio.create_subprocess_exec(*self.command, env=env)
         worker.started_at = time.monotonic()
+        worker.restart.attempt()
         log.info("worker %d started (pid %d)", worker.number, worker.process.pid)
 
     @staticmethod

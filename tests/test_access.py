@@ -132,23 +132,11 @@ async def test_viewers_still_admitted_stay_when_only_others_are_locked_out():
     assert [f["data"]["status"] for f in frames if f["type"] == "presence"] == ["idle"]
 
 
-async def reloads(server: DbackServer) -> list[int]:
-    """Count the server's periodic reloads as they finish: ``[count]``, updated in place."""
-    count = [0]
-    original = server._reload_all
-
-    async def counted() -> None:
-        await original()
-        count[0] += 1
-
-    server._reload_all = counted  # type: ignore[method-assign]
-    return count
-
-
-async def periodic_reloads(count: list[int], more: int) -> None:
-    target = count[0] + more
+async def periodic_reloads(server: DbackServer, more: int) -> None:
+    """Wait until ``more`` further rounds of the server's periodic reload have finished."""
+    target = server.reloader.rounds + more
     async with asyncio.timeout(10):
-        while count[0] < target:
+        while server.reloader.rounds < target:
             await asyncio.sleep(0.05)
 
 
@@ -157,12 +145,11 @@ async def test_a_guild_disabled_and_enabled_again_sends_its_old_viewers_nothing(
     guild leaves the list and is not sent its world when it comes back."""
     app = Application()
     async with serving(app, refresh_seconds=1) as api, Client(core(api)) as viewer:
-        count = await reloads(core(api))
         await viewer.join("one")
         del app.servers[ONE]
         told = await viewer.recv_type("error", timeout=10)
         app.servers[ONE] = {"id": "one", "name": "One", "passworded": False}
-        await periodic_reloads(count, 2)
+        await periodic_reloads(core(api), 2)
         await api.broadcast_presence(ONE, "a", "idle")
         frames = await viewer.pending("two")
     assert told["data"]["message"] == protocol.UNKNOWN_SERVER

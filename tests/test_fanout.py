@@ -84,7 +84,7 @@ async def test_a_frame_sent_to_one_viewer_never_overtakes_queued_broadcasts():
             await client.join("one")
             (connection,) = server.connections
             server.fanout.broadcast(GUILD, protocol.message(GUILD, "7", "first", "c"))
-            await server._send(connection, protocol.error("second"))
+            await server.sessions.send(connection, protocol.error("second"))
             first = await client.recv()
             second = await client.recv()
             assert first["type"] == "message" and first["data"]["message"] == "first"

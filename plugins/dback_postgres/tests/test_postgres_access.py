@@ -67,23 +67,15 @@ async def test_a_guild_disabled_and_enabled_again_sends_its_old_viewers_nothing(
     await seed_guild(db, OTHER, "Other", members=1, is_default=False)
     async with running_server(refresh_seconds=1) as server:
         await listening(server)
-        reloads = [0]
-        original = server._reload_all
-
-        async def counted() -> None:
-            await original()
-            reloads[0] += 1
-
-        server._reload_all = counted  # type: ignore[method-assign]
         async with Client(server) as viewer:
             await viewer.join(GUILD)
             await db.execute("UPDATE servers SET enabled = false WHERE server_id = $1", GUILD)
             told = await viewer.recv_type("error")
             await db.execute("UPDATE servers SET enabled = true WHERE server_id = $1", GUILD)
             await viewer.wait_for(lambda f: f["type"] == "server-list" and GUILD in f["data"])
-            target = reloads[0] + 2
+            target = server.reloader.rounds + 2
             async with asyncio.timeout(10):
-                while reloads[0] < target:
+                while server.reloader.rounds < target:
                     await asyncio.sleep(0.05)
             frames = await viewer.pending(OTHER)
             back = await viewer.join(GUILD)

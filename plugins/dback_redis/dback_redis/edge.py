@@ -107,9 +107,7 @@ class Edge(Role):
         """
         assert self.host is not None
         if await self.redis.exists(self.keys.servers):
-            await self.host.refresh(None)
-            for key in self.host.loaded_guilds():
-                await self.host.refresh(key, always=False)
+            await self.host.refresh_everything()
         else:
             # Redis came back empty: the publisher's rewrite ends with a ``resync`` message,
             # which brings the edge here again with a snapshot to read.
