@@ -56,15 +56,18 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-def connection_capacity(max_connections: int) -> int:
-    """``max_connections``, lowered (with a WARNING) to what the open-file limit allows."""
+def connection_capacity(max_connections: int, chosen: bool = True) -> int:
+    """``max_connections``, lowered to what the open-file limit allows: with a WARNING when
+    the operator chose that number, at INFO when it is only the default (a machine whose
+    limit is below the default is not a mistake worth a warning on every start)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return max_connections
     capacity = max(soft - max(int(soft * HEADROOM_SHARE), HEADROOM_MIN), 1)
     if capacity >= max_connections:
         return max_connections
-    log.warning(
+    log.log(
+        logging.WARNING if chosen else logging.INFO,
         "open files: the limit %d allows %d connections, fewer than DBACK_MAX_CONNECTIONS=%d;"
         " more are refused with 503",
         soft,

@@ -114,7 +114,10 @@ class DbackServer:
             await self.directory.load_servers()
             await self._load_kept()
             self.sources.start(await self.hooks.event_sources())
-            self.counter.max_total = connection_capacity(self.settings.max_connections)
+            self.counter.max_total = connection_capacity(
+                self.settings.max_connections,
+                chosen=self.settings.max_connections != Settings.max_connections,
+            )
             self._server = await serve(
                 self.sessions.serve,
                 self.settings.host,
