@@ -77,11 +77,15 @@ def required_intents() -> discord.Intents:
     intents.presences = True
     intents.guild_messages = True
     intents.message_content = True
+    intents.moderation = True  # bans: a banned viewer is taken out at once (not privileged)
     return intents
 
 
 #: Reports the plugin's health: ``(status, reason)``, see ``dback_core.health``.
 HealthReport = Callable[[str, "str | None"], None]
+#: Told that a user joined or left a guild: ``(guild id, user id, how)``, ``how`` being
+#: ``joined``, ``removed`` or ``banned``.
+MembershipReport = Callable[[int, int, str], None]
 
 
 class DzoneClient(discord.Client):
@@ -100,6 +104,8 @@ class DzoneClient(discord.Client):
         self.events = events
         self.health = health
         self.first_ready = asyncio.Event()
+        #: Told of every member join, removal and ban, cached member or not (``LiveLogins``).
+        self.memberships: MembershipReport | None = None
         #: Whether anyone may invite the bot; until the application is read, assume so.
         self.bot_public = True
         self._skipped: set[int] = set()
@@ -295,6 +301,8 @@ class DzoneClient(discord.Client):
 
     async def on_member_join(self, member: discord.Member) -> None:
         self.queue(presence_event(member, self.config.guild(member.guild.id)))
+        if self.memberships is not None:
+            self.memberships(member.guild.id, member.id, "joined")
 
     async def on_member_update(self, before: discord.Member, after: discord.Member) -> None:
         """Nickname or roles changed: the name or colour on the map may have too."""
@@ -302,6 +310,19 @@ class DzoneClient(discord.Client):
 
     async def on_member_remove(self, member: discord.Member) -> None:
         self.queue(departure_event(member, self.config.guild(member.guild.id)))
+
+    async def on_raw_member_remove(self, payload: discord.RawMemberRemoveEvent) -> None:
+        """Every removal, also of a member discord.py had not cached (``on_member_remove``
+        is only called for cached ones): a logged-in viewer must not outstay it."""
+        if self.memberships is not None:
+            self.memberships(payload.guild_id, payload.user.id, "removed")
+
+    async def on_member_ban(
+        self, guild: discord.Guild, user: discord.Member | discord.User
+    ) -> None:
+        """Discord sends the ban before the removal; the viewer goes at the first."""
+        if self.memberships is not None:
+            self.memberships(guild.id, user.id, "banned")
 
     # -- chat ------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ roles and presences, heartbeats, RESUME with replay of missed dispatches, RECONN
 INVALID_SESSION, the privileged-intents refusal (close code 4014, at identify or later), a
 reset token (4004), a gateway that is down, the application's ``bot_public`` flag, member
 chunks of 1,000 (with presences only when asked; guilds over ``PRESENCE_LIMIT`` get none at
-GUILD_CREATE), guild outages, the OAuth guild list (with outages and 429 + Retry-After),
+GUILD_CREATE), guild outages, a viewer's OAuth user and guild list (with outages and 429 +
+Retry-After), bans (GUILD_BAN_ADD then GUILD_MEMBER_REMOVE),
 and the dispatches a test pushes (presence, chat with attachments or in unknown channels,
 members joining, changing and leaving, roles created, recoloured, moved and deleted, guilds
 joined, renamed and left). Facts it depends on:
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import socket
@@ -37,7 +39,7 @@ from aiohttp import WSMsgType, web
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_RESUME, OP_REQUEST_MEMBERS = 0, 1, 2, 6, 8
 OP_RECONNECT, OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 7, 9, 10, 11
 
-GUILDS, MEMBERS, PRESENCES, GUILD_MESSAGES, MESSAGE_CONTENT = 1, 2, 256, 512, 32768
+GUILDS, MEMBERS, MODERATION, PRESENCES, GUILD_MESSAGES, MESSAGE_CONTENT = 1, 2, 4, 256, 512, 32768
 PRIVILEGED = MEMBERS | PRESENCES | MESSAGE_CONTENT
 
 #: From this many members on a guild is "large": GUILD_CREATE lists only online members and
@@ -123,6 +125,9 @@ class FakeDiscord:
         self.sessions: dict[str, Session] = {}
         #: OAuth access token -> ids of the guilds its user is in.
         self.oauth_users: dict[str, list[int]] = {}
+        #: OAuth access token -> its user's id (``GET /users/@me``); a token not named here
+        #: belongs to a user whose id is derived from the token.
+        self.oauth_ids: dict[str, int] = {}
         #: Refuse identifies that ask for privileged intents, like a bot whose portal
         #: switches are off.
         self.refuse_privileged = False
@@ -130,16 +135,18 @@ class FakeDiscord:
         self.gateway_down = False
         #: The application's "Public Bot" switch: anyone may add a public bot to a guild.
         self.bot_public = False
-        #: When set, the OAuth guild list answers with this HTTP status (an outage).
+        #: When set, OAuth calls (user, guild list) answer with this HTTP status (an outage).
         self.oauth_outage: int | None = None
-        #: Seconds the OAuth guild list takes to answer.
+        #: Seconds each OAuth call takes to answer.
         self.oauth_delay = 0.0
-        #: While set, the OAuth guild list answers 429 with this ``Retry-After`` (seconds).
+        #: While set, OAuth calls answer 429 with this ``Retry-After`` (seconds).
         self.oauth_retry_after: float | None = None
         #: When set, GUILD_CREATE waits for this event after READY: guilds that READY lists
         #: as unavailable arrive later, as after a Discord outage.
         self.guilds_held: asyncio.Event | None = None
         self.requests: list[str] = []
+        #: The paths called with a viewer's OAuth token, in order.
+        self.oauth_requests: list[str] = []
         self.identifies = 0
         self.resumes = 0
         self.member_requests = 0
@@ -275,7 +282,13 @@ class FakeDiscord:
         self.requests.append(f"{request.method} {request.path}")
         return request.headers.get("Authorization") == f"Bot {self.token}"
 
+    def oauth_user_id(self, token: str) -> int:
+        """The id of the user an OAuth token belongs to."""
+        return self.oauth_ids.get(token) or int(hashlib.sha256(token.encode()).hexdigest()[:12], 16)
+
     async def _me(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization", "").startswith("Bearer "):
+            return await self._oauth_me(request)
         if not self._bot_auth(request):
             return self._reply({"message": "401: Unauthorized", "code": 0}, 401)
         return self._reply({**self.bot, "verified": True, "mfa_enabled": False, "flags": 0})
@@ -297,8 +310,11 @@ class FakeDiscord:
             }
         )
 
-    async def _oauth_guilds(self, request: web.Request) -> web.Response:
+    async def _oauth_call(self, request: web.Request) -> web.Response | str:
+        """What every call with a viewer's token meets first: the delay, an outage, a rate
+        limit, a token Discord does not know. The token when the call may go on."""
         self.requests.append(f"{request.method} {request.path}")
+        self.oauth_requests.append(request.path.removeprefix("/api/v10"))
         await asyncio.sleep(self.oauth_delay)
         if self.oauth_outage is not None:
             return self._reply({"message": "outage", "code": 0}, self.oauth_outage)
@@ -312,6 +328,19 @@ class FakeDiscord:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme != "Bearer" or token not in self.oauth_users:
             return self._reply({"message": "401: Unauthorized", "code": 0}, 401)
+        return token
+
+    async def _oauth_me(self, request: web.Request) -> web.Response:
+        """``GET /users/@me`` with a viewer's token (scope ``identify``): its own user."""
+        token = await self._oauth_call(request)
+        if isinstance(token, web.Response):
+            return token
+        return self._reply(user_object(self.oauth_user_id(token), "viewer"))
+
+    async def _oauth_guilds(self, request: web.Request) -> web.Response:
+        token = await self._oauth_call(request)
+        if isinstance(token, web.Response):
+            return token
         return self._reply(
             [{"id": str(guild_id), "name": "guild"} for guild_id in self.oauth_users[token]]
         )
@@ -534,8 +563,29 @@ class FakeDiscord:
         payload = {**member.payload(), "guild_id": str(guild_id)}
         await self._dispatch("GUILD_MEMBER_ADD", lambda intents: payload)
 
+    async def ban_member(self, guild_id: int, user_id: int, *, remove: bool = True) -> None:
+        """A ban: GUILD_BAN_ADD (to sessions with the moderation intent), then, as Discord
+        does, GUILD_MEMBER_REMOVE; ``remove=False`` stops after the ban, as when the removal
+        is still on its way."""
+        user = self.guilds[guild_id].members[user_id].user
+        self._leave_oauth_guild(guild_id, user_id)
+        payload = {"guild_id": str(guild_id), "user": user}
+        await self._dispatch(
+            "GUILD_BAN_ADD", lambda intents: payload if intents & MODERATION else None
+        )
+        if remove:
+            await self.remove_member(guild_id, user_id)
+
+    def _leave_oauth_guild(self, guild_id: int, user_id: int) -> None:
+        """The user's OAuth guild lists no longer show the guild they left."""
+        for token, guilds in self.oauth_users.items():
+            if self.oauth_user_id(token) == user_id and guild_id in guilds:
+                guilds.remove(guild_id)
+
     async def remove_member(self, guild_id: int, user_id: int) -> None:
+        """GUILD_MEMBER_REMOVE: a kick, or the member left."""
         member = self.guilds[guild_id].members.pop(user_id)
+        self._leave_oauth_guild(guild_id, user_id)
         payload = {"guild_id": str(guild_id), "user": member.user}
         await self._dispatch("GUILD_MEMBER_REMOVE", lambda intents: payload)
 
