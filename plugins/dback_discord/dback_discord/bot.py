@@ -16,7 +16,9 @@ import discord
 from dback_core.events import Event, Message, Refresh
 from dback_core.health import FAILED, SERVING, UNAVAILABLE
 from dback_discord.chat import is_heard, message_text
+from dback_discord.chunk_retries import ChunkRetries
 from dback_discord.config import DiscordConfig
+from dback_discord.missing_members import MissingMembers
 from dback_discord.records import departure_event, is_ignored, presence_event
 from dback_discord.roles import Recolours
 
@@ -99,6 +101,8 @@ class DzoneClient(discord.Client):
         super().__init__(
             intents=required_intents(),
             guild_ready_timeout=config.bot.guild_ready_timeout,
+            # Presences of members discord.py has not cached: see ``MissingMembers``.
+            enable_raw_presences=True,
         )
         self.config = config
         self.events = events
@@ -115,9 +119,15 @@ class DzoneClient(discord.Client):
             lambda member: self.queue(presence_event(member, config.guild(member.guild.id))),
             lambda guild: self.queue(Refresh(str(guild.id))),
         )
+        self.chunk_retries = ChunkRetries(self, lambda guild: self.queue(Refresh(str(guild.id))))
+        self.missing = MissingMembers(
+            lambda member: self.queue(presence_event(member, config.guild(member.guild.id)))
+        )
 
     async def close(self) -> None:
         self.recolours.cancel()
+        self.chunk_retries.cancel()
+        self.missing.cancel()
         if self._stale is not None:
             self._stale.cancel()
             self._stale = None
@@ -133,6 +143,7 @@ class DzoneClient(discord.Client):
         self.bot_public = application is None or bool(application.bot_public)
         log.info("discord: the bot is %s", "public" if self.bot_public else "private")
         self._chunk_with_presences()
+        self.chunk_retries.install()
 
     def _chunk_with_presences(self) -> None:
         """Ask for presences with every member chunk.
@@ -299,6 +310,14 @@ class DzoneClient(discord.Client):
     async def on_presence_update(self, before: discord.Member, after: discord.Member) -> None:
         self.queue(presence_event(after, self.config.guild(after.guild.id)))
 
+    async def on_raw_presence_update(self, payload: discord.RawPresenceUpdateEvent) -> None:
+        """Every presence, cached member or not; only the uncached ones need anything here
+        (discord.py drops their presence): they are asked for (``MissingMembers``)."""
+        guild = payload.guild
+        uncached = guild is not None and guild.get_member(payload.user_id) is None
+        if guild is not None and uncached and self.serves(guild.id):
+            self.missing.want(guild, payload.user_id)
+
     async def on_member_join(self, member: discord.Member) -> None:
         self.queue(presence_event(member, self.config.guild(member.guild.id)))
         if self.memberships is not None:
@@ -329,6 +348,10 @@ class DzoneClient(discord.Client):
     async def on_message(self, message: discord.Message) -> None:
         if message.guild is None:
             return
+        author = message.author
+        uncached = message.webhook_id is None and message.guild.get_member(author.id) is None
+        if uncached and self.serves(message.guild.id):
+            self.missing.want(message.guild, author.id)  # speaking, yet not cached
         options = self.config.guild(message.guild.id)
         if is_ignored(message.author, options) or not is_heard(message, message.guild, options):
             return

@@ -109,6 +109,14 @@ class DiscordPlugin:
         #: Guilds whose joins were cut at ``max_listed`` (warned about once).
         self.capped: set[int] = set()
 
+    @property
+    def dback_detail(self) -> str | None:
+        """What ``dback plugins`` and the status page show under the plugin: the guilds
+        whose member list is still incomplete because Discord rate limited it."""
+        if self.client is None:
+            return None
+        return "; ".join(self.client.chunk_retries.detail()) or None
+
     # -- lifecycle -------------------------------------------------------------------------
 
     @hookimpl

@@ -6,7 +6,8 @@ INVALID_SESSION, the privileged-intents refusal (close code 4014, at identify or
 reset token (4004), a gateway that is down, the application's ``bot_public`` flag, member
 chunks of 1,000 (with presences only when asked; guilds over ``PRESENCE_LIMIT`` get none at
 GUILD_CREATE), guild outages, a viewer's OAuth user and guild list (with outages and 429 +
-Retry-After), bans (GUILD_BAN_ADD then GUILD_MEMBER_REMOVE),
+Retry-After), bans (GUILD_BAN_ADD then GUILD_MEMBER_REMOVE), member requests answered
+with RATE_LIMITED, member requests by user id, members left out of the member list,
 and the dispatches a test pushes (presence, chat with attachments or in unknown channels,
 members joining, changing and leaving, roles created, recoloured, moved and deleted, guilds
 joined, renamed and left). Facts it depends on:
@@ -151,6 +152,19 @@ class FakeDiscord:
         self.resumes = 0
         self.member_requests = 0
         self.member_requests_with_presences = 0
+        #: The next this many member requests are answered with a RATE_LIMITED dispatch
+        #: (``retry_after`` = ``chunk_retry_after``) instead of chunks; a request before the
+        #: last ``retry_after`` has passed is refused again, and counted in ``too_early``.
+        self.chunk_rate_limits = 0
+        self.chunk_retry_after = 0.5
+        self.chunk_limited_until = 0.0
+        self.rate_limited_requests = 0
+        self.too_early = 0
+        #: Members a request for the whole member list leaves out, as a list that was cut
+        #: short; asked for by id they are sent.
+        self.unchunked: set[int] = set()
+        #: The user ids of the member requests that named some, in order.
+        self.member_queries: list[list[int]] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -422,15 +436,23 @@ class FakeDiscord:
         return session
 
     async def _send_members(self, session: Session, request: dict[str, Any]) -> None:
-        """Answer op 8 with every member of the guild (query "" asks for all), in chunks of
-        ``CHUNK_SIZE``; with presences only when asked (and only if the intent was given)."""
+        """Answer op 8 with the guild's members (query "" asks for all, ``user_ids`` for
+        those), in chunks of ``CHUNK_SIZE``; with presences only when asked (and only if
+        the intent was given). Or refuse it with RATE_LIMITED, see ``chunk_rate_limits``."""
         self.member_requests += 1
         self.member_requests_with_presences += bool(request.get("presences"))
         guild = self.guilds.get(int(request["guild_id"]))
         if guild is None:
             return
-        members = list(guild.members.values())
-        slices = [members[i : i + CHUNK_SIZE] for i in range(0, len(members), CHUNK_SIZE)]
+        if await self._rate_limited(session, request):
+            return
+        user_ids = [int(user_id) for user_id in request.get("user_ids") or []]
+        if user_ids:
+            self.member_queries.append(user_ids)
+            members = [guild.members[uid] for uid in user_ids if uid in guild.members]
+        else:
+            members = [m for m in guild.members.values() if int(m.user["id"]) not in self.unchunked]
+        slices = [members[i : i + CHUNK_SIZE] for i in range(0, len(members), CHUNK_SIZE)] or [[]]
         for index, part in enumerate(slices):
             chunk: dict[str, Any] = {
                 "guild_id": str(guild.id),
@@ -438,6 +460,8 @@ class FakeDiscord:
                 "chunk_index": index,
                 "chunk_count": len(slices),
             }
+            if user_ids:
+                chunk["not_found"] = [str(uid) for uid in user_ids if uid not in guild.members]
             if request.get("presences") and session.intents & PRESENCES:
                 chunk["presences"] = [
                     self._presence(guild, member) for member in part if member.status != "offline"
@@ -446,6 +470,27 @@ class FakeDiscord:
                 chunk["nonce"] = request["nonce"]
             await self._send(session, "GUILD_MEMBERS_CHUNK", chunk)
             await asyncio.sleep(0)
+
+    async def _rate_limited(self, session: Session, request: dict[str, Any]) -> bool:
+        """Discord's answer to a member request it will not serve now: a RATE_LIMITED
+        dispatch naming the opcode, the wait, and the request (guild id and nonce)."""
+        now = time.monotonic()
+        early = now < self.chunk_limited_until
+        if not early and self.chunk_rate_limits <= 0:
+            return False
+        if early:
+            self.too_early += 1
+        else:
+            self.chunk_rate_limits -= 1
+            self.chunk_limited_until = now + self.chunk_retry_after
+        self.rate_limited_requests += 1
+        meta: dict[str, Any] = {"guild_id": str(request["guild_id"])}
+        if request.get("nonce"):
+            meta["nonce"] = request["nonce"]
+        retry_after = max(self.chunk_limited_until - now, 0.0)
+        data = {"opcode": OP_REQUEST_MEMBERS, "retry_after": retry_after, "meta": meta}
+        await self._send(session, "RATE_LIMITED", data)
+        return True
 
     async def _send(self, session: Session, event: str, data: dict[str, Any]) -> None:
         session.sequence += 1
