@@ -12,7 +12,7 @@ import pytest
 from discord_fake import FakeDiscord
 from discord_shard_world import build_sharded_world, channel_id, guild_id, member_id
 from discord_world import discord_dback
-from test_discord_health import wait_for_status
+from test_discord_health import http_get, wait_for_status
 from test_discord_session_starts import wait_until
 
 from dback_core.health import SERVING
@@ -80,6 +80,7 @@ async def test_three_shards_serve_every_guild_once_and_survive_one_shard_droppin
             await fake.drop_shard(dropped)
             await wait_until(lambda: f"{dropped} reconnecting" in detail(server))
             during = detail(server)
+            _, plugins = await http_get(server, "/api/plugins")  # what the status page shows
             others = [await viewer_hears(viewers[n], n, fake, "dnd") for n in (1, 2)]
             await fake.set_status(guild_id(0), member_id(0, 0), "dnd")  # while it is down
             fake.held_shards[dropped].set()
@@ -93,6 +94,7 @@ async def test_three_shards_serve_every_guild_once_and_survive_one_shard_droppin
     assert [frame["data"]["message"] for frame in said] == ["hi 0", "hi 1", "hi 2"]
     assert settled.startswith("3 shards: 0 ready, 1 ready, 2 ready")
     assert "2 reconnecting" in during and "0 ready" in during and "1 ready" in during
+    assert "3 shards: 0 ready, 1 ready, 2 reconnecting" in plugins
     assert [frame["data"]["status"] for frame in others] == ["dnd", "dnd"]
     assert replayed["data"]["uid"] == str(member_id(0, 0)) and replayed["data"]["status"] == "dnd"
     assert after.startswith("3 shards: 0 ready, 1 ready, 2 ready")
