@@ -12,6 +12,7 @@ import pytest
 from discord_fake import FakeDiscord
 from discord_shard_world import build_sharded_world, channel_id, guild_id, member_id
 from discord_world import discord_dback
+from playwright.async_api import async_playwright, expect
 from test_discord_health import http_get, wait_for_status
 from test_discord_session_starts import wait_until
 
@@ -21,6 +22,9 @@ from dback_core.testing import Client
 SHARDS = 3
 #: Two guilds per shard.
 GUILDS = 6
+CHROMIUM = "/usr/bin/chromium"
+#: Generous: waiting for the browser, never a claim about speed.
+WAIT_MS = 15_000
 
 
 @pytest.fixture
@@ -125,3 +129,32 @@ async def test_auto_runs_the_shard_count_discord_recommends(sharded, monkeypatch
             listed = client.server_list
     assert sorted(shard for _, shard, _ in sharded.identify_log) == [(0, 3), (1, 3), (2, 3)]
     assert len(listed) == GUILDS
+
+
+async def test_the_status_page_shows_each_shards_state_as_it_changes(
+    sharded, monkeypatch, tmp_path
+):
+    """In a real browser: the plugin's line on the status page follows a shard that drops
+    and resumes."""
+    fake = sharded
+    async with discord_dback(fake, monkeypatch, tmp_path, f"shards = {SHARDS}\n") as server:
+        await wait_for_status(server, SERVING)
+        host, port = server.address
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
+            try:
+                page = await browser.new_page()
+                await page.goto(f"http://{host}:{port}/")
+                line = page.locator('#plugins .plugin[data-name="dback-discord"] .detail')
+                await expect(line).to_contain_text(
+                    "3 shards: 0 ready, 1 ready, 2 ready", timeout=WAIT_MS
+                )
+                fake.held_shards[1] = asyncio.Event()
+                await fake.drop_shard(1)
+                await expect(line).to_contain_text("1 reconnecting", timeout=WAIT_MS)
+                fake.held_shards[1].set()
+                await expect(line).to_contain_text("0 ready, 1 ready, 2 ready", timeout=WAIT_MS)
+            finally:
+                await browser.close()
