@@ -48,6 +48,11 @@ TOKEN_RESET_HELP = (
     "until then no Discord guild is served."
 )
 
+SHARDING_HELP = (
+    "Discord requires more shards (close code 4011) than the {shards} it recommends in "
+    "GET /gateway/bot; dback tries again with its recommendation, less often each time"
+)
+
 
 #: Members turned into records between two yields to the event loop (about 5 ms of work).
 BUILD_SLICE = 1000
@@ -175,10 +180,13 @@ class DiscordPlugin:
             self.config, self.events, self.report, chat=chat, shard_count=count
         )
 
-    def _shard_as_required(self, client: DzoneClient) -> None:
+    def _shard_as_required(self, client: DzoneClient) -> bool:
         """Discord closed the gateway with 4011 (sharding required): run the count it
-        recommends (more than now, whatever it says) instead of ending the plugin."""
-        count = max(client.recommended_shards, client.shard_total + 1)
+        recommends instead of ending the plugin. False when the client already ran that
+        many: guessing higher counts would spend session starts on every guess."""
+        count = client.recommended_shards
+        if count <= client.shard_total:
+            return False
         log.warning(
             "discord: Discord requires sharding (close code 4011); starting again with %d "
             'shards, as Discord recommends. Set [bot] shards = "auto" in %s to start so',
@@ -186,6 +194,7 @@ class DiscordPlugin:
             self.config.source,
         )
         self.shards = count
+        return True
 
     async def _run(self) -> None:
         """Run a client until it is closed, starting a new one after what can heal.
@@ -223,14 +232,19 @@ class DiscordPlugin:
                 self.report(FAILED, TOKEN_HELP)
                 return
             except discord.ConnectionClosed as error:
-                if error.code == 4011:
-                    self._shard_as_required(client)
+                if error.code == 4011 and self._shard_as_required(client):
                     continue
-                if error.code == 4004:
+                if error.code == 4011:
+                    # Discord's own count is refused: try again later, maybe it changed.
+                    self.report(FAILED, SHARDING_HELP.format(shards=client.shard_total))
+                    self.shards = AUTO
+                    backoff = self.refused
+                elif error.code == 4004:
                     self.report(FAILED, TOKEN_RESET_HELP)
+                    return
                 else:
                     self.report(FAILED, f"Discord closed the gateway with code {error.code}")
-                return
+                    return
             except UNREACHABLE as error:
                 reason = f"cannot reach Discord ({type(error).__name__}: {error})"
                 log.warning("discord: %s; next attempt in %gs", reason, backoff.upcoming)

@@ -13,10 +13,10 @@ from discord_fake import FakeDiscord
 from discord_shard_world import build_sharded_world, channel_id, guild_id, member_id
 from discord_world import discord_dback
 from playwright.async_api import async_playwright, expect
-from test_discord_health import http_get, wait_for_status
+from test_discord_health import health, http_get, wait_for_status
 from test_discord_session_starts import wait_until
 
-from dback_core.health import SERVING
+from dback_core.health import FAILED, SERVING
 from dback_core.testing import Client
 
 SHARDS = 3
@@ -158,3 +158,16 @@ async def test_the_status_page_shows_each_shards_state_as_it_changes(
                 await expect(line).to_contain_text("0 ready, 1 ready, 2 ready", timeout=WAIT_MS)
             finally:
                 await browser.close()
+
+
+async def test_sharding_refused_even_at_the_recommended_count_fails_instead_of_guessing(
+    sharded, monkeypatch, tmp_path
+):
+    sharded.max_guilds_per_shard = 1  # two guilds per shard at 3 shards: still refused
+    async with discord_dback(sharded, monkeypatch, tmp_path, "failed_retry = 30\n") as server:
+        await wait_for_status(server, FAILED)
+        reason = health(server).reason
+        await asyncio.sleep(0.5)
+        identified = [shard for _, shard, _ in sharded.identify_log]
+    assert identified[0] == (0, 1) and sorted(identified[1:]) == [(0, 3), (1, 3), (2, 3)]
+    assert "4011" in reason and "3 it recommends" in reason
