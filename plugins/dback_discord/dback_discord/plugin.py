@@ -49,8 +49,9 @@ TOKEN_RESET_HELP = (
 )
 
 SHARDING_HELP = (
-    "Discord requires more shards (close code 4011) than the {shards} it recommends in "
-    "GET /gateway/bot; dback tries again with its recommendation, less often each time"
+    "Discord refused {shards} shard(s) as too few (close code 4011), though it recommends "
+    "{recommended} in GET /gateway/bot; dback tries again with its recommendation, less "
+    "often each time"
 )
 
 
@@ -236,7 +237,12 @@ class DiscordPlugin:
                     continue
                 if error.code == 4011:
                     # Discord's own count is refused: try again later, maybe it changed.
-                    self.report(FAILED, SHARDING_HELP.format(shards=client.shard_total))
+                    self.report(
+                        FAILED,
+                        SHARDING_HELP.format(
+                            shards=client.shard_total, recommended=client.recommended_shards
+                        ),
+                    )
                     self.shards = AUTO
                     backoff = self.refused
                 elif error.code == 4004:

@@ -170,4 +170,4 @@ async def test_sharding_refused_even_at_the_recommended_count_fails_instead_of_g
         await asyncio.sleep(0.5)
         identified = [shard for _, shard, _ in sharded.identify_log]
     assert identified[0] == (0, 1) and sorted(identified[1:]) == [(0, 3), (1, 3), (2, 3)]
-    assert "4011" in reason and "3 it recommends" in reason
+    assert "refused 3 shard(s)" in reason and "4011" in reason and "recommends 3" in reason
