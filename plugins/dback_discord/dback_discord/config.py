@@ -13,10 +13,11 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dback_core import NotConfigured, SettingsError
 from dback_core.settings import Setting, read
+from dback_discord.shards import AUTO
 
 TOKEN_ENV = "DBACK_DISCORD_TOKEN"
 CONFIG_ENV = "DBACK_DISCORD_CONFIG"
@@ -86,8 +87,16 @@ class BotOptions:
     #: Seconds discord.py waits after the last guild arrives before it is "ready".
     guild_ready_timeout: float = 2.0
     #: Seconds to wait before identifying again after a session could not be resumed;
-    #: Discord limits identifies, so only tests should lower it.
+    #: Discord limits identifies, so only tests should lower it. Doubles while new sessions
+    #: keep being invalidated, up to ``reidentify_max``; starts over after a session that
+    #: stayed up ``stable_session`` seconds. Shards start this far apart too.
     reidentify_delay: float = 5.0
+    reidentify_max: float = 300.0
+    stable_session: float = 60.0
+    #: Daily session starts never spent: identifying stops while this many are left.
+    session_reserve: int = 50
+    #: Gateway connections: a count, or ``"auto"`` for the number Discord recommends.
+    shards: int | str = 1
     #: Seconds without a gateway connection before the plugin reports itself unavailable.
     unavailable_after: float = 30.0
     #: Further seconds without a connection before its guilds are withdrawn (``failed``).
@@ -185,7 +194,7 @@ def _number_keys(options: type) -> dict[str, tuple[type, ...]]:
     }
 
 
-_BOT_KEYS = _number_keys(BotOptions)
+_BOT_KEYS = {**_number_keys(BotOptions), "shards": (int, str)}
 _LOGIN_KEYS = _number_keys(LoginLimits)
 _POSITIVE = {"rate", "burst", "concurrency", "cache_size"}
 
@@ -208,9 +217,9 @@ def _check_table(table: Any, keys: dict[str, tuple[type, ...]], where: str) -> d
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise ConfigError(f"{where}.{key}: {value!r} has the wrong type")
         if key in _ID_LISTS:
-            value = frozenset(_snowflake(item, f"{where}.{key}") for item in value)
+            value = frozenset(_snowflake(item, f"{where}.{key}") for item in cast(list[Any], value))
         elif key in _CHANNEL_LISTS:
-            value = frozenset(_channel(item, f"{where}.{key}") for item in value)
+            value = frozenset(_channel(item, f"{where}.{key}") for item in cast(list[Any], value))
         elif key == "client_id":
             value = str(value)
         elif isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
@@ -242,6 +251,7 @@ def parse_config(token: str, document: Mapping[str, Any], source: str = "config"
     if unknown:
         raise ConfigError(f"{source}: unknown table(s) {', '.join(sorted(unknown))}")
     bot = BotOptions(**_check_table(document.get("bot", {}), _BOT_KEYS, f"{source}: bot"))
+    _check_shards(bot.shards, f"{source}: bot.shards")
     login = LoginLimits(**_check_table(document.get("login", {}), _LOGIN_KEYS, f"{source}: login"))
     default_options = _check_table(document.get("defaults", {}), _GUILD_KEYS, f"{source}: defaults")
     misplaced = sorted(_ONE_GUILD_KEYS & set(default_options))
@@ -271,6 +281,13 @@ def parse_config(token: str, document: Mapping[str, Any], source: str = "config"
         serve_unlisted=default_options.get("enabled"),
         source=source,
     )
+
+
+def _check_shards(value: int | str, where: str) -> None:
+    """``shards`` is a count of at least 1 or ``"auto"``."""
+    if value == AUTO or (isinstance(value, int) and value >= 1):
+        return
+    raise ConfigError(f'{where}: {value!r} is neither a number of shards (1 or more) nor "auto"')
 
 
 def _check_unique(guilds: Mapping[int, GuildOptions], source: str) -> None:

@@ -8,7 +8,11 @@ chunks of 1,000 (with presences only when asked; guilds over ``PRESENCE_LIMIT`` 
 GUILD_CREATE), guild outages, the OAuth guild list (with outages and 429 + Retry-After),
 and the dispatches a test pushes (presence, chat with attachments or in unknown channels,
 members joining, changing and leaving, roles created, recoloured, moved and deleted, guilds
-joined, renamed and left). Facts it depends on:
+joined, renamed and left). For bigger bots: ``GET /gateway/bot`` (recommended shards,
+``session_start_limit`` counted down at each IDENTIFY), several shards (each guild served by
+shard ``(guild_id >> 22) % shards``, close code 4011 for a shard with too many guilds), op 9
+storms, a per-bot set of allowed privileged intents, a shard's connection dropped and held.
+Facts it depends on:
 
 - REST bodies need ``Content-Type: application/json`` with no charset, or discord.py
   does not parse them; a 401 on ``GET /users/@me`` is a ``LoginFailure``.
@@ -111,6 +115,16 @@ class Session:
     sequence: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     socket: web.WebSocketResponse | None = None
+    #: ``[shard_id, shard_count]`` as the IDENTIFY said (one shard when it did not).
+    shard: tuple[int, int] = (0, 1)
+
+    def serves(self, guild_id: int) -> bool:
+        """Discord's routing: a guild belongs to shard ``(guild_id >> 22) % shard_count``."""
+        return shard_of(guild_id, self.shard[1]) == self.shard[0]
+
+
+def shard_of(guild_id: int, shard_count: int) -> int:
+    return (guild_id >> 22) % shard_count
 
 
 class FakeDiscord:
@@ -139,6 +153,26 @@ class FakeDiscord:
         #: When set, GUILD_CREATE waits for this event after READY: guilds that READY lists
         #: as unavailable arrive later, as after a Discord outage.
         self.guilds_held: asyncio.Event | None = None
+        #: Privileged intents this bot may use (the portal switches, and Discord's approval
+        #: for Message Content); an IDENTIFY asking for others is closed with 4014.
+        self.allowed_intents = PRIVILEGED
+        #: The next this many IDENTIFYs are answered with op 9 (not resumable) instead of
+        #: READY, as during a Discord incident.
+        self.invalid_session_storm = 0
+        #: ``GET /gateway/bot``: the recommended shard count and ``session_start_limit``;
+        #: every IDENTIFY spends a start, and one past zero resets the token (4004).
+        self.recommended_shards = 1
+        self.session_start_total = 1000
+        self.session_starts_remaining = 1000
+        self.session_reset_after_ms = 86_400_000
+        self.max_concurrency = 1
+        #: A shard serving more guilds than this is closed with 4011 (sharding required).
+        self.max_guilds_per_shard: int | None = None
+        #: Shards whose RESUME is not answered until their event is set (a shard's gateway
+        #: down while the others serve).
+        self.held_shards: dict[int, asyncio.Event] = {}
+        #: Every IDENTIFY with the right token: (monotonic time, [shard_id, count], intents).
+        self.identify_log: list[tuple[float, tuple[int, int], int]] = []
         self.requests: list[str] = []
         self.identifies = 0
         self.resumes = 0
@@ -234,6 +268,7 @@ class FakeDiscord:
         app.router.add_get("/api/v10/users/@me", self._me)
         app.router.add_get("/api/v10/users/@me/guilds", self._oauth_guilds)
         app.router.add_get("/api/v10/oauth2/applications/@me", self._application)
+        app.router.add_get("/api/v10/gateway/bot", self._gateway_bot)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/{path:.*}", self._not_found)
         self._runner = web.AppRunner(app, access_log=None)
@@ -297,6 +332,22 @@ class FakeDiscord:
             }
         )
 
+    async def _gateway_bot(self, request: web.Request) -> web.Response:
+        if not self._bot_auth(request):
+            return self._reply({"message": "401: Unauthorized", "code": 0}, 401)
+        return self._reply(
+            {
+                "url": self.gateway_url,
+                "shards": self.recommended_shards,
+                "session_start_limit": {
+                    "total": self.session_start_total,
+                    "remaining": self.session_starts_remaining,
+                    "reset_after": self.session_reset_after_ms,
+                    "max_concurrency": self.max_concurrency,
+                },
+            }
+        )
+
     async def _oauth_guilds(self, request: web.Request) -> web.Response:
         self.requests.append(f"{request.method} {request.path}")
         await asyncio.sleep(self.oauth_delay)
@@ -353,26 +404,48 @@ class FakeDiscord:
             await socket_.close(code=4004, message=b"Authentication failed.")
             return None
         intents = int(data.get("intents", 0))
-        if self.refuse_privileged and intents & PRIVILEGED:
+        shard_id, shard_count = data.get("shard") or (0, 1)
+        shard = (int(shard_id), int(shard_count))
+        self.identify_log.append((time.monotonic(), shard, intents))
+        if self.session_starts_remaining <= 0:
+            await self.reset_token()
+            await socket_.close(code=4004, message=b"Authentication failed.")
+            return None
+        self.session_starts_remaining -= 1
+        if intents & PRIVILEGED & ~self.allowed_intents or (
+            self.refuse_privileged and intents & PRIVILEGED
+        ):
             await socket_.close(code=4014, message=b"Disallowed intent(s).")
             return None
+        if self.invalid_session_storm > 0:
+            self.invalid_session_storm -= 1
+            await socket_.send_str(json.dumps({"op": OP_INVALID_SESSION, "d": False}))
+            return None
+        guilds = [
+            guild for guild in self.guilds.values() if shard_of(guild.id, shard[1]) == shard[0]
+        ]
+        if self.max_guilds_per_shard is not None and len(guilds) > self.max_guilds_per_shard:
+            await socket_.close(code=4011, message=b"Sharding required.")
+            return None
         self.identifies += 1
-        session = Session(uuid.uuid4().hex, intents, socket=socket_)
+        session = Session(uuid.uuid4().hex, intents, socket=socket_, shard=shard)
         self.sessions[session.id] = session
         ready = {
             "v": 10,
             "user": {**self.bot, "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in self.guilds],
+            "guilds": [{"id": str(guild.id), "unavailable": True} for guild in guilds],
             "session_id": session.id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": self.bot["id"], "flags": 0},
             "private_channels": [],
             "relationships": [],
         }
+        if data.get("shard"):
+            ready["shard"] = list(shard)
         await self._send(session, "READY", ready)
         if self.guilds_held is not None:
             await self.guilds_held.wait()
-        for guild in self.guilds.values():
+        for guild in guilds:
             await self._send(session, "GUILD_CREATE", self._guild_payload(guild))
         return session
 
@@ -381,6 +454,9 @@ class FakeDiscord:
         if session is None or data.get("token") != self.token:
             await socket_.send_str(json.dumps({"op": OP_INVALID_SESSION, "d": False}))
             return None
+        held = self.held_shards.get(session.shard[0])
+        if held is not None:
+            await held.wait()
         self.resumes += 1
         seen = data.get("seq") or 0
         # Replay until caught up (events may be pushed meanwhile), then attach the socket.
@@ -426,9 +502,15 @@ class FakeDiscord:
             await session.socket.send_str(json.dumps(payload))
 
     async def _dispatch(self, event: str, build: Callable[[int], dict | None]) -> None:
+        """Send to every session whose shard serves the event's guild."""
         for session in list(self.sessions.values()):
             data = build(session.intents)
-            if data is not None:
+            if data is None:
+                continue
+            guild_id = data.get("guild_id")
+            if guild_id is None and event in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"):
+                guild_id = data.get("id")
+            if guild_id is None or session.serves(int(guild_id)):
                 await self._send(session, event, data)
 
     @staticmethod
@@ -604,6 +686,17 @@ class FakeDiscord:
             socket_, session.socket = session.socket, None
             if socket_ is not None:
                 await socket_.close(code=4000)
+
+    async def drop_shard(self, shard_id: int) -> None:
+        """Close the sockets of one shard's sessions (code 4000); they stay resumable."""
+        for session in self.sessions.values():
+            if session.shard[0] == shard_id and session.socket is not None:
+                socket_, session.socket = session.socket, None
+                await socket_.close(code=4000)
+
+    def identifies_of(self, shard_id: int) -> int:
+        """IDENTIFYs (with the right token) that shard ``shard_id`` sent."""
+        return sum(1 for _, shard, _ in self.identify_log if shard[0] == shard_id)
 
     async def close_sessions(self, code: int, message: str) -> None:
         """Close every socket with ``code`` and forget the sessions (they cannot resume)."""
