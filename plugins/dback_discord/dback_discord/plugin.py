@@ -216,6 +216,11 @@ class DiscordPlugin:
             await self.session.close()
         self.client = self.runner = self.session = self.logins = None
 
+    @property
+    def dback_detail(self) -> str | None:
+        """The line ``dback plugins`` and the status page show under the plugin."""
+        return self.client.detail() if self.client is not None else None
+
     # -- data ------------------------------------------------------------------------------
 
     def _served(self, guild: discord.Guild) -> bool:

@@ -56,15 +56,13 @@ async def test_attachments_alone_get_a_placeholder_and_long_text_is_cut(
     assert messages == ["[attachment]", "x" * (MAX_LENGTH - 1) + "…"]
 
 
-async def test_filters_fail_closed_for_a_channel_that_cannot_be_resolved(
-    fake, monkeypatch, tmp_path
-):
-    """An archived thread the bot never saw: its parent is unknown, so no filter can be
-    checked; with a filter, the message is dropped. Without one, it is shown."""
+async def test_a_channel_that_cannot_be_resolved_is_not_relayed(fake, monkeypatch, tmp_path):
+    """An archived thread the bot never saw: its parent is unknown, so neither who can read
+    it nor any filter can be checked; the message is dropped, with or without filters."""
     said = [(ARCHIVED_THREAD, "from an archived thread", {})]
     ignoring = f"[guilds.{LOUNGE}]\nignore_channels = [{RANDOM}]\n"
     assert await heard(fake, monkeypatch, tmp_path, ignoring, said) == []
-    assert await heard(fake, monkeypatch, tmp_path, "", said) == ["from an archived thread"]
+    assert await heard(fake, monkeypatch, tmp_path, "", said) == []
 
 
 async def test_channels_can_be_filtered_by_name(fake, monkeypatch, tmp_path):
