@@ -327,7 +327,7 @@ class DzoneClient(discord.Client):
         """What ``dback plugins`` shows under the plugin: channels relayed, chat dropped."""
         parts = [self.relayed.describe()]
         if self.unlisted_chat:
-            parts.append(f"{self.unlisted_chat} messages from members on no map not shown")
+            parts.append(f"messages from members on no map dropped: {self.unlisted_chat}")
         return "; ".join(part for part in parts if part) or None
 
     # -- members ---------------------------------------------------------------------------

@@ -8,10 +8,12 @@ and the channel's permission overwrites. A thread or forum post follows its pare
 a private thread is never public. ``publish_channels`` names the channels relayed anyway,
 and ``listen_channels`` / ``ignore_channels`` narrow the result further.
 
-Every message is decided from discord.py's cache as it is when the message arrives, which
-discord.py updates from CHANNEL_*, THREAD_* and GUILD_ROLE_* dispatches in gateway order:
-a channel locked is not relayed from the next message on. What cannot be resolved - a
-channel or parent the bot never saw, a readers role that was deleted - is not relayed.
+Every message is decided from discord.py's cache as it is when the message is handled,
+which discord.py updates from CHANNEL_*, THREAD_* and GUILD_ROLE_* dispatches as they are
+read: a channel locked is not relayed from the next message on. (discord.py runs handlers
+as tasks, so a message read in the same instant as a lock is judged by the lock: the safe
+side.) What cannot be resolved - a channel or parent the bot never saw, a readers role that
+was deleted - is not relayed.
 """
 
 from __future__ import annotations

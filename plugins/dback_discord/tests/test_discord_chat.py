@@ -1,8 +1,12 @@
-"""Chat as people wrote it (names, emoji, attachments, a length cap), and only where allowed."""
+"""Chat as people wrote it (names, emoji, spoilers, attachments, stickers, a length cap), only
+where allowed, held for ``chat_delay``, and only from members on the map."""
 
 from __future__ import annotations
 
-from discord_world import ALICE, GENERAL, LOUNGE, RANDOM, discord_dback
+import asyncio
+
+from discord_fake import VIEW_CHANNEL
+from discord_world import ALICE, DAVE, GENERAL, LOUNGE, RANDOM, discord_dback
 
 from dback_core.testing import Client
 from dback_discord.chat import MAX_LENGTH
@@ -70,3 +74,67 @@ async def test_channels_can_be_filtered_by_name(fake, monkeypatch, tmp_path):
     config = f'[guilds.{LOUNGE}]\nignore_channels = ["#Random"]\n'
     said = [(RANDOM, "off topic", {}), (503, "in a thread of random", {}), (GENERAL, "ok", {})]
     assert await heard(fake, monkeypatch, tmp_path, config, said) == ["ok"]
+
+
+async def test_spoilers_are_never_shown_and_stickers_get_a_placeholder(fake, monkeypatch, tmp_path):
+    said = [
+        (GENERAL, "the killer is ||the butler|| and ||the\nmaid||", {}),
+        (GENERAL, "||whole message||", {}),
+        (GENERAL, r"plain \|\|bars\|\| and an open || pipe", {}),
+        (GENERAL, "", {"stickers": ["Wave"]}),
+        (GENERAL, "with text", {"stickers": ["Wave"]}),
+        (GENERAL, "", {"stickers": ["Wave"], "attachments": ["cat.png"]}),
+    ]
+    messages = await heard(fake, monkeypatch, tmp_path, "", said)
+    assert messages == [
+        "the killer is [spoiler] and [spoiler]",
+        "[spoiler]",
+        r"plain \|\|bars\|\| and an open || pipe",
+        "[sticker: Wave]",
+        "with text",
+        "[sticker: Wave]",
+    ]
+    assert not any("butler" in text or "maid" in text for text in messages)
+
+
+async def test_chat_delay_lets_a_delete_cancel_the_bubble(fake, monkeypatch, tmp_path):
+    """A message deleted (alone or in a purge) within ``chat_delay`` never reaches the
+    viewer; one left alone arrives after the delay; one whose channel is locked meanwhile
+    does not arrive either."""
+    delay = 0.5
+    config = f"[guilds.{LOUNGE}]\nchat_delay = {delay}\n"
+    async with discord_dback(fake, monkeypatch, tmp_path, config) as server:
+        async with Client(server) as client:
+            await client.join(str(LOUNGE))
+            loop = asyncio.get_running_loop()
+            spam = await fake.say(LOUNGE, GENERAL, ALICE, "spam, deleted by a bot")
+            await fake.delete_message(LOUNGE, GENERAL, spam)
+            purged = [await fake.say(LOUNGE, GENERAL, ALICE, f"purged {n}") for n in range(2)]
+            await fake.delete_messages(LOUNGE, GENERAL, purged)
+            await fake.say(LOUNGE, RANDOM, ALICE, "then the channel was locked")
+            await fake.set_overwrites(LOUNGE, RANDOM, {LOUNGE: (0, VIEW_CHANNEL)})
+            said_at = loop.time()
+            await fake.say(LOUNGE, GENERAL, ALICE, "kept")
+            await fake.say(LOUNGE, GENERAL, ALICE, SENTINEL)
+            first = await client.recv_type("message")
+            arrived_after = loop.time() - said_at
+            second = await client.recv_type("message")
+    assert [first["data"]["message"], second["data"]["message"]] == ["kept", SENTINEL]
+    # Held for the delay (call_later may fire a clock tick early).
+    assert arrived_after >= delay - 0.01
+
+
+async def test_chat_from_a_member_on_no_map_is_counted_not_sent(fake, monkeypatch, tmp_path):
+    """Dave is offline in a guild that hides offline members (he may be invisible): he has
+    no character, so the client would ignore his bubble; it is dropped and counted."""
+    config = f"[guilds.{LOUNGE}]\nhide_offline = true\n"
+    async with discord_dback(fake, monkeypatch, tmp_path, config) as server:
+        async with Client(server) as client:
+            join = await client.join(str(LOUNGE))
+            await fake.say(LOUNGE, GENERAL, DAVE, "nobody can see me")
+            await fake.say(LOUNGE, GENERAL, ALICE, SENTINEL)
+            message = await client.recv_type("message")
+            detail = server.plugins.find("dback-discord").detail
+    assert str(DAVE) not in join["data"]["users"]
+    assert message["data"] == {"uid": str(ALICE), "message": SENTINEL, "channel": str(GENERAL)}
+    assert "messages from members on no map dropped: 1" in (detail or "")
