@@ -273,6 +273,7 @@ class DzoneClient(discord.Client):
         """A Discord outage took the guild away: withdraw it rather than show it frozen."""
         log.warning("discord: guild %d is unavailable (Discord outage); withdrawn", guild.id)
         self.queue(LIST_REFRESH)
+        self.relayed.forget(guild.id)
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
         """A new guild, or one discord.py reports as joined when it arrives after READY."""
@@ -289,13 +290,13 @@ class DzoneClient(discord.Client):
 
     async def on_guild_role_create(self, role: discord.Role) -> None:
         self.recolours.role_changed(role)
-        self.recount(role.guild)
 
     async def on_guild_role_update(self, before: discord.Role, after: discord.Role) -> None:
         """A colour or a place in the order decides members' colours; a name does not."""
         if before.colour != after.colour or before.position != after.position:
             self.recolours.role_changed(after)
-        self.recount(after.guild)
+        if before.permissions != after.permissions:
+            self.recount(after.guild)
 
     async def on_guild_role_delete(self, role: discord.Role) -> None:
         self.recolours.role_changed(role)

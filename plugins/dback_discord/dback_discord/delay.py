@@ -17,15 +17,18 @@ HOLD_LIMIT = 10_000
 class HeldMessages:
     """Message ids waiting out their delay, each with what releases it."""
 
-    def __init__(self, limit: int = HOLD_LIMIT) -> None:
-        self.limit = limit
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = HOLD_LIMIT if limit is None else limit
         self._held: dict[int, asyncio.TimerHandle] = {}
 
     def __len__(self) -> int:
         return len(self._held)
 
     def hold(self, message_id: int, delay: float, release: Callable[[], None]) -> bool:
-        """Call ``release`` after ``delay`` seconds unless cancelled; False when full."""
+        """Call ``release`` after ``delay`` seconds unless cancelled; False when full. A
+        message already held (the same id delivered twice) keeps its first release."""
+        if message_id in self._held:
+            return True
         if len(self._held) >= self.limit:
             return False
         loop = asyncio.get_running_loop()
@@ -33,7 +36,7 @@ class HeldMessages:
         return True
 
     def _release(self, message_id: int, release: Callable[[], None]) -> None:
-        del self._held[message_id]
+        self._held.pop(message_id, None)
         release()
 
     def cancel(self, message_id: int) -> bool:

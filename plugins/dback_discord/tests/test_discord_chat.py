@@ -4,11 +4,13 @@ where allowed, held for ``chat_delay``, and only from members on the map."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from discord_fake import VIEW_CHANNEL
 from discord_world import ALICE, DAVE, GENERAL, LOUNGE, RANDOM, discord_dback
 
 from dback_core.testing import Client
+from dback_discord import delay
 from dback_discord.chat import MAX_LENGTH
 
 ARCHIVED_THREAD = 509
@@ -138,3 +140,21 @@ async def test_chat_from_a_member_on_no_map_is_counted_not_sent(fake, monkeypatc
     assert str(DAVE) not in join["data"]["users"]
     assert message["data"] == {"uid": str(ALICE), "message": SENTINEL, "channel": str(GENERAL)}
     assert "messages from members on no map dropped: 1" in (detail or "")
+
+
+async def test_beyond_the_hold_limit_chat_is_dropped_never_shown_early(
+    fake, monkeypatch, tmp_path, caplog
+):
+    monkeypatch.setattr(delay, "HOLD_LIMIT", 1)
+    config = f"[guilds.{LOUNGE}]\nchat_delay = 0.2\n"
+    async with discord_dback(fake, monkeypatch, tmp_path, config) as server:
+        async with Client(server) as client:
+            await client.join(str(LOUNGE))
+            with caplog.at_level(logging.WARNING):
+                await fake.say(LOUNGE, GENERAL, ALICE, "held")
+                await fake.say(LOUNGE, GENERAL, ALICE, "no room to hold")
+                first = await client.recv_type("message")
+                await fake.say(LOUNGE, GENERAL, ALICE, SENTINEL)
+                second = await client.recv_type("message")
+    assert [first["data"]["message"], second["data"]["message"]] == ["held", SENTINEL]
+    assert "1 messages already wait out chat_delay; one dropped" in caplog.text
