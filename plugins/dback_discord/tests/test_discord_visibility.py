@@ -4,6 +4,7 @@ discord.py against the fake Discord."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 from discord_fake import ADMINISTRATOR, EVERYONE_DEFAULT, FORUM, VIEW_CHANNEL
@@ -21,6 +22,17 @@ SENTINEL = "the end"
 
 def detail(server) -> str | None:
     return server.plugins.find("dback-discord").detail
+
+
+async def api_plugins(server) -> list[dict]:
+    """The plugins as ``/api/plugins`` lists them, over a real HTTP request."""
+    host, port = server.address
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET /api/plugins HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = await reader.read()
+    writer.close()
+    body = json.loads(raw.partition(b"\r\n\r\n")[2])
+    return list(body["plugins"])
 
 
 async def heard_until_sentinel(client: Client) -> list[str]:
@@ -71,9 +83,11 @@ async def test_only_channels_everyone_can_view_are_relayed(fake, monkeypatch, tm
             await fake.say(LOUNGE, GENERAL, ALICE, SENTINEL)
             heard = await heard_until_sentinel(client)
             shown = detail(server)
+            listed = await api_plugins(server)
     assert heard == ["public thread", "forum post", "random"]
     # Lounge: general, random, questions of 5 channels; Workshop: its one channel.
     assert shown == "chat relayed from channels: Lounge 3/5, Workshop 1/1"
+    assert {entry["name"]: entry["detail"] for entry in listed}["dback-discord"] == shown
 
 
 async def test_a_channel_locked_while_a_viewer_watches_stops_at_once(fake, monkeypatch, tmp_path):
