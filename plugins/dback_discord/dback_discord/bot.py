@@ -325,7 +325,8 @@ class DzoneClient(discord.Client):
         self.recount(channel.guild)
 
     def detail(self) -> str | None:
-        """What ``dback plugins`` shows under the plugin: channels relayed, chat dropped."""
+        """The plugin's detail line (status page, ``/api/plugins``): channels relayed per
+        guild, and chat dropped because its author is on no map."""
         parts = [self.relayed.describe()]
         if self.unlisted_chat:
             parts.append(f"messages from members on no map dropped: {self.unlisted_chat}")
@@ -354,7 +355,7 @@ class DzoneClient(discord.Client):
         options = self.config.guild(message.guild.id)
         if is_ignored(message.author, options) or not is_heard(message, message.guild, options):
             return
-        if not self._on_a_map(message):
+        if not self._on_a_map(message, message.guild):
             return
         text = message_text(message)
         if text is None:
@@ -371,19 +372,18 @@ class DzoneClient(discord.Client):
                 "discord: %d messages already wait out chat_delay; one dropped", self.held.limit
             )
 
-    def _on_a_map(self, message: discord.Message) -> bool:
+    def _on_a_map(self, message: discord.Message, guild: discord.Guild) -> bool:
         """Whether the author has a character on the map (the d-zone client ignores chat
         from anyone else): a cached member hidden while offline (``hide_offline``, or a
         guild over ``offline_above``) has none, so the message is counted and dropped."""
-        assert message.guild is not None
-        member = message.guild.get_member(message.author.id)
-        if member is None or is_listed(member, self.config.guild(message.guild.id)):
+        member = guild.get_member(message.author.id)
+        if member is None or is_listed(member, self.config.guild(guild.id)):
             return True
         self.unlisted_chat += 1
         log.debug(
             "discord: chat from member %d of guild %d not shown: offline and hidden, so on no map",
             member.id,
-            message.guild.id,
+            guild.id,
         )
         return False
 

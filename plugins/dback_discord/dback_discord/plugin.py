@@ -218,7 +218,8 @@ class DiscordPlugin:
 
     @property
     def dback_detail(self) -> str | None:
-        """The line ``dback plugins`` and the status page show under the plugin."""
+        """The line the status page and ``/api/plugins`` show under the plugin; None until
+        the bot has started."""
         return self.client.detail() if self.client is not None else None
 
     # -- data ------------------------------------------------------------------------------
