@@ -99,6 +99,17 @@ async def test_spoilers_are_never_shown_and_stickers_get_a_placeholder(fake, mon
     assert not any("butler" in text or "maid" in text for text in messages)
 
 
+async def held(server, count: int) -> None:
+    """Wait until ``count`` messages wait out ``chat_delay`` in the running bot."""
+    client = server.plugins.find("dback-discord").plugin.client
+
+    async def reached() -> None:
+        while len(client.held) != count:
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(reached(), 10)
+
+
 async def test_chat_delay_lets_a_delete_cancel_the_bubble(fake, monkeypatch, tmp_path):
     """A message deleted (alone or in a purge) within ``chat_delay`` never reaches the
     viewer; one left alone arrives after the delay; one whose channel is locked meanwhile
@@ -109,12 +120,13 @@ async def test_chat_delay_lets_a_delete_cancel_the_bubble(fake, monkeypatch, tmp
         async with Client(server) as client:
             await client.join(str(LOUNGE))
             loop = asyncio.get_running_loop()
+            await fake.say(LOUNGE, RANDOM, ALICE, "then the channel was locked")
+            await held(server, 1)  # waiting: the lock must stop it at the end of the delay
+            await fake.set_overwrites(LOUNGE, RANDOM, {LOUNGE: (0, VIEW_CHANNEL)})
             spam = await fake.say(LOUNGE, GENERAL, ALICE, "spam, deleted by a bot")
             await fake.delete_message(LOUNGE, GENERAL, spam)
             purged = [await fake.say(LOUNGE, GENERAL, ALICE, f"purged {n}") for n in range(2)]
             await fake.delete_messages(LOUNGE, GENERAL, purged)
-            await fake.say(LOUNGE, RANDOM, ALICE, "then the channel was locked")
-            await fake.set_overwrites(LOUNGE, RANDOM, {LOUNGE: (0, VIEW_CHANNEL)})
             said_at = loop.time()
             await fake.say(LOUNGE, GENERAL, ALICE, "kept")
             await fake.say(LOUNGE, GENERAL, ALICE, SENTINEL)
