@@ -199,12 +199,12 @@ publish_channels = [{RANDOM}]
 async def test_a_members_only_guild_may_choose_the_role_that_counts_as_readers(
     fake, monkeypatch, tmp_path, caplog
 ):
-    """@everyone sees nothing by default; the Mod role sees #general and #staff but not
-    #mod-log (#random is published anyway). After the role is deleted only #random is
+    """@everyone sees nothing by default; the Mod role sees #general and #staff (its allow
+    wins over the @everyone deny) but not #mod-log (#random is published anyway). After the role is deleted only #random is
     relayed, with one WARNING."""
     fake.guilds[LOUNGE].roles[EVERYONE]["permissions"] = "0"
     fake.guilds[LOUNGE].roles[MOD]["permissions"] = str(VIEW_CHANNEL)
-    fake.add_channel(LOUNGE, STAFF, "staff")
+    fake.add_channel(LOUNGE, STAFF, "staff", overwrites={**LOCKED, MOD: (VIEW_CHANNEL, 0)})
     fake.add_channel(LOUNGE, MOD_LOG, "mod-log", overwrites={MOD: (0, VIEW_CHANNEL)})
     fake.oauth_users = {"member-token": [LOUNGE]}
     async with discord_dback(fake, monkeypatch, tmp_path, READERS) as server:
