@@ -98,11 +98,13 @@ class RelayedChannels:
         #: Guild id -> (name shown, channels relayed, channels in all).
         self.counts: dict[int, tuple[str, int, int]] = {}
         self._role_missing: set[int] = set()
+        self._listened_private: set[int] = set()
 
     def recount(self, guild: discord.Guild, options: GuildOptions) -> None:
         channels = [c for c in guild.channels if not isinstance(c, discord.CategoryChannel)]
-        relayed = sum(is_relayed(channel.id, guild, options) for channel in channels)
-        self.counts[guild.id] = (options.alias or guild.name, relayed, len(channels))
+        relayed = [channel for channel in channels if is_relayed(channel.id, guild, options)]
+        self.counts[guild.id] = (options.alias or guild.name, len(relayed), len(channels))
+        self._point_out_listened_private(guild, options, channels, relayed)
         if readers(guild, options) is None and guild.id not in self._role_missing:
             self._role_missing.add(guild.id)
             log.warning(
@@ -111,6 +113,28 @@ class RelayedChannels:
                 guild.id,
                 options.readers_role,
             )
+
+    def _point_out_listened_private(
+        self,
+        guild: discord.Guild,
+        options: GuildOptions,
+        channels: list[discord.abc.GuildChannel],
+        relayed: list[discord.abc.GuildChannel],
+    ) -> None:
+        """``listen_channels`` naming a channel the readers cannot view only narrows: say
+        once per channel how to publish it, since before the readers rule it was shown."""
+        for channel in set(channels) - set(relayed):
+            if channel.id in self._listened_private or not options.hears_channel(_keys(channel)):
+                continue
+            if options.listen_channels & _keys(channel):
+                self._listened_private.add(channel.id)
+                log.warning(
+                    "discord: guild %d: #%s (%d) is in listen_channels but its readers cannot "
+                    "view it, so it is not relayed; add it to publish_channels to relay it",
+                    guild.id,
+                    channel.name,
+                    channel.id,
+                )
 
     def forget(self, guild_id: int) -> None:
         self.counts.pop(guild_id, None)

@@ -200,8 +200,8 @@ async def test_a_members_only_guild_may_choose_the_role_that_counts_as_readers(
     fake, monkeypatch, tmp_path, caplog
 ):
     """@everyone sees nothing by default; the Mod role sees #general and #staff (its allow
-    wins over the @everyone deny) but not #mod-log (#random is published anyway). After the role is deleted only #random is
-    relayed, with one WARNING."""
+    wins over the @everyone deny) but not #mod-log (#random is published anyway). After the
+    role is deleted only #random is relayed, with one WARNING."""
     fake.guilds[LOUNGE].roles[EVERYONE]["permissions"] = "0"
     fake.guilds[LOUNGE].roles[MOD]["permissions"] = str(VIEW_CHANNEL)
     fake.add_channel(LOUNGE, STAFF, "staff", overwrites={**LOCKED, MOD: (VIEW_CHANNEL, 0)})
@@ -227,3 +227,27 @@ async def test_a_members_only_guild_may_choose_the_role_that_counts_as_readers(
     assert after == "published"
     assert "Lounge 1/4" in gone
     assert f"readers_role {MOD} is not a role of the guild" in caplog.text
+
+
+async def test_listen_channels_never_publish_and_say_how_to(fake, monkeypatch, tmp_path, caplog):
+    """A configuration from before the readers rule that listens to #mod-log: it is no
+    longer relayed, and one WARNING names the key that would relay it."""
+    lock_down(fake)
+    config = f'[guilds.{LOUNGE}]\nlisten_channels = ["mod-log", {GENERAL}]\n'
+    with caplog.at_level(logging.WARNING):
+        async with discord_dback(fake, monkeypatch, tmp_path, config) as server:
+            async with Client(server) as client:
+                await client.join(str(LOUNGE))
+                await fake.say(LOUNGE, MOD_LOG, ALICE, "ban log")
+                await fake.say(LOUNGE, GENERAL, ALICE, SENTINEL)
+                heard = await heard_until_sentinel(client)
+                # Still private after this change: no second warning. Then opened to all.
+                await fake.set_overwrites(LOUNGE, MOD_LOG, {**LOCKED, MOD: (VIEW_CHANNEL, 0)})
+                await fake.set_overwrites(LOUNGE, MOD_LOG, {})
+                await wait_for_detail(server, "Lounge 2/5")
+    assert heard == []
+    warnings = [r.message for r in caplog.records if "is in listen_channels" in r.message]
+    assert warnings == [
+        f"discord: guild {LOUNGE}: #mod-log ({MOD_LOG}) is in listen_channels but its "
+        "readers cannot view it, so it is not relayed; add it to publish_channels to relay it"
+    ]
