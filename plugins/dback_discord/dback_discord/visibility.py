@@ -19,6 +19,7 @@ was deleted - is not relayed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import discord
 
@@ -102,9 +103,10 @@ class RelayedChannels:
 
     def recount(self, guild: discord.Guild, options: GuildOptions) -> None:
         channels = [c for c in guild.channels if not isinstance(c, discord.CategoryChannel)]
-        relayed = [channel for channel in channels if is_relayed(channel.id, guild, options)]
-        self.counts[guild.id] = (options.alias or guild.name, len(relayed), len(channels))
-        self._point_out_listened_private(guild, options, channels, relayed)
+        unrelayed = [c for c in channels if not is_relayed(c.id, guild, options)]
+        relayed = len(channels) - len(unrelayed)
+        self.counts[guild.id] = (options.alias or guild.name, relayed, len(channels))
+        self._point_out_listened_private(guild, options, unrelayed)
         if readers(guild, options) is None and guild.id not in self._role_missing:
             self._role_missing.add(guild.id)
             log.warning(
@@ -118,12 +120,11 @@ class RelayedChannels:
         self,
         guild: discord.Guild,
         options: GuildOptions,
-        channels: list[discord.abc.GuildChannel],
-        relayed: list[discord.abc.GuildChannel],
+        unrelayed: Sequence[discord.abc.GuildChannel],
     ) -> None:
         """``listen_channels`` naming a channel the readers cannot view only narrows: say
         once per channel how to publish it, since before the readers rule it was shown."""
-        for channel in set(channels) - set(relayed):
+        for channel in unrelayed:
             if channel.id in self._listened_private or not options.hears_channel(_keys(channel)):
                 continue
             if options.listen_channels & _keys(channel):

@@ -30,7 +30,7 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -534,14 +534,15 @@ class FakeDiscord:
         user_id: int,
         text: str,
         *,
-        attachments: list[str] = (),
-        stickers: list[str] = (),
+        attachments: Sequence[str] = (),
+        stickers: Sequence[str] = (),
     ) -> int:
         """A message; ``channel_id`` may be one the bot never heard of (an archived thread).
         ``attachments`` are file names, ``stickers`` sticker names. Returns the message id."""
         member = self.guilds[guild_id].members[user_id]
+        message_id = new_snowflake()
         message = {
-            "id": str(new_snowflake()),
+            "id": str(message_id),
             "type": 0,
             "channel_id": str(channel_id),
             "guild_id": str(guild_id),
@@ -577,7 +578,7 @@ class FakeDiscord:
             return message if intents & MESSAGE_CONTENT else {**message, "content": ""}
 
         await self._dispatch("MESSAGE_CREATE", build)
-        return int(message["id"])
+        return message_id
 
     async def delete_message(self, guild_id: int, channel_id: int, message_id: int) -> None:
         """MESSAGE_DELETE, as when a moderator or a moderation bot removes a message."""
