@@ -18,11 +18,13 @@ from dback_core.events import Event, Message, Refresh
 from dback_core.health import FAILED, SERVING, UNAVAILABLE
 from dback_discord.chat import is_heard, message_text
 from dback_discord.config import DiscordConfig
+from dback_discord.delay import HeldMessages
 from dback_discord.identify_pace import IdentifyPace
-from dback_discord.records import departure_event, is_ignored, presence_event
+from dback_discord.records import departure_event, is_ignored, is_listed, presence_event
 from dback_discord.roles import Recolours
 from dback_discord.session_starts import SessionBudget, SessionStartLimit
 from dback_discord.shards import READY, RECONNECTING, ShardStates, sharding_count
+from dback_discord.visibility import RelayedChannels
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +132,14 @@ class DzoneClient(discord.Client):
             lambda member: self.queue(presence_event(member, config.guild(member.guild.id))),
             lambda guild: self.queue(Refresh(str(guild.id))),
         )
+        self.relayed = RelayedChannels()
+        self.held = HeldMessages()
+        #: Messages from members who are on no map (see ``on_message``), since start.
+        self.unlisted_chat = 0
 
     async def close(self) -> None:
         self.recolours.cancel()
+        self.held.cancel_all()
         if self._stale is not None:
             self._stale.cancel()
             self._stale = None
@@ -352,19 +359,23 @@ class DzoneClient(discord.Client):
         outage left unavailable (withdrawn from the list until now)."""
         self.queue(LIST_REFRESH)
         self.queue(Refresh(str(guild.id)))
+        self.recount(guild)
 
     async def on_guild_unavailable(self, guild: discord.Guild) -> None:
         """A Discord outage took the guild away: withdraw it rather than show it frozen."""
         log.warning("discord: guild %d is unavailable (Discord outage); withdrawn", guild.id)
         self.queue(LIST_REFRESH)
+        self.relayed.forget(guild.id)
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
         """A new guild, or one discord.py reports as joined when it arrives after READY."""
         self.queue(LIST_REFRESH)
         self.queue(Refresh(str(guild.id)))
+        self.recount(guild)
 
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         self.queue(LIST_REFRESH)
+        self.relayed.forget(guild.id)
 
     async def on_guild_update(self, before: discord.Guild, after: discord.Guild) -> None:
         self.queue(LIST_REFRESH)
@@ -376,9 +387,42 @@ class DzoneClient(discord.Client):
         """A colour or a place in the order decides members' colours; a name does not."""
         if before.colour != after.colour or before.position != after.position:
             self.recolours.role_changed(after)
+        if before.permissions != after.permissions:
+            self.recount(after.guild)
 
     async def on_guild_role_delete(self, role: discord.Role) -> None:
         self.recolours.role_changed(role)
+        self.recount(role.guild)
+
+    # -- channels --------------------------------------------------------------------------
+
+    def recount(self, guild: discord.Guild) -> None:
+        """Count the guild's relayed channels again (see ``visibility``): only the health
+        detail reads the count, every message is decided afresh."""
+        if self.serves(guild.id):
+            self.relayed.recount(guild, self.config.guild(guild.id))
+        else:
+            self.relayed.forget(guild.id)
+
+    async def on_guild_channel_create(self, channel: discord.abc.GuildChannel) -> None:
+        self.recount(channel.guild)
+
+    async def on_guild_channel_update(
+        self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel
+    ) -> None:
+        """Overwrites changed, most likely: a channel locked is no longer relayed."""
+        self.recount(after.guild)
+
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        self.recount(channel.guild)
+
+    def detail(self) -> str | None:
+        """The plugin's detail line (status page, ``/api/plugins``): channels relayed per
+        guild, and chat dropped because its author is on no map."""
+        parts = [self.relayed.describe()]
+        if self.unlisted_chat:
+            parts.append(f"messages from members on no map dropped: {self.unlisted_chat}")
+        return "; ".join(part for part in parts if part) or None
 
     # -- members ---------------------------------------------------------------------------
 
@@ -403,12 +447,51 @@ class DzoneClient(discord.Client):
         options = self.config.guild(message.guild.id)
         if is_ignored(message.author, options) or not is_heard(message, message.guild, options):
             return
+        if not self._on_a_map(message, message.guild):
+            return
         text = message_text(message)
         if text is None:
             return
-        self.queue(
-            Message(str(message.guild.id), str(message.author.id), text, str(message.channel.id))
+        event = Message(
+            str(message.guild.id), str(message.author.id), text, str(message.channel.id)
         )
+        if not options.chat_delay:
+            self.queue(event)
+        elif not self.held.hold(
+            message.id, options.chat_delay, lambda: self._release(message, event)
+        ):
+            log.warning(
+                "discord: %d messages already wait out chat_delay; one dropped", self.held.limit
+            )
+
+    def _on_a_map(self, message: discord.Message, guild: discord.Guild) -> bool:
+        """Whether the author has a character on the map (the d-zone client ignores chat
+        from anyone else): a cached member hidden while offline (``hide_offline``, or a
+        guild over ``offline_above``) has none, so the message is counted and dropped."""
+        member = guild.get_member(message.author.id)
+        if member is None or is_listed(member, self.config.guild(guild.id)):
+            return True
+        self.unlisted_chat += 1
+        log.debug(
+            "discord: chat from member %d of guild %d not shown: offline and hidden, so on no map",
+            member.id,
+            guild.id,
+        )
+        return False
+
+    def _release(self, message: discord.Message, event: Message) -> None:
+        """The delay is over and the message was not deleted: show it if its channel is
+        still relayed (it may have been locked meanwhile)."""
+        guild = self.get_guild(message.guild.id) if message.guild is not None else None
+        if guild is not None and is_heard(message, guild, self.config.guild(guild.id)):
+            self.queue(event)
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        self.held.cancel(payload.message_id)
+
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        for message_id in payload.message_ids:
+            self.held.cancel(message_id)
 
 
 class ShardedDzoneClient(DzoneClient, discord.AutoShardedClient):

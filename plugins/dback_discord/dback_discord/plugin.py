@@ -121,11 +121,17 @@ class DiscordPlugin:
 
     @property
     def dback_detail(self) -> str | None:
-        """Each shard's state, whether chat is off and why, the session starts left."""
+        """The line the status page and ``/api/plugins`` show under the plugin: each shard's
+        state, whether chat is off and why, the session starts left, and the bot's own part
+        (channels relayed per guild, chat from members on no map); None before anything."""
         client = self.client
         parts = [self.message_content.detail()]
         if client is not None:
-            parts += [client.shard_states.describe(), client.session_starts.describe()]
+            parts += [
+                client.shard_states.describe(),
+                client.session_starts.describe(),
+                client.detail(),
+            ]
         return "; ".join(part for part in parts if part) or None
 
     # -- lifecycle -------------------------------------------------------------------------

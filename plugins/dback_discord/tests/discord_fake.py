@@ -7,11 +7,13 @@ reset token (4004), a gateway that is down, the application's ``bot_public`` fla
 chunks of 1,000 (with presences only when asked; guilds over ``PRESENCE_LIMIT`` get none at
 GUILD_CREATE), guild outages, the OAuth guild list (with outages and 429 + Retry-After),
 and the dispatches a test pushes (presence, chat with attachments or in unknown channels,
-members joining, changing and leaving, roles created, recoloured, moved and deleted, guilds
-joined, renamed and left). For bigger bots: ``GET /gateway/bot`` (recommended shards,
-``session_start_limit`` counted down at each IDENTIFY), several shards (each guild served by
-shard ``(guild_id >> 22) % shards``, close code 4011 for a shard with too many guilds), op 9
-storms, a per-bot set of allowed privileged intents, a shard's connection dropped and held.
+members joining, changing and leaving, roles created, recoloured, moved, re-permissioned and
+deleted, guilds joined, renamed and left, channels created, locked (permission overwrites)
+and deleted, threads and forum posts created, messages with stickers, messages deleted).
+For bigger bots: ``GET /gateway/bot`` (recommended shards, ``session_start_limit`` counted
+down at each IDENTIFY), several shards (each guild served by shard ``(guild_id >> 22) %
+shards``, close code 4011 for a shard with too many guilds), op 9 storms, a per-bot set of
+allowed privileged intents, a shard's connection dropped and held.
 Facts it depends on:
 
 - REST bodies need ``Content-Type: application/json`` with no charset, or discord.py
@@ -19,6 +21,8 @@ Facts it depends on:
 - ``PRESENCE_UPDATE`` carries a partial user (only ``id``) plus ``status``,
   ``client_status`` and ``activities``. Members without a presence are offline.
 - Roles carry both ``color`` (discord.py < 2.6) and ``colors.primary_color`` (>= 2.6).
+- Permissions (a role's ``permissions``, an overwrite's ``allow`` / ``deny``) are decimal
+  strings; an overwrite's ``type`` is 0 for a role, 1 for a member.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +58,13 @@ PRESENCE_LIMIT = 75_000
 #: Members per GUILD_MEMBERS_CHUNK, as Discord sends them.
 CHUNK_SIZE = 1000
 
+#: Permission bits (Discord's values).
+ADMINISTRATOR, VIEW_CHANNEL, SEND_MESSAGES, READ_MESSAGE_HISTORY = 1 << 3, 1 << 10, 1 << 11, 1 << 16
+#: What ``@everyone`` may do in a new guild, as far as a chat bot cares.
+EVERYONE_DEFAULT = VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY
+#: Channel types: text, voice, category, forum; public and private threads.
+TEXT, VOICE, CATEGORY, FORUM, PUBLIC_THREAD, PRIVATE_THREAD = 0, 2, 4, 15, 11, 12
+
 _ids = itertools.count(1)
 
 
@@ -63,6 +74,14 @@ def new_snowflake() -> int:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _overwrites(overwrites: dict[int, tuple[int, int]]) -> list[dict[str, Any]]:
+    """Role overwrites as Discord sends them: role id -> ``(allow, deny)`` bits."""
+    return [
+        {"id": str(role_id), "type": 0, "allow": str(allow), "deny": str(deny)}
+        for role_id, (allow, deny) in overwrites.items()
+    ]
 
 
 def user_object(user_id: int, name: str, bot: bool = False) -> dict[str, Any]:
@@ -186,18 +205,28 @@ class FakeDiscord:
     def add_guild(self, guild_id: int, name: str) -> Guild:
         guild = Guild(guild_id, name)
         self.guilds[guild_id] = guild
-        self.add_role(guild_id, guild_id, "@everyone", color=0, position=0)
+        self.add_role(
+            guild_id, guild_id, "@everyone", color=0, position=0, permissions=EVERYONE_DEFAULT
+        )
         guild.members[int(self.bot["id"])] = Member(self.bot, status="online")
         return guild
 
-    def add_role(self, guild_id: int, role_id: int, name: str, color: int, position: int) -> None:
+    def add_role(
+        self,
+        guild_id: int,
+        role_id: int,
+        name: str,
+        color: int,
+        position: int,
+        permissions: int = 0,
+    ) -> None:
         self.guilds[guild_id].roles[role_id] = {
             "id": str(role_id),
             "name": name,
             "color": color,
             "colors": {"primary_color": color, "secondary_color": None, "tertiary_color": None},
             "position": position,
-            "permissions": "0",
+            "permissions": str(permissions),
             "hoist": False,
             "managed": False,
             "mentionable": False,
@@ -206,24 +235,39 @@ class FakeDiscord:
             "flags": 0,
         }
 
-    def add_channel(self, guild_id: int, channel_id: int, name: str) -> None:
-        self.guilds[guild_id].channels[channel_id] = {
+    def add_channel(
+        self,
+        guild_id: int,
+        channel_id: int,
+        name: str,
+        *,
+        kind: int = TEXT,
+        overwrites: dict[int, tuple[int, int]] | None = None,
+    ) -> dict[str, Any]:
+        """A channel; ``overwrites`` maps role ids to ``(allow, deny)`` permission bits."""
+        channel = {
             "id": str(channel_id),
-            "type": 0,
+            "type": kind,
             "guild_id": str(guild_id),
             "name": name,
             "position": len(self.guilds[guild_id].channels),
-            "permission_overwrites": [],
+            "permission_overwrites": _overwrites(overwrites or {}),
             "parent_id": None,
             "nsfw": False,
             "rate_limit_per_user": 0,
         }
+        if kind == FORUM:
+            channel.update(available_tags=[], default_reaction_emoji=None, flags=0)
+        self.guilds[guild_id].channels[channel_id] = channel
+        return channel
 
-    def add_thread(self, guild_id: int, thread_id: int, parent_id: int, name: str) -> None:
-        """A public thread in channel ``parent_id``, active when the bot logs in."""
-        self.guilds[guild_id].threads[thread_id] = {
+    def add_thread(
+        self, guild_id: int, thread_id: int, parent_id: int, name: str, *, private: bool = False
+    ) -> dict[str, Any]:
+        """A thread (or forum post) in channel ``parent_id``, active when the bot logs in."""
+        thread = self.guilds[guild_id].threads[thread_id] = {
             "id": str(thread_id),
-            "type": 11,
+            "type": PRIVATE_THREAD if private else PUBLIC_THREAD,
             "guild_id": str(guild_id),
             "parent_id": str(parent_id),
             "owner_id": self.bot["id"],
@@ -237,6 +281,7 @@ class FakeDiscord:
                 "locked": False,
             },
         }
+        return thread
 
     def add_member(
         self,
@@ -571,13 +616,15 @@ class FakeDiscord:
         user_id: int,
         text: str,
         *,
-        attachments: list[str] = (),
-    ) -> None:
+        attachments: Sequence[str] = (),
+        stickers: Sequence[str] = (),
+    ) -> int:
         """A message; ``channel_id`` may be one the bot never heard of (an archived thread).
-        ``attachments`` are file names."""
+        ``attachments`` are file names, ``stickers`` sticker names. Returns the message id."""
         member = self.guilds[guild_id].members[user_id]
+        message_id = new_snowflake()
         message = {
-            "id": str(new_snowflake()),
+            "id": str(message_id),
             "type": 0,
             "channel_id": str(channel_id),
             "guild_id": str(guild_id),
@@ -600,6 +647,9 @@ class FakeDiscord:
                 }
                 for name in attachments
             ],
+            "sticker_items": [
+                {"id": str(new_snowflake()), "name": name, "format_type": 1} for name in stickers
+            ],
             "embeds": [],
             "components": [],
             "pinned": False,
@@ -610,6 +660,55 @@ class FakeDiscord:
             return message if intents & MESSAGE_CONTENT else {**message, "content": ""}
 
         await self._dispatch("MESSAGE_CREATE", build)
+        return message_id
+
+    async def delete_message(self, guild_id: int, channel_id: int, message_id: int) -> None:
+        """MESSAGE_DELETE, as when a moderator or a moderation bot removes a message."""
+        payload = {"id": str(message_id), "channel_id": str(channel_id), "guild_id": str(guild_id)}
+        await self._dispatch("MESSAGE_DELETE", lambda intents: payload)
+
+    async def delete_messages(self, guild_id: int, channel_id: int, message_ids: list[int]) -> None:
+        """MESSAGE_DELETE_BULK (a purge)."""
+        payload = {
+            "ids": [str(message_id) for message_id in message_ids],
+            "channel_id": str(channel_id),
+            "guild_id": str(guild_id),
+        }
+        await self._dispatch("MESSAGE_DELETE_BULK", lambda intents: payload)
+
+    async def create_channel(
+        self, guild_id: int, channel_id: int, name: str, **options: Any
+    ) -> None:
+        """CHANNEL_CREATE; ``options`` as for ``add_channel``."""
+        channel = self.add_channel(guild_id, channel_id, name, **options)
+        await self._dispatch("CHANNEL_CREATE", lambda intents: dict(channel))
+
+    async def set_overwrites(
+        self, guild_id: int, channel_id: int, overwrites: dict[int, tuple[int, int]]
+    ) -> None:
+        """CHANNEL_UPDATE with new permission overwrites (role id -> ``(allow, deny)``)."""
+        channel = self.guilds[guild_id].channels[channel_id]
+        channel["permission_overwrites"] = _overwrites(overwrites)
+        await self._dispatch("CHANNEL_UPDATE", lambda intents: dict(channel))
+
+    async def delete_channel(self, guild_id: int, channel_id: int) -> None:
+        channel = self.guilds[guild_id].channels.pop(channel_id)
+        await self._dispatch("CHANNEL_DELETE", lambda intents: channel)
+
+    async def create_thread(
+        self, guild_id: int, thread_id: int, parent_id: int, name: str, *, private: bool = False
+    ) -> None:
+        """THREAD_CREATE for a thread (or a forum post) just opened in ``parent_id``."""
+        thread = self.add_thread(guild_id, thread_id, parent_id, name, private=private)
+        payload = {**thread, "newly_created": True}
+        await self._dispatch("THREAD_CREATE", lambda intents: payload)
+
+    async def set_role_permissions(self, guild_id: int, role_id: int, permissions: int) -> None:
+        """GUILD_ROLE_UPDATE with new permissions (``@everyone``'s id is the guild's)."""
+        role = self.guilds[guild_id].roles[role_id]
+        role["permissions"] = str(permissions)
+        payload = {"guild_id": str(guild_id), "role": dict(role)}
+        await self._dispatch("GUILD_ROLE_UPDATE", lambda intents: payload)
 
     async def join_member(self, guild_id: int, user_id: int, name: str, **options: Any) -> None:
         member = self.add_member(guild_id, user_id, name, **options)
