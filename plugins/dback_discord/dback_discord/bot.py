@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import discord
 
@@ -18,9 +19,14 @@ from dback_core.health import FAILED, SERVING, UNAVAILABLE
 from dback_discord.chat import is_heard, message_text
 from dback_discord.chunk_retries import ChunkRetries
 from dback_discord.config import DiscordConfig
+from dback_discord.delay import HeldMessages
+from dback_discord.identify_pace import IdentifyPace
 from dback_discord.missing_members import MissingMembers
-from dback_discord.records import departure_event, is_ignored, presence_event
+from dback_discord.records import departure_event, is_ignored, is_listed, presence_event
 from dback_discord.roles import Recolours
+from dback_discord.session_starts import SessionBudget, SessionStartLimit
+from dback_discord.shards import READY, RECONNECTING, ShardStates, sharding_count
+from dback_discord.visibility import RelayedChannels
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +77,15 @@ class EventQueue:
         return items
 
 
-def required_intents() -> discord.Intents:
-    """Guilds, members, presences and message text; the last three are privileged."""
+def required_intents(chat: bool = True) -> discord.Intents:
+    """Guilds, members, presences and, with ``chat``, message text; members, presences and
+    message content are privileged. Without chat no message is asked for at all."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.members = True
     intents.presences = True
-    intents.guild_messages = True
-    intents.message_content = True
+    intents.guild_messages = chat
+    intents.message_content = chat
     intents.moderation = True  # bans: a banned viewer is taken out at once (not privileged)
     return intents
 
@@ -97,12 +104,21 @@ class DzoneClient(discord.Client):
     others' events are dropped here, and the plugin leaves them out of its guild list.
     """
 
-    def __init__(self, config: DiscordConfig, events: EventQueue, health: HealthReport) -> None:
+    def __init__(
+        self,
+        config: DiscordConfig,
+        events: EventQueue,
+        health: HealthReport,
+        *,
+        chat: bool = True,
+        **options: Any,
+    ) -> None:
         super().__init__(
-            intents=required_intents(),
+            intents=required_intents(chat),
             guild_ready_timeout=config.bot.guild_ready_timeout,
             # Presences of members discord.py has not cached: see ``MissingMembers``.
             enable_raw_presences=True,
+            **options,
         )
         self.config = config
         self.events = events
@@ -114,11 +130,22 @@ class DzoneClient(discord.Client):
         self.bot_public = True
         self._skipped: set[int] = set()
         self._stale: asyncio.TimerHandle | None = None
+        self.shard_states = ShardStates()
+        self.session_starts = SessionBudget(config.bot.session_reserve)
+        self.identify_pace = IdentifyPace(
+            config.bot.reidentify_delay, config.bot.reidentify_max, config.bot.stable_session
+        )
+        #: The shard count ``GET /gateway/bot`` recommends (read in ``setup_hook``).
+        self.recommended_shards = 1
         self.recolours = Recolours(
             config.bot.role_interval,
             lambda member: self.queue(presence_event(member, config.guild(member.guild.id))),
             lambda guild: self.queue(Refresh(str(guild.id))),
         )
+        self.relayed = RelayedChannels()
+        self.held = HeldMessages()
+        #: Messages from members who are on no map (see ``on_message``), since start.
+        self.unlisted_chat = 0
         self.chunk_retries = ChunkRetries(self, lambda guild: self.queue(Refresh(str(guild.id))))
         self.missing = MissingMembers(
             lambda member: self.queue(presence_event(member, config.guild(member.guild.id)))
@@ -126,6 +153,7 @@ class DzoneClient(discord.Client):
 
     async def close(self) -> None:
         self.recolours.cancel()
+        self.held.cancel_all()
         self.chunk_retries.cancel()
         self.missing.cancel()
         if self._stale is not None:
@@ -133,17 +161,41 @@ class DzoneClient(discord.Client):
             self._stale = None
         await super().close()
 
+    @property
+    def sharded(self) -> bool:
+        return isinstance(self, discord.AutoShardedClient)
+
+    @property
+    def shard_total(self) -> int:
+        return (self.shard_count or 1) if self.sharded else 1
+
     async def setup_hook(self) -> None:
-        """After login, before the gateway: read whether the bot is public.
+        """After login, before the gateway: read whether the bot is public, and the bot's
+        gateway figures (recommended shards, session starts left).
 
         discord.py's login already fetched the application (``Client.application``); an
-        application it could not read counts as public, the safe side.
+        application it could not read counts as public, the safe side. The first session
+        starts are counted here, before any is spent: a budget already at its reserve
+        raises ``SessionStartsSpent`` and no shard identifies.
         """
         application = self.application
         self.bot_public = application is None or bool(application.bot_public)
         log.info("discord: the bot is %s", "public" if self.bot_public else "private")
         self._chunk_with_presences()
         self.chunk_retries.install()
+        shards, _url, limit = await self.http.get_bot_gateway()
+        self.recommended_shards = max(1, int(shards))
+        self.session_starts.update(SessionStartLimit.from_gateway(limit))
+        if self.sharded and self.shard_count is None:
+            self.shard_count = sharding_count(self.config.bot.shards, self.recommended_shards)
+        self.session_starts.spend(self.shard_total)
+        self.shard_states.expect(self.shard_total)
+        log.info(
+            "discord: %d gateway connection(s) (Discord recommends %d); %s",
+            self.shard_total,
+            self.recommended_shards,
+            self.session_starts.describe(),
+        )
 
     def _chunk_with_presences(self) -> None:
         """Ask for presences with every member chunk.
@@ -215,8 +267,21 @@ class DzoneClient(discord.Client):
         self.events.put_nowait(event)
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        if not initial:
-            await asyncio.sleep(self.config.bot.reidentify_delay)
+        """Pace IDENTIFYs (see ``identify_pace``) and count the new sessions against the
+        day's budget; the first of each shard was counted in ``setup_hook``."""
+        shard = shard_id or 0
+        step = self.identify_pace.next(shard, initial, self.session_starts.max_concurrency)
+        if step.again:
+            self.session_starts.spend()
+            log.info(
+                "discord: shard %d starts a new session (%d in a row without a stable one); "
+                "identifying in %gs",
+                shard,
+                step.streak,
+                step.delay,
+            )
+        if step.delay:
+            await asyncio.sleep(step.delay)
 
     # -- connection ------------------------------------------------------------------------
 
@@ -225,24 +290,58 @@ class DzoneClient(discord.Client):
 
         Events missed while disconnected are gone. Every guild of the new session has been
         reloaded by ``on_guild_available`` (or ``on_guild_join``) as its data arrived; the
-        guild list is reloaded here too, for guilds the bot left meanwhile.
+        guild list is reloaded here too, for guilds the bot left meanwhile. A sharded client
+        says this once, when all its shards are first ready; each shard's own sessions are
+        followed by ``on_shard_ready``.
         """
         log.info("discord: logged in as %s, %d guilds", self.user, len(self.guilds))
-        self._connected()
+        if not self.sharded:
+            self._session_ready(0)
         if self.first_ready.is_set():
             self.queue(LIST_REFRESH)
         self.first_ready.set()
 
     async def on_resumed(self) -> None:
-        log.info("discord: session resumed")
-        self._connected()
+        if not self.sharded:
+            self._resumed(0)
 
     async def on_disconnect(self) -> None:
-        """discord.py reconnects by itself. If that takes ``unavailable_after`` seconds the
-        plugin reports itself unavailable (``/readyz`` 503, last data still shown); after
+        if not self.sharded:
+            self._lost(0)
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        """A shard's new session is up, its guilds loaded."""
+        self._session_ready(shard_id)
+        if self.first_ready.is_set():
+            self.queue(LIST_REFRESH)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self._resumed(shard_id)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self._lost(shard_id)
+
+    def _session_ready(self, shard_id: int) -> None:
+        self.identify_pace.ready(shard_id)
+        self.shard_states.mark(shard_id, READY)
+        if self.shard_states.all_ready():
+            self._connected()
+
+    def _resumed(self, shard_id: int) -> None:
+        log.info("discord: shard %d resumed its session", shard_id)
+        self.shard_states.mark(shard_id, READY)
+        if self.shard_states.all_ready():
+            self._connected()
+
+    def _lost(self, shard_id: int) -> None:
+        """discord.py reconnects by itself. If a shard takes ``unavailable_after`` seconds
+        the plugin reports itself unavailable (``/readyz`` 503, last data still shown); after
         ``withdraw_after`` more it reports failed, which withdraws its guilds: a world that
         has not heard from Discord for minutes is not presented as live."""
-        if self._stale is None and not self.is_closed():
+        if self.is_closed():
+            return
+        self.shard_states.mark(shard_id, RECONNECTING)
+        if self._stale is None:
             delay = self.config.bot.unavailable_after
             self._stale = asyncio.get_running_loop().call_later(delay, self._still_disconnected)
 
@@ -277,19 +376,23 @@ class DzoneClient(discord.Client):
         outage left unavailable (withdrawn from the list until now)."""
         self.queue(LIST_REFRESH)
         self.queue(Refresh(str(guild.id)))
+        self.recount(guild)
 
     async def on_guild_unavailable(self, guild: discord.Guild) -> None:
         """A Discord outage took the guild away: withdraw it rather than show it frozen."""
         log.warning("discord: guild %d is unavailable (Discord outage); withdrawn", guild.id)
         self.queue(LIST_REFRESH)
+        self.relayed.forget(guild.id)
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
         """A new guild, or one discord.py reports as joined when it arrives after READY."""
         self.queue(LIST_REFRESH)
         self.queue(Refresh(str(guild.id)))
+        self.recount(guild)
 
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         self.queue(LIST_REFRESH)
+        self.relayed.forget(guild.id)
 
     async def on_guild_update(self, before: discord.Guild, after: discord.Guild) -> None:
         self.queue(LIST_REFRESH)
@@ -301,9 +404,43 @@ class DzoneClient(discord.Client):
         """A colour or a place in the order decides members' colours; a name does not."""
         if before.colour != after.colour or before.position != after.position:
             self.recolours.role_changed(after)
+        if before.permissions != after.permissions:
+            self.recount(after.guild)
 
     async def on_guild_role_delete(self, role: discord.Role) -> None:
         self.recolours.role_changed(role)
+        self.recount(role.guild)
+
+    # -- channels --------------------------------------------------------------------------
+
+    def recount(self, guild: discord.Guild) -> None:
+        """Count the guild's relayed channels again (see ``visibility``): only the health
+        detail reads the count, every message is decided afresh."""
+        if self.serves(guild.id):
+            self.relayed.recount(guild, self.config.guild(guild.id))
+        else:
+            self.relayed.forget(guild.id)
+
+    async def on_guild_channel_create(self, channel: discord.abc.GuildChannel) -> None:
+        self.recount(channel.guild)
+
+    async def on_guild_channel_update(
+        self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel
+    ) -> None:
+        """Overwrites changed, most likely: a channel locked is no longer relayed."""
+        self.recount(after.guild)
+
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        self.recount(channel.guild)
+
+    def detail(self) -> str | None:
+        """The plugin's detail line (status page, ``/api/plugins``): channels relayed per
+        guild, chat dropped because its author is on no map, and member lists still
+        incomplete because Discord rate limited them."""
+        parts = [self.relayed.describe(), *self.chunk_retries.detail()]
+        if self.unlisted_chat:
+            parts.append(f"messages from members on no map dropped: {self.unlisted_chat}")
+        return "; ".join(part for part in parts if part) or None
 
     # -- members ---------------------------------------------------------------------------
 
@@ -355,9 +492,56 @@ class DzoneClient(discord.Client):
         options = self.config.guild(message.guild.id)
         if is_ignored(message.author, options) or not is_heard(message, message.guild, options):
             return
+        if not self._on_a_map(message, message.guild):
+            return
         text = message_text(message)
         if text is None:
             return
-        self.queue(
-            Message(str(message.guild.id), str(message.author.id), text, str(message.channel.id))
+        event = Message(
+            str(message.guild.id), str(message.author.id), text, str(message.channel.id)
         )
+        if not options.chat_delay:
+            self.queue(event)
+        elif not self.held.hold(
+            message.id, options.chat_delay, lambda: self._release(message, event)
+        ):
+            log.warning(
+                "discord: %d messages already wait out chat_delay; one dropped", self.held.limit
+            )
+
+    def _on_a_map(self, message: discord.Message, guild: discord.Guild) -> bool:
+        """Whether the author has a character on the map (the d-zone client ignores chat
+        from anyone else): a cached member hidden while offline (``hide_offline``, or a
+        guild over ``offline_above``) has none, so the message is counted and dropped."""
+        member = guild.get_member(message.author.id)
+        if member is None or is_listed(member, self.config.guild(guild.id)):
+            return True
+        self.unlisted_chat += 1
+        log.debug(
+            "discord: chat from member %d of guild %d not shown: offline and hidden, so on no map",
+            member.id,
+            guild.id,
+        )
+        return False
+
+    def _release(self, message: discord.Message, event: Message) -> None:
+        """The delay is over and the message was not deleted: show it if its channel is
+        still relayed (it may have been locked meanwhile)."""
+        guild = self.get_guild(message.guild.id) if message.guild is not None else None
+        if guild is not None and is_heard(message, guild, self.config.guild(guild.id)):
+            self.queue(event)
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        self.held.cancel(payload.message_id)
+
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        for message_id in payload.message_ids:
+            self.held.cancel(message_id)
+
+
+class ShardedDzoneClient(DzoneClient, discord.AutoShardedClient):
+    """The same client over several gateway connections (discord.py's sharded client).
+
+    ``shard_count`` None means Discord's recommended count, resolved in ``setup_hook``
+    from the same ``GET /gateway/bot`` answer that gives the session starts.
+    """

@@ -1,13 +1,13 @@
-"""Chat messages as people wrote them, and only from channels the configuration allows.
+"""Chat messages as people wrote them, and only from channels that are relayed.
 
 The text is discord.py's ``clean_content`` - mentions of members, roles and channels shown
 as ``@name`` / ``#name`` the way the Discord client shows them, ``@everyone`` defused - with
-custom emoji shown as ``:name:`` (as the original d-zone bot did), a short placeholder for a
-message that is only attachments, and a length cap.
+custom emoji shown as ``:name:`` (as the original d-zone bot did), spoilers hidden behind a
+placeholder (the Discord client hides them until clicked; a bubble cannot be clicked), a
+short placeholder for a message that is only attachments or a sticker, and a length cap.
 
-Channel filters fail closed: when any filter applies and the message's channel (or, for a
-thread, its parent channel) is not known to discord.py's cache - an archived thread, a
-channel the bot cannot see - the message is dropped rather than guessed at.
+Which channels are relayed is ``visibility``'s decision; it fails closed: a channel (or a
+thread's parent) unknown to discord.py's cache is not relayed.
 """
 
 from __future__ import annotations
@@ -16,18 +16,25 @@ import re
 
 import discord
 
-from dback_discord.config import GuildOptions, channel_name
+from dback_discord.config import GuildOptions
+from dback_discord.visibility import is_relayed
 
 #: Longest text shown; longer messages are cut and end with an ellipsis.
 MAX_LENGTH = 300
 ATTACHMENT = "[attachment]"
+SPOILER = "[spoiler]"
+STICKER = "[sticker: {}]"
 
 _CUSTOM_EMOJI = re.compile(r"<a?:([A-Za-z0-9_~]+):\d+>")
+#: ``||hidden||``, also over several lines; ``\|\|`` is two plain bars in Discord.
+_SPOILER = re.compile(r"(?<!\\)\|\|.+?(?<!\\)\|\|", re.DOTALL)
 
 
 def message_text(message: discord.Message) -> str | None:
     """What the map shows for ``message``, or None when there is nothing to show."""
-    text = _CUSTOM_EMOJI.sub(r":\1:", message.clean_content).strip()
+    text = _SPOILER.sub(SPOILER, _CUSTOM_EMOJI.sub(r":\1:", message.clean_content)).strip()
+    if not text and message.stickers:
+        text = STICKER.format(message.stickers[0].name)
     if not text and message.attachments:
         text = ATTACHMENT
     if not text:
@@ -37,22 +44,6 @@ def message_text(message: discord.Message) -> str | None:
     return text
 
 
-def channel_keys(channel: object, guild: discord.Guild) -> set[int | str] | None:
-    """The ids and names the channel filters compare against: the channel's and, for a
-    thread, its parent's. None when either cannot be resolved from the cache."""
-    if isinstance(channel, discord.Thread):
-        parent = guild.get_channel(channel.parent_id) if channel.parent_id else None
-        if parent is None:
-            return None
-        return {channel.id, channel_name(channel.name), parent.id, channel_name(parent.name)}
-    if isinstance(channel, discord.abc.GuildChannel) and guild.get_channel(channel.id):
-        return {channel.id, channel_name(channel.name)}
-    return None
-
-
 def is_heard(message: discord.Message, guild: discord.Guild, options: GuildOptions) -> bool:
-    """Whether the channel filters let ``message`` (sent in ``guild``) through."""
-    if not options.filters_channels:
-        return True
-    keys = channel_keys(message.channel, guild)
-    return keys is not None and options.hears_channel(keys)
+    """Whether ``message`` (sent in ``guild``) is relayed from its channel, as it is now."""
+    return is_relayed(message.channel.id, guild, options)

@@ -13,10 +13,11 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dback_core import NotConfigured, SettingsError
 from dback_core.settings import Setting, read
+from dback_discord.shards import AUTO
 
 TOKEN_ENV = "DBACK_DISCORD_TOKEN"
 CONFIG_ENV = "DBACK_DISCORD_CONFIG"
@@ -57,6 +58,13 @@ class GuildOptions:
     #: Channels by id or by name (lower case, without ``#``); names match any channel so named.
     ignore_channels: frozenset[int | str] = frozenset()
     listen_channels: frozenset[int | str] = frozenset()
+    #: Channels relayed although their readers (below) cannot view them; per guild only.
+    publish_channels: frozenset[int | str] = frozenset()
+    #: The role whose view of a channel makes it public; None means ``@everyone``. Only for
+    #: a ``discord_login`` guild, whose viewers are members (see README, "What is published").
+    readers_role: int | None = None
+    #: Seconds a message waits before it is shown; deleted meanwhile, it never is.
+    chat_delay: float = 0.0
     hide_offline: bool = False
     #: Above this many members, offline members are left out of the map (see README).
     offline_above: int = 20_000
@@ -86,8 +94,16 @@ class BotOptions:
     #: Seconds discord.py waits after the last guild arrives before it is "ready".
     guild_ready_timeout: float = 2.0
     #: Seconds to wait before identifying again after a session could not be resumed;
-    #: Discord limits identifies, so only tests should lower it.
+    #: Discord limits identifies, so only tests should lower it. Doubles while new sessions
+    #: keep being invalidated, up to ``reidentify_max``; starts over after a session that
+    #: stayed up ``stable_session`` seconds. Shards start this far apart too.
     reidentify_delay: float = 5.0
+    reidentify_max: float = 300.0
+    stable_session: float = 60.0
+    #: Daily session starts never spent: identifying stops while this many are left.
+    session_reserve: int = 50
+    #: Gateway connections: a count, or ``"auto"`` for the number Discord recommends.
+    shards: int | str = 1
     #: Seconds without a gateway connection before the plugin reports itself unavailable.
     unavailable_after: float = 30.0
     #: Further seconds without a connection before its guilds are withdrawn (``failed``).
@@ -166,14 +182,19 @@ _GUILD_KEYS: dict[str, tuple[type, ...]] = {
     "ignore_bots": (bool,),
     "ignore_channels": (list,),
     "listen_channels": (list,),
+    "publish_channels": (list,),
+    "readers_role": (str, int),
+    "chat_delay": (int, float),
     "hide_offline": (bool,),
     "offline_above": (int,),
     "max_listed": (int,),
 }
 _ID_LISTS = {"ignore_users"}
-_CHANNEL_LISTS = {"ignore_channels", "listen_channels"}
+_CHANNEL_LISTS = {"ignore_channels", "listen_channels", "publish_channels"}
 #: Keys that name one guild, so a ``[defaults]`` value would apply to all of them.
-_ONE_GUILD_KEYS = {"short_id", "default"}
+_ONE_GUILD_KEYS = {"short_id", "default", "readers_role"}
+#: The longest ``chat_delay``: messages wait in memory meanwhile.
+MAX_CHAT_DELAY = 60.0
 
 
 def _number_keys(options: type) -> dict[str, tuple[type, ...]]:
@@ -185,7 +206,7 @@ def _number_keys(options: type) -> dict[str, tuple[type, ...]]:
     }
 
 
-_BOT_KEYS = _number_keys(BotOptions)
+_BOT_KEYS = {**_number_keys(BotOptions), "shards": (int, str)}
 _LOGIN_KEYS = _number_keys(LoginLimits)
 _POSITIVE = {"rate", "burst", "concurrency", "cache_size"}
 
@@ -197,6 +218,11 @@ def _snowflake(value: Any, where: str) -> int:
     return int(text)
 
 
+def _has_type(value: Any, types: tuple[type, ...]) -> bool:
+    """Whether a TOML value has one of ``types``; a bool is not taken for a number."""
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
+
+
 def _check_table(table: Any, keys: dict[str, tuple[type, ...]], where: str) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
@@ -205,14 +231,18 @@ def _check_table(table: Any, keys: dict[str, tuple[type, ...]], where: str) -> d
         if key not in keys:
             raise ConfigError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(keys))}")
         types = keys[key]
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        if not _has_type(value, types):
             raise ConfigError(f"{where}.{key}: {value!r} has the wrong type")
         if key in _ID_LISTS:
-            value = frozenset(_snowflake(item, f"{where}.{key}") for item in value)
+            value = frozenset(_snowflake(item, f"{where}.{key}") for item in cast(list[Any], value))
         elif key in _CHANNEL_LISTS:
-            value = frozenset(_channel(item, f"{where}.{key}") for item in value)
+            value = frozenset(_channel(item, f"{where}.{key}") for item in cast(list[Any], value))
         elif key == "client_id":
             value = str(value)
+        elif key == "readers_role":
+            value = _snowflake(value, f"{where}.{key}")
+        elif key == "chat_delay" and not 0 <= value <= MAX_CHAT_DELAY:
+            raise ConfigError(f"{where}.{key}: must be between 0 and {MAX_CHAT_DELAY:g} seconds")
         elif isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             raise ConfigError(f"{where}.{key}: must not be negative")
         if key in _POSITIVE and value <= 0:
@@ -242,6 +272,7 @@ def parse_config(token: str, document: Mapping[str, Any], source: str = "config"
     if unknown:
         raise ConfigError(f"{source}: unknown table(s) {', '.join(sorted(unknown))}")
     bot = BotOptions(**_check_table(document.get("bot", {}), _BOT_KEYS, f"{source}: bot"))
+    _check_shards(bot.shards, f"{source}: bot.shards")
     login = LoginLimits(**_check_table(document.get("login", {}), _LOGIN_KEYS, f"{source}: login"))
     default_options = _check_table(document.get("defaults", {}), _GUILD_KEYS, f"{source}: defaults")
     misplaced = sorted(_ONE_GUILD_KEYS & set(default_options))
@@ -249,6 +280,11 @@ def parse_config(token: str, document: Mapping[str, Any], source: str = "config"
         raise ConfigError(
             f"{source}: defaults.{misplaced[0]}: names one guild; "
             "set it in that guild's [guilds.<id>] table"
+        )
+    if "publish_channels" in default_options:
+        raise ConfigError(
+            f"{source}: defaults.publish_channels: a channel members cannot read is published "
+            "only by naming it in its guild's [guilds.<id>] table"
         )
     defaults = GuildOptions(**default_options)
     tables = document.get("guilds", {})
@@ -260,7 +296,12 @@ def parse_config(token: str, document: Mapping[str, Any], source: str = "config"
         options = _check_table(table, _GUILD_KEYS, where)
         # A guild's own table enables it unless it says otherwise, whatever [defaults] says:
         # ``[defaults] enabled = false`` plus tables makes an allow-list.
-        guilds[_snowflake(key, where)] = replace(defaults, **{"enabled": True, **options})
+        guild = guilds[_snowflake(key, where)] = replace(defaults, **{"enabled": True, **options})
+        if guild.readers_role is not None and not guild.discord_login:
+            raise ConfigError(
+                f"{where}.readers_role: needs discord_login = true; without it anyone can "
+                "watch, so only what @everyone can read is published"
+            )
     _check_unique(guilds, source)
     return DiscordConfig(
         token=token,
@@ -271,6 +312,13 @@ def parse_config(token: str, document: Mapping[str, Any], source: str = "config"
         serve_unlisted=default_options.get("enabled"),
         source=source,
     )
+
+
+def _check_shards(value: int | str, where: str) -> None:
+    """``shards`` is a count of at least 1 or ``"auto"``."""
+    if value == AUTO or (isinstance(value, int) and value >= 1):
+        return
+    raise ConfigError(f'{where}: {value!r} is neither a number of shards (1 or more) nor "auto"')
 
 
 def _check_unique(guilds: Mapping[int, GuildOptions], source: str) -> None:

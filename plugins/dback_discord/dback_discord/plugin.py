@@ -21,11 +21,14 @@ from dback_core.backoff import Backoff
 from dback_core.events import Event
 from dback_core.health import FAILED, SERVING, UNAVAILABLE
 from dback_core.host import PluginHost
-from dback_discord.bot import DzoneClient, EventQueue
+from dback_discord.bot import DzoneClient, EventQueue, ShardedDzoneClient
 from dback_discord.config import SETTINGS, TOKEN_ENV, GuildOptions, load_config
 from dback_discord.live_logins import LiveLogins
+from dback_discord.message_content import MessageContent
 from dback_discord.oauth import LoginChecks
 from dback_discord.records import is_listed, server_record, user_record
+from dback_discord.session_starts import SessionStartsSpent
+from dback_discord.shards import AUTO
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,12 @@ TOKEN_RESET_HELP = (
     "Discord ended the session with close code 4004 (authentication failed): the bot token "
     f"was reset or revoked. Put the bot's current token in {TOKEN_ENV} and restart dback; "
     "until then no Discord guild is served."
+)
+
+SHARDING_HELP = (
+    "Discord refused {shards} shard(s) as too few (close code 4011), though it recommends "
+    "{recommended} in GET /gateway/bot; dback tries again with its recommendation, less "
+    "often each time"
 )
 
 
@@ -108,14 +117,24 @@ class DiscordPlugin:
         self.refused = self._refused_backoff()
         #: Guilds whose joins were cut at ``max_listed`` (warned about once).
         self.capped: set[int] = set()
+        #: Gateway connections to run: ``[bot] shards``, until Discord requires more (4011).
+        self.shards: int | str = self.config.bot.shards
+        self.message_content = MessageContent()
 
     @property
     def dback_detail(self) -> str | None:
-        """What ``dback plugins`` and the status page show under the plugin: the guilds
-        whose member list is still incomplete because Discord rate limited it."""
-        if self.client is None:
-            return None
-        return "; ".join(self.client.chunk_retries.detail()) or None
+        """The line the status page and ``/api/plugins`` show under the plugin: each shard's
+        state, whether chat is off and why, the session starts left, and the bot's own part
+        (channels relayed per guild, chat from members on no map); None before anything."""
+        client = self.client
+        parts = [self.message_content.detail()]
+        if client is not None:
+            parts += [
+                client.shard_states.describe(),
+                client.session_starts.describe(),
+                client.detail(),
+            ]
+        return "; ".join(part for part in parts if part) or None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -146,6 +165,7 @@ class DiscordPlugin:
         if status == SERVING:
             self.settled.set()
             self._reset_delays()
+            self.message_content.serving()
         elif status == FAILED:
             log.error("discord: %s", reason)
             self.settled.set()
@@ -162,10 +182,34 @@ class DiscordPlugin:
         self.refused.reset()
 
     def _new_client(self) -> DzoneClient:
-        client = DzoneClient(self.config, self.events, self.report)
+        chat = self.message_content.asked
+        client: DzoneClient
+        if self.shards == 1:
+            client = DzoneClient(self.config, self.events, self.report, chat=chat)
+        else:
+            count = None if self.shards == AUTO else int(self.shards)
+            client = ShardedDzoneClient(
+                self.config, self.events, self.report, chat=chat, shard_count=count
+            )
         if self.live_logins is not None:
             client.memberships = self.live_logins.membership_changed
         return client
+
+    def _shard_as_required(self, client: DzoneClient) -> bool:
+        """Discord closed the gateway with 4011 (sharding required): run the count it
+        recommends instead of ending the plugin. False when the client already ran that
+        many: guessing higher counts would spend session starts on every guess."""
+        count = client.recommended_shards
+        if count <= client.shard_total:
+            return False
+        log.warning(
+            "discord: Discord requires sharding (close code 4011); starting again with %d "
+            'shards, as Discord recommends. Set [bot] shards = "auto" in %s to start so',
+            count,
+            self.config.source,
+        )
+        self.shards = count
+        return True
 
     async def _run(self) -> None:
         """Run a client until it is closed, starting a new one after what can heal.
@@ -173,8 +217,10 @@ class DiscordPlugin:
         A closed discord.Client cannot start again, so each attempt gets a new one. A
         Discord that cannot be reached is tried again with a doubling delay (1 s to a
         minute); refused intents, which heal when the operator flips the portal switches,
-        with a slow one (``[bot] failed_retry``); a refused token never: only the operator
-        can fix it, and Discord counts every failed login.
+        with a slow one (``[bot] failed_retry``), after one immediate try without Message
+        Content; a refused token never: only the operator can fix it, and Discord counts
+        every failed login. Session starts near their reserve wait for Discord's reset;
+        "sharding required" starts again at once with more shards.
         """
         # Made here, not in ``__init__``: tests shorten the module's delays after loading.
         self.unreachable = Backoff(RETRY_FIRST, RETRY_MAX)
@@ -188,17 +234,37 @@ class DiscordPlugin:
                     return
                 self.report(UNAVAILABLE, "the Discord client stopped; starting it again")
             except discord.PrivilegedIntentsRequired:
+                if self.message_content.refused():
+                    continue
                 self.report(FAILED, INTENTS_HELP)
                 backoff = self.refused
+            except SessionStartsSpent as spent:
+                self.report(FAILED, str(spent))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), spent.wait)
+                continue
             except discord.LoginFailure:
                 self.report(FAILED, TOKEN_HELP)
                 return
             except discord.ConnectionClosed as error:
-                if error.code == 4004:
+                if error.code == 4011 and self._shard_as_required(client):
+                    continue
+                if error.code == 4011:
+                    # Discord's own count is refused: try again later, maybe it changed.
+                    self.report(
+                        FAILED,
+                        SHARDING_HELP.format(
+                            shards=client.shard_total, recommended=client.recommended_shards
+                        ),
+                    )
+                    self.shards = AUTO
+                    backoff = self.refused
+                elif error.code == 4004:
                     self.report(FAILED, TOKEN_RESET_HELP)
+                    return
                 else:
                     self.report(FAILED, f"Discord closed the gateway with code {error.code}")
-                return
+                    return
             except UNREACHABLE as error:
                 reason = f"cannot reach Discord ({type(error).__name__}: {error})"
                 log.warning("discord: %s; next attempt in %gs", reason, backoff.upcoming)

@@ -9,14 +9,22 @@ GUILD_CREATE), guild outages, a viewer's OAuth user and guild list (with outages
 Retry-After), bans (GUILD_BAN_ADD then GUILD_MEMBER_REMOVE), member requests answered
 with RATE_LIMITED, member requests by user id, members left out of the member list,
 and the dispatches a test pushes (presence, chat with attachments or in unknown channels,
-members joining, changing and leaving, roles created, recoloured, moved and deleted, guilds
-joined, renamed and left). Facts it depends on:
+members joining, changing and leaving, roles created, recoloured, moved, re-permissioned and
+deleted, guilds joined, renamed and left, channels created, locked (permission overwrites)
+and deleted, threads and forum posts created, messages with stickers, messages deleted).
+For bigger bots: ``GET /gateway/bot`` (recommended shards, ``session_start_limit`` counted
+down at each IDENTIFY), several shards (each guild served by shard ``(guild_id >> 22) %
+shards``, close code 4011 for a shard with too many guilds), op 9 storms, a per-bot set of
+allowed privileged intents, a shard's connection dropped and held.
+Facts it depends on:
 
 - REST bodies need ``Content-Type: application/json`` with no charset, or discord.py
   does not parse them; a 401 on ``GET /users/@me`` is a ``LoginFailure``.
 - ``PRESENCE_UPDATE`` carries a partial user (only ``id``) plus ``status``,
   ``client_status`` and ``activities``. Members without a presence are offline.
 - Roles carry both ``color`` (discord.py < 2.6) and ``colors.primary_color`` (>= 2.6).
+- Permissions (a role's ``permissions``, an overwrite's ``allow`` / ``deny``) are decimal
+  strings; an overwrite's ``type`` is 0 for a role, 1 for a member.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +61,13 @@ PRESENCE_LIMIT = 75_000
 #: Members per GUILD_MEMBERS_CHUNK, as Discord sends them.
 CHUNK_SIZE = 1000
 
+#: Permission bits (Discord's values).
+ADMINISTRATOR, VIEW_CHANNEL, SEND_MESSAGES, READ_MESSAGE_HISTORY = 1 << 3, 1 << 10, 1 << 11, 1 << 16
+#: What ``@everyone`` may do in a new guild, as far as a chat bot cares.
+EVERYONE_DEFAULT = VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY
+#: Channel types: text, voice, category, forum; public and private threads.
+TEXT, VOICE, CATEGORY, FORUM, PUBLIC_THREAD, PRIVATE_THREAD = 0, 2, 4, 15, 11, 12
+
 _ids = itertools.count(1)
 
 
@@ -62,6 +77,14 @@ def new_snowflake() -> int:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _overwrites(overwrites: dict[int, tuple[int, int]]) -> list[dict[str, Any]]:
+    """Role overwrites as Discord sends them: role id -> ``(allow, deny)`` bits."""
+    return [
+        {"id": str(role_id), "type": 0, "allow": str(allow), "deny": str(deny)}
+        for role_id, (allow, deny) in overwrites.items()
+    ]
 
 
 def user_object(user_id: int, name: str, bot: bool = False) -> dict[str, Any]:
@@ -114,6 +137,16 @@ class Session:
     sequence: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     socket: web.WebSocketResponse | None = None
+    #: ``[shard_id, shard_count]`` as the IDENTIFY said (one shard when it did not).
+    shard: tuple[int, int] = (0, 1)
+
+    def serves(self, guild_id: int) -> bool:
+        """Discord's routing: a guild belongs to shard ``(guild_id >> 22) % shard_count``."""
+        return shard_of(guild_id, self.shard[1]) == self.shard[0]
+
+
+def shard_of(guild_id: int, shard_count: int) -> int:
+    return (guild_id >> 22) % shard_count
 
 
 class FakeDiscord:
@@ -145,6 +178,26 @@ class FakeDiscord:
         #: When set, GUILD_CREATE waits for this event after READY: guilds that READY lists
         #: as unavailable arrive later, as after a Discord outage.
         self.guilds_held: asyncio.Event | None = None
+        #: Privileged intents this bot may use (the portal switches, and Discord's approval
+        #: for Message Content); an IDENTIFY asking for others is closed with 4014.
+        self.allowed_intents = PRIVILEGED
+        #: The next this many IDENTIFYs are answered with op 9 (not resumable) instead of
+        #: READY, as during a Discord incident.
+        self.invalid_session_storm = 0
+        #: ``GET /gateway/bot``: the recommended shard count and ``session_start_limit``;
+        #: every IDENTIFY spends a start, and one past zero resets the token (4004).
+        self.recommended_shards = 1
+        self.session_start_total = 1000
+        self.session_starts_remaining = 1000
+        self.session_reset_after_ms = 86_400_000
+        self.max_concurrency = 1
+        #: A shard serving more guilds than this is closed with 4011 (sharding required).
+        self.max_guilds_per_shard: int | None = None
+        #: Shards whose RESUME is not answered until their event is set (a shard's gateway
+        #: down while the others serve).
+        self.held_shards: dict[int, asyncio.Event] = {}
+        #: Every IDENTIFY with the right token: (monotonic time, [shard_id, count], intents).
+        self.identify_log: list[tuple[float, tuple[int, int], int]] = []
         self.requests: list[str] = []
         #: The paths called with a viewer's OAuth token, in order.
         self.oauth_requests: list[str] = []
@@ -173,18 +226,28 @@ class FakeDiscord:
     def add_guild(self, guild_id: int, name: str) -> Guild:
         guild = Guild(guild_id, name)
         self.guilds[guild_id] = guild
-        self.add_role(guild_id, guild_id, "@everyone", color=0, position=0)
+        self.add_role(
+            guild_id, guild_id, "@everyone", color=0, position=0, permissions=EVERYONE_DEFAULT
+        )
         guild.members[int(self.bot["id"])] = Member(self.bot, status="online")
         return guild
 
-    def add_role(self, guild_id: int, role_id: int, name: str, color: int, position: int) -> None:
+    def add_role(
+        self,
+        guild_id: int,
+        role_id: int,
+        name: str,
+        color: int,
+        position: int,
+        permissions: int = 0,
+    ) -> None:
         self.guilds[guild_id].roles[role_id] = {
             "id": str(role_id),
             "name": name,
             "color": color,
             "colors": {"primary_color": color, "secondary_color": None, "tertiary_color": None},
             "position": position,
-            "permissions": "0",
+            "permissions": str(permissions),
             "hoist": False,
             "managed": False,
             "mentionable": False,
@@ -193,24 +256,39 @@ class FakeDiscord:
             "flags": 0,
         }
 
-    def add_channel(self, guild_id: int, channel_id: int, name: str) -> None:
-        self.guilds[guild_id].channels[channel_id] = {
+    def add_channel(
+        self,
+        guild_id: int,
+        channel_id: int,
+        name: str,
+        *,
+        kind: int = TEXT,
+        overwrites: dict[int, tuple[int, int]] | None = None,
+    ) -> dict[str, Any]:
+        """A channel; ``overwrites`` maps role ids to ``(allow, deny)`` permission bits."""
+        channel = {
             "id": str(channel_id),
-            "type": 0,
+            "type": kind,
             "guild_id": str(guild_id),
             "name": name,
             "position": len(self.guilds[guild_id].channels),
-            "permission_overwrites": [],
+            "permission_overwrites": _overwrites(overwrites or {}),
             "parent_id": None,
             "nsfw": False,
             "rate_limit_per_user": 0,
         }
+        if kind == FORUM:
+            channel.update(available_tags=[], default_reaction_emoji=None, flags=0)
+        self.guilds[guild_id].channels[channel_id] = channel
+        return channel
 
-    def add_thread(self, guild_id: int, thread_id: int, parent_id: int, name: str) -> None:
-        """A public thread in channel ``parent_id``, active when the bot logs in."""
-        self.guilds[guild_id].threads[thread_id] = {
+    def add_thread(
+        self, guild_id: int, thread_id: int, parent_id: int, name: str, *, private: bool = False
+    ) -> dict[str, Any]:
+        """A thread (or forum post) in channel ``parent_id``, active when the bot logs in."""
+        thread = self.guilds[guild_id].threads[thread_id] = {
             "id": str(thread_id),
-            "type": 11,
+            "type": PRIVATE_THREAD if private else PUBLIC_THREAD,
             "guild_id": str(guild_id),
             "parent_id": str(parent_id),
             "owner_id": self.bot["id"],
@@ -224,6 +302,7 @@ class FakeDiscord:
                 "locked": False,
             },
         }
+        return thread
 
     def add_member(
         self,
@@ -255,6 +334,7 @@ class FakeDiscord:
         app.router.add_get("/api/v10/users/@me", self._me)
         app.router.add_get("/api/v10/users/@me/guilds", self._oauth_guilds)
         app.router.add_get("/api/v10/oauth2/applications/@me", self._application)
+        app.router.add_get("/api/v10/gateway/bot", self._gateway_bot)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/{path:.*}", self._not_found)
         self._runner = web.AppRunner(app, access_log=None)
@@ -321,6 +401,22 @@ class FakeDiscord:
                 "owner": user_object(1, "owner"),
                 "verify_key": "0" * 64,
                 "flags": 0,
+            }
+        )
+
+    async def _gateway_bot(self, request: web.Request) -> web.Response:
+        if not self._bot_auth(request):
+            return self._reply({"message": "401: Unauthorized", "code": 0}, 401)
+        return self._reply(
+            {
+                "url": self.gateway_url,
+                "shards": self.recommended_shards,
+                "session_start_limit": {
+                    "total": self.session_start_total,
+                    "remaining": self.session_starts_remaining,
+                    "reset_after": self.session_reset_after_ms,
+                    "max_concurrency": self.max_concurrency,
+                },
             }
         )
 
@@ -396,26 +492,48 @@ class FakeDiscord:
             await socket_.close(code=4004, message=b"Authentication failed.")
             return None
         intents = int(data.get("intents", 0))
-        if self.refuse_privileged and intents & PRIVILEGED:
+        shard_id, shard_count = data.get("shard") or (0, 1)
+        shard = (int(shard_id), int(shard_count))
+        self.identify_log.append((time.monotonic(), shard, intents))
+        if self.session_starts_remaining <= 0:
+            await self.reset_token()
+            await socket_.close(code=4004, message=b"Authentication failed.")
+            return None
+        self.session_starts_remaining -= 1
+        if intents & PRIVILEGED & ~self.allowed_intents or (
+            self.refuse_privileged and intents & PRIVILEGED
+        ):
             await socket_.close(code=4014, message=b"Disallowed intent(s).")
             return None
+        if self.invalid_session_storm > 0:
+            self.invalid_session_storm -= 1
+            await socket_.send_str(json.dumps({"op": OP_INVALID_SESSION, "d": False}))
+            return None
+        guilds = [
+            guild for guild in self.guilds.values() if shard_of(guild.id, shard[1]) == shard[0]
+        ]
+        if self.max_guilds_per_shard is not None and len(guilds) > self.max_guilds_per_shard:
+            await socket_.close(code=4011, message=b"Sharding required.")
+            return None
         self.identifies += 1
-        session = Session(uuid.uuid4().hex, intents, socket=socket_)
+        session = Session(uuid.uuid4().hex, intents, socket=socket_, shard=shard)
         self.sessions[session.id] = session
         ready = {
             "v": 10,
             "user": {**self.bot, "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in self.guilds],
+            "guilds": [{"id": str(guild.id), "unavailable": True} for guild in guilds],
             "session_id": session.id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": self.bot["id"], "flags": 0},
             "private_channels": [],
             "relationships": [],
         }
+        if data.get("shard"):
+            ready["shard"] = list(shard)
         await self._send(session, "READY", ready)
         if self.guilds_held is not None:
             await self.guilds_held.wait()
-        for guild in self.guilds.values():
+        for guild in guilds:
             await self._send(session, "GUILD_CREATE", self._guild_payload(guild))
         return session
 
@@ -424,6 +542,9 @@ class FakeDiscord:
         if session is None or data.get("token") != self.token:
             await socket_.send_str(json.dumps({"op": OP_INVALID_SESSION, "d": False}))
             return None
+        held = self.held_shards.get(session.shard[0])
+        if held is not None:
+            await held.wait()
         self.resumes += 1
         seen = data.get("seq") or 0
         # Replay until caught up (events may be pushed meanwhile), then attach the socket.
@@ -500,9 +621,15 @@ class FakeDiscord:
             await session.socket.send_str(json.dumps(payload))
 
     async def _dispatch(self, event: str, build: Callable[[int], dict | None]) -> None:
+        """Send to every session whose shard serves the event's guild."""
         for session in list(self.sessions.values()):
             data = build(session.intents)
-            if data is not None:
+            if data is None:
+                continue
+            guild_id = data.get("guild_id")
+            if guild_id is None and event in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"):
+                guild_id = data.get("id")
+            if guild_id is None or session.serves(int(guild_id)):
                 await self._send(session, event, data)
 
     @staticmethod
@@ -563,13 +690,15 @@ class FakeDiscord:
         user_id: int,
         text: str,
         *,
-        attachments: list[str] = (),
-    ) -> None:
+        attachments: Sequence[str] = (),
+        stickers: Sequence[str] = (),
+    ) -> int:
         """A message; ``channel_id`` may be one the bot never heard of (an archived thread).
-        ``attachments`` are file names."""
+        ``attachments`` are file names, ``stickers`` sticker names. Returns the message id."""
         member = self.guilds[guild_id].members[user_id]
+        message_id = new_snowflake()
         message = {
-            "id": str(new_snowflake()),
+            "id": str(message_id),
             "type": 0,
             "channel_id": str(channel_id),
             "guild_id": str(guild_id),
@@ -592,6 +721,9 @@ class FakeDiscord:
                 }
                 for name in attachments
             ],
+            "sticker_items": [
+                {"id": str(new_snowflake()), "name": name, "format_type": 1} for name in stickers
+            ],
             "embeds": [],
             "components": [],
             "pinned": False,
@@ -602,6 +734,55 @@ class FakeDiscord:
             return message if intents & MESSAGE_CONTENT else {**message, "content": ""}
 
         await self._dispatch("MESSAGE_CREATE", build)
+        return message_id
+
+    async def delete_message(self, guild_id: int, channel_id: int, message_id: int) -> None:
+        """MESSAGE_DELETE, as when a moderator or a moderation bot removes a message."""
+        payload = {"id": str(message_id), "channel_id": str(channel_id), "guild_id": str(guild_id)}
+        await self._dispatch("MESSAGE_DELETE", lambda intents: payload)
+
+    async def delete_messages(self, guild_id: int, channel_id: int, message_ids: list[int]) -> None:
+        """MESSAGE_DELETE_BULK (a purge)."""
+        payload = {
+            "ids": [str(message_id) for message_id in message_ids],
+            "channel_id": str(channel_id),
+            "guild_id": str(guild_id),
+        }
+        await self._dispatch("MESSAGE_DELETE_BULK", lambda intents: payload)
+
+    async def create_channel(
+        self, guild_id: int, channel_id: int, name: str, **options: Any
+    ) -> None:
+        """CHANNEL_CREATE; ``options`` as for ``add_channel``."""
+        channel = self.add_channel(guild_id, channel_id, name, **options)
+        await self._dispatch("CHANNEL_CREATE", lambda intents: dict(channel))
+
+    async def set_overwrites(
+        self, guild_id: int, channel_id: int, overwrites: dict[int, tuple[int, int]]
+    ) -> None:
+        """CHANNEL_UPDATE with new permission overwrites (role id -> ``(allow, deny)``)."""
+        channel = self.guilds[guild_id].channels[channel_id]
+        channel["permission_overwrites"] = _overwrites(overwrites)
+        await self._dispatch("CHANNEL_UPDATE", lambda intents: dict(channel))
+
+    async def delete_channel(self, guild_id: int, channel_id: int) -> None:
+        channel = self.guilds[guild_id].channels.pop(channel_id)
+        await self._dispatch("CHANNEL_DELETE", lambda intents: channel)
+
+    async def create_thread(
+        self, guild_id: int, thread_id: int, parent_id: int, name: str, *, private: bool = False
+    ) -> None:
+        """THREAD_CREATE for a thread (or a forum post) just opened in ``parent_id``."""
+        thread = self.add_thread(guild_id, thread_id, parent_id, name, private=private)
+        payload = {**thread, "newly_created": True}
+        await self._dispatch("THREAD_CREATE", lambda intents: payload)
+
+    async def set_role_permissions(self, guild_id: int, role_id: int, permissions: int) -> None:
+        """GUILD_ROLE_UPDATE with new permissions (``@everyone``'s id is the guild's)."""
+        role = self.guilds[guild_id].roles[role_id]
+        role["permissions"] = str(permissions)
+        payload = {"guild_id": str(guild_id), "role": dict(role)}
+        await self._dispatch("GUILD_ROLE_UPDATE", lambda intents: payload)
 
     async def join_member(self, guild_id: int, user_id: int, name: str, **options: Any) -> None:
         member = self.add_member(guild_id, user_id, name, **options)
@@ -699,6 +880,17 @@ class FakeDiscord:
             socket_, session.socket = session.socket, None
             if socket_ is not None:
                 await socket_.close(code=4000)
+
+    async def drop_shard(self, shard_id: int) -> None:
+        """Close the sockets of one shard's sessions (code 4000); they stay resumable."""
+        for session in self.sessions.values():
+            if session.shard[0] == shard_id and session.socket is not None:
+                socket_, session.socket = session.socket, None
+                await socket_.close(code=4000)
+
+    def identifies_of(self, shard_id: int) -> int:
+        """IDENTIFYs (with the right token) that shard ``shard_id`` sent."""
+        return sum(1 for _, shard, _ in self.identify_log if shard[0] == shard_id)
 
     async def close_sessions(self, code: int, message: str) -> None:
         """Close every socket with ``code`` and forget the sessions (they cannot resume)."""

@@ -1,8 +1,10 @@
-"""Run a fake Discord with one large guild in its own process, for measurements.
+"""Run a fake Discord in its own process, for measurements.
 
-``python discord_fake_process.py MEMBERS`` prints the port, then serves until its standard
-input closes. In its own process the fake's work and memory do not blur what is measured
-in the process under test.
+``python discord_fake_process.py MEMBERS`` serves one large guild;
+``python discord_fake_process.py shards SHARDS GUILDS MEMBERS`` serves ``GUILDS`` guilds of
+``MEMBERS`` members spread over ``SHARDS`` shards (the count ``/gateway/bot`` recommends).
+It prints the port, then serves until its standard input closes. In its own process the
+fake's work and memory do not blur what is measured in the process under test.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import sys
 
 from discord_fake import FakeDiscord
+from discord_shard_world import build_sharded_world
 
 BIG = 333333333333333333
 FIRST = 100_000
@@ -29,13 +32,22 @@ def build(members: int) -> FakeDiscord:
     return fake
 
 
-async def main(members: int) -> None:
-    fake = build(members)
+async def main(fake: FakeDiscord) -> None:
     await fake.start()
     print(fake.port, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await fake.stop()
 
 
+def build_sharded(shards: int, guilds: int, members: int) -> FakeDiscord:
+    fake = build_sharded_world(guilds, members)
+    fake.recommended_shards = shards
+    return fake
+
+
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    if sys.argv[1] == "shards":
+        world = build_sharded(*(int(argument) for argument in sys.argv[2:5]))
+    else:
+        world = build(int(sys.argv[1]))
+    asyncio.run(main(world))

@@ -49,15 +49,17 @@ async def discord_dback(
     tmp_path: Path,
     config: str = "",
     token: str | None = None,
+    prelude: str = FAST_BOT,
     **settings: Any,
 ) -> AsyncIterator[DbackServer]:
     """A dback with only the installed Discord plugin, logged in to ``fake``.
 
-    ``token`` replaces the bot token the fake accepts, to test a refused login; ``settings``
-    are the core's (``Settings`` fields).
+    ``token`` replaces the bot token the fake accepts, to test a refused login; ``prelude``
+    starts the file instead of ``FAST_BOT`` (its ``[bot]`` table continues in ``config``);
+    ``settings`` are the core's (``Settings`` fields).
     """
     path = tmp_path / "discord.toml"
-    path.write_text(FAST_BOT + config)
+    path.write_text(prelude + config)
     monkeypatch.setenv("DBACK_DISCORD_TOKEN", token or fake.token)
     monkeypatch.setenv("DBACK_DISCORD_CONFIG", str(path))
     environ = {"DBACK_PLUGINS": "dback-discord", "DBACK_STRICT_PLUGINS": "1"}

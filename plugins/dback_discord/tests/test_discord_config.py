@@ -78,6 +78,22 @@ def test_channels_may_be_named_as_well_as_numbered():
     assert options.hears_channel({"general", 1}) and not options.hears_channel({"off-topic"})
 
 
+def test_what_is_published_is_set_per_guild():
+    document = {
+        "defaults": {"chat_delay": 2},
+        "guilds": {
+            "1": {"publish_channels": ["#Staff", 601], "chat_delay": 0.5},
+            "2": {"discord_login": True, "readers_role": "301"},
+        },
+    }
+    config = parse_config("token", document)
+    assert config.guild(1).publish_channels == {"staff", 601}
+    assert config.guild(1).chat_delay == 0.5 and config.guild(1).readers_role is None
+    assert config.guild(2).readers_role == 301 and config.guild(2).chat_delay == 2
+    assert config.guild(3).publish_channels == frozenset() and config.guild(3).chat_delay == 2
+    assert GuildOptions().chat_delay == 0 and GuildOptions().readers_role is None
+
+
 def test_without_a_file_every_guild_gets_the_defaults(monkeypatch):
     monkeypatch.setenv("DBACK_DISCORD_TOKEN", "token")
     monkeypatch.delenv("DBACK_DISCORD_CONFIG", raising=False)
@@ -115,6 +131,13 @@ def test_the_token_is_required_and_never_shown(monkeypatch):
         ({"guilds": {"1": {"listen_channels": ["#"]}}}, "neither a channel id nor a name"),
         ({"login": {"rate": 0}}, "login.rate: must be above 0"),
         ({"login": {"burst": 1.5}}, "login.burst: 1.5 has the wrong type"),
+        ({"defaults": {"publish_channels": [5]}}, "defaults.publish_channels: a channel"),
+        ({"defaults": {"readers_role": 5}}, "defaults.readers_role: names one guild"),
+        ({"guilds": {"1": {"readers_role": 5}}}, "guilds.1.readers_role: needs discord_login"),
+        ({"guilds": {"1": {"readers_role": "mods"}}}, "readers_role: 'mods' is not a Discord"),
+        ({"guilds": {"1": {"chat_delay": -1}}}, "guilds.1.chat_delay: must be between 0 and 60"),
+        ({"guilds": {"1": {"chat_delay": 61}}}, "guilds.1.chat_delay: must be between 0 and 60"),
+        ({"guilds": {"1": {"chat_delay": True}}}, "guilds.1.chat_delay: True has the wrong type"),
     ],
 )
 def test_mistakes_are_named(document, message):

@@ -14,8 +14,8 @@ from dback_core.testing import Client
 TALK = 777
 
 
-def plugin_detail(server) -> str | None:
-    return server.plugins.find("dback-discord").detail
+def plugin_detail(server) -> str:
+    return server.plugins.find("dback-discord").detail or ""
 
 
 async def test_a_rate_limited_member_list_is_asked_again_until_complete(
@@ -35,11 +35,11 @@ async def test_a_rate_limited_member_list_is_asked_again_until_complete(
         detail_after = plugin_detail(server)
         async with Client(server) as later:
             later_join = await later.join(str(BIG))
-    assert detail_while_incomplete == "Big: members 101/401, retrying"
+    assert "Big: members 101/401, retrying" in detail_while_incomplete
     assert len(partial["data"]["users"]) == 101  # the online members and the bot
     assert len(complete["data"]["users"]) == 401
     assert len(later_join["data"]["users"]) == 401
-    assert detail_after is None
+    assert "retrying" not in detail_after
     assert fake.rate_limited_requests == 2 and fake.too_early == 0
 
 
@@ -54,7 +54,7 @@ async def test_a_short_rate_limit_is_waited_out_before_the_guild_is_served(
             join = await viewer.join(str(BIG))
         detail = plugin_detail(server)
     assert len(join["data"]["users"]) == 401
-    assert detail is None
+    assert "retrying" not in detail
     assert fake.rate_limited_requests == 1 and fake.too_early == 0
 
 
