@@ -420,12 +420,11 @@ class FakeDiscord:
             }
         )
 
-    async def _oauth_call(self, request: web.Request) -> web.Response | str:
-        """What every call with a viewer's token meets first: the delay, an outage, a rate
-        limit, a token Discord does not know. The token when the call may go on."""
+    def _oauth_call(self, request: web.Request) -> web.Response | str:
+        """What every call with a viewer's token meets first: an outage, a rate limit, a
+        token Discord does not know. The token when the call may go on."""
         self.requests.append(f"{request.method} {request.path}")
         self.oauth_requests.append(request.path.removeprefix("/api/v10"))
-        await asyncio.sleep(self.oauth_delay)
         if self.oauth_outage is not None:
             return self._reply({"message": "outage", "code": 0}, self.oauth_outage)
         if self.oauth_retry_after is not None:
@@ -442,18 +441,21 @@ class FakeDiscord:
 
     async def _oauth_me(self, request: web.Request) -> web.Response:
         """``GET /users/@me`` with a viewer's token (scope ``identify``): its own user."""
-        token = await self._oauth_call(request)
-        if isinstance(token, web.Response):
-            return token
-        return self._reply(user_object(self.oauth_user_id(token), "viewer"))
+        answer = self._oauth_call(request)
+        if isinstance(answer, str):
+            answer = self._reply(user_object(self.oauth_user_id(answer), "viewer"))
+        await asyncio.sleep(self.oauth_delay)
+        return answer
 
     async def _oauth_guilds(self, request: web.Request) -> web.Response:
-        token = await self._oauth_call(request)
-        if isinstance(token, web.Response):
-            return token
-        return self._reply(
-            [{"id": str(guild_id), "name": "guild"} for guild_id in self.oauth_users[token]]
-        )
+        """The user's guilds as they are when the call arrives; the answer takes
+        ``oauth_delay`` to come back (a kick meanwhile is not in it)."""
+        answer = self._oauth_call(request)
+        if isinstance(answer, str):
+            guilds = self.oauth_users[answer]
+            answer = self._reply([{"id": str(guild_id), "name": "guild"} for guild_id in guilds])
+        await asyncio.sleep(self.oauth_delay)
+        return answer
 
     async def _not_found(self, request: web.Request) -> web.Response:
         self.requests.append(f"{request.method} {request.path}")

@@ -159,6 +159,23 @@ async def test_a_removal_drops_cached_admissions_so_the_next_connect_asks_discor
     assert fake.oauth_requests.count("/users/@me/guilds") == 3
 
 
+async def test_a_check_under_way_when_the_member_is_kicked_does_not_admit(
+    fake, monkeypatch, tmp_path
+):
+    """Discord listed the guild, then the kick arrived before its answer did: refused."""
+    members_with_tokens(fake)
+    fake.oauth_delay = 0.3
+    async with discord_dback(fake, monkeypatch, tmp_path, LOGIN_CONFIG) as server:
+        async with Client(server) as alice:
+            joining = asyncio.create_task(alice.join(str(LOUNGE), discordToken=ALICE_TOKEN))
+            while "/users/@me/guilds" not in fake.oauth_requests:
+                await asyncio.sleep(0.01)
+            await fake.remove_member(LOUNGE, ALICE)
+            refused = await joining
+            elsewhere = await alice.join(str(WORKSHOP))
+    assert refused["type"] == "error" and elsewhere["type"] == "server-join"
+
+
 async def test_a_token_discord_no_longer_accepts_is_refused_at_the_next_connect(
     fake, monkeypatch, tmp_path
 ):
