@@ -126,6 +126,9 @@ class DzoneClient(discord.Client):
         self.first_ready = asyncio.Event()
         #: Told of every member join, removal and ban, cached member or not (``LiveLogins``).
         self.memberships: MembershipReport | None = None
+        #: Told when a guild's members were loaded afresh (after an identify): departures
+        #: the gateway never sent while disconnected show there.
+        self.members_reloaded: Callable[[discord.Guild], None] | None = None
         #: Whether anyone may invite the bot; until the application is read, assume so.
         self.bot_public = True
         self._skipped: set[int] = set()
@@ -377,6 +380,8 @@ class DzoneClient(discord.Client):
         self.queue(LIST_REFRESH)
         self.queue(Refresh(str(guild.id)))
         self.recount(guild)
+        if self.members_reloaded is not None:
+            self.members_reloaded(guild)
 
     async def on_guild_unavailable(self, guild: discord.Guild) -> None:
         """A Discord outage took the guild away: withdraw it rather than show it frozen."""

@@ -7,12 +7,16 @@ and when the gateway says that user left the guild (GUILD_MEMBER_REMOVE, GUILD_B
 core takes every viewer admitted under it out of the guild at once, with an ``error``; the
 login cache forgets the user's admissions too, so the next ``connect`` asks Discord again.
 A member who joins a guild has their cached guild list forgotten likewise, so a member who
-was kicked and came back is let in at once rather than after ``admit_ttl``.
+was kicked and came back is let in at once rather than after ``admit_ttl``. Removals the
+gateway never sent (they happened while the bot had to identify again) are found when the
+guild's member list arrives afresh: an admitted user no longer in a complete list left.
 """
 
 from __future__ import annotations
 
 import logging
+
+import discord
 
 from dback_core.host import PluginHost
 from dback_discord.oauth import LoginChecks
@@ -70,3 +74,13 @@ class LiveLogins:
             guild_id,
             taken_out,
         )
+
+    def members_reloaded(self, guild: discord.Guild) -> None:
+        """``guild``'s members arrived afresh: admitted users missing from its complete
+        member list left while the bot was not listening. An incomplete list (chunks still
+        missing) proves nothing and is skipped."""
+        users = self.admitted.get(str(guild.id))
+        if not users or not guild.chunked:
+            return
+        for user_id in [user_id for user_id in users if guild.get_member(user_id) is None]:
+            self.membership_changed(guild.id, user_id, "removed")

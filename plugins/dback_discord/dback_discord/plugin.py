@@ -193,6 +193,7 @@ class DiscordPlugin:
             )
         if self.live_logins is not None:
             client.memberships = self.live_logins.membership_changed
+            client.members_reloaded = self.live_logins.members_reloaded
         return client
 
     def _shard_as_required(self, client: DzoneClient) -> bool:

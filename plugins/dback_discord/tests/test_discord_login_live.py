@@ -134,6 +134,28 @@ async def test_a_banned_member_is_taken_out_at_the_ban(fake, monkeypatch, tmp_pa
     assert bob_still and {frame["server"] for frame in bob_still} == {str(LOUNGE)}
 
 
+async def test_a_kick_missed_while_the_bot_identified_again_is_found_in_the_new_list(
+    fake, monkeypatch, tmp_path
+):
+    """The session was invalidated and the kick happened before the bot identified again,
+    so no GUILD_MEMBER_REMOVE ever reaches it: the fresh member list shows the departure."""
+    members_with_tokens(fake)
+    async with discord_dback(fake, monkeypatch, tmp_path, LOGIN_CONFIG) as server:
+        async with Client(server) as alice, Client(server) as bob:
+            await bob.join(str(LOUNGE), discordToken=BOB_TOKEN)
+            assert (await alice.join(str(LOUNGE), discordToken=ALICE_TOKEN))["type"] == (
+                "server-join"
+            )
+            identifies = fake.identifies
+            await fake.invalidate_sessions()
+            await fake.remove_member(LOUNGE, ALICE)  # no session to tell
+            told = await alice.recv_type("error", timeout=15)
+            bob_frames = await bob.pending(str(LOUNGE))
+    assert told["data"]["message"] == REMOVED
+    assert fake.identifies > identifies
+    assert "error" not in [frame["type"] for frame in bob_frames]
+
+
 async def test_a_removal_drops_cached_admissions_so_the_next_connect_asks_discord(
     fake, monkeypatch, tmp_path
 ):
