@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from discord_world import discord_dback
 from test_discord_large_guild import BIG, FIRST, build_big_guild
 
 from dback_core.testing import Client
 
 TALK = 777
+#: The bot as one gateway connection, and as two shards (discord.py's sharded client).
+CLIENTS = pytest.mark.parametrize("bot", ["", "shards = 2\n"], ids=["one", "sharded"])
 
 
 def plugin_detail(server) -> str:
@@ -43,13 +46,14 @@ async def test_a_rate_limited_member_list_is_asked_again_until_complete(
     assert fake.rate_limited_requests == 2 and fake.too_early == 0
 
 
+@CLIENTS
 async def test_a_short_rate_limit_is_waited_out_before_the_guild_is_served(
-    fake, monkeypatch, tmp_path
+    fake, monkeypatch, tmp_path, bot
 ):
     build_big_guild(fake, 400)
     fake.chunk_rate_limits = 1
     fake.chunk_retry_after = 0.3
-    async with discord_dback(fake, monkeypatch, tmp_path) as server:
+    async with discord_dback(fake, monkeypatch, tmp_path, bot) as server:
         async with Client(server) as viewer:
             join = await viewer.join(str(BIG))
         detail = plugin_detail(server)
@@ -58,8 +62,9 @@ async def test_a_short_rate_limit_is_waited_out_before_the_guild_is_served(
     assert fake.rate_limited_requests == 1 and fake.too_early == 0
 
 
+@CLIENTS
 async def test_members_missing_from_the_cache_appear_when_they_come_online_or_speak(
-    fake, monkeypatch, tmp_path
+    fake, monkeypatch, tmp_path, bot
 ):
     """Two offline members were left out of the member list; PRESENCE_UPDATE names only the
     user's id, as Discord may; a message carries the author. Each is asked for by id and
@@ -68,7 +73,7 @@ async def test_members_missing_from_the_cache_appear_when_they_come_online_or_sp
     fake.add_channel(BIG, TALK, "talk")
     comes_online, speaks = FIRST + 1, FIRST + 2
     fake.unchunked = {comes_online, speaks}
-    async with discord_dback(fake, monkeypatch, tmp_path) as server:
+    async with discord_dback(fake, monkeypatch, tmp_path, bot) as server:
         async with Client(server) as viewer:
             before = await viewer.join(str(BIG))
             await fake.set_status(BIG, comes_online, "idle")

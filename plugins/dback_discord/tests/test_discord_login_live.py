@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from discord_world import ALICE, BOB, CAROL, GENERAL, LOUNGE, WORKSHOP, discord_dback
 
 from dback_core.testing import Client
@@ -113,10 +114,12 @@ async def test_a_member_kicked_while_watching_is_taken_out_at_once(fake, monkeyp
     assert bob_still and {frame["server"] for frame in bob_still} == {str(LOUNGE)}
 
 
-async def test_a_banned_member_is_taken_out_at_the_ban(fake, monkeypatch, tmp_path):
-    """GUILD_BAN_ADD alone (the removal still on its way) takes the viewer out."""
+@pytest.mark.parametrize("bot", ["", "shards = 2\n"], ids=["one", "sharded"])
+async def test_a_banned_member_is_taken_out_at_the_ban(fake, monkeypatch, tmp_path, bot):
+    """GUILD_BAN_ADD alone (the removal still on its way) takes the viewer out; the same
+    through discord.py's sharded client."""
     members_with_tokens(fake)
-    async with discord_dback(fake, monkeypatch, tmp_path, LOGIN_CONFIG) as server:
+    async with discord_dback(fake, monkeypatch, tmp_path, bot + LOGIN_CONFIG) as server:
         async with Client(server) as alice, Client(server) as bob, carol_keeps_changing(fake):
             await bob.join(str(LOUNGE), discordToken=BOB_TOKEN)
             assert (await alice.join(str(LOUNGE), discordToken=ALICE_TOKEN))["type"] == (
