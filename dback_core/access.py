@@ -66,8 +66,36 @@ class Access:
             return str(refusal) or protocol.LOGIN_REFUSED
         if admitted:
             viewer.authorized[info.key] = info.access
+            _remember_grant(viewer, info.key, admitted if isinstance(admitted, str) else None)
             return None
         return protocol.LOGIN_REFUSED
+
+    def revoke(self, key: str, grant: str, message: str) -> int:
+        """Void every admission to guild ``key`` made under ``grant``; viewers watching it are
+        taken out at once and told ``message`` with an ``error``. Returns how many viewers
+        lost the admission.
+
+        Runs synchronously, like ``eject``: nothing of the guild reaches them afterwards.
+        Viewers admitted to the guild but watching another one lose the admission too, so
+        switching back asks the plugins again. Looks at every connection: plugins call it
+        only for an admission they know they granted.
+        """
+        revoked = 0
+        ejected = []
+        for viewer in list(self.fanout.viewers.values()):
+            if viewer.grants is None or viewer.grants.get(key) != grant:
+                continue
+            del viewer.grants[key]
+            viewer.authorized.pop(key, None)
+            revoked += 1
+            if viewer.guild == key:
+                self.fanout.leave(viewer)
+                ejected.append(viewer.connection)
+        if ejected:
+            self.fanout.deliver(ejected, protocol.error(message).encode())
+        if revoked:
+            log.info("guild %s: an admission revoked; %d viewers taken out", key, len(ejected))
+        return revoked
 
     def eject(self, keys: list[str]) -> None:
         """Take every viewer out of these guilds (removed from the list, or with new access
@@ -85,6 +113,7 @@ class Access:
                 if info is not None and may_view(viewer, info):
                     continue
                 viewer.authorized.pop(key, None)
+                _remember_grant(viewer, key, None)
                 self.fanout.leave(viewer)
                 ejected.append(viewer.connection)
             if not ejected:
@@ -97,3 +126,13 @@ class Access:
                 "left the list" if info is None else "changed its access rules",
                 len(ejected),
             )
+
+
+def _remember_grant(viewer: Viewer, key: str, grant: str | None) -> None:
+    """Note (or, for None, forget) the grant ``viewer`` holds guild ``key`` under."""
+    if grant is not None:
+        if viewer.grants is None:
+            viewer.grants = {}
+        viewer.grants[key] = grant
+    elif viewer.grants is not None:
+        viewer.grants.pop(key, None)

@@ -72,12 +72,14 @@ class Viewer:
 
     ``authorized`` maps each unlocked guild to the access fingerprint it was unlocked under
     (``ServerInfo.access``): a new password or a guild turning passworded changes the
-    fingerprint, and the old unlock stops counting.
+    fingerprint, and the old unlock stops counting. ``grants`` (None until a plugin admits
+    under a grant) names, per guild, the grant a plugin's ``authorize`` admitted it under, so
+    the plugin can revoke that one admission (``Access.revoke``).
 
     Slotted: there is one per open connection, and idle connections are most of them.
     """
 
-    __slots__ = ("authorized", "connection", "deflate", "guild", "requested")
+    __slots__ = ("authorized", "connection", "deflate", "grants", "guild", "requested")
 
     def __init__(self, connection: ServerConnection, deflate: SharedDeflate | None = None) -> None:
         self.connection = connection
@@ -86,6 +88,7 @@ class Viewer:
         self.guild: str | None = None
         self.requested: str | None = None
         self.authorized: dict[str, str] = {}
+        self.grants: dict[str, str] | None = None
 
 
 def forget_handshake_headers(connection: ServerConnection) -> None:

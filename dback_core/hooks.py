@@ -19,7 +19,7 @@ from typing import Any
 
 from dback_core import health
 from dback_core.hookspecs import INVALID, PASS, RULES
-from dback_core.host import PluginHost
+from dback_core.host import PluginHost, grant_of
 from dback_core.metrics import Metrics
 from dback_core.plugins import (
     FAILED,
@@ -251,11 +251,15 @@ class PluginHooks:
 
     async def authorize(
         self, server_id: str, server: dict[str, Any], credentials: dict[str, Any]
-    ) -> bool:
-        """True only when a plugin admits the client; no decision at all means refused."""
-        _, admitted, _ = await self.first_answer(
+    ) -> bool | str:
+        """True (or, when the admitting plugin gave a grant, the grant as
+        ``"<plugin>:<grant>"``) only when a plugin admits the client; no decision at all
+        means refused. The plugin's name keeps two plugins' grants apart."""
+        plugin, admitted, _ = await self.first_answer(
             "authorize", server_id=server_id, server=server, credentials=credentials
         )
+        if isinstance(admitted, str):
+            return grant_of(plugin or "", admitted)
         return bool(admitted)
 
     async def get_client_id(self, server_id: str) -> str | None:

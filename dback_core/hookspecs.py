@@ -104,7 +104,10 @@ def _members(answer: Any) -> Any:
 
 
 def _decision(answer: Any) -> Any:
-    return answer if isinstance(answer, bool) else INVALID
+    """True, False, or a non-empty grant label (an admission the plugin may revoke)."""
+    if isinstance(answer, bool) or (isinstance(answer, str) and answer):
+        return answer
+    return INVALID
 
 
 def _client_id(answer: Any) -> Any:
@@ -202,21 +205,27 @@ def event_applied(event: Any, origin: str | None) -> None:
 
 @rule(
     FIRST,
-    "the first plugin that returns True or False decides; none: refused",
+    "the first plugin that returns True, False or a grant decides; none: refused",
     fallback_steps_aside=True,
     skips_failed=True,
     accept=_decision,
-    expected="a bool",
+    expected="a bool or a grant (non-empty str)",
     default=False,
 )
 @hookspec
-def authorize(server_id: str, server: dict[str, Any], credentials: dict[str, Any]) -> bool | None:
+def authorize(
+    server_id: str, server: dict[str, Any], credentials: dict[str, Any]
+) -> bool | str | None:
     """Decide whether a client may see passworded guild ``server_id``.
 
     ``credentials`` holds what the client sent: ``password``, ``discordToken``,
     ``discordUser``. Return True to admit, False to refuse, None to leave the decision to the
     next plugin. When no plugin decides, the client is refused. Raise
     ``dback_core.AccessRefused("message")`` to refuse with a message the client can act on.
+
+    A non-empty str admits too, under that grant (say ``discord-user:1234``): the plugin can
+    later take out every viewer admitted under it with ``PluginHost.revoke``, when it learns
+    the admission no longer holds (the user left the guild).
     """
 
 

@@ -135,6 +135,12 @@ class PluginHost(Protocol):
     def guild(self, server_id: str) -> GuildView | None:
         """The loaded guild ``server_id``, or None when it is not loaded."""
 
+    def revoke(self, server_id: str, grant: str, message: str) -> int:
+        """Void every admission to guild ``server_id`` that this process's ``authorize``
+        made under ``grant`` (the str it returned): viewers watching the guild are taken
+        out at once with an ``error`` saying ``message``; the others must log in again to
+        return. Returns how many admissions were voided."""
+
     def keep_loaded(self, keep: bool = True) -> None:
         """Keep every listed guild loaded, watched or not (a bus publisher must see events
         for all guilds). Call it in ``startup``: the guilds are then loaded at start and
@@ -163,6 +169,12 @@ class PluginHost(Protocol):
     async def hold_plugins(self) -> None:
         """Stop the other plugins (their event sources, their ``shutdown``) and serve without
         them; the reverse of ``release_plugins``."""
+
+
+def grant_of(plugin: str, grant: str) -> str:
+    """How the core keeps a grant ``authorize`` returned: with the name of the plugin that
+    gave it, so that one plugin's ``revoke`` never touches another's admissions."""
+    return f"{plugin}:{grant}"
 
 
 class BoundHost:
@@ -197,6 +209,9 @@ class BoundHost:
     def guild(self, server_id: str) -> GuildView | None:
         guild = self._server.directory.guilds.get(server_id)
         return _view(guild) if guild is not None else None
+
+    def revoke(self, server_id: str, grant: str, message: str) -> int:
+        return self._server.access.revoke(server_id, grant_of(self._name, grant), message)
 
     def keep_loaded(self, keep: bool = True) -> None:
         self._server.keep_loaded = keep

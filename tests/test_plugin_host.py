@@ -175,3 +175,43 @@ async def test_plugins_written_for_the_server_argument_still_get_it():
     async with running_server(in_process=[("old", plugin)], environ={"DBACK_PLUGINS": ""}) as srv:
         assert plugin.server is srv
         assert plugin.host.plugin_name == "old"
+
+
+class Gatekeeper(Provider):
+    """A passworded guild whose ``authorize`` admits each password under its own grant."""
+
+    @hookimpl
+    def get_server_data(self):
+        return {self.key: {"id": self.short, "name": "Gated", "passworded": True}}
+
+    @hookimpl
+    def authorize(self, server_id, server, credentials):
+        password = credentials.get("password")
+        return f"user:{password}" if server_id == self.key and password else False
+
+
+async def test_revoke_takes_out_only_the_viewers_admitted_under_that_grant():
+    gate, other = Gatekeeper("10", "gated"), Provider("20", "open")
+    plugins = [("gate", gate), ("other", other)]
+    async with running_server(in_process=plugins, environ={"DBACK_PLUGINS": ""}) as server:
+        async with Client(server) as ann, Client(server) as bob, Client(server) as ann_away:
+            assert (await ann.join("gated", password="ann"))["type"] == "server-join"
+            assert (await bob.join("gated", password="bob"))["type"] == "server-join"
+            assert (await ann_away.join("gated", password="ann"))["type"] == "server-join"
+            await ann_away.join("open")
+            assert gate.host.revoke("10", "user:nobody", "gone") == 0
+            assert gate.host.revoke("10", "user:ann", "You left the guild.") == 2
+            told = await ann.recv_type("error")
+            await gate.host.publish(Presence("10", "1", "idle"))
+            bob_heard = await bob.recv_type("presence")
+            # Everything queued for ann before now, up to the refusal of this request.
+            await ann.send({"type": "get_user_data", "serverId": "gated"})
+            ann_after = [await ann.recv()]
+            while ann_after[-1]["type"] != "error":
+                ann_after.append(await ann.recv())
+            ann_away_back = await ann_away.join("gated")
+    assert told["data"]["message"] == "You left the guild."
+    assert bob_heard["data"]["status"] == "idle"
+    assert [frame for frame in ann_after if frame["type"] == "presence"] == []
+    # Admitted elsewhere meanwhile, its admission is void too: back means a login again.
+    assert ann_away_back["type"] == "error"

@@ -17,9 +17,11 @@ import discord
 from dback_core.events import Event, Message, Refresh
 from dback_core.health import FAILED, SERVING, UNAVAILABLE
 from dback_discord.chat import is_heard, message_text
+from dback_discord.chunk_retries import ChunkRetries
 from dback_discord.config import DiscordConfig
 from dback_discord.delay import HeldMessages
 from dback_discord.identify_pace import IdentifyPace
+from dback_discord.missing_members import MissingMembers
 from dback_discord.records import departure_event, is_ignored, is_listed, presence_event
 from dback_discord.roles import Recolours
 from dback_discord.session_starts import SessionBudget, SessionStartLimit
@@ -84,11 +86,15 @@ def required_intents(chat: bool = True) -> discord.Intents:
     intents.presences = True
     intents.guild_messages = chat
     intents.message_content = chat
+    intents.moderation = True  # bans: a banned viewer is taken out at once (not privileged)
     return intents
 
 
 #: Reports the plugin's health: ``(status, reason)``, see ``dback_core.health``.
 HealthReport = Callable[[str, "str | None"], None]
+#: Told that a user joined or left a guild: ``(guild id, user id, how)``, ``how`` being
+#: ``joined``, ``removed`` or ``banned``.
+MembershipReport = Callable[[int, int, str], None]
 
 
 class DzoneClient(discord.Client):
@@ -110,12 +116,19 @@ class DzoneClient(discord.Client):
         super().__init__(
             intents=required_intents(chat),
             guild_ready_timeout=config.bot.guild_ready_timeout,
+            # Presences of members discord.py has not cached: see ``MissingMembers``.
+            enable_raw_presences=True,
             **options,
         )
         self.config = config
         self.events = events
         self.health = health
         self.first_ready = asyncio.Event()
+        #: Told of every member join, removal and ban, cached member or not (``LiveLogins``).
+        self.memberships: MembershipReport | None = None
+        #: Told when a guild's members were loaded afresh (after an identify): departures
+        #: the gateway never sent while disconnected show there.
+        self.members_reloaded: Callable[[discord.Guild], None] | None = None
         #: Whether anyone may invite the bot; until the application is read, assume so.
         self.bot_public = True
         self._skipped: set[int] = set()
@@ -136,10 +149,16 @@ class DzoneClient(discord.Client):
         self.held = HeldMessages()
         #: Messages from members who are on no map (see ``on_message``), since start.
         self.unlisted_chat = 0
+        self.chunk_retries = ChunkRetries(self, lambda guild: self.queue(Refresh(str(guild.id))))
+        self.missing = MissingMembers(
+            lambda member: self.queue(presence_event(member, config.guild(member.guild.id)))
+        )
 
     async def close(self) -> None:
         self.recolours.cancel()
         self.held.cancel_all()
+        self.chunk_retries.cancel()
+        self.missing.cancel()
         if self._stale is not None:
             self._stale.cancel()
             self._stale = None
@@ -166,6 +185,7 @@ class DzoneClient(discord.Client):
         self.bot_public = application is None or bool(application.bot_public)
         log.info("discord: the bot is %s", "public" if self.bot_public else "private")
         self._chunk_with_presences()
+        self.chunk_retries.install()
         shards, _url, limit = await self.http.get_bot_gateway()
         self.recommended_shards = max(1, int(shards))
         self.session_starts.update(SessionStartLimit.from_gateway(limit))
@@ -360,6 +380,8 @@ class DzoneClient(discord.Client):
         self.queue(LIST_REFRESH)
         self.queue(Refresh(str(guild.id)))
         self.recount(guild)
+        if self.members_reloaded is not None:
+            self.members_reloaded(guild)
 
     async def on_guild_unavailable(self, guild: discord.Guild) -> None:
         """A Discord outage took the guild away: withdraw it rather than show it frozen."""
@@ -418,8 +440,9 @@ class DzoneClient(discord.Client):
 
     def detail(self) -> str | None:
         """The plugin's detail line (status page, ``/api/plugins``): channels relayed per
-        guild, and chat dropped because its author is on no map."""
-        parts = [self.relayed.describe()]
+        guild, chat dropped because its author is on no map, and member lists still
+        incomplete because Discord rate limited them."""
+        parts = [self.relayed.describe(), *self.chunk_retries.detail()]
         if self.unlisted_chat:
             parts.append(f"messages from members on no map dropped: {self.unlisted_chat}")
         return "; ".join(part for part in parts if part) or None
@@ -429,8 +452,18 @@ class DzoneClient(discord.Client):
     async def on_presence_update(self, before: discord.Member, after: discord.Member) -> None:
         self.queue(presence_event(after, self.config.guild(after.guild.id)))
 
+    async def on_raw_presence_update(self, payload: discord.RawPresenceUpdateEvent) -> None:
+        """Every presence, cached member or not; only the uncached ones need anything here
+        (discord.py drops their presence): they are asked for (``MissingMembers``)."""
+        guild = payload.guild
+        uncached = guild is not None and guild.get_member(payload.user_id) is None
+        if guild is not None and uncached and self.serves(guild.id):
+            self.missing.want(guild, payload.user_id)
+
     async def on_member_join(self, member: discord.Member) -> None:
         self.queue(presence_event(member, self.config.guild(member.guild.id)))
+        if self.memberships is not None:
+            self.memberships(member.guild.id, member.id, "joined")
 
     async def on_member_update(self, before: discord.Member, after: discord.Member) -> None:
         """Nickname or roles changed: the name or colour on the map may have too."""
@@ -439,11 +472,28 @@ class DzoneClient(discord.Client):
     async def on_member_remove(self, member: discord.Member) -> None:
         self.queue(departure_event(member, self.config.guild(member.guild.id)))
 
+    async def on_raw_member_remove(self, payload: discord.RawMemberRemoveEvent) -> None:
+        """Every removal, also of a member discord.py had not cached (``on_member_remove``
+        is only called for cached ones): a logged-in viewer must not outstay it."""
+        if self.memberships is not None:
+            self.memberships(payload.guild_id, payload.user.id, "removed")
+
+    async def on_member_ban(
+        self, guild: discord.Guild, user: discord.Member | discord.User
+    ) -> None:
+        """Discord sends the ban before the removal; the viewer goes at the first."""
+        if self.memberships is not None:
+            self.memberships(guild.id, user.id, "banned")
+
     # -- chat ------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
         if message.guild is None:
             return
+        author = message.author
+        uncached = message.webhook_id is None and message.guild.get_member(author.id) is None
+        if uncached and self.serves(message.guild.id):
+            self.missing.want(message.guild, author.id)  # speaking, yet not cached
         options = self.config.guild(message.guild.id)
         if is_ignored(message.author, options) or not is_heard(message, message.guild, options):
             return

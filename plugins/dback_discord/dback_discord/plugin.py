@@ -23,6 +23,7 @@ from dback_core.health import FAILED, SERVING, UNAVAILABLE
 from dback_core.host import PluginHost
 from dback_discord.bot import DzoneClient, EventQueue, ShardedDzoneClient
 from dback_discord.config import SETTINGS, TOKEN_ENV, GuildOptions, load_config
+from dback_discord.live_logins import LiveLogins
 from dback_discord.message_content import MessageContent
 from dback_discord.oauth import LoginChecks
 from dback_discord.records import is_listed, server_record, user_record
@@ -104,6 +105,7 @@ class DiscordPlugin:
         self.runner: asyncio.Task[None] | None = None
         self.session: aiohttp.ClientSession | None = None
         self.logins: LoginChecks | None = None
+        self.live_logins: LiveLogins | None = None
         self.host: PluginHost | None = None
         #: Set once the bot is ready or the first attempt failed: startup waits for it.
         self.settled = asyncio.Event()
@@ -150,6 +152,7 @@ class DiscordPlugin:
         self.stopping = asyncio.Event()
         self.session = aiohttp.ClientSession()
         self.logins = LoginChecks(self.session, self.config.login)
+        self.live_logins = LiveLogins(self.logins, host)
         self.runner = asyncio.create_task(self._run(), name="dback-discord-client")
         limit = float(getattr(settings, "provider_timeout", 10.0))
         with contextlib.suppress(TimeoutError):
@@ -180,12 +183,18 @@ class DiscordPlugin:
 
     def _new_client(self) -> DzoneClient:
         chat = self.message_content.asked
+        client: DzoneClient
         if self.shards == 1:
-            return DzoneClient(self.config, self.events, self.report, chat=chat)
-        count = None if self.shards == AUTO else int(self.shards)
-        return ShardedDzoneClient(
-            self.config, self.events, self.report, chat=chat, shard_count=count
-        )
+            client = DzoneClient(self.config, self.events, self.report, chat=chat)
+        else:
+            count = None if self.shards == AUTO else int(self.shards)
+            client = ShardedDzoneClient(
+                self.config, self.events, self.report, chat=chat, shard_count=count
+            )
+        if self.live_logins is not None:
+            client.memberships = self.live_logins.membership_changed
+            client.members_reloaded = self.live_logins.members_reloaded
+        return client
 
     def _shard_as_required(self, client: DzoneClient) -> bool:
         """Discord closed the gateway with 4011 (sharding required): run the count it
@@ -286,7 +295,7 @@ class DiscordPlugin:
                 await asyncio.wait_for(self.runner, 5)
         if self.session is not None:
             await self.session.close()
-        self.client = self.runner = self.session = self.logins = None
+        self.client = self.runner = self.session = self.logins = self.live_logins = None
 
     # -- data ------------------------------------------------------------------------------
 
@@ -359,15 +368,24 @@ class DiscordPlugin:
     # -- access ----------------------------------------------------------------------------
 
     @hookimpl
-    async def authorize(self, server_id: str, credentials: dict[str, Any]) -> bool | None:
-        """For guilds with ``discord_login``: admit members of the guild, refuse the rest."""
+    async def authorize(self, server_id: str, credentials: dict[str, Any]) -> bool | str | None:
+        """For guilds with ``discord_login``: admit members of the guild, refuse the rest.
+
+        A member is admitted under a grant naming their Discord user, so that a kick or a
+        ban seen on the gateway takes them out while they watch (``LiveLogins``)."""
         found = self._guild(server_id)
         if found is None or not found[1].discord_login:
             return None
         token = credentials.get("discordToken")
-        if not isinstance(token, str) or not token.strip() or self.logins is None:
+        if not isinstance(token, str) or not token.strip():
             return False
-        return await self.logins.is_guild_member(token.strip(), str(found[0].id))
+        if self.logins is None or self.live_logins is None:
+            return False
+        guild_id = str(found[0].id)
+        user_id = await self.logins.member_of(token.strip(), guild_id)
+        if user_id is None:
+            return False
+        return self.live_logins.admit(guild_id, user_id)
 
     @hookimpl
     def get_client_id(self, server_id: str) -> str | None:

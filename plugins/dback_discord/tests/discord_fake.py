@@ -5,7 +5,9 @@ roles and presences, heartbeats, RESUME with replay of missed dispatches, RECONN
 INVALID_SESSION, the privileged-intents refusal (close code 4014, at identify or later), a
 reset token (4004), a gateway that is down, the application's ``bot_public`` flag, member
 chunks of 1,000 (with presences only when asked; guilds over ``PRESENCE_LIMIT`` get none at
-GUILD_CREATE), guild outages, the OAuth guild list (with outages and 429 + Retry-After),
+GUILD_CREATE), guild outages, a viewer's OAuth user and guild list (with outages and 429 +
+Retry-After), bans (GUILD_BAN_ADD then GUILD_MEMBER_REMOVE), member requests answered
+with RATE_LIMITED, member requests by user id, members left out of the member list,
 and the dispatches a test pushes (presence, chat with attachments or in unknown channels,
 members joining, changing and leaving, roles created, recoloured, moved, re-permissioned and
 deleted, guilds joined, renamed and left, channels created, locked (permission overwrites)
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import socket
@@ -45,7 +48,7 @@ from aiohttp import WSMsgType, web
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_RESUME, OP_REQUEST_MEMBERS = 0, 1, 2, 6, 8
 OP_RECONNECT, OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 7, 9, 10, 11
 
-GUILDS, MEMBERS, PRESENCES, GUILD_MESSAGES, MESSAGE_CONTENT = 1, 2, 256, 512, 32768
+GUILDS, MEMBERS, MODERATION, PRESENCES, GUILD_MESSAGES, MESSAGE_CONTENT = 1, 2, 4, 256, 512, 32768
 PRIVILEGED = MEMBERS | PRESENCES | MESSAGE_CONTENT
 
 #: From this many members on a guild is "large": GUILD_CREATE lists only online members and
@@ -156,6 +159,9 @@ class FakeDiscord:
         self.sessions: dict[str, Session] = {}
         #: OAuth access token -> ids of the guilds its user is in.
         self.oauth_users: dict[str, list[int]] = {}
+        #: OAuth access token -> its user's id (``GET /users/@me``); a token not named here
+        #: belongs to a user whose id is derived from the token.
+        self.oauth_ids: dict[str, int] = {}
         #: Refuse identifies that ask for privileged intents, like a bot whose portal
         #: switches are off.
         self.refuse_privileged = False
@@ -163,11 +169,11 @@ class FakeDiscord:
         self.gateway_down = False
         #: The application's "Public Bot" switch: anyone may add a public bot to a guild.
         self.bot_public = False
-        #: When set, the OAuth guild list answers with this HTTP status (an outage).
+        #: When set, OAuth calls (user, guild list) answer with this HTTP status (an outage).
         self.oauth_outage: int | None = None
-        #: Seconds the OAuth guild list takes to answer.
+        #: Seconds each OAuth call takes to answer.
         self.oauth_delay = 0.0
-        #: While set, the OAuth guild list answers 429 with this ``Retry-After`` (seconds).
+        #: While set, OAuth calls answer 429 with this ``Retry-After`` (seconds).
         self.oauth_retry_after: float | None = None
         #: When set, GUILD_CREATE waits for this event after READY: guilds that READY lists
         #: as unavailable arrive later, as after a Discord outage.
@@ -193,10 +199,25 @@ class FakeDiscord:
         #: Every IDENTIFY with the right token: (monotonic time, [shard_id, count], intents).
         self.identify_log: list[tuple[float, tuple[int, int], int]] = []
         self.requests: list[str] = []
+        #: The paths called with a viewer's OAuth token, in order.
+        self.oauth_requests: list[str] = []
         self.identifies = 0
         self.resumes = 0
         self.member_requests = 0
         self.member_requests_with_presences = 0
+        #: The next this many member requests are answered with a RATE_LIMITED dispatch
+        #: (``retry_after`` = ``chunk_retry_after``) instead of chunks; a request before the
+        #: last ``retry_after`` has passed is refused again, and counted in ``too_early``.
+        self.chunk_rate_limits = 0
+        self.chunk_retry_after = 0.5
+        self.chunk_limited_until = 0.0
+        self.rate_limited_requests = 0
+        self.too_early = 0
+        #: Members a request for the whole member list leaves out, as a list that was cut
+        #: short; asked for by id they are sent.
+        self.unchunked: set[int] = set()
+        #: The user ids of the member requests that named some, in order.
+        self.member_queries: list[list[int]] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -355,7 +376,13 @@ class FakeDiscord:
         self.requests.append(f"{request.method} {request.path}")
         return request.headers.get("Authorization") == f"Bot {self.token}"
 
+    def oauth_user_id(self, token: str) -> int:
+        """The id of the user an OAuth token belongs to."""
+        return self.oauth_ids.get(token) or int(hashlib.sha256(token.encode()).hexdigest()[:12], 16)
+
     async def _me(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization", "").startswith("Bearer "):
+            return await self._oauth_me(request)
         if not self._bot_auth(request):
             return self._reply({"message": "401: Unauthorized", "code": 0}, 401)
         return self._reply({**self.bot, "verified": True, "mfa_enabled": False, "flags": 0})
@@ -393,9 +420,11 @@ class FakeDiscord:
             }
         )
 
-    async def _oauth_guilds(self, request: web.Request) -> web.Response:
+    def _oauth_call(self, request: web.Request) -> web.Response | str:
+        """What every call with a viewer's token meets first: an outage, a rate limit, a
+        token Discord does not know. The token when the call may go on."""
         self.requests.append(f"{request.method} {request.path}")
-        await asyncio.sleep(self.oauth_delay)
+        self.oauth_requests.append(request.path.removeprefix("/api/v10"))
         if self.oauth_outage is not None:
             return self._reply({"message": "outage", "code": 0}, self.oauth_outage)
         if self.oauth_retry_after is not None:
@@ -408,9 +437,25 @@ class FakeDiscord:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme != "Bearer" or token not in self.oauth_users:
             return self._reply({"message": "401: Unauthorized", "code": 0}, 401)
-        return self._reply(
-            [{"id": str(guild_id), "name": "guild"} for guild_id in self.oauth_users[token]]
-        )
+        return token
+
+    async def _oauth_me(self, request: web.Request) -> web.Response:
+        """``GET /users/@me`` with a viewer's token (scope ``identify``): its own user."""
+        answer = self._oauth_call(request)
+        if isinstance(answer, str):
+            answer = self._reply(user_object(self.oauth_user_id(answer), "viewer"))
+        await asyncio.sleep(self.oauth_delay)
+        return answer
+
+    async def _oauth_guilds(self, request: web.Request) -> web.Response:
+        """The user's guilds as they are when the call arrives; the answer takes
+        ``oauth_delay`` to come back (a kick meanwhile is not in it)."""
+        answer = self._oauth_call(request)
+        if isinstance(answer, str):
+            guilds = self.oauth_users[answer]
+            answer = self._reply([{"id": str(guild_id), "name": "guild"} for guild_id in guilds])
+        await asyncio.sleep(self.oauth_delay)
+        return answer
 
     async def _not_found(self, request: web.Request) -> web.Response:
         self.requests.append(f"{request.method} {request.path}")
@@ -514,15 +559,23 @@ class FakeDiscord:
         return session
 
     async def _send_members(self, session: Session, request: dict[str, Any]) -> None:
-        """Answer op 8 with every member of the guild (query "" asks for all), in chunks of
-        ``CHUNK_SIZE``; with presences only when asked (and only if the intent was given)."""
+        """Answer op 8 with the guild's members (query "" asks for all, ``user_ids`` for
+        those), in chunks of ``CHUNK_SIZE``; with presences only when asked (and only if
+        the intent was given). Or refuse it with RATE_LIMITED, see ``chunk_rate_limits``."""
         self.member_requests += 1
         self.member_requests_with_presences += bool(request.get("presences"))
         guild = self.guilds.get(int(request["guild_id"]))
         if guild is None:
             return
-        members = list(guild.members.values())
-        slices = [members[i : i + CHUNK_SIZE] for i in range(0, len(members), CHUNK_SIZE)]
+        if await self._rate_limited(session, request):
+            return
+        user_ids = [int(user_id) for user_id in request.get("user_ids") or []]
+        if user_ids:
+            self.member_queries.append(user_ids)
+            members = [guild.members[uid] for uid in user_ids if uid in guild.members]
+        else:
+            members = [m for m in guild.members.values() if int(m.user["id"]) not in self.unchunked]
+        slices = [members[i : i + CHUNK_SIZE] for i in range(0, len(members), CHUNK_SIZE)] or [[]]
         for index, part in enumerate(slices):
             chunk: dict[str, Any] = {
                 "guild_id": str(guild.id),
@@ -530,6 +583,8 @@ class FakeDiscord:
                 "chunk_index": index,
                 "chunk_count": len(slices),
             }
+            if user_ids:
+                chunk["not_found"] = [str(uid) for uid in user_ids if uid not in guild.members]
             if request.get("presences") and session.intents & PRESENCES:
                 chunk["presences"] = [
                     self._presence(guild, member) for member in part if member.status != "offline"
@@ -538,6 +593,27 @@ class FakeDiscord:
                 chunk["nonce"] = request["nonce"]
             await self._send(session, "GUILD_MEMBERS_CHUNK", chunk)
             await asyncio.sleep(0)
+
+    async def _rate_limited(self, session: Session, request: dict[str, Any]) -> bool:
+        """Discord's answer to a member request it will not serve now: a RATE_LIMITED
+        dispatch naming the opcode, the wait, and the request (guild id and nonce)."""
+        now = time.monotonic()
+        early = now < self.chunk_limited_until
+        if not early and self.chunk_rate_limits <= 0:
+            return False
+        if early:
+            self.too_early += 1
+        else:
+            self.chunk_rate_limits -= 1
+            self.chunk_limited_until = now + self.chunk_retry_after
+        self.rate_limited_requests += 1
+        meta: dict[str, Any] = {"guild_id": str(request["guild_id"])}
+        if request.get("nonce"):
+            meta["nonce"] = request["nonce"]
+        retry_after = max(self.chunk_limited_until - now, 0.0)
+        data = {"opcode": OP_REQUEST_MEMBERS, "retry_after": retry_after, "meta": meta}
+        await self._send(session, "RATE_LIMITED", data)
+        return True
 
     async def _send(self, session: Session, event: str, data: dict[str, Any]) -> None:
         session.sequence += 1
@@ -715,8 +791,29 @@ class FakeDiscord:
         payload = {**member.payload(), "guild_id": str(guild_id)}
         await self._dispatch("GUILD_MEMBER_ADD", lambda intents: payload)
 
+    async def ban_member(self, guild_id: int, user_id: int, *, remove: bool = True) -> None:
+        """A ban: GUILD_BAN_ADD (to sessions with the moderation intent), then, as Discord
+        does, GUILD_MEMBER_REMOVE; ``remove=False`` stops after the ban, as when the removal
+        is still on its way."""
+        user = self.guilds[guild_id].members[user_id].user
+        self._leave_oauth_guild(guild_id, user_id)
+        payload = {"guild_id": str(guild_id), "user": user}
+        await self._dispatch(
+            "GUILD_BAN_ADD", lambda intents: payload if intents & MODERATION else None
+        )
+        if remove:
+            await self.remove_member(guild_id, user_id)
+
+    def _leave_oauth_guild(self, guild_id: int, user_id: int) -> None:
+        """The user's OAuth guild lists no longer show the guild they left."""
+        for token, guilds in self.oauth_users.items():
+            if self.oauth_user_id(token) == user_id and guild_id in guilds:
+                guilds.remove(guild_id)
+
     async def remove_member(self, guild_id: int, user_id: int) -> None:
+        """GUILD_MEMBER_REMOVE: a kick, or the member left."""
         member = self.guilds[guild_id].members.pop(user_id)
+        self._leave_oauth_guild(guild_id, user_id)
         payload = {"guild_id": str(guild_id), "user": member.user}
         await self._dispatch("GUILD_MEMBER_REMOVE", lambda intents: payload)
 

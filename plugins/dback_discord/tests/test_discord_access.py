@@ -30,7 +30,9 @@ async def test_discord_login_admits_members_of_the_guild_only(fake, monkeypatch,
     assert outsider["type"] == "error" and invalid["type"] == "error"
     assert member["type"] == "server-join"
     assert member["data"]["clientId"] == "778899"
-    assert fake.requests.count("GET /api/v10/users/@me/guilds") == 3
+    # Each token asked once who it is; the invalid one's guilds were not asked for.
+    assert fake.oauth_requests.count("/users/@me") == 3
+    assert fake.oauth_requests.count("/users/@me/guilds") == 2
 
 
 async def test_discord_login_is_refused_while_discord_fails(fake, monkeypatch, tmp_path, caplog):

@@ -45,33 +45,38 @@ async def test_a_flood_of_junk_and_forged_tokens_costs_a_few_dozen_checks(
 
         junk_answers = await asyncio.gather(*(attack(junk) for _ in range(10)))
         forged_answers = await asyncio.gather(*(attack(forged[i::10]) for i in range(10)))
-        checks = fake.requests.count(CHECK)
+        checks = len(fake.oauth_requests)
         async with Client(server) as client:
             admitted = await join_until_admitted(client, "good-token-abcdef")
     answers = [message for batch in junk_answers + forged_answers for message in batch]
     busy = sum("busy" in message for message in answers)
     logging.getLogger(__name__).info(
-        "1,200 junk/forged logins: %d checks sent to Discord, %d answered busy", checks, busy
+        "1,200 junk/forged logins: %d calls sent to Discord, %d answered busy", checks, busy
     )
     assert len(answers) == 1200 and busy > 0
     assert checks <= 36, checks
     assert admitted[-1]["type"] == "server-join"
-    assert fake.requests.count(CHECK) <= checks + len(admitted)
+    assert len(fake.oauth_requests) <= checks + 2 * len(admitted)
     server_logs = "\n".join(
         record.getMessage() for record in caplog.records if record.name != "websockets.client"
     )
     assert "junk-token" not in server_logs and "good-token-abcdef" not in server_logs
 
 
-async def test_verdicts_are_cached_so_repeats_cost_nothing(fake, monkeypatch, tmp_path):
+async def test_verdicts_are_cached_so_repeats_cost_one_light_call(fake, monkeypatch, tmp_path):
+    """A refused token costs nothing again; an admitted one's guild list is not asked again,
+    only whether Discord still accepts the token (one ``GET /users/@me`` per connect, the
+    bucket permitting: here it is wide, so every connect asks)."""
     fake.oauth_users = {"member-token-1234": [LOUNGE]}
-    async with discord_dback(fake, monkeypatch, tmp_path, LOGIN_CONFIG) as server:
+    config = LOGIN_CONFIG + "[login]\nrate = 100\nburst = 100\n"
+    async with discord_dback(fake, monkeypatch, tmp_path, config) as server:
         for _ in range(5):
             async with Client(server) as client:
                 refused = await client.join(str(LOUNGE), discordToken="expired-token-99")
                 admitted = await client.join(str(LOUNGE), discordToken="member-token-1234")
                 assert refused["type"] == "error" and admitted["type"] == "server-join"
-    assert fake.requests.count(CHECK) == 2
+    assert fake.oauth_requests.count("/users/@me/guilds") == 1
+    assert fake.oauth_requests.count("/users/@me") == 1 + 5  # the junk token once, then 5
 
 
 async def test_the_busy_refusal_is_immediate_and_says_to_try_again(fake, monkeypatch, tmp_path):
@@ -96,7 +101,7 @@ async def test_discord_rate_limits_are_honoured_until_retry_after(fake, monkeypa
             limited = await client.join(str(LOUNGE), discordToken="member-token-1234")
             fake.oauth_retry_after = None
             waiting = await client.join(str(LOUNGE), discordToken="other-member-5678")
-            calls_while_waiting = fake.requests.count(CHECK)
+            calls_while_waiting = len(fake.oauth_requests)
             admitted = await join_until_admitted(client, "member-token-1234")
     assert limited["type"] == "error" and "busy" in limited["data"]["message"]
     assert waiting["type"] == "error" and "busy" in waiting["data"]["message"]
