@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from d_back.server import WebSocketServer
-from dback_core import protocol
-from dback_core.server import DbackServer
+from dback_core.serving.server import DbackServer
 from dback_core.testing import Client
+from dback_core.wire import protocol
 
 ONE = "1"
 TWO = "2"

@@ -76,7 +76,10 @@ def test_a_broken_plugin_loaded_by_default_is_logged_and_skipped(tmp_path):
     install_plugin(tmp_path, "tp-broken", "import no_such_module_here\n")
     with Serving(DBACK_MOCK_INTERVAL="0.05", PYTHONPATH=str(tmp_path)) as server:
         pass
-    assert "ERROR dback_core.plugins: plugin tp-broken failed to load and is skipped" in server.log
+    assert (
+        "ERROR dback_core.loading.plugins: plugin tp-broken failed to load and is skipped"
+        in server.log
+    )
     assert "serving 4 guilds" in server.log
 
 
@@ -246,7 +249,7 @@ def test_not_configured_plugins_are_logged_at_info_when_loaded_by_default():
     with Serving(DBACK_MOCK_INTERVAL="0.05") as server:
         pass
     assert (
-        "INFO dback_core.plugins: plugin dback-postgres is not configured: "
+        "INFO dback_core.loading.plugins: plugin dback-postgres is not configured: "
         "set DBACK_POSTGRES_DSN" in server.log
     )
     assert "serving 4 guilds" in server.log

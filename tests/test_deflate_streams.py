@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.protocol import State
 
-from dback_core import fanout as fanout_module
-from dback_core.deflate import CACHE_FROM, PLAIN_BELOW, TAIL, SharedDeflate
-from dback_core.fanout import Fanout, text_frame
+from dback_core.wire import fanout as fanout_module
+from dback_core.wire.deflate import CACHE_FROM, PLAIN_BELOW, TAIL, SharedDeflate
+from dback_core.wire.fanout import Fanout, text_frame
 
 GUILDS = ["a", "b"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dback_core.events import Presence
+from dback_core.plugin.events import Presence
 from dback_core.testing import Client, running_server
 
 ROOT = Path(__file__).resolve().parent.parent

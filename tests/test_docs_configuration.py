@@ -1,7 +1,7 @@
 """docs/configuration.md lists every setting with its real default, and nothing that is not one.
 
 The core table is checked against ``Settings`` and the ``dback`` command line; each plugin's
-section against the settings the plugin declares (``dback_core.settings``).
+section against the settings the plugin declares (``dback_core.plugin.settings``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 import click
 import pytest
 
-from dback_core import plugins as plugin_loading
-from dback_core.cli import cli
-from dback_core.config import Settings
+from dback_core.loading import plugins as plugin_loading
+from dback_core.ops.cli import cli
+from dback_core.plugin.server_settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = (ROOT / "docs" / "configuration.md").read_text()

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from dback_core.config import Settings
-from dback_core.loops import loop_factory
-from dback_core.settings import SettingsError
+from dback_core.ops.loops import loop_factory
+from dback_core.plugin.errors import SettingsError
+from dback_core.plugin.server_settings import Settings
 from tests.json_log import serving_port
 
 CONNECT = json.dumps({"type": "connect", "data": {"server": "default"}}).encode()

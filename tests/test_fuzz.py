@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from dback_core import hookimpl
-from dback_core.events import Message
+from dback_core.plugin.events import Message
 from dback_core.testing import running_server
 
 MARKERS = itertools.count()

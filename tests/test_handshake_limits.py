@@ -119,7 +119,7 @@ SERVE_WITH_DESCRIPTORS_IN_USE = """
 import os, sys
 held = [os.open(os.devnull, os.O_RDONLY) for _ in range(int(sys.argv[1]))]
 sys.argv = ["dback", "serve", "--port", "0"]
-from dback_core.cli import main
+from dback_core.ops.cli import main
 main()
 """
 

@@ -10,12 +10,13 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from dback_core import hookimpl, protocol
-from dback_core.config import Settings
-from dback_core.events import Message, Presence
-from dback_core.plugins import load_plugins
-from dback_core.server import DbackServer
+from dback_core import hookimpl
+from dback_core.loading.plugins import load_plugins
+from dback_core.plugin.events import Message, Presence
+from dback_core.plugin.server_settings import Settings
+from dback_core.serving.server import DbackServer
 from dback_core.testing import Client, running_server
+from dback_core.wire import protocol
 from tests.drain import DrainClient, drain_all, frame_size
 
 DEFAULT = "232769614004748288"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from dback_core import hookimpl
-from dback_core.events import Refresh
-from dback_core.plugins import load_plugins
+from dback_core.loading.plugins import load_plugins
+from dback_core.plugin.events import Refresh
 from dback_core.testing import running_server
 
 

@@ -12,9 +12,10 @@ import click
 import pytest
 
 from dback_core import hookimpl
-from dback_core.events import Message, Presence, Refresh
-from dback_core.hooks import PluginHooks
-from dback_core.plugins import NOT_CONFIGURED, NotConfigured, load_plugins
+from dback_core.loading.hooks import PluginHooks
+from dback_core.loading.plugins import NOT_CONFIGURED, load_plugins
+from dback_core.plugin.errors import NotConfigured
+from dback_core.plugin.events import Message, Presence, Refresh
 from dback_core.testing import Client, running_server
 
 
@@ -235,7 +236,7 @@ async def test_a_guild_whose_first_load_failed_is_asked_again_on_the_next_join()
 
 @pytest.mark.parametrize("hook", ["startup", "event_applied"])
 def test_new_hooks_are_known_to_the_loader(hook):
-    from dback_core.plugins import hook_names
+    from dback_core.loading.plugins import hook_names
 
     assert hook in hook_names()
 

@@ -8,7 +8,7 @@ import json
 from prometheus_client.parser import text_string_to_metric_families
 
 from dback_core import hookimpl
-from dback_core.events import Message, Presence
+from dback_core.plugin.events import Message, Presence
 from dback_core.testing import Client, running_server
 from tests.drain import DrainClient
 from tests.http_get import fetch

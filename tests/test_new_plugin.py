@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from dback_core.scaffold import HOLDER, core_range, placeholders, write_plugin
+from dback_core.ops.scaffold import HOLDER, core_range, placeholders, write_plugin
 from dback_core.testing import Client
 from tests import fresh_venv
 from tests.fresh_venv import environment

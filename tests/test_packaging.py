@@ -142,7 +142,7 @@ def test_every_plugin_has_its_entry_point(built, name):
 def test_dback_core_ships_py_typed_and_its_status_page_but_not_d_back(built):
     files = _wheel_files(built["dback-core"][1])
     assert "dback_core/py.typed" in files
-    assert "dback_core/status_page/index.html" in files
+    assert "dback_core/serving/status_page/index.html" in files
     assert not [path for path in files if path.startswith("d_back/")]
     requirements = [
         Requirement(text) for text in _metadata(built["dback-core"][1]).get_all("Requires-Dist")

@@ -10,7 +10,7 @@ import pytest
 import websockets
 
 from dback_core import hookimpl
-from dback_core.health import FAILED, SERVING, UNAVAILABLE
+from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
 from dback_core.testing import Client, running_server
 from tests.http_get import fetch_content
 

@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from dback_core import PluginHost, hookimpl
-from dback_core.events import Message, Presence, Refresh
-from dback_core.health import UNAVAILABLE
+from dback_core.plugin.events import Message, Presence, Refresh
+from dback_core.plugin.health import UNAVAILABLE
 from dback_core.testing import Client, running_server
 from tests.http_get import fetch_content
 

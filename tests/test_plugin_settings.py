@@ -1,5 +1,5 @@
 """The settings API: plugins declare their variables; the core parses, checks and shows them
-the same way for every plugin (``dback_core.settings``)."""
+the same way for every plugin (``dback_core.plugin.settings``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from dback_core.plugins import FAILED, NOT_CONFIGURED, installed_settings, load_plugins
-from dback_core.settings import Setting, SettingsError, declared, read
+from dback_core.loading.plugins import FAILED, NOT_CONFIGURED, installed_settings, load_plugins
+from dback_core.plugin.errors import SettingsError
+from dback_core.plugin.settings import Setting, declared, read
 from tests.http_get import get
 from tests.installed_plugins import install_plugin
 

@@ -22,12 +22,12 @@ PLUGIN_MODULES = sorted(ROOT.glob("plugins/*/dback_*/**/*.py"))
 #: The public API: module -> the names a plugin may import from it (None: any public name).
 PUBLIC = {
     "dback_core": set(dback_core.__all__),
-    "dback_core.events": None,
-    "dback_core.host": None,
-    "dback_core.health": None,
-    "dback_core.backoff": None,
-    "dback_core.settings": {"Setting", "SettingsError", "read"},
-    "dback_core.limits": {"TokenBucket"},
+    "dback_core.plugin.events": None,
+    "dback_core.plugin.host": None,
+    "dback_core.plugin.health": None,
+    "dback_core.plugin.backoff": None,
+    "dback_core.plugin.settings": {"Setting", "SettingsError", "read"},
+    "dback_core.wire.limits": {"TokenBucket"},
     "dback_core.testing": None,
 }
 #: Attributes of the server object that only the core may touch.
@@ -77,20 +77,20 @@ def test_a_plugin_module_uses_only_the_public_api(path):
 
 def test_the_scan_catches_each_way_past_the_api():
     source = """
-import dback_core.server
-from dback_core.directory import Directory
-from dback_core.limits import ConnectionCounter
+import dback_core.serving.server
+from dback_core.world.directory import Directory
+from dback_core.wire.limits import ConnectionCounter
 from dback_core import hookimpl, PluginHost
-from dback_core.health import FAILED
+from dback_core.plugin.health import FAILED
 
 class Plugin:
     def startup(self, settings, server):
         server.directory.guilds
 """
     assert violations(source) == [
-        "line 2: import dback_core.server",
-        "line 3: from dback_core.directory import Directory",
-        "line 4: from dback_core.limits import ConnectionCounter",
+        "line 2: import dback_core.serving.server",
+        "line 3: from dback_core.world.directory import Directory",
+        "line 4: from dback_core.wire.limits import ConnectionCounter",
         "line 9: startup takes the server object",
         "line 10: .directory",
     ]

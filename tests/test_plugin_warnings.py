@@ -8,7 +8,7 @@ import logging
 import uuid
 
 from dback_core import Presence, hookimpl
-from dback_core.plugins import load_plugins
+from dback_core.loading.plugins import load_plugins
 from dback_core.testing import Client, running_server
 from tests.installed_plugins import install_plugin
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from dback_core import protocol
-from dback_core.events import Message, Presence
+from dback_core.plugin.events import Message, Presence
 from dback_core.testing import Client
+from dback_core.wire import protocol
 
 DEFAULT = "232769614004748288"
 DOCS = "482241773318701056"

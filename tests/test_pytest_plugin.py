@@ -15,7 +15,7 @@ import socket
 
 import pytest
 
-from dback_core.plugins import PluginError
+from dback_core.plugin.errors import PluginError
 
 MOCK_DEFAULT = "232769614004748288"
 ADDRESSES = []
@@ -31,7 +31,9 @@ async def test_a_server_with_exactly_the_named_plugin(dback):
         "dback-mock", environ={"DBACK_MOCK_SEED": "7", "DBACK_MOCK_INTERVAL": "0.05"}
     )
     ADDRESSES.append(server.address)
-    assert [record.name for record in server.plugins.records] == ["dback-mock"]
+    assert server.plugins()["order"] == ["dback-mock"]
+    assert server.host.plugin_name == "dback-mock"
+    assert MOCK_DEFAULT in server.host.guild_list()
     client = await dback.client(server)
     assert MOCK_DEFAULT in client.server_list
     world = await client.join("default")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from dback_core import hookimpl
-from dback_core.events import ClientIdUpdate, Presence, Refresh
+from dback_core.plugin.events import ClientIdUpdate, Presence, Refresh
 from dback_core.testing import Client, running_server
 from dback_mock.world import MockWorld
 from tests.drain import DrainClient

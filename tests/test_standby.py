@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from dback_core import hookimpl
-from dback_core.events import Message
+from dback_core.plugin.events import Message
 from dback_core.testing import Client, running_server
 
 

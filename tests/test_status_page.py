@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from playwright.async_api import async_playwright, expect
 
 from dback_core import hookimpl
-from dback_core.cli import cli
-from dback_core.events import Message, Presence
-from dback_core.health import UNAVAILABLE
+from dback_core.ops.cli import cli
+from dback_core.plugin.events import Message, Presence
+from dback_core.plugin.health import UNAVAILABLE
 from dback_core.testing import Client, running_server
 from tests.http_get import fetch
 

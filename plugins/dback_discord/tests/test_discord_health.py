@@ -7,7 +7,7 @@ import logging
 
 from discord_world import ALICE, LOUNGE, WORKSHOP, discord_dback
 
-from dback_core.health import FAILED, SERVING, UNAVAILABLE
+from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
 from dback_core.testing import Client
 
 #: [bot] keys (they follow FAST_BOT): retry refused intents after 0.1 s, report a lost

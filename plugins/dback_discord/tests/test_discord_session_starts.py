@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from discord_world import ALICE, LOUNGE, discord_dback
 from test_discord_health import health, wait_for_status
 
-from dback_core.health import FAILED, SERVING
+from dback_core.plugin.health import FAILED, SERVING
 from dback_core.testing import Client
 
 #: Re-identify after 0.05 s, doubling to 0.4 s; a session up 0.3 s is stable.

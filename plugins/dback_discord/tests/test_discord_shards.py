@@ -16,7 +16,7 @@ from playwright.async_api import async_playwright, expect
 from test_discord_health import health, http_get, wait_for_status
 from test_discord_session_starts import wait_until
 
-from dback_core.health import FAILED, SERVING
+from dback_core.plugin.health import FAILED, SERVING
 from dback_core.testing import Client
 
 SHARDS = 3

@@ -26,9 +26,9 @@ from typing import Any
 
 import asyncpg
 
-from dback_core.backoff import Backoff
-from dback_core.events import ClientIdUpdate, Event, Presence, Refresh
-from dback_core.health import FAILED, SERVING, UNAVAILABLE
+from dback_core.plugin.backoff import Backoff
+from dback_core.plugin.events import ClientIdUpdate, Event, Presence, Refresh
+from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
 from dback_postgres import queries
 from dback_postgres.chat import ChatCursor
 from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe
@@ -43,7 +43,7 @@ MAX_PENDING = 10_000
 #: Seconds before the first attempt to reconnect after a success.
 INITIAL_DELAY = 0.1
 
-#: ``report(status, reason)``: tells the server how the plugin is (``dback_core.health``).
+#: ``report(status, reason)``: tells the server how the plugin is (``dback_core.plugin.health``).
 Report = Callable[[str, "str | None"], None]
 
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from dback_core.server import DbackServer
+from dback_core.serving.server import DbackServer
 from dback_core.testing import Client, running_server
 
 ADMIN_DSN = os.environ.get(

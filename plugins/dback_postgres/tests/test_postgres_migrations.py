@@ -10,7 +10,7 @@ import asyncpg
 from click.testing import CliRunner
 from postgres_helpers import ADMIN_DSN, dsn_for, run_dback, wait_until
 
-from dback_core.health import FAILED, SERVING
+from dback_core.plugin.health import FAILED, SERVING
 from dback_core.testing import Client, running_server
 from dback_postgres import migrations
 from dback_postgres.commands import postgres

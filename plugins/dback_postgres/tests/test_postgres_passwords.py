@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from postgres_helpers import listening, run_dback, seed_guild, wait_until
 
-from dback_core import protocol
 from dback_core.testing import Client, running_server
+from dback_core.wire import protocol
 from dback_postgres.commands import postgres
 from dback_postgres.passwords import hash_password, verify_password
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from dback_core.events import Message
+from dback_core.plugin.events import Message
 from dback_redis import codec
 from dback_redis.snapshot import Keys
 

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from dback_core.events import ClientIdUpdate, Event, Message, Presence, Refresh
+from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence, Refresh
 
 VERSION = 1
 RESYNC = "resync"

@@ -14,9 +14,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from dback_core.backoff import Backoff
-from dback_core.events import Event, Message, Presence
-from dback_core.host import PluginHost
+from dback_core.plugin.backoff import Backoff
+from dback_core.plugin.events import Event, Message, Presence
+from dback_core.plugin.host import PluginHost
 from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from dback_core import hookimpl
-from dback_core.events import Event
-from dback_core.host import PluginHost
+from dback_core.plugin.events import Event
+from dback_core.plugin.host import PluginHost
 from dback_redis.auto import Elected
-from dback_redis.config import EDGE, PUBLISHER, SETTINGS, RedisConfig
+from dback_redis.config import AUTO, EDGE, PUBLISHER, ROLE_ENV, SETTINGS, RedisConfig
 from dback_redis.edge import Edge
 from dback_redis.publisher import Publisher
 
@@ -41,6 +41,17 @@ class RedisPlugin:
     def dback_detail(self) -> str:
         """What ``dback plugins`` and ``/api/plugins`` show: role, Redis (no password), prefix."""
         return self.config.describe()
+
+    @hookimpl
+    def worker_sharing(self) -> bool | str:
+        """``dback serve --workers N`` shares one world through Redis in the ``auto`` role,
+        where the workers elect the one that runs the providers; a pinned role cannot."""
+        if self.config.role == AUTO:
+            return True
+        return (
+            f"{ROLE_ENV}=auto (the default), not {self.config.role!r}: the workers elect "
+            "the one that runs the providers"
+        )
 
 
 class PublisherPlugin(RedisPlugin):

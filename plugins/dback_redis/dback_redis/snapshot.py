@@ -24,7 +24,7 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline, Redis
 
-from dback_core.host import GuildView, ListedGuild, PluginHost
+from dback_core.plugin.host import GuildView, ListedGuild, PluginHost
 
 
 class Keys:

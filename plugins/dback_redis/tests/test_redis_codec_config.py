@@ -7,9 +7,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from dback_core.cli import cli
-from dback_core.events import ClientIdUpdate, Message, Presence, Refresh
-from dback_core.plugins import NotConfigured
+from dback_core import NotConfigured
+from dback_core.ops.cli import cli
+from dback_core.plugin.events import ClientIdUpdate, Message, Presence, Refresh
 from dback_redis.codec import BadMessage, decode, encode
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.plugin import EdgePlugin, PublisherPlugin, RedisPlugin

@@ -12,7 +12,7 @@ import signal
 
 from bus_recorder import BusRecorder
 
-from dback_core.events import Message
+from dback_core.plugin.events import Message
 from dback_core.testing import Client, running_server
 from dback_redis.codec import encode
 from dback_redis.config import RedisConfig

@@ -10,7 +10,7 @@ import dataclasses
 import json
 
 from dback_core import hookimpl
-from dback_core.events import ClientIdUpdate, Message, Presence, Refresh
+from dback_core.plugin.events import ClientIdUpdate, Message, Presence, Refresh
 from dback_core.testing import Client, running_server
 from dback_redis.codec import encode
 from dback_redis.config import RedisConfig

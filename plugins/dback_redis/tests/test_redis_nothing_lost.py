@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 
 from dback_core import hookimpl
-from dback_core.events import Message, Presence
+from dback_core.plugin.events import Message, Presence
 from dback_core.testing import Client, running_server
 from dback_redis.config import RedisConfig
 from dback_redis.plugin import RedisPlugin
