@@ -42,7 +42,7 @@ def hook_sections(text: str) -> dict[str, str]:
 
 def test_the_signature_text_is_what_hookspecs_says():
     assert signature_text("startup") == (
-        "def startup(settings: Any, server: Any, host: PluginHost) -> None"
+        "def startup(settings: Settings, host: PluginHost) -> None"
     )
     assert signature_text("get_server_data") == (
         "def get_server_data(server_id: str | None) -> dict[str, dict[str, Any]] | None"

@@ -22,7 +22,13 @@ def test_describe_shows_the_merge_rules_from_the_specs():
     assert merge == {
         name: rule.text for name, rule in RULES.items() if rule.combine in (MERGE, FIRST)
     }
-    assert set(merge) == {"get_server_data", "get_user_data", "authorize", "get_client_id"}
+    assert set(merge) == {
+        "get_server_data",
+        "get_user_data",
+        "authorize",
+        "get_client_id",
+        "worker_sharing",
+    }
     assert {name for name, rule in RULES.items() if rule.fallback_steps_aside} == DATA_HOOKS
 
 

@@ -24,8 +24,8 @@ class Provider:
         self.users = {"1": {"5": user("5", "five")}, "2": {"6": user("6", "six")}}
 
     @hookimpl
-    def startup(self, server):
-        server.keep_loaded = self.keep
+    def startup(self, host):
+        host.keep_loaded(self.keep)
 
     @hookimpl
     def get_server_data(self):

@@ -11,7 +11,7 @@ import textwrap
 import click
 import pytest
 
-from dback_core import hookimpl
+from dback_core import PluginHost, hookimpl
 from dback_core.loading.hooks import PluginHooks
 from dback_core.loading.plugins import NOT_CONFIGURED, load_plugins
 from dback_core.plugin.errors import NotConfigured
@@ -33,8 +33,8 @@ class Provider:
         self.started_with = None
 
     @hookimpl
-    def startup(self, settings, server):
-        self.started_with = (settings, server)
+    def startup(self, settings, host):
+        self.started_with = (settings, host)
 
     @hookimpl
     def get_server_data(self):
@@ -60,11 +60,12 @@ class Recorder:
         self.seen.append((event, origin))
 
 
-async def test_startup_receives_the_settings_and_the_server():
+async def test_startup_receives_the_settings_and_its_host():
     provider = Provider()
     async with running_server([("provider", provider)], environ={"DBACK_PLUGINS": ""}) as server:
-        settings, passed = provider.started_with
-    assert passed is server and settings is server.settings
+        settings, host = provider.started_with
+        assert settings is server.settings
+        assert isinstance(host, PluginHost) and host.plugin_name == "provider"
 
 
 async def test_not_configured_at_startup_takes_the_plugin_out_and_the_mock_serves(caplog):

@@ -24,12 +24,7 @@ class Provider:
 
     def __init__(self, key: str = "10", short: str = "ten", answer: bool = True):
         self.key, self.short = key, short
-        self.server = None
         self.answer = answer
-
-    @hookimpl
-    def startup(self, server):
-        self.server = server
 
     @hookimpl
     def get_server_data(self):

@@ -139,4 +139,23 @@ def test_workers_without_redis_refuse_to_start_clearly(tmp_path):
         timeout=60,
     )
     assert result.returncode != 0
-    assert "--workers needs DBACK_REDIS_URL" in result.stderr
+    assert "--workers: no active plugin shares the world between workers" in result.stderr
+
+
+def test_workers_with_a_pinned_redis_role_refuse_naming_the_role(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBACK_")}
+    # Refused before any worker starts: nothing connects to this address.
+    env |= {"DBACK_REDIS_URL": "redis://127.0.0.1:1/0", "DBACK_REDIS_ROLE": "edge"}
+    env["DBACK_PLUGINS"] = "dback-redis"
+    result = subprocess.run(
+        [sys.executable, "-m", "dback_core", "serve", "--workers", "2", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert (
+        "--workers: plugin dback-redis shares the world between workers but needs "
+        "DBACK_REDIS_ROLE=auto (the default), not 'edge'"
+    ) in result.stderr
