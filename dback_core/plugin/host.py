@@ -96,7 +96,7 @@ class PluginHost(Protocol):
 
     @property
     def plugin_name(self) -> str:
-        """The name this plugin is loaded under (``dback-redis``)."""
+        """The name this plugin is loaded under (``dback-mine``)."""
 
     async def publish(self, event: Event, *, relay: bool = True) -> None:
         """Apply ``event`` and deliver it to the viewers of its guild.
