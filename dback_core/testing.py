@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import websockets
 
-from dback_core.loading.plugins import PLUGINS_ENV, load_plugins
+from dback_core.loading.plugins import PLUGINS_ENV, PluginSet, load_plugins
 from dback_core.plugin.errors import PluginError
 from dback_core.plugin.host import PluginHost
 from dback_core.plugin.server_settings import Settings
@@ -67,12 +67,14 @@ class Served:
     ``host`` is the ``PluginHost`` the first plugin named was given (publish as that plugin,
     read the loaded guilds, report its health), None when no plugin was named;
     ``plugins()`` is what ``dback plugins --json`` and ``/api/plugins`` show, at the moment
-    it is called.
+    it is called; ``plugin(name)`` is the loaded object whose hooks run, for a test that
+    checks its own plugin's state.
     """
 
     address: tuple[str, int]
     host: PluginHost | None
     describe: Callable[[], dict[str, Any]]
+    loaded: Callable[[str], Any]
 
     @property
     def url(self) -> str:
@@ -81,6 +83,13 @@ class Served:
 
     def plugins(self) -> dict[str, Any]:
         return self.describe()
+
+    def plugin(self, name: str) -> Any:
+        """The loaded object of plugin ``name`` (``LookupError`` when none is loaded)."""
+        found = self.loaded(name)
+        if found is None:
+            raise LookupError(f"no plugin {name!r} is loaded")
+        return found
 
 
 class Client:
@@ -194,7 +203,7 @@ class Launcher:
         await server.start()
         _refuse(loaded.fatal_problems())  # a plugin's ``startup`` may find one too
         host = server.host_for(loaded.records[0]) if loaded.records else None
-        return Served(server.address, host, loaded.describe)
+        return Served(server.address, host, loaded.describe, _plugin_object(loaded))
 
     async def client(self, server: Listening, **options: Any) -> Client:
         """A connected ``Client`` of ``server`` (its ``server_list`` read), closed after the
@@ -212,6 +221,14 @@ class Launcher:
             await server.stop()
         self._clients.clear()
         self._servers.clear()
+
+
+def _plugin_object(plugins: PluginSet) -> Callable[[str], Any]:
+    def find(name: str) -> Any:
+        record = plugins.find(name)
+        return record.plugin if record is not None and record.is_active else None
+
+    return find
 
 
 def _refuse(problems: list[str]) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 UNKNOWN_SERVER = "Sorry, couldn't connect to that Discord server."
 LOGIN_REQUIRED = "This server requires Discord authentication. Please login with Discord."
 LOGIN_REFUSED = "Discord authentication failed. Please try logging in again."
-ACCESS_DENIED = "You are not allowed to see this server."
 #: Sent to a viewer taken out of a guild whose access rules changed under it (it turned
 #: passworded, its password or login changed): the old admission no longer counts.
 ACCESS_CHANGED = "Access to this Discord server has changed. Please log in again."
