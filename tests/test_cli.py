@@ -12,6 +12,8 @@ from pathlib import Path
 
 import websockets.sync.client
 
+from tests.support.ports import free_port
+
 BIN = Path(sys.executable).parent
 
 
@@ -57,12 +59,6 @@ def test_strict_mode_with_an_unknown_plugin_fails_clearly():
     result = run("plugins", env={"DBACK_PLUGINS": "dback-nope", "DBACK_STRICT_PLUGINS": "1"})
     assert result.returncode != 0
     assert "dback-nope" in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_serve_runs_until_sigterm_and_logs_the_plugins_in_order():

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.http_get import get_content
-from tests.installed_plugins import install_plugin
+from tests.support.http_get import get_content
+from tests.support.installed_plugins import install_plugin
 
 BIN = Path(sys.executable).parent
 INSTALLED = "installed: dback-discord, dback-mock, dback-postgres, dback-redis"

@@ -22,7 +22,7 @@ import uvloop
 from dback_core.config import Settings
 from dback_core.loops import loop_factory
 from dback_core.settings import SettingsError
-from tests.json_log import serving_port
+from tests.support.json_log import serving_port
 
 CONNECT = json.dumps({"type": "connect", "data": {"server": "default"}}).encode()
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from dback_core.testing import Client, running_server
-from tests.json_log import serving_port
+from tests.support.json_log import serving_port
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dback_core.events import Message, Presence
 from dback_core.plugins import load_plugins
 from dback_core.server import DbackServer
 from dback_core.testing import Client, running_server
-from tests.drain import DrainClient, drain_all, frame_size
+from tests.support.drain import DrainClient, drain_all, frame_size
 
 DEFAULT = "232769614004748288"
 

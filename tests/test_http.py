@@ -15,7 +15,7 @@ import pytest
 
 from dback_core.testing import running_server
 from dback_core.version import __version__
-from tests.http_get import fetch
+from tests.support.http_get import fetch
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from packaging.requirements import Requirement
 
 from dback_core.scaffold import HOLDER, core_range, placeholders, write_plugin
 from dback_core.testing import Client
-from tests import fresh_venv
-from tests.fresh_venv import environment
+from tests.support import fresh_venv
+from tests.support.fresh_venv import environment
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,8 @@ def generated(tmp_path_factory) -> tuple[Path, Path]:
     return venv, base / NAME
 
 
+@pytest.mark.network
+@pytest.mark.slow
 def test_the_generated_tests_pass_as_generated(generated):
     venv, package = generated
     # The shell's DBACK_* variables must not reach the tests (the fixture removes them).
@@ -137,6 +139,8 @@ def test_the_generated_tests_pass_as_generated(generated):
     assert "4 passed" in done.stdout, done.stdout
 
 
+@pytest.mark.network
+@pytest.mark.slow
 def test_dback_plugins_lists_it_active(generated):
     venv, _package = generated
     listed = _run([str(venv / "bin" / "dback"), "plugins", "--json"], env=environment(venv))
@@ -150,6 +154,8 @@ def test_dback_plugins_lists_it_active(generated):
     ]
 
 
+@pytest.mark.network
+@pytest.mark.slow
 async def test_dback_serve_serves_its_guild_to_a_websocket_client(generated):
     venv, _package = generated
     environ = environment(venv, DBACK_PLUGINS=NAME, DBACK_SUNNY_INTERVAL="0.1")

@@ -27,7 +27,9 @@ from packaging.requirements import Requirement
 from trove_classifiers import classifiers as KNOWN_CLASSIFIERS
 
 from dback_core.testing import Client
-from tests import fresh_venv
+from tests.support import fresh_venv
+
+pytestmark = pytest.mark.slow
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +200,7 @@ def core_alone(built, tmp_path_factory) -> Path:
     return venv
 
 
+@pytest.mark.network
 def test_installing_dback_core_brings_the_mock(core_alone):
     description = fresh_venv.described(core_alone, _environment(core_alone))
     assert description["order"] == ["dback-mock"]
@@ -206,6 +209,7 @@ def test_installing_dback_core_brings_the_mock(core_alone):
     assert not (core_alone / "bin" / "d_back").exists()
 
 
+@pytest.mark.network
 async def test_dback_core_alone_serves_the_mock_world(core_alone):
     async with fresh_venv.serving(core_alone, _environment(core_alone)) as served:
         async with Client(f"ws://127.0.0.1:{served.port}", timeout=30) as client:

@@ -11,7 +11,7 @@ from dback_core import PluginHost, hookimpl
 from dback_core.events import Message, Presence, Refresh
 from dback_core.health import UNAVAILABLE
 from dback_core.testing import Client, running_server
-from tests.http_get import fetch_content
+from tests.support.http_get import fetch_content
 
 
 def member(uid: str, name: str, status: str = "online") -> dict:

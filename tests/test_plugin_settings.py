@@ -14,8 +14,8 @@ import pytest
 
 from dback_core.plugins import FAILED, NOT_CONFIGURED, installed_settings, load_plugins
 from dback_core.settings import Setting, SettingsError, declared, read
-from tests.http_get import get
-from tests.installed_plugins import install_plugin
+from tests.support.http_get import get
+from tests.support.installed_plugins import install_plugin
 
 BIN = Path(sys.executable).parent
 

@@ -10,7 +10,7 @@ import pytest
 from dback_core import hookimpl
 from dback_core.plugins import ACTIVE, DISABLED, FAILED, PluginError, load_plugins
 from dback_core.testing import Client, running_server
-from tests.installed_plugins import install_plugin
+from tests.support.installed_plugins import install_plugin
 
 MOCK_DEFAULT = "232769614004748288"
 

@@ -8,7 +8,7 @@ from dback_core import hookimpl
 from dback_core.events import ClientIdUpdate, Presence, Refresh
 from dback_core.testing import Client, running_server
 from dback_mock.world import MockWorld
-from tests.drain import DrainClient
+from tests.support.drain import DrainClient
 
 QUIET = {"DBACK_PLUGINS": ""}
 

@@ -18,7 +18,7 @@ import websockets.sync.client
 from websockets.exceptions import ConnectionClosed
 
 from dback_core.testing import Client, running_server
-from tests.test_cli import free_port
+from tests.support.ports import free_port
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from tests.json_log import serving
+from tests.support.json_log import serving
 
 log = logging.getLogger(__name__)
 
