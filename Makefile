@@ -42,8 +42,15 @@ lint: setup typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy --strict (pyproject.toml) over the core, compat and the plugins, then over a package
+# as `dback new-plugin` writes it, its tests included, against this checkout's dback_core.
+TEMPLATE_CHECK := $(VENV)/template-check
 typecheck: setup
 	$(BIN)/mypy
+	rm -rf $(TEMPLATE_CHECK)
+	$(BIN)/dback new-plugin dback-typed --dir $(TEMPLATE_CHECK) > /dev/null
+	cd $(TEMPLATE_CHECK)/dback-typed && MYPYPATH=$(CURDIR) $(CURDIR)/$(BIN)/mypy --strict \
+		--cache-dir $(CURDIR)/.mypy_cache dback_typed tests
 
 test: setup test-machine lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
