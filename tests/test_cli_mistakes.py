@@ -299,6 +299,7 @@ def test_a_second_signal_ends_a_shutdown_that_waits_for_a_silent_client():
     assert "second signal during shutdown" in server.log
 
 
+@pytest.mark.slow
 def test_help_and_version_have_short_options_and_show_every_variable():
     assert dback("-V").stdout.startswith("dback, version ")
     assert "Commands:" in dback("-h").stdout
@@ -308,6 +309,7 @@ def test_help_and_version_have_short_options_and_show_every_variable():
     assert "DBACK_LOG_FORMAT" in text
 
 
+@pytest.mark.slow
 def test_readyz_waits_until_every_provider_answered_its_first_guild_list(tmp_path):
     """Two providers; one cannot list its guilds yet: 503 naming it, though the mock serves,
     and 200 once it has answered (the periodic reload asks it again)."""
@@ -343,6 +345,7 @@ def test_readyz_waits_until_every_provider_answered_its_first_guild_list(tmp_pat
         print(f"ready {time.monotonic() - started:.2f}s after the provider could answer")
 
 
+@pytest.mark.slow
 def test_plugins_lists_every_installed_plugin_and_the_mock_standing_aside():
     """A configured provider beside the mock: the mock is listed as standing aside (it serves
     nothing), and with DBACK_PLUGINS the plugins left out are listed as not selected."""

@@ -189,6 +189,7 @@ async def test_a_hanging_provider_times_out_and_the_next_one_serves(caplog):
     assert "hanging" in caplog.text and "longer than" in caplog.text
 
 
+@pytest.mark.slow
 async def test_a_crashing_event_source_is_restarted():
     class Crashing:
         def __init__(self):
@@ -228,6 +229,7 @@ async def test_a_failing_startup_hook_does_not_stop_the_server(caplog):
     assert "bad-start" in caplog.text
 
 
+@pytest.mark.slow
 async def test_a_client_that_stops_reading_is_cut_off_and_costs_others_nothing():
     """A never-reading client fills its own buffer, is disconnected; the others get it all."""
     big = "x" * 1000
@@ -255,6 +257,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_costs_others_nothing()
             client.close()
 
 
+@pytest.mark.slow
 async def test_a_thousand_watchers_get_every_event_despite_a_silent_one():
     async with running_server(
         [("crowd", Crowd())],

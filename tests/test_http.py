@@ -138,6 +138,7 @@ def _raw(address, request_line: str, pause: float = 0.0) -> bytes:
         return bytes(received)
 
 
+@pytest.mark.slow
 async def test_a_slow_reader_gets_the_whole_file_after_the_open_timeout(tmp_path):
     content = os.urandom(12 * 1024 * 1024)
     (tmp_path / "bundle.js").write_bytes(content)

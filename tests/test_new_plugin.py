@@ -58,6 +58,7 @@ def test_the_package_has_every_file_and_names_the_plugin_throughout(tmp_path):
             assert "{{" not in path.read_text(), path
 
 
+@pytest.mark.slow
 def test_an_existing_folder_or_a_bad_name_is_refused(tmp_path):
     (tmp_path / NAME).mkdir()
     (tmp_path / NAME / "keep.txt").write_text("mine")

@@ -178,6 +178,7 @@ def _dback(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_dback_plugins_shows_values_with_secrets_masked():
     env = {
         "DBACK_MOCK_PASSWORD": "sesame-321",

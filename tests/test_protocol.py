@@ -162,6 +162,7 @@ async def test_switching_guild_moves_the_connection(mock_server):
     assert mock_server.fanout.by_guild.get(DEFAULT) is None
 
 
+@pytest.mark.slow
 async def test_a_viewer_of_one_guild_never_receives_another_guilds_events(mock_server):
     async with Client(mock_server) as viewer_a, Client(mock_server) as viewer_b:
         await viewer_a.join("default")

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 AUTHOR_TESTS = """
 import socket
 
@@ -69,6 +71,7 @@ async def test_what_dback_serve_refuses_is_raised(dback):
 """
 
 
+@pytest.mark.slow
 def test_an_author_s_tests_use_the_fixtures_isolated_from_the_shell(tmp_path: Path):
     (tmp_path / "test_author.py").write_text(textwrap.dedent(AUTHOR_TESTS))
     shell = {

@@ -21,6 +21,7 @@ def plugin_detail(server) -> str:
     return server.plugins.find("dback-discord").detail or ""
 
 
+@pytest.mark.slow
 async def test_a_rate_limited_member_list_is_asked_again_until_complete(
     fake, monkeypatch, tmp_path
 ):
