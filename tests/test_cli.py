@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import websockets.sync.client
 
 from tests.support.ports import free_port
@@ -42,6 +43,7 @@ def test_plugins_json_lists_the_mock_with_hooks_and_order():
     assert mock["hooks"] == ["event_sources", "get_server_data", "get_user_data"]
 
 
+@pytest.mark.slow
 def test_plugins_table_shows_disabled_plugins():
     result = run("plugins", env={"DBACK_DISABLE_PLUGINS": "dback-mock"})
     assert result.returncode == 0

@@ -71,6 +71,7 @@ def test_a_named_plugin_that_fails_to_import_is_named_with_the_reason(tmp_path):
     assert_refused(result, "tp-broken", "ModuleNotFoundError", "no_such_module_here")
 
 
+@pytest.mark.slow
 def test_a_broken_plugin_loaded_by_default_is_logged_and_skipped(tmp_path):
     """Not named by the operator: reported as an ERROR, and the others serve."""
     install_plugin(tmp_path, "tp-broken", "import no_such_module_here\n")
@@ -80,6 +81,7 @@ def test_a_broken_plugin_loaded_by_default_is_logged_and_skipped(tmp_path):
     assert "serving 4 guilds" in server.log
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
@@ -116,6 +118,7 @@ def test_a_bad_value_of_a_named_plugin_stops_serve():
     assert_refused(result, "dback-postgres", "DBACK_POSTGRES_POOL_MAX must be an integer")
 
 
+@pytest.mark.slow
 def test_a_discord_config_file_with_a_mistake_stops_serve(tmp_path):
     config = tmp_path / "discord.toml"
     config.write_text("[guilds.1]\ncolour = 1\n")
@@ -166,21 +169,25 @@ def test_a_named_plugin_that_finds_itself_unconfigured_at_startup_stops_serve(tm
     )
 
 
+@pytest.mark.slow
 def test_a_bad_port_in_the_environment_blames_the_variable():
     line = assert_refused(dback("serve", DBACK_PORT="abc"), "DBACK_PORT=abc", "'abc'")
     assert "--port" not in line
 
 
+@pytest.mark.slow
 def test_a_bad_port_on_the_command_line_blames_the_option():
     line = assert_refused(dback("serve", "--port", "70000"), "--port", "70000")
     assert "DBACK_PORT" not in line
 
 
+@pytest.mark.slow
 def test_a_bad_static_dir_in_the_environment_blames_the_variable(tmp_path):
     missing = tmp_path / "nowhere"
     assert_refused(dback("serve", DBACK_STATIC_DIR=str(missing)), f"DBACK_STATIC_DIR={missing}")
 
 
+@pytest.mark.slow
 def test_strict_mode_stops_any_command_on_any_plugin_failure(tmp_path):
     install_plugin(tmp_path, "tp-broken", "import no_such_module_here\n")
     result = dback("plugins", DBACK_STRICT_PLUGINS="1", PYTHONPATH=str(tmp_path))
@@ -233,6 +240,7 @@ class Serving:
         self.log = "".join(self.lines) + self.process.stderr.read()
 
 
+@pytest.mark.slow
 def test_a_disabled_name_matching_no_plugin_warns_once_with_a_suggestion():
     with Serving(DBACK_DISABLE_PLUGINS="dback-mok", DBACK_MOCK_INTERVAL="0.05") as server:
         pass
@@ -242,6 +250,7 @@ def test_a_disabled_name_matching_no_plugin_warns_once_with_a_suggestion():
     assert "did you mean 'dback-mock'?" in warnings[0] and INSTALLED in warnings[0]
 
 
+@pytest.mark.slow
 def test_not_configured_plugins_are_logged_at_info_when_loaded_by_default():
     with Serving(DBACK_MOCK_INTERVAL="0.05") as server:
         pass
@@ -253,6 +262,7 @@ def test_not_configured_plugins_are_logged_at_info_when_loaded_by_default():
     assert "serving 0 guilds" not in server.log
 
 
+@pytest.mark.slow
 def test_serving_no_guilds_warns_with_the_active_plugins_and_what_to_set():
     with Serving(DBACK_DISABLE_PLUGINS="dback-mock") as server:
         pass
@@ -280,6 +290,7 @@ def silent_client(port: int) -> socket.socket:
     return client
 
 
+@pytest.mark.slow
 def test_a_second_signal_ends_a_shutdown_that_waits_for_a_silent_client():
     """A client that never answers the close frame holds the shutdown for the close timeout;
     the second Ctrl-C ends the process at once, with a line saying so and a non-zero exit."""

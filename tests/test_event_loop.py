@@ -128,6 +128,7 @@ async def frames_served(environ: dict[str, str]) -> tuple[str, list[tuple[bytes,
     return loop, frames
 
 
+@pytest.mark.slow
 async def test_uvloop_and_asyncio_serve_byte_identical_frames(no_uvloop):
     on_uvloop = await frames_served(environment("auto"))
     on_asyncio = await frames_served(environment(None))  # the default

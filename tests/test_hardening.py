@@ -319,6 +319,7 @@ async def test_no_password_or_token_is_logged_sent_or_echoed(monkeypatch, caplog
         assert secret not in seen
 
 
+@pytest.mark.slow
 async def test_stop_does_not_wait_for_a_client_that_stopped_reading():
     """A silent client whose backlog is under max_client_buffer (so it was not cut off) can
     not take a close frame; stopping aborts it instead of waiting for it."""

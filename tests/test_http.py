@@ -153,6 +153,7 @@ async def test_a_slow_reader_gets_the_whole_file_after_the_open_timeout(tmp_path
     assert hashlib.sha256(body).digest() == hashlib.sha256(content).digest()
 
 
+@pytest.mark.slow
 async def test_a_download_that_stops_reading_is_dropped_with_a_log_line(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="dback_core")
     (tmp_path / "big.bin").write_bytes(b"x" * (32 * 1024 * 1024))

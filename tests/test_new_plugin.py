@@ -128,6 +128,8 @@ def generated(tmp_path_factory) -> tuple[Path, Path]:
     return base / ".venv", base / NAME
 
 
+@pytest.mark.network
+@pytest.mark.slow
 def test_the_generated_tests_pass_as_generated(generated):
     venv, package = generated
     # The shell's DBACK_* variables must not reach the tests (the fixture removes them).

@@ -217,6 +217,7 @@ def test_dback_plugins_shows_values_with_secrets_masked():
     assert redis["DBACK_REDIS_ROLE"]["choices"] == ["auto", "publisher", "edge"]
 
 
+@pytest.mark.slow
 def test_serve_help_has_a_section_per_installed_plugin():
     result = _dback("serve", "--help")
     assert result.returncode == 0, result.stderr

@@ -102,6 +102,7 @@ def test_the_plugin_is_registered_through_the_pytest11_entry_point():
     assert entry.name == "dback"
 
 
+@pytest.mark.slow
 def test_without_pytest_asyncio_the_fixture_says_what_to_install(tmp_path: Path):
     """dback-core installed without its ``testing`` extra: pytest still runs, and a test
     asking for ``dback`` fails with the command that fixes it."""

@@ -92,6 +92,7 @@ async def test_intents_switched_off_at_runtime_withdraw_the_guilds_until_healed(
     assert rejoin["data"]["users"][str(ALICE)]["status"] == "online"
 
 
+@pytest.mark.slow
 async def test_a_reset_token_fails_the_plugin_for_good_with_what_to_do(
     fake, monkeypatch, tmp_path, caplog
 ):

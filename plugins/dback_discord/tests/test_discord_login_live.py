@@ -185,6 +185,7 @@ async def test_a_removal_drops_cached_admissions_so_the_next_connect_asks_discor
     assert fake.oauth_requests.count("/users/@me/guilds") == 3
 
 
+@pytest.mark.slow
 async def test_a_check_under_way_when_the_member_is_kicked_does_not_admit(
     fake, monkeypatch, tmp_path
 ):
