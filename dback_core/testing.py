@@ -104,7 +104,8 @@ class Client:
         self.timeout = timeout
         self.connect_options = connect_options
         self.connection: Any = None
-        self.server_list: dict[str, Any] | None = None
+        #: The first frame's guilds, read when the client connects.
+        self.server_list: dict[str, Any] = {}
 
     async def __aenter__(self) -> Client:
         self.connection = await websockets.connect(self.url, **self.connect_options)

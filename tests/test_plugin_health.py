@@ -12,7 +12,7 @@ import websockets
 from dback_core import hookimpl
 from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
 from dback_core.testing import Client, running_server
-from tests.http_get import fetch_content
+from tests.support.http_get import fetch_content
 
 
 def member(uid: str, name: str) -> dict:

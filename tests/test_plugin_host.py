@@ -12,7 +12,7 @@ from dback_core.loading.plugins import FAILED, load_plugins
 from dback_core.plugin.events import Message, Presence, Refresh
 from dback_core.plugin.health import UNAVAILABLE
 from dback_core.testing import Client, running_server
-from tests.http_get import fetch_content
+from tests.support.http_get import fetch_content
 
 
 def member(uid: str, name: str, status: str = "online") -> dict:

@@ -11,7 +11,7 @@ from dback_core import hookimpl
 from dback_core.loading.plugins import ACTIVE, DISABLED, FAILED, load_plugins
 from dback_core.plugin.errors import PluginError
 from dback_core.testing import Client, running_server
-from tests.installed_plugins import install_plugin
+from tests.support.installed_plugins import install_plugin
 
 MOCK_DEFAULT = "232769614004748288"
 

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 AUTHOR_TESTS = """
 import socket
 
@@ -71,6 +73,7 @@ async def test_what_dback_serve_refuses_is_raised(dback):
 """
 
 
+@pytest.mark.slow
 def test_an_author_s_tests_use_the_fixtures_isolated_from_the_shell(tmp_path: Path):
     (tmp_path / "test_author.py").write_text(textwrap.dedent(AUTHOR_TESTS))
     shell = {
@@ -101,6 +104,7 @@ def test_the_plugin_is_registered_through_the_pytest11_entry_point():
     assert entry.name == "dback"
 
 
+@pytest.mark.slow
 def test_without_pytest_asyncio_the_fixture_says_what_to_install(tmp_path: Path):
     """dback-core installed without its ``testing`` extra: pytest still runs, and a test
     asking for ``dback`` fails with the command that fixes it."""

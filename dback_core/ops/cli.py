@@ -42,6 +42,13 @@ log = logging.getLogger("dback_core")
 #: Exit status after a second SIGINT/SIGTERM cut the shutdown short (128 + SIGINT).
 FORCED_EXIT = 130
 
+#: Why ``dback serve`` stops when no plugin is installed: dback-core alone serves nothing.
+NOTHING_INSTALLED = (
+    "no plugin is installed, so there is nothing to serve. Install one beside dback-core: "
+    "dback-mock for the simulated D-World (from a checkout: pip install ./plugins/dback_mock), "
+    "or a real provider such as dback-postgres or dback-discord (docs/plugins.md)"
+)
+
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 _PORT = click.IntRange(0, 65535)
@@ -161,6 +168,8 @@ def serve(
         loop_name, new_loop = loop_factory(settings.event_loop)
     except (ValueError, PluginError) as error:
         raise click.ClickException(str(error)) from error
+    if not plugins.installed:
+        raise click.ClickException(NOTHING_INSTALLED)
     _refuse_mistakes(plugins)
     if count > 1:
         _supervise(count, settings, plugins, log_level, log_format)

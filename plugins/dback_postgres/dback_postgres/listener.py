@@ -51,6 +51,10 @@ class ConnectionLost(ConnectionError):
     """The listening connection was closed by the server or the network."""
 
 
+#: What makes the listener report itself unavailable and try again after a pause.
+LISTEN_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, ConnectionLost)
+
+
 _LOST = object()
 
 
@@ -89,7 +93,7 @@ class ChangeListener:
                 while True:
                     for event in await self._next_events(queue):
                         yield event
-            except (*DATABASE_ERRORS, ConnectionLost) as error:
+            except LISTEN_ERRORS as error:
                 self._unavailable(describe(error), backoff.upcoming)
             except SchemaBehind as error:
                 self._schema_behind(str(error), backoff.upcoming)
@@ -180,7 +184,8 @@ class ChangeListener:
         """Rows read on the listening connection."""
         if self.connection is None:
             raise ConnectionLost("the listening connection is not open")
-        return await self.connection.fetch(query, *args)
+        rows: list[Any] = await self.connection.fetch(query, *args)
+        return rows
 
     async def _next_events(self, queue: asyncio.Queue[Any]) -> list[Event]:
         """Wait for notifications (checking the connection when it is quiet), then translate."""

@@ -143,7 +143,7 @@ class Elected:
             self.role = publisher
             self.host.keep_loaded(True)
             await self.host.release_plugins()
-            publisher.start(self.host)
+            await publisher.start(self.host)
 
     async def _follow(self) -> None:
         """Stop publishing at once, put the providers back on standby, serve as an edge."""

@@ -88,6 +88,10 @@ class Role:
         self._last_seq: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
+    async def start(self, host: PluginHost) -> None:
+        """Take this role in ``host``'s server: every role starts the same way, awaited."""
+        raise NotImplementedError
+
     def _spawn(self, coroutine: Any, name: str) -> None:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
 

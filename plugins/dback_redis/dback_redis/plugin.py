@@ -62,8 +62,8 @@ class PublisherPlugin(RedisPlugin):
         self.role = Publisher(self.config)
 
     @hookimpl
-    def startup(self, host: PluginHost) -> None:
-        self.role.start(host)
+    async def startup(self, host: PluginHost) -> None:
+        await self.role.start(host)
 
     @hookimpl
     async def shutdown(self) -> None:

@@ -62,7 +62,9 @@ class Publisher(Role):
         self._backlog = chat.Backlog(config.chat)
         self._down = True
 
-    def start(self, host: PluginHost) -> None:
+    async def start(self, host: PluginHost) -> None:
+        """Write the snapshot and publish from here on (the writer waits for the server to
+        be ready); keep a subscription like every process."""
         self.host = host
         host.keep_loaded(True)
         self._spawn(self._run(), "dback-redis-publisher")

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import websockets
 
 from dback_core.testing import Client
@@ -69,6 +70,7 @@ async def wait_for_log(path, pattern: str) -> re.Match:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.redis
 async def test_workers_share_the_port_and_the_world_and_are_supervised(namespace, tmp_path):
     url = await namespace.new_user("workers")
     port = free_port()

@@ -17,10 +17,10 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from tests import json_log
-from tests.json_log import Served
+from tests.support import json_log
+from tests.support.json_log import Served
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: What a copy of a package's sources leaves out: caches and earlier build output.
 CLEAN = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist", ".*")
 #: The top-level files and folders that make up the dback-core package.
