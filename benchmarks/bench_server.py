@@ -137,8 +137,8 @@ async def ready(server) -> None:
     """Until dback says it is ready (with several workers on one port, the connection above
     may have reached another worker; an edge is ready once it serves the snapshot). d-back
     has no such notion: listening is ready."""
-    dback = getattr(server, "server", None)
-    while dback is not None and dback.readiness():
+    readiness = getattr(getattr(server, "server", None), "readiness", None)
+    while readiness is not None and readiness():
         await asyncio.sleep(0.05)
 
 
