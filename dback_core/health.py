@@ -14,6 +14,9 @@ server reads it from here:
 ``FAILED``
     The plugin cannot serve until the operator acts (or until it reports ``SERVING``
     again). Its guilds are withdrawn: a frozen world must never be presented as live.
+
+A data hook that cannot answer because its service is away raises ``Unavailable``: the call
+counts as failed (the plugin's last answer is kept) without the traceback of a bug.
 """
 
 from __future__ import annotations
@@ -28,6 +31,17 @@ UNAVAILABLE = "unavailable"
 FAILED = "failed"
 
 STATUSES = (SERVING, UNAVAILABLE, FAILED)
+
+
+class Unavailable(Exception):
+    """Raised by a hook when the service behind it cannot answer right now.
+
+    The core takes it like any failed call - the plugin's last guild list and members stay
+    served - but logs it as one line with the message, not as a bug's traceback: a database
+    that is away fails every call until it is back, and each traceback would say nothing the
+    message does not. While the plugin has reported itself ``unavailable`` or ``failed``
+    (it has said why already) the line is logged at DEBUG, otherwise as a WARNING.
+    """
 
 
 @dataclass

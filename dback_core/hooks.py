@@ -120,6 +120,10 @@ class PluginHooks:
                 raise
             error = "exception"
             log.exception("plugin %s: %s raised", record.name, hook)
+        except health.Unavailable as failure:
+            error = "exception"
+            level = logging.WARNING if record.health.serving else logging.DEBUG
+            log.log(level, "plugin %s: %s failed: %s", record.name, hook, failure)
         except TimeoutError:
             error = "timeout"
             log.warning("plugin %s: %s took longer than %.1fs", record.name, hook, self.timeout)
