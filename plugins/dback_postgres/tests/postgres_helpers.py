@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -177,6 +178,52 @@ def run_dback(*arguments: str, dsn: str | None, stdin: str | None = None):
         input=stdin,
         timeout=60,
     )
+
+
+def run_dback_in_terminal(
+    *arguments: str, dsn: str, answers: list[tuple[str, str]]
+) -> tuple[int, str]:
+    """The installed ``dback`` command line on a terminal of its own (a pseudo-terminal as
+    its standard input and output), as a person runs it: each ``(prompt, line)`` of
+    ``answers`` is typed once ``prompt`` has appeared. Returns the exit code and everything
+    the terminal showed."""
+    env = {"PATH": "/usr/bin:/bin", "DBACK_PLUGINS": "dback-postgres", "DBACK_POSTGRES_DSN": dsn}
+    terminal, its_side = os.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dback_core", *arguments],
+        stdin=its_side,
+        stdout=its_side,
+        stderr=its_side,
+        env=env,
+        start_new_session=True,  # no other controlling terminal: this one is the user's
+    )
+    os.close(its_side)
+    shown = ""
+    try:
+        for prompt, line in answers:
+            start = len(shown)
+            while prompt not in shown[start:]:
+                shown += _read_terminal(terminal)
+            os.write(terminal, f"{line}\n".encode())
+        while chunk := _read_terminal(terminal):
+            shown += chunk
+        return process.wait(timeout=60), shown
+    finally:
+        os.close(terminal)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _read_terminal(terminal: int) -> str:
+    """What the terminal shows next ("" once the command has closed it)."""
+    ready, _, _ = select.select([terminal], [], [], 60)
+    if not ready:
+        raise TimeoutError("the command showed nothing for 60 s")
+    try:
+        return os.read(terminal, 4096).decode()
+    except OSError:  # EIO: the command exited and its side of the terminal is closed
+        return ""
 
 
 async def http_status(server, path: str) -> int:
