@@ -109,7 +109,11 @@ class PluginHooks:
         try:
             result = function(**kwargs)
             if inspect.isawaitable(result):
-                result = await asyncio.wait_for(result, self.timeout)
+                # Not ``wait_for``: on Python 3.11 it swallows a cancellation that arrives as
+                # the hook finishes, and a server stopping then waits forever for the task
+                # (an event source) that called it.
+                async with asyncio.timeout(self.timeout):
+                    result = await result
             return result
         except asyncio.CancelledError:
             raise

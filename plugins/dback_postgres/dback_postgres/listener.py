@@ -150,7 +150,10 @@ class ChangeListener:
         """Wait for notifications (checking the connection when it is quiet), then translate."""
         assert self.connection is not None
         try:
-            first = await asyncio.wait_for(queue.get(), self.database.settings.keepalive)
+            # Not ``wait_for``, which on Python 3.11 can swallow the cancellation that stops
+            # this source when a notification arrives at the same moment.
+            async with asyncio.timeout(self.database.settings.keepalive):
+                first = await queue.get()
         except TimeoutError:
             await self.connection.fetchval("SELECT 1")
             return []

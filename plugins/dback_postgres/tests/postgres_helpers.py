@@ -279,7 +279,13 @@ class Serving:
     async def __aexit__(self, *exc_info: object) -> None:
         if self.process.returncode is None:
             self.process.terminate()
-        await asyncio.wait_for(self.process.wait(), 30)
+        try:
+            await asyncio.wait_for(self.process.wait(), 30)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            await self._reader
+            raise AssertionError(f"dback serve did not stop on SIGTERM:\n{self.log}") from None
         await self._reader
 
     async def _read(self) -> None:

@@ -95,8 +95,10 @@ class Elected:
         wait = interval
         renewed_at = time.monotonic()
         while True:
+            # Not ``wait_for``: on Python 3.11 it can swallow the cancellation of ``stop``.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._lost.wait()
             wait = interval
             try:
                 if self.leading and not self._lost.is_set():

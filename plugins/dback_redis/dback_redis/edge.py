@@ -69,7 +69,8 @@ class Edge(Role):
         # Not the subscription itself: when Redis is away, the first refusal says so and
         # the server starts at once (it subscribes later, and resynchronises then).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.attempted.wait(), SUBSCRIBE_WAIT)
+            async with asyncio.timeout(SUBSCRIBE_WAIT):
+                await self.attempted.wait()
 
     # -- data hooks ------------------------------------------------------------------------
 
