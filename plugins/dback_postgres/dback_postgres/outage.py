@@ -42,10 +42,6 @@ class Outage:
         self._logged_at = 0.0
         self._reason: str | None = None
 
-    @property
-    def lasting(self) -> bool:
-        return self._since is not None
-
     def trouble(self, trouble: Trouble, delay: float, *, report: bool = True) -> None:
         """An attempt failed with ``trouble``; the next comes in ``delay`` seconds. With
         ``report=False`` the health stays as it is (a working connection was just lost,
