@@ -10,10 +10,10 @@ import logging
 import pytest
 import websockets
 
-from dback_core import hookimpl
-from dback_core.health import FAILED, SERVING, UNAVAILABLE, Unavailable
+from dback_core import Unavailable, hookimpl
+from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
 from dback_core.testing import Client, running_server
-from tests.http_get import fetch_content
+from tests.support.http_get import fetch_content
 
 
 def member(uid: str, name: str) -> dict:
@@ -25,12 +25,7 @@ class Provider:
 
     def __init__(self, key: str = "10", short: str = "ten", answer: bool = True):
         self.key, self.short = key, short
-        self.server = None
         self.answer = answer
-
-    @hookimpl
-    def startup(self, server):
-        self.server = server
 
     @hookimpl
     def get_server_data(self):
@@ -163,7 +158,7 @@ async def test_unavailable_raised_by_a_hook_is_one_line_and_keeps_the_last_answe
     provider = AwayProvider()
     async with running_server(in_process=[("db", provider)], environ={"DBACK_PLUGINS": ""}) as srv:
         provider.away = True
-        caplog.set_level(logging.DEBUG, logger="dback_core.hooks")
+        caplog.set_level(logging.DEBUG, logger="dback_core.loading.hooks")
         await srv.refresh(None)
         async with Client(srv) as client:
             assert list(client.server_list) == ["10"]  # the last answer is kept

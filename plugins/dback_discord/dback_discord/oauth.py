@@ -43,7 +43,7 @@ import aiohttp
 from discord.http import Route
 
 from dback_core import AccessRefused
-from dback_core.limits import TokenBucket
+from dback_core.plugin.ratelimit import TokenBucket
 from dback_discord.config import LoginLimits
 
 log = logging.getLogger(__name__)

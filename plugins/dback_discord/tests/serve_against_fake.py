@@ -10,7 +10,7 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from dback_core.cli import main
+from dback_core.ops.cli import main
 
 if __name__ == "__main__":
     port = int(sys.argv[1])

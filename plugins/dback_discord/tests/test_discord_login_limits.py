@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import pytest
 from discord_world import LOUNGE, discord_dback
 
 from dback_core.testing import Client
@@ -24,6 +25,7 @@ async def join_until_admitted(client: Client, token: str, attempts: int = 40) ->
     return answers
 
 
+@pytest.mark.slow
 async def test_a_flood_of_junk_and_forged_tokens_costs_a_few_dozen_checks(
     fake, monkeypatch, tmp_path, caplog
 ):
@@ -93,6 +95,7 @@ async def test_the_busy_refusal_is_immediate_and_says_to_try_again(fake, monkeyp
     assert fake.requests.count(CHECK) == 2
 
 
+@pytest.mark.slow
 async def test_discord_rate_limits_are_honoured_until_retry_after(fake, monkeypatch, tmp_path):
     fake.oauth_users = {"member-token-1234": [LOUNGE], "other-member-5678": [LOUNGE]}
     fake.oauth_retry_after = 0.6
@@ -109,6 +112,7 @@ async def test_discord_rate_limits_are_honoured_until_retry_after(fake, monkeypa
     assert admitted[-1]["type"] == "server-join"
 
 
+@pytest.mark.slow
 async def test_viewers_logging_in_with_one_token_at_once_share_one_check(
     fake, monkeypatch, tmp_path
 ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import sys
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -135,10 +136,11 @@ def _read_password(guild: str, from_stdin: bool) -> str:
     Without a terminal there is nobody to prompt: a pipe, a script or a CI job would get
     Python's "cannot control echo" warning and ``Aborted!``, so they are told about
     ``--stdin`` instead."""
-    stdin = click.get_text_stream("stdin")
+    password: str
     if from_stdin:
-        password = stdin.readline().rstrip("\r\n")
-    elif not stdin.isatty():
+        # sys.stdin, not click.get_text_stream: deprecated since Click 8.5
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
         raise click.ClickException(
             "standard input is not a terminal, so nobody can be asked for the password: "
             "pass --stdin to read it from there (printf '%s\\n' \"$PASSWORD\" | dback postgres "

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
-from dback_core.health import FAILED, UNAVAILABLE
+from dback_core.plugin.health import FAILED, UNAVAILABLE
 from dback_postgres.database import describe
 from dback_postgres.settings import DSN_ENV, PostgresSettings
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from dback_core.health import FAILED, SERVING
+from dback_core.plugin.health import FAILED, SERVING
 from dback_postgres.diagnosis import Trouble
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 #: Seconds between reminders that the same trouble still lasts.
 REMIND_EVERY = 600.0
 
-#: ``report(status, reason)``: tells the server how the plugin is (``dback_core.health``).
+#: ``report(status, reason)``: tells the server how the plugin is (``dback_core.plugin.health``).
 Report = Callable[[str, "str | None"], None]
 
 

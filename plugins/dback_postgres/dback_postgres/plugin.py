@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from dback_core import NotConfigured, hookimpl
-from dback_core.health import FAILED, Unavailable
-from dback_core.host import PluginHost
+from dback_core import NotConfigured, Unavailable, hookimpl
+from dback_core.plugin.health import FAILED
+from dback_core.plugin.host import PluginHost
 from dback_postgres import queries
 from dback_postgres.commands import postgres
 from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe

@@ -9,7 +9,7 @@ import sys
 
 import asyncpg
 
-from dback_core.health import FAILED, SERVING, UNAVAILABLE
+from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
 from dback_postgres.diagnosis import Trouble
 from dback_postgres.library_logs import OneLine
 from dback_postgres.outage import REMIND_EVERY, Outage

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from redis.connection import parse_url
+from redis.asyncio.connection import parse_url
 
 from dback_core import NotConfigured
-from dback_core.settings import Setting, read
+from dback_core.plugin.settings import Setting, read
 from dback_redis.chat import ChatLimits
 
 URL_ENV = "DBACK_REDIS_URL"

@@ -14,8 +14,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from dback_core.health import SERVING, UNAVAILABLE
-from dback_core.host import PluginHost
+from dback_core.plugin.health import SERVING, UNAVAILABLE
+from dback_core.plugin.host import PluginHost
 
 log = logging.getLogger(__name__)
 

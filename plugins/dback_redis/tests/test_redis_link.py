@@ -8,7 +8,7 @@ import logging
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from dback_core.health import SERVING, UNAVAILABLE
+from dback_core.plugin.health import SERVING, UNAVAILABLE
 from dback_redis.link import REMIND_EVERY, Link
 
 WHERE = "redis://127.0.0.1:6379/0"
