@@ -13,7 +13,7 @@ API", lists its modules); the other packages - ``wire``, ``world``, ``loading``,
 """
 
 from dback_core.plugin.backoff import Backoff
-from dback_core.plugin.errors import AccessRefused, NotConfigured, SettingsError
+from dback_core.plugin.errors import AccessRefused, NotConfigured, SettingsError, Unavailable
 from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence, Refresh
 from dback_core.plugin.hookspecs import hookimpl
 from dback_core.plugin.host import PluginHost
@@ -32,6 +32,7 @@ __all__ = [
     "Refresh",
     "Setting",
     "SettingsError",
+    "Unavailable",
     "__version__",
     "hookimpl",
 ]

@@ -257,3 +257,33 @@ async def test_event_applied_is_awaited_when_async():
             await client.join("one")
             await server.publish(Presence("1", "5", "idle"), "provider")
     assert done.is_set()
+
+
+class Gated:
+    """A guild list that waits for ``release`` while ``hold`` is set."""
+
+    def __init__(self) -> None:
+        self.hold = False
+        self.waiting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @hookimpl
+    async def get_server_data(self):
+        if self.hold:
+            self.waiting.set()
+            await self.release.wait()
+        return {"1": {"id": "one", "name": "One"}}
+
+
+async def test_a_cancellation_arriving_as_a_hook_finishes_is_not_lost():
+    """What stops an event source (the server stopping) must stop it even when the hook it
+    is waiting for finishes at that very moment; otherwise the stop waits forever."""
+    gated = Gated()
+    async with running_server(in_process=[("gated", gated)], environ={"DBACK_PLUGINS": ""}) as srv:
+        gated.hold = True
+        call = asyncio.create_task(srv.hooks.call_each("get_server_data", server_id=None))
+        await gated.waiting.wait()
+        gated.release.set()  # the hook finishes...
+        call.cancel()  # ...as the caller is cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await call

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 import websockets
 
-from dback_core import hookimpl
+from dback_core import Unavailable, hookimpl
 from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
 from dback_core.testing import Client, running_server
 from tests.support.http_get import fetch_content
@@ -139,3 +140,38 @@ async def test_viewers_of_a_failed_plugins_guild_are_told_and_taken_out():
             assert "couldn't connect" in told["data"]["message"].lower()
             await wait_until(lambda: not srv.fanout.by_guild.get("10"))
             assert (await viewer.join("twenty"))["type"] == "server-join"
+
+
+class AwayProvider(Provider):
+    """Its guild list fails with ``Unavailable`` once ``away`` is set."""
+
+    away = False
+
+    @hookimpl
+    def get_server_data(self):
+        if self.away:
+            raise Unavailable("cannot reach 127.0.0.1:5432: connection refused")
+        return super().get_server_data()
+
+
+async def test_unavailable_raised_by_a_hook_is_one_line_and_keeps_the_last_answer(caplog):
+    provider = AwayProvider()
+    async with running_server(in_process=[("db", provider)], environ={"DBACK_PLUGINS": ""}) as srv:
+        provider.away = True
+        caplog.set_level(logging.DEBUG, logger="dback_core.loading.hooks")
+        await srv.refresh(None)
+        async with Client(srv) as client:
+            assert list(client.server_list) == ["10"]  # the last answer is kept
+        failed = [r for r in caplog.records if "get_server_data failed" in r.getMessage()]
+        assert [r.levelno for r in failed] == [logging.WARNING]
+        assert failed[0].getMessage() == (
+            "plugin db: get_server_data failed: cannot reach 127.0.0.1:5432: connection refused"
+        )
+        assert failed[0].exc_info is None
+
+        # Once the plugin said it is unavailable, the failures it expects are DEBUG only.
+        srv.report_health(provider, UNAVAILABLE, "cannot reach 127.0.0.1:5432")
+        caplog.clear()
+        await srv.refresh(None)
+        failed = [r for r in caplog.records if "get_server_data failed" in r.getMessage()]
+        assert [r.levelno for r in failed] == [logging.DEBUG]

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from dback_core.loading.plugins import FAILED, NOT_CONFIGURED, PluginRecord, PluginSet
 from dback_core.plugin import health
-from dback_core.plugin.errors import AccessRefused, NotConfigured, SettingsError
+from dback_core.plugin.errors import AccessRefused, NotConfigured, SettingsError, Unavailable
 from dback_core.plugin.hookspecs import INVALID, PASS, RULES
 from dback_core.plugin.host import PluginHost
 from dback_core.plugin.server_settings import Settings
@@ -114,7 +114,11 @@ class PluginHooks:
         try:
             result = function(**kwargs)
             if inspect.isawaitable(result):
-                result = await asyncio.wait_for(result, self.timeout)
+                # Not ``wait_for``: on Python 3.11 it swallows a cancellation that arrives as
+                # the hook finishes, and a server stopping then waits forever for the task
+                # (an event source) that called it.
+                async with asyncio.timeout(self.timeout):
+                    result = await result
             return result
         except asyncio.CancelledError:
             raise
@@ -125,6 +129,10 @@ class PluginHooks:
                 raise
             error = "exception"
             log.exception("plugin %s: %s raised", record.name, hook)
+        except Unavailable as failure:
+            error = "exception"
+            level = logging.WARNING if record.health.serving else logging.DEBUG
+            log.log(level, "plugin %s: %s failed: %s", record.name, hook, failure)
         except TimeoutError:
             error = "timeout"
             log.warning("plugin %s: %s took longer than %.1fs", record.name, hook, self.timeout)

@@ -1,6 +1,7 @@
 """Every exception type dback defines, in one module with one base class.
 
-The ones a plugin raises (``NotConfigured``, ``SettingsError``, ``AccessRefused``) are also
+The ones a plugin raises (``NotConfigured``, ``SettingsError``, ``AccessRefused``,
+``Unavailable``) are also
 exported from ``dback_core``; the others are what the core raises to its callers (the
 command line, a test's ``Launcher``) and are caught by type, never by message.
 """
@@ -48,6 +49,17 @@ class AccessRefused(DbackError):
     Returning False refuses with the generic "authentication failed"; raising this shows the
     client ``str(error)`` instead, for refusals the client can act on ("login is busy, try
     again"). The message goes to the client as written, so it must never hold a credential.
+    """
+
+
+class Unavailable(DbackError):
+    """Raised by a hook when the service behind it cannot answer right now.
+
+    The core takes it like any failed call - the plugin's last guild list and members stay
+    served - but logs it as one line with the message, not as a bug's traceback: a database
+    that is away fails every call until it is back, and each traceback would say nothing the
+    message does not. While the plugin has reported itself ``unavailable`` or ``failed``
+    (it has said why already) the line is logged at DEBUG, otherwise as a WARNING.
     """
 
 

@@ -14,6 +14,9 @@ server reads it from here:
 ``FAILED``
     The plugin cannot serve until the operator acts (or until it reports ``SERVING``
     again). Its guilds are withdrawn: a frozen world must never be presented as live.
+
+A hook that cannot answer because its service is away raises ``errors.Unavailable``: the
+call counts as failed (the plugin's last answer is kept) without the traceback of a bug.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from dback_core.plugin.host import PluginHost
 from dback_core.plugin.server_settings import Settings
 from dback_discord.bot import DzoneClient, EventQueue, ShardedDzoneClient
 from dback_discord.config import SETTINGS, TOKEN_ENV, GuildOptions, load_config
+from dback_discord.library_logs import quiet_discord_logs
 from dback_discord.live_logins import LiveLogins
 from dback_discord.message_content import MessageContent
 from dback_discord.oauth import LoginChecks
@@ -74,19 +75,6 @@ UNREACHABLE = (
     discord.GatewayNotFound,
     discord.DiscordServerError,
 )
-
-
-#: discord.py's loggers log whole gateway payloads and REST bodies at DEBUG: message text
-#: (also from ignored channels), member lists. Nothing below this level is let through.
-DISCORD_LOG_FLOOR = logging.INFO
-
-
-def quiet_discord_logs() -> None:
-    """Keep discord.py's own loggers at INFO or above, whatever ``DBACK_LOG_LEVEL`` says:
-    their DEBUG lines would put private chat and member lists into dback's logs."""
-    library = logging.getLogger("discord")
-    if library.getEffectiveLevel() < DISCORD_LOG_FLOOR:
-        library.setLevel(DISCORD_LOG_FLOOR)
 
 
 class DiscordPlugin:

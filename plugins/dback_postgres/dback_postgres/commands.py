@@ -9,6 +9,7 @@ PostgreSQL needs nothing but ``dback postgres migrate``.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -129,12 +130,22 @@ async def _set_password_hash(settings: PostgresSettings, guild: str, hashed: str
         raise click.ClickException(f"no guild {guild!r} in the servers table")
 
 
-def _read_password(from_stdin: bool) -> str:
-    """The new password: typed twice at a prompt (hidden), or the first line of stdin."""
+def _read_password(guild: str, from_stdin: bool) -> str:
+    """The new password: typed twice at a prompt (hidden), or the first line of stdin.
+
+    Without a terminal there is nobody to prompt: a pipe, a script or a CI job would get
+    Python's "cannot control echo" warning and ``Aborted!``, so they are told about
+    ``--stdin`` instead."""
     password: str
     if from_stdin:
         # sys.stdin, not click.get_text_stream: deprecated since Click 8.5
         password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        raise click.ClickException(
+            "standard input is not a terminal, so nobody can be asked for the password: "
+            "pass --stdin to read it from there (printf '%s\\n' \"$PASSWORD\" | dback postgres "
+            f"set-password {shlex.quote(guild)} --stdin)"
+        )
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if not password:
@@ -173,7 +184,7 @@ def set_password(guild: str, from_stdin: bool, clear: bool, dsn: str | None) -> 
     A guild with a password is passworded: clients must send it to see its members.
     """
     settings = _settings(dsn)
-    hashed = None if clear else hash_password(_read_password(from_stdin))
+    hashed = None if clear else hash_password(_read_password(guild, from_stdin))
     asyncio.run(_set_password_hash(settings, guild, hashed))
     if clear:
         click.echo(f"guild {guild} has no password now and is public")

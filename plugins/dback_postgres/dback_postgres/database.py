@@ -113,5 +113,5 @@ class Database:
             try:
                 await asyncio.wait_for(pool.close(), self.settings.timeout)
             except DATABASE_ERRORS as error:
-                log.warning("closing the PostgreSQL pool: %s", error)
+                log.warning("closing the PostgreSQL pool: %s", describe(error))
                 pool.terminate()

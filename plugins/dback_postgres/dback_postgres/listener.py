@@ -10,9 +10,12 @@ made while it was down are not lost. The same reload replaces the notifications 
 too large to hold (a bulk UPDATE of every member): at most ``MAX_PENDING`` wait, beyond that
 they are dropped and everything is reloaded.
 
-Every database error is transient here: the listener logs it, reports the plugin
-``unavailable`` while the database cannot be reached, and tries again after a delay that
-starts at ``INITIAL_DELAY`` after every success and doubles up to ``DBACK_POSTGRES_RETRY_MAX``.
+A database that cannot be reached is transient: the listener reports the plugin
+``unavailable`` and tries again after a delay that starts at ``INITIAL_DELAY`` after every
+success and doubles up to ``DBACK_POSTGRES_RETRY_MAX``. One that refuses for a reason only
+its operator can fix (see ``diagnosis``) makes the plugin ``failed`` and is checked again
+ever more slowly, up to every ``DBACK_POSTGRES_RECHECK_MAX``, so the fix is noticed without
+a restart. ``outage`` decides what of all that is logged.
 """
 
 from __future__ import annotations
@@ -20,19 +23,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 
 from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import ClientIdUpdate, Event, Presence, Refresh
-from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
 from dback_postgres import queries
 from dback_postgres.chat import ChatCursor
-from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe
+from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind
+from dback_postgres.diagnosis import Trouble, diagnose, schema_behind
 from dback_postgres.migrations import CHANNEL
+from dback_postgres.outage import Outage, Report
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +45,6 @@ BATCH = 1000
 MAX_PENDING = 10_000
 #: Seconds before the first attempt to reconnect after a success.
 INITIAL_DELAY = 0.1
-
-#: ``report(status, reason)``: tells the server how the plugin is (``dback_core.plugin.health``).
-Report = Callable[[str, "str | None"], None]
 
 
 class ConnectionLost(ConnectionError):
@@ -63,89 +63,53 @@ class ChangeListener:
 
     def __init__(self, database: Database, report: Report | None = None) -> None:
         self.database = database
-        self.report: Report = report or (lambda _status, _reason: None)
+        self.outage = Outage(database.settings.where, report or (lambda _status, _reason: None))
         self.connection: asyncpg.Connection | None = None
         self.chat = ChatCursor(database.settings.chat_replay)
         #: True from the moment every change is being delivered (LISTEN on, resync applied).
         self.listening = False
         #: Set when a notification was dropped because ``MAX_PENDING`` were unread.
         self.overflowed = False
-        #: When the current outage began (monotonic), and the last reason logged for it.
-        self._down_since: float | None = None
-        self._logged_reason: str | None = None
 
     async def events(self) -> AsyncIterator[Event]:
         """The event source the core runs. Database trouble is handled here (log, back off,
         reconnect, resync); anything else is a bug, left to the core to log and restart."""
-        backoff = Backoff(INITIAL_DELAY, self.database.settings.retry_max)
+        settings = self.database.settings
+        backoff = Backoff(INITIAL_DELAY, settings.retry_max)
+        recheck = Backoff(settings.retry_max, max(settings.retry_max, settings.recheck_max))
         while True:
             queue: asyncio.Queue[Any] = asyncio.Queue(MAX_PENDING)
             try:
                 await self.database.ensure_ready()
                 await self._listen(queue)
                 resync = await self._resync()
-                self._recovered()
+                self.outage.over()
                 backoff.reset()
+                recheck.reset()
                 for event in resync:
                     yield event
                 self.listening = True
-                log.info("listening on %s at %s", CHANNEL, self.database.settings.where)
+                log.info("listening on %s at %s", CHANNEL, settings.where)
                 while True:
                     for event in await self._next_events(queue):
                         yield event
             except LISTEN_ERRORS as error:
-                self._unavailable(describe(error), backoff.upcoming)
+                delay = self._trouble(diagnose(error, settings), backoff, recheck)
             except SchemaBehind as error:
-                self._schema_behind(str(error), backoff.upcoming)
+                delay = self._trouble(schema_behind(str(error)), backoff, recheck)
             finally:
                 self.listening = False
                 await self.close()
-            await backoff.sleep()
+            await asyncio.sleep(delay)
 
-    def _unavailable(self, reason: str, delay: float) -> None:
-        """Log the start of an outage and each new reason once (not every retry), and report
-        the plugin unavailable unless this is the loss of a working connection, which is
-        usually restored before anyone could notice."""
-        where = self.database.settings.where
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-        if reason != self._logged_reason:
-            self._logged_reason = reason
-            log.warning(
-                "PostgreSQL at %s is unavailable (%s); reconnecting, next attempt in %.1fs",
-                where,
-                reason,
-                delay,
-            )
-        else:
-            log.debug("PostgreSQL at %s is still unavailable (%s)", where, reason)
-        if not self.listening:
-            self.report(UNAVAILABLE, f"cannot reach PostgreSQL at {where}: {reason}")
-
-    def _schema_behind(self, reason: str, delay: float) -> None:
-        """Only the operator can fix this (``dback postgres migrate``): the plugin has failed,
-        but keeps checking, so that it serves without a restart once migrated."""
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-        if reason != self._logged_reason:
-            self._logged_reason = reason
-            log.error(
-                "%s; checking again at least every %.1fs",
-                reason,
-                max(delay, self.database.settings.retry_max),
-            )
-        self.report(FAILED, reason)
-
-    def _recovered(self) -> None:
-        if self._down_since is not None:
-            log.info(
-                "PostgreSQL at %s answers again after %.1fs",
-                self.database.settings.where,
-                time.monotonic() - self._down_since,
-            )
-        self._down_since = None
-        self._logged_reason = None
-        self.report(SERVING, None)
+    def _trouble(self, trouble: Trouble, backoff: Backoff, recheck: Backoff) -> float:
+        """Log and report ``trouble``; the seconds until the next attempt: soon for an
+        outage, ever later for what only the operator can fix."""
+        delay = (recheck if trouble.needs_operator else backoff).next()
+        # The loss of a working connection is usually restored before anyone could notice:
+        # the plugin is reported unavailable only when reconnecting fails too.
+        self.outage.trouble(trouble, delay, report=not self.listening)
+        return delay
 
     async def _listen(self, queue: asyncio.Queue[Any]) -> None:
         settings = self.database.settings
@@ -191,7 +155,10 @@ class ChangeListener:
         """Wait for notifications (checking the connection when it is quiet), then translate."""
         assert self.connection is not None
         try:
-            first = await asyncio.wait_for(queue.get(), self.database.settings.keepalive)
+            # Not ``wait_for``, which on Python 3.11 can swallow the cancellation that stops
+            # this source when a notification arrives at the same moment.
+            async with asyncio.timeout(self.database.settings.keepalive):
+                first = await queue.get()
         except TimeoutError:
             await self.connection.fetchval("SELECT 1")
             return []

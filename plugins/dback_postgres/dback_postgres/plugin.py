@@ -7,20 +7,19 @@ the plugin reports itself as not configured and stays out of the way.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
-from dback_core import NotConfigured, hookimpl
-from dback_core.plugin.health import FAILED, UNAVAILABLE
+from dback_core import NotConfigured, Unavailable, hookimpl
+from dback_core.plugin.health import FAILED
 from dback_core.plugin.host import PluginHost
 from dback_postgres import queries
 from dback_postgres.commands import postgres
 from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe
+from dback_postgres.diagnosis import diagnose
+from dback_postgres.library_logs import quiet_asyncpg_tracebacks
 from dback_postgres.listener import ChangeListener
 from dback_postgres.passwords import verify_password
 from dback_postgres.settings import DSN_ENV, SETTINGS, PostgresSettings
-
-log = logging.getLogger(__name__)
 
 #: Password checks running at once: each costs scrypt's memory and CPU in a worker thread,
 #: so a flood of wrong passwords queues here instead of taking every core.
@@ -36,6 +35,7 @@ class PostgresPlugin:
         settings = PostgresSettings.from_env()
         if settings is None:
             raise NotConfigured(f"set {DSN_ENV} to a postgresql:// URL")
+        quiet_asyncpg_tracebacks()
         self.database = Database(settings)
         self.listener = ChangeListener(self.database, self._report_health)
         self.host: PluginHost | None = None
@@ -47,24 +47,17 @@ class PostgresPlugin:
 
     @hookimpl
     async def startup(self, host: PluginHost) -> None:
-        """Open the pool now if the database is there; if not, report the plugin unavailable
-        (``/readyz`` answers 503) and let the listener keep trying."""
+        """Open the pool now if the database is there. If not, report why - ``unavailable``
+        (``/readyz`` answers 503) while it cannot be reached, ``failed`` with the fix when
+        only its operator can help - and let the listener keep trying (and log it)."""
         self.host = host
-        where = self.database.settings.where
         try:
             await self.database.ensure_ready()
         except SchemaBehind as error:
-            log.error("%s; serving nothing from PostgreSQL until then", error)
             self._report_health(FAILED, str(error))
         except DATABASE_ERRORS as error:
-            log.warning(
-                "PostgreSQL at %s is unavailable (%s); serving without it and retrying",
-                where,
-                describe(error),
-            )
-            self._report_health(
-                UNAVAILABLE, f"cannot reach PostgreSQL at {where}: {describe(error)}"
-            )
+            trouble = diagnose(error, self.database.settings)
+            self._report_health(trouble.status, trouble.reason)
 
     @hookimpl
     async def shutdown(self) -> None:
@@ -73,7 +66,7 @@ class PostgresPlugin:
 
     @hookimpl
     async def get_server_data(self, server_id: str | None) -> dict[str, dict[str, Any]] | None:
-        rows = await self._fetch("get_server_data", queries.SERVERS)
+        rows = await self._fetch(queries.SERVERS)
         if rows is None:
             return None
         servers = {row["server_id"]: queries.server_record(row) for row in rows}
@@ -83,14 +76,14 @@ class PostgresPlugin:
 
     @hookimpl
     async def get_user_data(self, server_id: str) -> dict[str, dict[str, Any]] | None:
-        rows = await self._fetch("get_user_data", queries.USERS, server_id)
+        rows = await self._fetch(queries.USERS, server_id)
         if not rows:
             return None
         return {row["user_id"]: queries.user_record(row) for row in rows}
 
     @hookimpl
     async def get_client_id(self, server_id: str) -> str | None:
-        rows = await self._fetch("get_client_id", queries.CLIENT_ID, server_id)
+        rows = await self._fetch(queries.CLIENT_ID, server_id)
         return rows[0]["client_id"] if rows else None
 
     @hookimpl
@@ -100,7 +93,7 @@ class PostgresPlugin:
         password = credentials.get("password")
         if not isinstance(password, str) or not password:
             return None
-        rows = await self._fetch("authorize", queries.PASSWORD_HASH, server_id)
+        rows = await self._fetch(queries.PASSWORD_HASH, server_id)
         if not rows or rows[0]["password_hash"] is None:
             return None
         async with self._password_checks:
@@ -116,7 +109,7 @@ class PostgresPlugin:
         """Static, so ``dback postgres migrate`` exists before a DSN is set (it then says so)."""
         cli.add_command(postgres)
 
-    async def _fetch(self, hook: str, query: str, *args: Any) -> list[Any] | None:
+    async def _fetch(self, query: str, *args: Any) -> list[Any] | None:
         """Rows, or None before the database was ever ready (nothing to serve yet).
 
         A failing query once the plugin served raises ``DatabaseUnavailable``, which the
@@ -129,9 +122,10 @@ class PostgresPlugin:
             return await self.database.fetch(query, *args)
         except DATABASE_ERRORS as error:
             raise DatabaseUnavailable(
-                f"{hook}: PostgreSQL at {self.database.settings.where} failed: {describe(error)}"
+                f"PostgreSQL at {self.database.settings.where} failed: {describe(error)}"
             ) from None
 
 
-class DatabaseUnavailable(RuntimeError):
-    """A query failed or timed out; the message says where and why."""
+class DatabaseUnavailable(Unavailable):
+    """A query failed or timed out; the message says where and why (one log line: the
+    listener reports the outage itself)."""

@@ -53,6 +53,14 @@ SETTINGS = (
         minimum=0.1,
     ),
     Setting(
+        "DBACK_POSTGRES_RECHECK_MAX",
+        float,
+        60.0,
+        "ceiling of the doubling delay between checks while the database refuses for a reason "
+        "only its operator can fix (no such database or role, wrong password, old schema)",
+        minimum=0.1,
+    ),
+    Setting(
         "DBACK_POSTGRES_KEEPALIVE",
         float,
         15.0,
@@ -83,6 +91,10 @@ class PostgresSettings:
     #: the plugin is live again about a second after the database answers; an attempt
     #: against a local database that is down costs one refused connection.
     retry_max: float = 1.0
+    #: Ceiling, in seconds, of the doubling delay (from ``retry_max``) between checks while
+    #: the database refuses for a reason only its operator can fix: long, since nothing
+    #: changes until someone acts, yet short enough that the fix is noticed without a restart.
+    recheck_max: float = 60.0
     #: Seconds of silence after which the listening connection is checked with a query.
     keepalive: float = 15.0
     #: Seconds back that chat messages missed while the listener was reconnecting are still
@@ -106,6 +118,7 @@ class PostgresSettings:
             pool_max=values["DBACK_POSTGRES_POOL_MAX"],
             timeout=values["DBACK_POSTGRES_TIMEOUT"],
             retry_max=values["DBACK_POSTGRES_RETRY_MAX"],
+            recheck_max=values["DBACK_POSTGRES_RECHECK_MAX"],
             keepalive=values["DBACK_POSTGRES_KEEPALIVE"],
             chat_replay=values["DBACK_POSTGRES_CHAT_REPLAY"],
         )

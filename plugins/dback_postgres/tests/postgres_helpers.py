@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
+import select
 import socket
 import subprocess
 import sys
@@ -180,6 +183,52 @@ def run_dback(*arguments: str, dsn: str | None, stdin: str | None = None):
     )
 
 
+def run_dback_in_terminal(
+    *arguments: str, dsn: str, answers: list[tuple[str, str]]
+) -> tuple[int, str]:
+    """The installed ``dback`` command line on a terminal of its own (a pseudo-terminal as
+    its standard input and output), as a person runs it: each ``(prompt, line)`` of
+    ``answers`` is typed once ``prompt`` has appeared. Returns the exit code and everything
+    the terminal showed."""
+    env = {"PATH": "/usr/bin:/bin", "DBACK_PLUGINS": "dback-postgres", "DBACK_POSTGRES_DSN": dsn}
+    terminal, its_side = os.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dback_core", *arguments],
+        stdin=its_side,
+        stdout=its_side,
+        stderr=its_side,
+        env=env,
+        start_new_session=True,  # no other controlling terminal: this one is the user's
+    )
+    os.close(its_side)
+    shown = ""
+    try:
+        for prompt, line in answers:
+            start = len(shown)
+            while prompt not in shown[start:]:
+                shown += _read_terminal(terminal)
+            os.write(terminal, f"{line}\n".encode())
+        while chunk := _read_terminal(terminal):
+            shown += chunk
+        return process.wait(timeout=60), shown
+    finally:
+        os.close(terminal)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _read_terminal(terminal: int) -> str:
+    """What the terminal shows next ("" once the command has closed it)."""
+    ready, _, _ = select.select([terminal], [], [], 60)
+    if not ready:
+        raise TimeoutError("the command showed nothing for 60 s")
+    try:
+        return os.read(terminal, 4096).decode()
+    except OSError:  # EIO: the command exited and its side of the terminal is closed
+        return ""
+
+
 async def http_status(server, path: str) -> int:
     """The HTTP status a plain GET of ``path`` gets from a running server."""
     host, port = server.address
@@ -192,3 +241,173 @@ async def http_status(server, path: str) -> int:
             return error.code
 
     return await asyncio.to_thread(get)
+
+
+class Serving:
+    """The real ``dback serve`` in a child process with only this plugin, against ``dsn``:
+    its log as it comes, its HTTP side, stopped with SIGTERM. ``log`` is everything it
+    wrote once stopped."""
+
+    def __init__(self, dsn: str, **settings: str) -> None:
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "DBACK_PLUGINS": "dback-postgres",
+            "DBACK_POSTGRES_DSN": dsn,
+            **settings,
+        }
+        self.lines: list[str] = []
+        self.port = 0
+        self._arrived = asyncio.Event()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    async def __aenter__(self) -> Serving:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dback_core",
+            "serve",
+            "--port",
+            "0",
+            env=self.env,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        line = await self.wait_for_line(r"serving \d+ guilds on ws://")
+        self.port = int(line.rsplit(":", 1)[1])
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.process.returncode is None:
+            self.process.terminate()
+        try:
+            await asyncio.wait_for(self.process.wait(), 30)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            await self._reader
+            raise AssertionError(f"dback serve did not stop on SIGTERM:\n{self.log}") from None
+        await self._reader
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        while line := await self.process.stderr.readline():
+            self.lines.append(line.decode())
+            self._arrived.set()
+
+    async def wait_for_line(self, pattern: str, after: int = 0, timeout: float = 30.0) -> str:
+        """The first log line from number ``after`` on that matches ``pattern``."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for line in self.lines[after:]:
+                if re.search(pattern, line):
+                    return line
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or self.process.returncode is not None:
+                raise AssertionError(f"no line matching {pattern!r} in:\n{self.log}")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+
+    async def get(self, path: str) -> tuple[int, dict]:
+        """The status and JSON body of a GET of ``path``."""
+
+        def fetch() -> tuple[int, dict]:
+            url = f"http://127.0.0.1:{self.port}{path}"
+            try:
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read())
+
+        return await asyncio.to_thread(fetch)
+
+    async def plugin(self) -> dict:
+        """What ``/api/plugins`` says of this plugin."""
+        _status, described = await self.get("/api/plugins")
+        return next(entry for entry in described["plugins"] if entry["name"] == "dback-postgres")
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+#: The advisory lock held while pg_hba.conf carries a test's line: test runs sharing one
+#: PostgreSQL (two checkouts, say) take turns instead of undoing each other's line.
+HBA_LOCK = 0x6462_6163_6B68_6261
+
+
+@contextlib.asynccontextmanager
+async def password_required(admin: asyncpg.Connection, role: str) -> AsyncIterator[None]:
+    """PostgreSQL asks ``role`` (and only it) for its password over TCP while the block runs.
+
+    Test machines trust every local connection, so a wrong password would go unnoticed:
+    this puts a ``scram-sha-256`` line for ``role`` first in the server's pg_hba.conf and
+    reloads it, and afterwards writes back what was there. Only SQL is used (the admin DSN
+    is a superuser's): the file is the server's, wherever it lives.
+    """
+    await admin.execute("SELECT pg_advisory_lock($1)", HBA_LOCK)
+    try:
+        path = await admin.fetchval("SHOW hba_file")
+        original = await admin.fetchval("SELECT pg_read_file($1)", path)
+        line = f"host all {role} 127.0.0.1/32 scram-sha-256"
+        await _write_server_file(admin, path, f"{line}\n{original}")
+        try:
+            await _reload_until(admin, role, asks=True)
+            yield
+        finally:
+            await _write_server_file(admin, path, original)
+            await _reload_until(admin, role, asks=False)
+    finally:
+        await admin.execute("SELECT pg_advisory_unlock($1)", HBA_LOCK)
+
+
+async def _write_server_file(admin: asyncpg.Connection, path: str, text: str) -> None:
+    """Write ``text`` to ``path`` on the database server, byte for byte.
+
+    ``COPY ... TO`` writes one row per line; CSV with a quote and a delimiter that never
+    occur leaves each line as it is (no escaping of tabs or backslashes, unlike the text
+    format), and a NULL row is an empty line.
+    """
+    assert text.endswith("\n") and "\x01" not in text and "\x02" not in text
+    await admin.execute("CREATE TEMP TABLE IF NOT EXISTS hba_lines (n int, line text)")
+    await admin.execute("TRUNCATE hba_lines")
+    await admin.executemany(
+        "INSERT INTO hba_lines VALUES ($1, NULLIF($2, ''))",
+        list(enumerate(text[:-1].split("\n"))),
+    )
+    quoted = path.replace("'", "''")
+    await admin.execute(
+        f"COPY (SELECT line FROM hba_lines ORDER BY n) TO '{quoted}' "
+        "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+    )
+    assert await admin.fetchval("SELECT pg_read_file($1)", path) == text
+
+
+async def _reload_until(admin: asyncpg.Connection, role: str, asks: bool) -> None:
+    """Reload the configuration, then wait until a new connection as ``role`` is asked for
+    its password (``asks``) or no longer is: the postmaster reloads on SIGHUP, soon but not
+    before ``pg_reload_conf`` returns."""
+    assert await admin.fetchval("SELECT pg_reload_conf()")
+    await wait_until(lambda: _asks_for_password(role, asks), timeout=10, interval=0.1)
+
+
+async def _asks_for_password(role: str, expected: bool) -> bool:
+    try:
+        connection = await asyncpg.connect(dsn_as(role, "not-its-password", "postgres"))
+    except asyncpg.InvalidPasswordError:
+        return expected
+    except (asyncpg.PostgresError, OSError):
+        return not expected
+    await connection.close()
+    return not expected
+
+
+def dsn_as(role: str, password: str | None, database: str) -> str:
+    """The admin DSN with another role (and password) and database."""
+    parts = urlsplit(ADMIN_DSN)
+    credentials = role + (f":{password}" if password is not None else "")
+    netloc = f"{credentials}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit((parts.scheme, netloc, f"/{database}", parts.query, ""))

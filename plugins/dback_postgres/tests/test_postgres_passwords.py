@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from click.testing import CliRunner
-from postgres_helpers import listening, run_dback, seed_guild, wait_until
+from postgres_helpers import listening, run_dback, run_dback_in_terminal, seed_guild, wait_until
 
 from dback_core.testing import Client, running_server
 from dback_core.wire import protocol
-from dback_postgres.commands import postgres
 from dback_postgres.passwords import hash_password, verify_password
 
 GUILD = "232769614004748288"
@@ -72,15 +70,23 @@ async def test_set_password_then_join_with_the_right_one_and_not_a_wrong_one(pos
 @pytest.mark.postgres
 async def test_the_prompt_asks_twice_and_bad_input_is_refused(db, dsn):
     await seed_guild(db, GUILD, members=1)
-    # In a thread: the command runs its own event loop, as it does from a shell.
-    mismatch = await asyncio.to_thread(
-        CliRunner().invoke,
-        postgres,
-        ["set-password", GUILD, "--dsn", dsn],
-        input="one\ntwo\nthree\nthree\n",
+    code, shown = await asyncio.to_thread(
+        run_dback_in_terminal,
+        "postgres",
+        "set-password",
+        GUILD,
+        dsn=dsn,
+        answers=[
+            ("Password: ", "one"),
+            ("Repeat for confirmation: ", "two"),
+            ("Password: ", "three"),
+            ("Repeat for confirmation: ", "three"),
+        ],
     )
-    assert mismatch.exit_code == 0, mismatch.output
-    assert "do not match" in mismatch.output
+    assert code == 0, shown
+    assert "do not match" in shown
+    assert "one" not in shown and "three" not in shown, "typed passwords are not echoed"
+    assert f"guild {GUILD} is passworded" in shown
     stored = await db.fetchval("SELECT password_hash FROM servers WHERE server_id = $1", GUILD)
     assert verify_password("three", stored) and not verify_password("one", stored)
 
@@ -88,6 +94,13 @@ async def test_the_prompt_asks_twice_and_bad_input_is_refused(db, dsn):
     assert unknown.returncode == 1 and "no guild '404'" in unknown.stderr
     empty = run_dback("postgres", "set-password", GUILD, "--stdin", dsn=dsn, stdin="\n")
     assert empty.returncode == 1 and "empty" in empty.stderr
+    piped = run_dback("postgres", "set-password", GUILD, dsn=dsn, stdin="hunter2\n")
+    assert piped.returncode == 1
+    assert piped.stderr == (
+        "Error: standard input is not a terminal, so nobody can be asked for the password: "
+        "pass --stdin to read it from there "
+        f"(printf '%s\\n' \"$PASSWORD\" | dback postgres set-password {GUILD} --stdin)\n"
+    )
     plain = run_dback("postgres", "status", dsn=dsn)
     assert plain.returncode == 0, plain.stderr
     assert await db.fetchval("SELECT password_hash FROM servers WHERE server_id = $1", GUILD) == (

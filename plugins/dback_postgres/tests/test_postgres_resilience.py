@@ -176,5 +176,5 @@ async def test_a_slow_query_times_out_instead_of_hanging_a_join(
             await transaction.rollback()
         finally:
             await blocker.close()
-        assert "get_user_data: PostgreSQL at" in caplog.text
+        assert "get_user_data failed: PostgreSQL at" in caplog.text
         assert "failed: TimeoutError" in caplog.text

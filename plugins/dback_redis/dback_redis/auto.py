@@ -27,6 +27,7 @@ from dback_redis.config import EDGE, PUBLISHER, RedisConfig, redacted
 from dback_redis.connection import RETRY_FIRST, open_client
 from dback_redis.edge import Edge
 from dback_redis.election import Lease
+from dback_redis.link import Link
 from dback_redis.publisher import Publisher
 from dback_redis.snapshot import Keys
 
@@ -39,7 +40,8 @@ class Elected:
     def __init__(self, config: RedisConfig) -> None:
         self.config = config
         self.sequence = itertools.count(1)
-        self.role: Edge | Publisher = Edge(config, self.sequence)
+        self.link = Link(redacted(config.url))
+        self.role: Edge | Publisher = Edge(config, self.sequence, self.link)
         self.host: PluginHost | None = None
         self.redis = open_client(config)
         self.lease = Lease(self.redis, Keys(config.prefix), config.process_id, config.lease_seconds)
@@ -93,8 +95,10 @@ class Elected:
         wait = interval
         renewed_at = time.monotonic()
         while True:
+            # Not ``wait_for``: on Python 3.11 it can swallow the cancellation of ``stop``.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._lost.wait()
             wait = interval
             try:
                 if self.leading and not self._lost.is_set():
@@ -136,7 +140,12 @@ class Elected:
                 fence,
             )
             publisher = Publisher(
-                self.config, self.sequence, self.lease, fence, on_lease_lost=self._lost.set
+                self.config,
+                self.sequence,
+                self.lease,
+                fence,
+                on_lease_lost=self._lost.set,
+                link=self.link,
             )
             # The data hooks step aside from here on, so the providers' world is loaded;
             # the publisher starts once it is, and its first write is the whole snapshot.
@@ -154,7 +163,7 @@ class Elected:
             await self.role.stop()
             log.info("redis %s: this process is an edge now", redacted(self.config.url))
             self.host.keep_loaded(False)
-            self.role = Edge(self.config, self.sequence)
+            self.role = Edge(self.config, self.sequence, self.link)
             await self.host.hold_plugins()
             await self.role.start(self.host)
             self._lost.clear()

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from redis.asyncio.connection import parse_url
+
 from dback_core import NotConfigured
 from dback_core.plugin.settings import Setting, read
 from dback_redis.chat import ChatLimits
@@ -60,8 +62,22 @@ def _redacted_argument(argument: str) -> str:
 
 
 def _check_url(url: str) -> None:
-    if urlsplit(url).scheme not in _SCHEMES:
+    """Refuse what redis-py would refuse on every connection attempt, and what it would read
+    quietly otherwise: a database that is not a number (``redis://host:6379/abc``) is
+    database 0 to redis-py, so deployments meant to be apart would share one."""
+    parts = urlsplit(url)
+    if parts.scheme not in _SCHEMES:
         raise ValueError("must start with redis://, rediss:// or unix://")
+    database = unquote(parts.path).strip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        raise ValueError(
+            f"names the database {database!r}, which is not a number: Redis databases are "
+            "numbered (redis://host:6379/0)"
+        )
+    try:
+        parse_url(url)
+    except ValueError as error:
+        raise ValueError(f"is not a URL redis-py accepts: {error}") from None
 
 
 SETTINGS = (

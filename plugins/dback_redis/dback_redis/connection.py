@@ -19,6 +19,7 @@ from dback_core.plugin.events import Event, Message, Presence
 from dback_core.plugin.host import PluginHost
 from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
+from dback_redis.link import Link
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,12 @@ class Role:
     #: The lease number an elected publisher puts on its messages (None: not elected).
     fence: int | None = None
 
-    def __init__(self, config: RedisConfig, sequence: Iterator[int] | None = None) -> None:
+    def __init__(
+        self,
+        config: RedisConfig,
+        sequence: Iterator[int] | None = None,
+        link: Link | None = None,
+    ) -> None:
         self.config = config
         self.keys = snapshot.Keys(config.prefix)
         self.redis = open_client(config)
@@ -85,6 +91,11 @@ class Role:
         self.applied = 0
         self.resyncs = 0
         self.replay = chat.Replay(config.process_id, config.chat)
+        #: Whether Redis answers this process's subscription (logged, reported as health);
+        #: shared like ``sequence``, so an outage that outlasts a change of role is one.
+        self.link = link if link is not None else Link(redacted(config.url))
+        #: Set once the first attempt to subscribe has succeeded or failed.
+        self.attempted = asyncio.Event()
         self._last_seq: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -118,7 +129,8 @@ class Role:
     # -- following -------------------------------------------------------------------------
 
     async def follow(self) -> None:
-        """Keep a subscription open for as long as the server runs."""
+        """Keep a subscription open for as long as the server runs; ``attempted`` is set
+        once the first attempt succeeded or failed."""
         backoff = retry_backoff()
         while True:
             pubsub = self.redis.pubsub()
@@ -130,23 +142,29 @@ class Role:
                         continue
                     backoff.reset()
                     if message["type"] == "subscribe":
+                        self.link.up()
+                        self.attempted.set()
                         await self.subscribed()
                     elif message["type"] == "message":
                         await self.receive(message["data"])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as error:
-                log.warning(
-                    "redis %s subscription lost (%s); retrying", redacted(self.config.url), error
-                )
+                self.link.failed(error)
             except Exception:
                 # A bug must not end the subscription for good: log it and start over,
                 # which resynchronises.
                 log.exception("redis subscription failed; retrying")
             finally:
+                self.attempted.set()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
             await backoff.sleep()
+
+    def attach(self, host: PluginHost) -> None:
+        """Serve ``host`` from now on (called first by the roles' ``start``)."""
+        self.host = host
+        self.link.host = host
 
     async def subscribed(self) -> None:
         """The subscription is (re)established: whatever went by meanwhile is caught up."""

@@ -16,23 +16,27 @@ snapshot. While Redis cannot be reached they wait in a bounded outbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from redis.exceptions import RedisError
 
+from dback_core import Unavailable
 from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence
 from dback_core.plugin.host import PluginHost
 from dback_redis import snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import Role, complete, retry_backoff
+from dback_redis.link import Link
 
 log = logging.getLogger(__name__)
 
-#: Seconds ``startup`` waits for the first subscription before serving without it.
+#: Seconds ``startup`` waits at most for the first attempt to subscribe (one that never
+#: answers: a connection to a silent host times out after ``SOCKET_TIMEOUT``).
 SUBSCRIBE_WAIT = 5.0
 #: The kinds of event an edge's own API produces that other processes must see. A refresh
 #: is not among them: on an edge it reloads that edge from the snapshot.
@@ -44,8 +48,13 @@ class Edge(Role):
 
     is_edge = True
 
-    def __init__(self, config: RedisConfig, sequence: Iterator[int] | None = None) -> None:
-        super().__init__(config, sequence)
+    def __init__(
+        self,
+        config: RedisConfig,
+        sequence: Iterator[int] | None = None,
+        link: Link | None = None,
+    ) -> None:
+        super().__init__(config, sequence, link)
         self._subscribed = asyncio.Event()
         #: Own events not yet on the bus, each with the time it happened, oldest first.
         self._outbox: deque[tuple[float, Event]] = deque(maxlen=config.chat.history)
@@ -54,16 +63,14 @@ class Edge(Role):
 
     async def start(self, host: PluginHost) -> None:
         """Subscribe before the core loads anything, so no event falls between the two."""
-        self.host = host
+        self.attach(host)
         self._spawn(self.follow(), "dback-redis-edge")
         self._spawn(self._send(), "dback-redis-edge-outbox")
-        try:
-            await asyncio.wait_for(self._subscribed.wait(), SUBSCRIBE_WAIT)
-        except TimeoutError:
-            log.warning(
-                "redis %s unreachable; serving without it until it answers",
-                redacted(self.config.url),
-            )
+        # Not the subscription itself: when Redis is away, the first refusal says so and
+        # the server starts at once (it subscribes later, and resynchronises then).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SUBSCRIBE_WAIT):
+                await self.attempted.wait()
 
     # -- data hooks ------------------------------------------------------------------------
 
@@ -71,17 +78,30 @@ class Edge(Role):
         """The snapshot's guild list. While there is none - Redis came back empty and the
         publisher has not rewritten it yet - the last list read is kept, so a Redis restart
         does not empty every viewer's world for a moment."""
-        servers = await snapshot.read_servers(self.redis, self.keys)
+        async with self._reading():
+            servers = await snapshot.read_servers(self.redis, self.keys)
         if servers is None:
             return self._last_servers
         self._last_servers = servers
         return servers
 
     async def users(self, server_id: str) -> dict[str, dict[str, Any]]:
-        return await snapshot.read_users(self.redis, self.keys, server_id)
+        async with self._reading():
+            return await snapshot.read_users(self.redis, self.keys, server_id)
 
     async def client_id(self, server_id: str) -> str | None:
-        return await snapshot.read_client_id(self.redis, self.keys, server_id)
+        async with self._reading():
+            return await snapshot.read_client_id(self.redis, self.keys, server_id)
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[None]:
+        """A read of the snapshot that fails because Redis is away raises ``Unavailable``:
+        the core keeps what it has and logs one line (the subscription reports the outage)."""
+        try:
+            yield
+        except (RedisError, OSError) as error:
+            where = redacted(self.config.url)
+            raise Unavailable(f"cannot reach Redis at {where}: {error}") from None
 
     # -- the stream ------------------------------------------------------------------------
 
@@ -140,7 +160,9 @@ class Edge(Role):
                                 self.publish(pipe, event, sent_at)
                         await pipe.execute()
                 except (RedisError, OSError) as error:
-                    log.warning(
+                    # Once per outage: the retries that follow add nothing.
+                    log.log(
+                        logging.WARNING if backoff.failures == 0 else logging.DEBUG,
                         "redis %s: %d own events wait for the bus (%s)",
                         redacted(self.config.url),
                         len(self._outbox),

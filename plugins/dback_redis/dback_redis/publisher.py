@@ -30,6 +30,7 @@ from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import Role, complete, retry_backoff
 from dback_redis.election import Lease, LeaseLost
+from dback_redis.link import Link
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ class Publisher(Role):
         lease: Lease | None = None,
         fence: int | None = None,
         on_lease_lost: Callable[[], None] | None = None,
+        link: Link | None = None,
     ) -> None:
-        super().__init__(config, sequence)
+        super().__init__(config, sequence, link)
         #: An elected publisher writes only while it holds ``lease``, and marks what it
         #: publishes with ``fence``; ``on_lease_lost`` is told when a write finds it gone.
         self.lease = lease
@@ -65,7 +67,7 @@ class Publisher(Role):
     async def start(self, host: PluginHost) -> None:
         """Write the snapshot and publish from here on (the writer waits for the server to
         be ready); keep a subscription like every process."""
-        self.host = host
+        self.attach(host)
         host.keep_loaded(True)
         self._spawn(self._run(), "dback-redis-publisher")
         self._spawn(self.follow(), "dback-redis-publisher-follow")
@@ -127,12 +129,14 @@ class Publisher(Role):
                     self._on_lease_lost()
                 return
             except (RedisError, OSError) as error:
-                if not self._down:
-                    log.warning(
-                        "redis %s lost (%s); serving locally, will rewrite the snapshot",
-                        redacted(self.config.url),
-                        error,
-                    )
+                # Once per outage: each retry (a rewrite) fails the same way until Redis is back.
+                log.log(
+                    logging.WARNING if backoff.failures == 0 else logging.DEBUG,
+                    "redis %s: cannot write the snapshot (%s); serving locally, rewriting it "
+                    "once Redis answers",
+                    redacted(self.config.url),
+                    error,
+                )
                 self._mark_down()
                 await backoff.sleep()
             except Exception:

@@ -155,10 +155,7 @@ async def test_guild_list_changes_and_passwords_reach_the_edges(namespace):
                 assert set(stored) == {"1", "2"}
 
 
-async def test_an_edge_started_while_redis_refuses_it_serves_once_redis_answers(
-    namespace, monkeypatch
-):
-    monkeypatch.setattr("dback_redis.edge.SUBSCRIBE_WAIT", 0.3)
+async def test_an_edge_started_while_redis_refuses_it_serves_once_redis_answers(namespace):
     pub_url = await namespace.new_user("pub")
     edge_url = await namespace.new_user("edge")
     await namespace.lock_out("edge")
