@@ -65,6 +65,10 @@ class Settings:
     #: Messages per second a client may send on average, and in a burst.
     message_rate: float = 5.0
     message_burst: int = 20
+    #: Wrong passwords from one address (over all guilds) after which its password checks
+    #: are locked out, and for how many seconds (``dback_core.guessing``).
+    password_lockout_after: int = 8
+    password_lockout: float = 600.0
     #: Comma-separated Origins allowed to open a WebSocket (empty: any). Clients that send no
     #: Origin header (not browsers) are always allowed: cross-site hijacking needs a browser.
     allowed_origins: str = ""

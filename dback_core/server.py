@@ -32,6 +32,7 @@ from dback_core.descriptors import (
 from dback_core.directory import Directory, Guild
 from dback_core.events import Event, Refresh
 from dback_core.fanout import Fanout
+from dback_core.guessing import GuessThrottle
 from dback_core.health import FAILED
 from dback_core.hooks import PluginHooks
 from dback_core.host import BoundHost, PluginHost
@@ -68,7 +69,12 @@ class DbackServer:
             plugins, timeout=self.settings.provider_timeout, metrics=self.metrics
         )
         self.fanout = Fanout(self.settings.max_client_buffer)
-        self.access = Access(self.fanout, self.hooks, lambda: self.directory.servers)
+        self.access = Access(
+            self.fanout,
+            self.hooks,
+            lambda: self.directory.servers,
+            GuessThrottle(self.settings.password_lockout_after, self.settings.password_lockout),
+        )
         self.directory = Directory(self.hooks, on_access_change=self.access.eject)
         self.sessions = Sessions(self.settings, self.directory, self.fanout, self.access)
         self.routes = Routes(self)

@@ -23,7 +23,7 @@ from dback_core.access import Access, may_view
 from dback_core.config import Settings
 from dback_core.directory import Directory
 from dback_core.fanout import Fanout, Viewer
-from dback_core.limits import TokenBucket
+from dback_core.limits import LogThrottle, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ class Sessions:
         self.directory = directory
         self.fanout = fanout
         self.access = access
+        #: One WARNING per 10 s for clients closed for flooding: a flood of them must not
+        #: become a flood of log lines.
+        self.floods = LogThrottle(log)
         self.handlers: dict[str, MessageHandler] = {
             "connect": self.connect,
             "get_user_data": self.user_data,
@@ -73,7 +76,7 @@ class Sessions:
                 if closing is not None:
                     continue  # keep reading so the close handshake can complete
                 if not bucket.take():
-                    log.warning("closing %s: message rate limit exceeded", client)
+                    self.floods.warning("closing %s: message rate limit exceeded", client)
                     closing = asyncio.create_task(
                         connection.close(1008, "message rate limit exceeded")
                     )

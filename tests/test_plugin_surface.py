@@ -28,6 +28,7 @@ PUBLIC = {
     "dback_core.backoff": None,
     "dback_core.settings": {"Setting", "SettingsError", "read"},
     "dback_core.limits": {"TokenBucket"},
+    "dback_core.fairness": None,
     "dback_core.testing": None,
 }
 #: Attributes of the server object that only the core may touch.

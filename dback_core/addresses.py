@@ -1,0 +1,40 @@
+"""What counts as one client address for limits and fair shares.
+
+An IPv4 address is one address. An IPv6 address is not: a single home or server usually gets
+a whole /64 (2^64 addresses) from its provider, so counting each IPv6 address alone would
+give one host an endless supply of fresh "addresses" - past the per-address connection cap,
+the password-guessing backoff and every fair share. Every IPv6 address is therefore counted
+as its /64 network, and an IPv4 address written as IPv6 (``::ffff:203.0.113.5``, as a
+dual-stack socket reports it) as the IPv4 address it is.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+#: The prefix length one IPv6 client is counted under.
+IPV6_PREFIX = 64
+
+
+def address_group(host: str) -> str:
+    """The address ``host`` is counted under: an IPv4 address as it is, an IPv6 address as
+    its /64 (``2001:db8:1:2::/64``). Anything that is not an IP address (a Unix socket's
+    path, ``unknown``) is returned unchanged."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])  # drop an IPv6 zone (fe80::1%eth0)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
+
+
+def peer_address(peername: Any) -> str:
+    """The counted address of a socket's peer (``getpeername()``/``remote_address``), or
+    ``unknown`` when there is none."""
+    if isinstance(peername, tuple) and peername:
+        return address_group(str(peername[0]))
+    return "unknown"
