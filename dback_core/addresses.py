@@ -10,6 +10,7 @@ dual-stack socket reports it) as the IPv4 address it is.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -17,10 +18,14 @@ from typing import Any
 IPV6_PREFIX = 64
 
 
+@functools.lru_cache(maxsize=4096)
 def address_group(host: str) -> str:
     """The address ``host`` is counted under: an IPv4 address as it is, an IPv6 address as
     its /64 (``2001:db8:1:2::/64``). Anything that is not an IP address (a Unix socket's
-    path, ``unknown``) is returned unchanged."""
+    path, ``unknown``) is returned unchanged.
+
+    Cached: it is asked on every password try, and a flood of tries comes from few
+    addresses; parsing each anew was a twentieth of the server's work under such a flood."""
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])  # drop an IPv6 zone (fe80::1%eth0)
     except ValueError:

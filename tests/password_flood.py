@@ -1,0 +1,166 @@
+"""Password guessing as an attacker does it, against a real ``dback serve``, and a viewer
+from another address logging in meanwhile.
+
+``python tests/password_flood.py URL GUILD SECONDS RATE ADDRESS:COUNT...`` opens COUNT
+WebSocket connections from each local ADDRESS (127.0.0.2, 127.0.0.3...: Linux routes all of
+127.0.0.0/8 to loopback, so each is a client address of its own), and on every connection
+sends a ``connect`` with a new wrong password RATE times a second - just under the message
+rate limit, so the server has no reason to close it - for SECONDS. It prints one JSON object:
+per address, how many answers said the password was wrong (a check was made), how many were
+refused by the throttle without a check, and any other answer. Run as its own process, so
+the attacker's work neither slows the server nor the viewer whose logins are measured.
+
+``served`` runs ``dback serve`` with its log in a file (a pipe nobody reads would fill and
+stall the server) and ``log_in_timed`` measures a viewer's logins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import websockets
+
+from dback_core import protocol
+from dback_core.testing import Client
+
+#: How the throttle's refusals start (``dback_core.guessing``, the PostgreSQL plugin's busy).
+THROTTLED = ("Too many wrong passwords", "A password check from your address", "Too many password")
+
+
+def classify(message: str) -> str:
+    if message == protocol.LOGIN_REFUSED:
+        return "checked"
+    if message.startswith(THROTTLED):
+        return "throttled"
+    return "other"
+
+
+async def guess_on(url: str, address: str, guild: str, until: float, rate: float) -> Counter[str]:
+    """One attacker connection: wrong passwords at ``rate`` a second until ``until``."""
+    answers: Counter[str] = Counter()
+    number = 0
+    try:
+        async with websockets.connect(url, local_addr=(address, 0), open_timeout=30) as ws:
+            await ws.recv()  # server-list
+            while (now := time.monotonic()) < until:
+                number += 1
+                guess = f"guess-{address}-{id(ws)}-{number}"
+                await ws.send(json.dumps({"type": "connect", "data": {"server": guild, "password": guess}}))
+                while (frame := json.loads(await ws.recv()))["type"] != "error":
+                    pass
+                answers[classify(frame["data"]["message"])] += 1
+                await asyncio.sleep(max(0.0, now + 1 / rate - time.monotonic()))
+    except (OSError, websockets.ConnectionClosed, TimeoutError) as error:
+        answers[f"dropped: {type(error).__name__}"] += 1
+    return answers
+
+
+async def flood(url: str, guild: str, seconds: float, rate: float, counts: dict[str, int]) -> dict[str, dict[str, int]]:
+    until = time.monotonic() + seconds
+    tasks = {
+        address: [asyncio.create_task(guess_on(url, address, guild, until, rate)) for _ in range(count)]
+        for address, count in counts.items()
+    }
+    result = {}
+    for address, started in tasks.items():
+        total: Counter[str] = Counter()
+        for answers in await asyncio.gather(*started):
+            total.update(answers)
+        result[address] = dict(total)
+    return result
+
+
+@dataclass
+class Flood:
+    """A running flood process; ``result()`` waits for its counts."""
+
+    process: asyncio.subprocess.Process
+
+    async def result(self) -> dict[str, dict[str, int]]:
+        out, err = await asyncio.wait_for(self.process.communicate(), 120)
+        assert self.process.returncode == 0, err.decode()
+        counts: dict[str, dict[str, int]] = json.loads(out)
+        return counts
+
+
+async def start_flood(url: str, guild: str, seconds: float, rate: float, counts: dict[str, int]) -> Flood:
+    """The flood in a process of its own, started now."""
+    spec = [f"{address}:{count}" for address, count in counts.items()]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, url, guild, str(seconds), str(rate), *spec,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    return Flood(process)
+
+
+@dataclass
+class Served:
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+
+@contextlib.asynccontextmanager
+async def served(env: Mapping[str, str], log: Path) -> AsyncIterator[Served]:
+    """``dback serve`` on a free port with ``env`` (plus PATH), logging JSON into ``log``;
+    stopped with SIGTERM on leaving."""
+    environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DBACK_LOG_FORMAT": "json", **env}
+    with log.open("w") as sink:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dback_core", "serve", "--port", "0", env=environ, stderr=sink
+        )
+    try:
+        port = await _serving_port(process, log)
+        yield Served(port, log)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 30)
+
+
+async def _serving_port(process: asyncio.subprocess.Process, log: Path, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.returncode is None, "dback serve exited:\n" + log.read_text()
+        for line in log.read_text().splitlines():
+            message = json.loads(line)["message"] if line.startswith("{") else ""
+            if message.startswith("serving "):
+                return int(message.rsplit(":", 1)[1])
+        await asyncio.sleep(0.1)
+    raise AssertionError("dback serve did not start:\n" + log.read_text())
+
+
+async def log_in_timed(url: str, address: str, guild: str, password: str) -> tuple[str, float]:
+    """A new viewer from ``address`` joins ``guild`` with ``password``: the answer's type and
+    the seconds from sending ``connect`` to the answer."""
+    async with Client(url, timeout=30, local_addr=(address, 0)) as viewer:
+        started = time.perf_counter()
+        answer = await viewer.join(guild, password=password)
+        return answer["type"], time.perf_counter() - started
+
+
+def main() -> None:
+    url, guild, seconds, rate, *specs = sys.argv[1:]
+    counts = {spec.rsplit(":", 1)[0]: int(spec.rsplit(":", 1)[1]) for spec in specs}
+    print(json.dumps(asyncio.run(flood(url, guild, float(seconds), float(rate), counts))))
+
+
+if __name__ == "__main__":
+    main()
