@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dback_core import protocol
-from dback_core.addresses import peer_address
 from dback_core.fanout import Fanout, Viewer
 from dback_core.guessing import LOCKOUT, LOCKOUT_AFTER, Guess, GuessThrottle
 from dback_core.hooks import PluginHooks
@@ -55,7 +54,7 @@ class Access:
         refused before any work is done, and only its own address is slowed."""
         if may_view(viewer, info):
             return None
-        address = peer_address(viewer.connection.remote_address)
+        address = viewer.address
         password = data.get("password")
         guess: Guess | None = None
         if password:

@@ -6,13 +6,22 @@ give one host an endless supply of fresh "addresses" - past the per-address conn
 the password-guessing backoff and every fair share. Every IPv6 address is therefore counted
 as its /64 network, and an IPv4 address written as IPv6 (``::ffff:203.0.113.5``, as a
 dual-stack socket reports it) as the IPv4 address it is.
+
+Behind a reverse proxy every socket comes from the proxy: one address for all clients, so
+one guesser's lockout would be everybody's. For a peer listed in ``DBACK_TRUSTED_PROXIES``
+the client is the right-most address of its ``X-Forwarded-For`` that is not itself a
+trusted proxy (the entries to its left are whatever the client chose to send).
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Sequence
 from typing import Any
+
+#: A network a trusted proxy's address lies in.
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: The prefix length one IPv6 client is counted under.
 IPV6_PREFIX = 64
@@ -43,3 +52,46 @@ def peer_address(peername: Any) -> str:
     if isinstance(peername, tuple) and peername:
         return address_group(str(peername[0]))
     return "unknown"
+
+
+def trusted_networks(text: str) -> tuple[Network, ...]:
+    """The networks of ``DBACK_TRUSTED_PROXIES``: comma-separated addresses or networks
+    (``127.0.0.1, 10.0.0.0/8, ::1``). Raises ``ValueError`` naming a bad entry."""
+    networks = []
+    for entry in (part.strip() for part in text.split(",")):
+        if entry:
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+    """The counted address of the client behind socket peer ``peer`` (its host): the peer
+    itself, unless it is a trusted proxy that says whom it forwards (``X-Forwarded-For``)."""
+    if not trusted or not forwarded_for or not _is_trusted(peer, trusted):
+        return address_group(peer)
+    for entry in reversed(forwarded_for.split(",")):
+        host = entry.strip()
+        if not _is_trusted(host, trusted):
+            return address_group(host) if _is_ip(host) else address_group(peer)
+    return address_group(peer)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_trusted(host: str, trusted: Sequence[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in trusted)

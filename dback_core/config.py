@@ -14,6 +14,7 @@ from typing import Any
 
 from websockets.typing import Origin
 
+from dback_core.addresses import trusted_networks
 from dback_core.settings import SettingsError
 
 
@@ -69,6 +70,9 @@ class Settings:
     #: are locked out, and for how many seconds (``dback_core.guessing``).
     password_lockout_after: int = 8
     password_lockout: float = 600.0
+    #: Comma-separated addresses or networks of reverse proxies whose ``X-Forwarded-For``
+    #: names the client, for the per-address password throttle and fair shares.
+    trusted_proxies: str = ""
     #: Comma-separated Origins allowed to open a WebSocket (empty: any). Clients that send no
     #: Origin header (not browsers) are always allowed: cross-site hijacking needs a browser.
     allowed_origins: str = ""
@@ -110,6 +114,10 @@ class Settings:
                 "DBACK_EVENT_LOOP",
                 f"must be 'auto', 'asyncio' or 'uvloop', not {self.event_loop!r}",
             )
+        try:
+            trusted_networks(self.trusted_proxies)
+        except ValueError as error:
+            raise SettingsError("DBACK_TRUSTED_PROXIES", str(error)) from None
         if not 0 <= self.port <= 65535:
             raise SettingsError("DBACK_PORT", f"must be between 0 and 65535, not {self.port}")
         for field in fields(self):

@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from dback_core import inputs, protocol
 from dback_core.access import Access, may_view
+from dback_core.addresses import client_address, trusted_networks
 from dback_core.config import Settings
 from dback_core.directory import Directory
 from dback_core.fanout import Fanout, Viewer
@@ -45,6 +46,14 @@ def address(connection: ServerConnection) -> str:
     return str(remote[0]) if remote else "unknown"
 
 
+def forwarded_for(connection: ServerConnection) -> str | None:
+    """The handshake's ``X-Forwarded-For`` (all of them, joined), or None."""
+    if connection.request is None:
+        return None
+    values = connection.request.headers.get_all("X-Forwarded-For")
+    return ", ".join(values) if values else None
+
+
 class Sessions:
     """The WebSocket handler of one server and the client message types it answers."""
 
@@ -58,6 +67,7 @@ class Sessions:
         #: One WARNING per 10 s for clients closed for flooding: a flood of them must not
         #: become a flood of log lines.
         self.floods = LogThrottle(log)
+        self.trusted_proxies = trusted_networks(settings.trusted_proxies)
         self.handlers: dict[str, MessageHandler] = {
             "connect": self.connect,
             "get_user_data": self.user_data,
@@ -66,7 +76,9 @@ class Sessions:
     async def serve(self, connection: ServerConnection) -> None:
         """Run one client's session until it closes; rate-limited per connection."""
         client = address(connection)
-        viewer = self.fanout.add(connection)
+        counted = client_address(client, forwarded_for(connection), self.trusted_proxies)
+        viewer = self.fanout.add(connection)  # drops the handshake's headers
+        viewer.address = counted
         bucket = TokenBucket(self.settings.message_rate, self.settings.message_burst)
         log.debug("client %s connected", client)
         try:

@@ -56,7 +56,9 @@ async def guess_on(url: str, address: str, guild: str, until: float, rate: float
             while (now := time.monotonic()) < until:
                 number += 1
                 guess = f"guess-{address}-{id(ws)}-{number}"
-                await ws.send(json.dumps({"type": "connect", "data": {"server": guild, "password": guess}}))
+                await ws.send(
+                    json.dumps({"type": "connect", "data": {"server": guild, "password": guess}})
+                )
                 while (frame := json.loads(await ws.recv()))["type"] != "error":
                     pass
                 answers[classify(frame["data"]["message"])] += 1
@@ -66,10 +68,14 @@ async def guess_on(url: str, address: str, guild: str, until: float, rate: float
     return answers
 
 
-async def flood(url: str, guild: str, seconds: float, rate: float, counts: dict[str, int]) -> dict[str, dict[str, int]]:
+async def flood(
+    url: str, guild: str, seconds: float, rate: float, counts: dict[str, int]
+) -> dict[str, dict[str, int]]:
     until = time.monotonic() + seconds
     tasks = {
-        address: [asyncio.create_task(guess_on(url, address, guild, until, rate)) for _ in range(count)]
+        address: [
+            asyncio.create_task(guess_on(url, address, guild, until, rate)) for _ in range(count)
+        ]
         for address, count in counts.items()
     }
     result = {}
@@ -94,12 +100,21 @@ class Flood:
         return counts
 
 
-async def start_flood(url: str, guild: str, seconds: float, rate: float, counts: dict[str, int]) -> Flood:
+async def start_flood(
+    url: str, guild: str, seconds: float, rate: float, counts: dict[str, int]
+) -> Flood:
     """The flood in a process of its own, started now."""
     spec = [f"{address}:{count}" for address, count in counts.items()]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, url, guild, str(seconds), str(rate), *spec,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        __file__,
+        url,
+        guild,
+        str(seconds),
+        str(rate),
+        *spec,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     return Flood(process)
 

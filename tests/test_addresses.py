@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dback_core.addresses import address_group, peer_address
+from dback_core import protocol
+from dback_core.addresses import address_group, client_address, peer_address, trusted_networks
+from dback_core.config import Settings
+from dback_core.settings import SettingsError
 from dback_core.testing import Client, running_server
 
 
@@ -44,3 +47,50 @@ async def test_the_connection_cap_counts_each_loopback_address_apart():
         finally:
             for client in clients:
                 await client.__aexit__(None, None, None)
+
+
+def test_only_a_trusted_proxy_names_the_client():
+    trusted = trusted_networks("127.0.0.1, 10.0.0.0/8")
+    assert client_address("127.0.0.1", "198.51.100.7", trusted) == "198.51.100.7"
+    # the client's own claims are to the left of what the proxies added
+    assert client_address("10.1.2.3", "1.1.1.1, 198.51.100.7, 10.9.9.9", trusted) == (
+        "198.51.100.7"
+    )
+    assert client_address("127.0.0.1", "2001:db8:1:2::9", trusted) == "2001:db8:1:2::/64"
+    assert client_address("127.0.0.2", "198.51.100.7", trusted) == "127.0.0.2"
+    assert client_address("127.0.0.1", None, trusted) == "127.0.0.1"
+    assert client_address("127.0.0.1", "not an address", trusted) == "127.0.0.1"
+    assert client_address("127.0.0.1", "198.51.100.7", ()) == "127.0.0.1"
+    with pytest.raises(ValueError, match="'proxy.local' is not an IP address"):
+        trusted_networks("127.0.0.1, proxy.local")
+
+
+async def test_behind_a_trusted_proxy_a_guesser_locks_out_only_itself(monkeypatch):
+    """Every client comes through the "proxy" at 127.0.0.1: the guesser's lockout follows
+    its X-Forwarded-For, and another client behind the same proxy still logs in."""
+    monkeypatch.setenv("DBACK_PLUGINS", "dback-mock")
+    monkeypatch.setenv("DBACK_MOCK_PASSWORD", "sesame")
+    settings = {"trusted_proxies": "127.0.0.1", "password_lockout_after": 2}
+    async with running_server(**settings) as server:
+        guesser = Client(server, additional_headers={"X-Forwarded-For": "198.51.100.7"})
+        async with guesser:
+            answers = [(await guesser.join("oauth", password=f"no{n}"))["data"] for n in range(3)]
+        async with Client(server, additional_headers={"X-Forwarded-For": "198.51.100.8"}) as ok:
+            joined = await ok.join("oauth", password="sesame")
+        spoofer = Client(
+            server,
+            local_addr=("127.0.0.2", 0),
+            additional_headers={"X-Forwarded-For": "198.51.100.8"},
+        )
+        async with spoofer:  # not a trusted proxy: counted as 127.0.0.2, not as the above
+            assert (await spoofer.join("oauth", password="no"))["data"]["message"] == (
+                protocol.LOGIN_REFUSED
+            )
+    assert [answer["message"] for answer in answers[:2]] == [protocol.LOGIN_REFUSED] * 2
+    assert answers[2]["message"].startswith("Too many wrong passwords from your address")
+    assert joined["type"] == "server-join"
+
+
+def test_a_bad_trusted_proxy_setting_is_refused():
+    with pytest.raises(SettingsError, match="DBACK_TRUSTED_PROXIES"):
+        Settings.from_env({"DBACK_TRUSTED_PROXIES": "localhost"})

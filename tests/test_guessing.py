@@ -50,9 +50,7 @@ def test_three_free_tries_then_delays_that_double(throttle, clock):
     assert delays == [1, 2, 4, 8]
 
 
-def test_after_eight_wrong_passwords_the_address_is_locked_out_once_logged(
-    throttle, clock, caplog
-):
+def test_after_eight_wrong_passwords_the_address_is_locked_out_once_logged(throttle, clock, caplog):
     caplog.set_level(logging.WARNING)
     for guild in ["a", "b", "c", "d"]:  # two failures on each of four guilds: no pair delay
         fail(throttle, guild=guild)

@@ -59,8 +59,7 @@ def check(
     assert latencies[-1] < 0.5, latencies
     lockouts = [r["message"] for r in records if "locked out" in r["message"]]
     assert sorted(lockouts) == sorted(
-        f"password checks from {address} locked out for 600 s after {LOCKOUT_AFTER} wrong "
-        "passwords"
+        f"password checks from {address} locked out for 600 s after {LOCKOUT_AFTER} wrong passwords"
         for address in counts
     ), lockouts
     warnings = [r["message"] for r in records if r["level"] == "WARNING"]
