@@ -17,6 +17,7 @@ stall the server) and ``log_in_timed`` measures a viewer's logins.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -28,8 +29,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import websockets
 
 from dback_core import protocol
 from dback_core.testing import Client
@@ -46,25 +45,72 @@ def classify(message: str) -> str:
     return "other"
 
 
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """A client frame with an all-zero mask: valid, and no per-byte work to mask it."""
+    length = len(payload)
+    size = (
+        bytes([0x80 | length]) if length < 126 else bytes([0x80 | 126]) + length.to_bytes(2, "big")
+    )
+    return bytes([0x80 | opcode]) + size + b"\0\0\0\0" + payload
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The next server frame's opcode and payload (servers never mask)."""
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(await reader.readexactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(await reader.readexactly(8), "big")
+    return first & 0x0F, await reader.readexactly(length)
+
+
+async def open_raw(url: str, address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket without compression from ``address``, its server-list read. Raw, so
+    hundreds of guessing connections cost this process little of the machine."""
+    host, port = url.removeprefix("ws://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port), local_addr=(address, 0))
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(head.split(b"\r\n", 1)[0].decode())
+    await read_frame(reader)  # server-list
+    return reader, writer
+
+
 async def guess_on(url: str, address: str, guild: str, until: float, rate: float) -> Counter[str]:
     """One attacker connection: wrong passwords at ``rate`` a second until ``until``."""
     answers: Counter[str] = Counter()
-    number = 0
     try:
-        async with websockets.connect(url, local_addr=(address, 0), open_timeout=30) as ws:
-            await ws.recv()  # server-list
-            while (now := time.monotonic()) < until:
-                number += 1
-                guess = f"guess-{address}-{id(ws)}-{number}"
-                await ws.send(
-                    json.dumps({"type": "connect", "data": {"server": guild, "password": guess}})
-                )
-                while (frame := json.loads(await ws.recv()))["type"] != "error":
-                    pass
-                answers[classify(frame["data"]["message"])] += 1
-                await asyncio.sleep(max(0.0, now + 1 / rate - time.monotonic()))
-    except (OSError, websockets.ConnectionClosed, TimeoutError) as error:
+        reader, writer = await open_raw(url, address)
+    except (OSError, ConnectionError, asyncio.IncompleteReadError) as error:
+        answers[f"not connected: {type(error).__name__}"] += 1
+        return answers
+    try:
+        number = 0
+        while (now := time.monotonic()) < until:
+            number += 1
+            guess = {"type": "connect", "data": {"server": guild, "password": f"guess-{number}"}}
+            writer.write(client_frame(0x1, json.dumps(guess).encode()))
+            while True:
+                opcode, payload = await read_frame(reader)
+                if opcode == 0x9:  # ping
+                    writer.write(client_frame(0xA, payload))
+                elif opcode == 0x8:
+                    raise ConnectionError("closed by the server")
+                elif opcode == 0x1 and (frame := json.loads(payload))["type"] == "error":
+                    break
+            answers[classify(frame["data"]["message"])] += 1
+            await asyncio.sleep(max(0.0, now + 1 / rate - time.monotonic()))
+    except (OSError, ConnectionError, asyncio.IncompleteReadError) as error:
         answers[f"dropped: {type(error).__name__}"] += 1
+    finally:
+        writer.close()
     return answers
 
 
