@@ -2,6 +2,7 @@
 #   make serve   set up .venv (core + every plugin in plugins/, editable) and start dback
 #   make test    add the test tools, install and start what the tests need outside Python
 #                (scripts/test-machine: chromium, nginx, PostgreSQL, Redis...), lint, run all
+#   make test-fast  while working: the tests that need no service and are quick (under a minute)
 #   make bench   dback side by side with d-back 0.0.18 (see docs/performance.md; BENCH_ARGS=--quick)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -15,7 +16,7 @@ PROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS) $(COMPAT_D
 SERVE_STAMP := $(VENV)/.installed-serve
 STAMP := $(VENV)/.installed
 
-.PHONY: setup setup-serve test-machine serve test lint typecheck bench clean
+.PHONY: setup setup-serve test-machine serve test test-fast lint typecheck bench clean
 
 $(SERVE_STAMP): $(PROJECTS)
 	$(PYTHON) -m venv $(VENV)
@@ -41,12 +42,26 @@ serve: setup-serve
 lint: setup typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
+# mypy --strict (pyproject.toml) over the core, compat and the plugins, then over a package
+# as `dback new-plugin` writes it, its tests included, against this checkout's dback_core.
+TEMPLATE_CHECK := $(VENV)/template-check
 typecheck: setup
 	$(BIN)/mypy
+	rm -rf $(TEMPLATE_CHECK)
+	$(BIN)/dback new-plugin dback-typed --dir $(TEMPLATE_CHECK) > /dev/null
+	cd $(TEMPLATE_CHECK)/dback-typed && MYPYPATH=$(CURDIR) $(CURDIR)/$(BIN)/mypy --strict \
+		--cache-dir $(CURDIR)/.mypy_cache dback_typed tests
 
 test: setup test-machine lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# While working: every test that needs no PostgreSQL, Redis, browser, nginx/systemd or package
+# index and is not slow (the markers in pyproject.toml); under a minute. `make test` runs all.
+FAST := not postgres and not redis and not browser and not system and not network and not slow
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "$(FAST)" $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

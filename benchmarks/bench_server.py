@@ -13,7 +13,7 @@ for broadcasts and a large one for joins - and obeys one-line commands on stdin:
 
 Two settings of this script alone make the ``dback-uvloop`` and ``dback-orjson`` variants, to
 measure optional packages without changing the server: ``BENCH_LOOP=uvloop`` runs it on
-uvloop's event loop, and ``BENCH_JSON=orjson`` makes ``dback_core.protocol.dumps`` - every
+uvloop's event loop, and ``BENCH_JSON=orjson`` makes ``dback_core.wire.protocol.dumps`` - every
 frame and every guild's encoded users map - use orjson.
 
 Answers go to the original stdout; everything the server itself prints (d-back prints every
@@ -58,7 +58,7 @@ def use_orjson() -> None:
     """Encode dback's frames with orjson: ``protocol.dumps`` is what every encoder calls."""
     import orjson
 
-    from dback_core import protocol
+    from dback_core.wire import protocol
 
     protocol.dumps = lambda value: orjson.dumps(value).decode()
 

@@ -1,3 +1,3 @@
-from dback_core.cli import main
+from dback_core.ops.cli import main
 
 main()

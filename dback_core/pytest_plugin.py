@@ -8,8 +8,10 @@ then offers, in every project, without a conftest:
 - ``dback``: a ``dback_core.testing.Launcher`` on that environment. ``await
   dback.start("dback-mine", environ={"DBACK_MINE_URL": ...})`` starts a server with exactly
   the named installed plugins (none of the others installed beside them) on 127.0.0.1 and a
-  free port; ``await dback.client(server)`` connects a protocol client. Both are closed after
-  the test.
+  free port, and returns a ``dback_core.testing.Served``: its address, its plugins as
+  ``dback plugins --json`` shows them, and the ``PluginHost`` the plugin was given - never
+  the server object. ``await dback.client(server)`` connects a protocol client. Both are
+  closed after the test.
 
 The test functions are ``async def``: mark them ``@pytest.mark.asyncio`` or set pytest-asyncio's
 ``asyncio_mode = "auto"``. Imports of the server happen in the fixtures, not when pytest loads

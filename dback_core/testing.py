@@ -11,6 +11,9 @@ Public so that plugin authors can test their plugins the way the core tests itse
 With pytest, the ``dback`` fixture (``dback_core.pytest_plugin``, installed with
 ``dback-core[testing]``) wraps ``Launcher``: servers with exactly the plugins a test names,
 in an environment without the developer's ``DBACK_*`` variables, stopped after the test.
+A test gets a ``Served`` - where the server listens, its plugins as ``dback plugins`` lists
+them and the ``PluginHost`` its plugin was given - and protocol ``Client``s, never the
+server object: what a plugin's test can see is what the plugin and its users can.
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import websockets
 
-from dback_core.config import Settings
-from dback_core.plugins import PLUGINS_ENV, PluginError, load_plugins
-from dback_core.server import DbackServer
+from dback_core.loading.plugins import PLUGINS_ENV, PluginSet, load_plugins
+from dback_core.plugin.errors import PluginError
+from dback_core.plugin.host import PluginHost
+from dback_core.plugin.server_settings import Settings
+from dback_core.serving.server import DbackServer
 
 #: What every ``DBACK_*`` variable starts with: none of the shell's reach a ``Launcher``.
 PREFIX = "DBACK_"
@@ -47,10 +53,49 @@ async def running_server(
         await server.stop()
 
 
+class Listening(Protocol):
+    """Anything that says where a dback listens: a ``Served``, a ``DbackServer``."""
+
+    @property
+    def address(self) -> tuple[str, int]: ...
+
+
+@dataclass(frozen=True)
+class Served:
+    """A server a ``Launcher`` started, as a plugin's test sees it.
+
+    ``host`` is the ``PluginHost`` the first plugin named was given (publish as that plugin,
+    read the loaded guilds, report its health), None when no plugin was named;
+    ``plugins()`` is what ``dback plugins --json`` and ``/api/plugins`` show, at the moment
+    it is called; ``plugin(name)`` is the loaded object whose hooks run, for a test that
+    checks its own plugin's state.
+    """
+
+    address: tuple[str, int]
+    host: PluginHost | None
+    describe: Callable[[], dict[str, Any]]
+    loaded: Callable[[str], Any]
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"ws://{host}:{port}"
+
+    def plugins(self) -> dict[str, Any]:
+        return self.describe()
+
+    def plugin(self, name: str) -> Any:
+        """The loaded object of plugin ``name`` (``LookupError`` when none is loaded)."""
+        found = self.loaded(name)
+        if found is None:
+            raise LookupError(f"no plugin {name!r} is loaded")
+        return found
+
+
 class Client:
     """A d-zone-like WebSocket client that reads frames as JSON."""
 
-    def __init__(self, server: DbackServer | str, timeout: float = 5.0, **connect_options: Any):
+    def __init__(self, server: Listening | str, timeout: float = 5.0, **connect_options: Any):
         if isinstance(server, str):
             self.url = server
         else:
@@ -59,7 +104,8 @@ class Client:
         self.timeout = timeout
         self.connect_options = connect_options
         self.connection: Any = None
-        self.server_list: dict[str, Any] | None = None
+        #: The first frame's guilds, read when the client connects.
+        self.server_list: dict[str, Any] = {}
 
     async def __aenter__(self) -> Client:
         self.connection = await websockets.connect(self.url, **self.connect_options)
@@ -138,7 +184,7 @@ class Launcher:
         in_process: Iterable[tuple[str, Any]] = (),
         environ: Mapping[str, str] | None = None,
         **settings: Any,
-    ) -> DbackServer:
+    ) -> Served:
         """A started server with exactly the installed ``plugins`` named (in that order),
         after the ``in_process`` ones, on 127.0.0.1 and a free port.
 
@@ -157,9 +203,10 @@ class Launcher:
         self._servers.append(server)
         await server.start()
         _refuse(loaded.fatal_problems())  # a plugin's ``startup`` may find one too
-        return server
+        host = server.host_for(loaded.records[0]) if loaded.records else None
+        return Served(server.address, host, loaded.describe, _plugin_object(loaded))
 
-    async def client(self, server: DbackServer, **options: Any) -> Client:
+    async def client(self, server: Listening, **options: Any) -> Client:
         """A connected ``Client`` of ``server`` (its ``server_list`` read), closed after the
         test; ``options`` go to ``Client`` (``timeout=10``)."""
         client = Client(server, **options)
@@ -175,6 +222,14 @@ class Launcher:
             await server.stop()
         self._clients.clear()
         self._servers.clear()
+
+
+def _plugin_object(plugins: PluginSet) -> Callable[[str], Any]:
+    def find(name: str) -> Any:
+        record = plugins.find(name)
+        return record.plugin if record is not None and record.is_active else None
+
+    return find
 
 
 def _refuse(problems: list[str]) -> None:

@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from dback_core.plugins import ENTRY_POINT_GROUP, normalize_name
+from dback_core.loading.plugins import ENTRY_POINT_GROUP, normalize_name
 from dback_core.testing import Client, running_server
 
 __all__ = ["Client", "running_server"]

@@ -14,10 +14,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
 from d_back.server import WebSocketServer
-from dback_core import protocol
-from dback_core.server import DbackServer
+from dback_core.serving.server import DbackServer
 from dback_core.testing import Client
+from dback_core.wire import protocol
 
 ONE = "1"
 TWO = "2"
@@ -140,6 +142,7 @@ async def periodic_reloads(server: DbackServer, more: int) -> None:
             await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 async def test_a_guild_disabled_and_enabled_again_sends_its_old_viewers_nothing():
     """The periodic reload alone notices both changes; the viewer is taken out when the
     guild leaves the list and is not sent its world when it comes back."""

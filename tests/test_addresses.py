@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from dback_core import protocol
-from dback_core.addresses import address_group, client_address, peer_address, trusted_networks
-from dback_core.config import Settings
-from dback_core.settings import SettingsError
+from dback_core.plugin.errors import SettingsError
+from dback_core.plugin.server_settings import Settings, proxy_networks
 from dback_core.testing import Client, running_server
+from dback_core.wire import protocol
+from dback_core.wire.addresses import address_group, client_address, peer_address
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ async def test_the_connection_cap_counts_each_loopback_address_apart():
 
 
 def test_only_a_trusted_proxy_names_the_client():
-    trusted = trusted_networks("127.0.0.1, 10.0.0.0/8")
+    trusted = proxy_networks("127.0.0.1, 10.0.0.0/8")
     assert client_address("127.0.0.1", "198.51.100.7", trusted) == "198.51.100.7"
     # the client's own claims are to the left of what the proxies added
     assert client_address("10.1.2.3", "1.1.1.1, 198.51.100.7, 10.9.9.9", trusted) == (
@@ -61,8 +61,8 @@ def test_only_a_trusted_proxy_names_the_client():
     assert client_address("127.0.0.1", None, trusted) == "127.0.0.1"
     assert client_address("127.0.0.1", "not an address", trusted) == "127.0.0.1"
     assert client_address("127.0.0.1", "198.51.100.7", ()) == "127.0.0.1"
-    with pytest.raises(ValueError, match="'proxy.local' is not an IP address"):
-        trusted_networks("127.0.0.1, proxy.local")
+    with pytest.raises(ValueError, match=r"'proxy\.local' is not an IP address"):
+        proxy_networks("127.0.0.1, proxy.local")
 
 
 async def test_behind_a_trusted_proxy_a_guesser_locks_out_only_itself(monkeypatch):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dback_core import AccessRefused, hookimpl, protocol
+from dback_core import AccessRefused, hookimpl
 from dback_core.testing import Client, running_server
+from dback_core.wire import protocol
 
 
 class Busy:

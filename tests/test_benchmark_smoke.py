@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

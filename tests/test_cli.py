@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import websockets.sync.client
+
+from tests.support.ports import free_port
 
 BIN = Path(sys.executable).parent
 
@@ -40,6 +43,7 @@ def test_plugins_json_lists_the_mock_with_hooks_and_order():
     assert mock["hooks"] == ["event_sources", "get_server_data", "get_user_data"]
 
 
+@pytest.mark.slow
 def test_plugins_table_shows_disabled_plugins():
     result = run("plugins", env={"DBACK_DISABLE_PLUGINS": "dback-mock"})
     assert result.returncode == 0
@@ -57,12 +61,6 @@ def test_strict_mode_with_an_unknown_plugin_fails_clearly():
     result = run("plugins", env={"DBACK_PLUGINS": "dback-nope", "DBACK_STRICT_PLUGINS": "1"})
     assert result.returncode != 0
     assert "dback-nope" in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_serve_runs_until_sigterm_and_logs_the_plugins_in_order():

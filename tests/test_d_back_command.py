@@ -24,16 +24,11 @@ import d_back
 import d_back.server
 from d_back.cli import parse_args
 from dback_core.version import __version__ as core_version
-from tests.http_get import fetch
-from tests.json_log import Served, serving
+from tests.support.http_get import fetch
+from tests.support.json_log import Served, serving
+from tests.support.ports import free_port
 
 D_BACK_SCRIPT = Path(sys.executable).parent / "d_back"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _environment() -> dict[str, str]:
@@ -57,7 +52,7 @@ async def _d_back(*args: str) -> AsyncIterator[Served]:
 
 
 async def test_d_backs_own_server_test_passes():
-    port = _free_port()
+    port = free_port()
     async with _d_back("--port", str(port)) as d_back:
         assert d_back.port == port
         async with websockets.connect(f"ws://localhost:{port}") as ws:
@@ -137,7 +132,7 @@ async def test_a_d_back_program_importing_from_the_package_runs(tmp_path, monkey
     string, an OAuth client id callback, and ``run_forever`` until the task is cancelled."""
     monkeypatch.setenv("DBACK_MOCK_INTERVAL", "0.2")
     (tmp_path / "index.html").write_text("<title>front end</title>")
-    server = d_back.WebSocketServer(port=_free_port(), host="127.0.0.1")
+    server = d_back.WebSocketServer(port=free_port(), host="127.0.0.1")
     server.static_dir = str(tmp_path)
 
     async def get_client_id(server_id: str) -> str:

@@ -14,13 +14,13 @@ from websockets.exceptions import ConnectionClosedError, PayloadTooBig
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 
-from dback_core import fanout as fanout_module
-from dback_core import protocol
-from dback_core.config import Settings
-from dback_core.deflate import SharedDeflate
-from dback_core.events import Presence
-from dback_core.hookspecs import hookimpl
+from dback_core.plugin.events import Presence
+from dback_core.plugin.hookspecs import hookimpl
+from dback_core.plugin.server_settings import Settings
 from dback_core.testing import Client, running_server
+from dback_core.wire import fanout as fanout_module
+from dback_core.wire import protocol
+from dback_core.wire.deflate import SharedDeflate
 
 GUILD = "1"
 MEMBERS = 300

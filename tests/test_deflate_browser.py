@@ -13,12 +13,14 @@ import asyncio
 
 import pytest
 from playwright.async_api import async_playwright
-from test_status_page import CHROMIUM, CHROMIUM_ARGS
 
-from dback_core import fanout as fanout_module
-from dback_core.events import Presence
+from dback_core.plugin.events import Presence
 from dback_core.testing import running_server
+from dback_core.wire import fanout as fanout_module
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.test_deflate import World
+
+pytestmark = pytest.mark.browser
 
 GUILD = "1"
 MEMBERS = 2000

@@ -14,13 +14,14 @@ import random
 import zlib
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.protocol import State
 
-from dback_core import fanout as fanout_module
-from dback_core.deflate import CACHE_FROM, PLAIN_BELOW, TAIL, SharedDeflate
-from dback_core.fanout import Fanout, text_frame
+from dback_core.wire import fanout as fanout_module
+from dback_core.wire.deflate import CACHE_FROM, PLAIN_BELOW, TAIL, SharedDeflate
+from dback_core.wire.fanout import Fanout, text_frame
 
 GUILDS = ["a", "b"]
 
@@ -168,6 +169,7 @@ class Scenario:
             connection.transport.write(text_frame(payload))
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(operations, min_size=20, max_size=80))
 def test_every_viewer_reads_exactly_its_frames(script):

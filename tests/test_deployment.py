@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -20,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from dback_core.events import Presence
+from dback_core.plugin.events import Presence
 from dback_core.testing import Client, running_server
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples"
@@ -35,6 +35,7 @@ def test_the_guide_shows_the_example_files(name):
     assert (EXAMPLES / name).read_text() in GUIDE
 
 
+@pytest.mark.system
 @pytest.mark.parametrize(
     ("name", "unit"),
     [("dback.service", "dback.service"), ("dback-edge@.service", "dback-edge@3001.service")],
@@ -52,12 +53,6 @@ def test_systemd_accepts_the_units(tmp_path, name, unit):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout + result.stderr == ""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _substitute(text: str, old: str, new: str) -> str:
@@ -146,7 +141,7 @@ async def proxied(tmp_path, monkeypatch):
     monkeypatch.setenv("DBACK_MOCK_INTERVAL", "3600")
     monkeypatch.setenv("DBACK_MOCK_SEED", "11")
     async with running_server() as server:
-        tls_port, http_port = _free_port(), _free_port()
+        tls_port, http_port = free_port(), free_port()
         (tmp_path / "dback.conf").write_text(
             _site(tls_port, http_port, server.address[1], tmp_path)
         )
@@ -172,6 +167,7 @@ def _insecure_context() -> ssl.SSLContext:
     return context
 
 
+@pytest.mark.system
 async def test_websocket_and_http_through_nginx_with_tls(proxied):
     server, tls_port, http_port = proxied
     context = _insecure_context()

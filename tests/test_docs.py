@@ -2,7 +2,7 @@
 
 ``docs/plugins.md`` must carry each hook's exact signature under its own heading, and the
 test suites must contain a real test with an implementation of each hook. Adding a hook to
-``dback_core/hookspecs.py``, or changing one, without both makes these tests fail.
+``dback_core/plugin/hookspecs.py``, or changing one, without both makes these tests fail.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from dback_core import hookspecs
-from dback_core.host import PluginHost
-from dback_core.plugins import hook_names
+from dback_core.loading.plugins import hook_names
+from dback_core.plugin import hookspecs
+from dback_core.plugin.host import PluginHost
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS_MD = ROOT / "docs" / "plugins.md"
@@ -42,7 +42,7 @@ def hook_sections(text: str) -> dict[str, str]:
 
 def test_the_signature_text_is_what_hookspecs_says():
     assert signature_text("startup") == (
-        "def startup(settings: Any, server: Any, host: PluginHost) -> None"
+        "def startup(settings: Settings, host: PluginHost) -> None"
     )
     assert signature_text("get_server_data") == (
         "def get_server_data(server_id: str | None) -> dict[str, dict[str, Any]] | None"

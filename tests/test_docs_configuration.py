@@ -1,7 +1,8 @@
 """docs/configuration.md lists every setting with its real default, and nothing that is not one.
 
-The core table is checked against ``Settings`` and the ``dback`` command line; each plugin's
-section against the settings the plugin declares (``dback_core.settings``).
+The core table is checked against the core's declarations (``CORE_SETTINGS``), ``Settings``
+and the ``dback`` command line; each plugin's section against the settings the plugin
+declares (``dback_core.plugin.settings``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 import click
 import pytest
 
-from dback_core import plugins as plugin_loading
-from dback_core.cli import cli
-from dback_core.config import Settings
+from dback_core.loading import plugins as plugin_loading
+from dback_core.ops.cli import cli
+from dback_core.plugin.server_settings import CORE_SETTINGS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = (ROOT / "docs" / "configuration.md").read_text()
@@ -92,11 +93,29 @@ def test_every_other_command_option_is_documented():
         assert f"`{option}`" in TEXT, f"{option} is missing from docs/configuration.md"
 
 
-def test_the_core_table_holds_only_real_settings():
-    known = {f"DBACK_{field.name.upper()}" for field in fields(Settings)}
-    known |= {option.envvar for option in serve_options()}
-    known |= {plugin_loading.PLUGINS_ENV, plugin_loading.DISABLE_ENV, plugin_loading.STRICT_ENV}
-    assert set(CORE) == known
+def test_the_core_table_is_the_core_s_declarations_in_their_order():
+    assert list(CORE) == [setting.variable for setting in CORE_SETTINGS]
+
+
+@pytest.mark.parametrize("setting", CORE_SETTINGS, ids=lambda setting: setting.variable)
+def test_every_core_declaration_is_documented_with_its_default(setting):
+    """A default of None is documented in words (``all installed``) or as ``none``."""
+    documented = CORE[setting.variable][1]
+    if setting.default is None:
+        assert not documented.startswith("`") or documented == "`none`", documented
+    else:
+        assert documented == rendered(setting.default), setting.variable
+
+
+def test_every_variable_the_core_reads_is_declared():
+    declared = {setting.variable for setting in CORE_SETTINGS}
+    assert {f"DBACK_{field.name.upper()}" for field in fields(Settings)} <= declared
+    assert {option.envvar for option in serve_options()} <= declared
+    assert {
+        plugin_loading.PLUGINS_ENV,
+        plugin_loading.DISABLE_ENV,
+        plugin_loading.STRICT_ENV,
+    } <= declared
 
 
 def _plugin_names() -> list[str]:

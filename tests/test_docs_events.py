@@ -1,4 +1,4 @@
-"""docs/plugins.md documents every field of every event type, as ``dback_core/events.py``
+"""docs/plugins.md documents every field of every event type, as ``dback_core/plugin/events.py``
 declares it: name, type and default, in order."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dback_core.events import ClientIdUpdate, Message, Presence, Refresh
+from dback_core.plugin.events import ClientIdUpdate, Message, Presence, Refresh
 
 TEXT = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text()
 EVENTS = TEXT.split("\n## Event types\n", 1)[1].split("\n## ", 1)[0]

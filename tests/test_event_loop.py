@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from dback_core.config import Settings
-from dback_core.loops import loop_factory
-from dback_core.settings import SettingsError
-from tests.json_log import serving_port
+from dback_core.ops.loops import loop_factory
+from dback_core.plugin.errors import SettingsError
+from dback_core.plugin.server_settings import Settings
+from tests.support.json_log import serving_port
 
 CONNECT = json.dumps({"type": "connect", "data": {"server": "default"}}).encode()
 
@@ -128,6 +128,7 @@ async def frames_served(environ: dict[str, str]) -> tuple[str, list[tuple[bytes,
     return loop, frames
 
 
+@pytest.mark.slow
 async def test_uvloop_and_asyncio_serve_byte_identical_frames(no_uvloop):
     on_uvloop = await frames_served(environment("auto"))
     on_asyncio = await frames_served(environment(None))  # the default

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from dback_core.fairness import FairThreadPool, FairTurns, TurnRefused
-from dback_core.limits import TokenBucket
+from dback_core.plugin.fairness import FairThreadPool, FairTurns, TurnRefused
+from dback_core.plugin.ratelimit import TokenBucket
 
 
 async def test_addresses_in_line_are_served_in_turn():

@@ -14,13 +14,13 @@ import json
 import pytest
 import websockets
 
-from dback_core import protocol
-from dback_core.directory import JOIN_CACHE_SIZE, Guild
-from dback_core.events import ClientIdUpdate, Presence
-from dback_core.fanout import Viewer, text_frame
-from dback_core.hookspecs import hookimpl
-from dback_core.records import ServerInfo
+from dback_core.plugin.events import ClientIdUpdate, Presence
+from dback_core.plugin.hookspecs import hookimpl
 from dback_core.testing import Client, running_server
+from dback_core.wire import protocol
+from dback_core.wire.fanout import Viewer, text_frame
+from dback_core.world.directory import JOIN_CACHE_SIZE, Guild
+from dback_core.world.records import ServerInfo
 
 GUILD = "1"
 

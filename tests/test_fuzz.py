@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from dback_core import hookimpl
-from dback_core.events import Message
+from dback_core.plugin.events import Message
 from dback_core.testing import running_server
 
 MARKERS = itertools.count()
@@ -96,6 +96,7 @@ frames = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from dback_core.guessing import LOCKOUT, LOCKOUT_AFTER, UNDER_WAY, Guess, GuessThrottle
+from dback_core.serving.guessing import LOCKOUT, LOCKOUT_AFTER, UNDER_WAY, Guess, GuessThrottle
 
 
 class Clock:

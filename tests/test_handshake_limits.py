@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from dback_core.testing import Client, running_server
-from tests.json_log import serving_port
+from tests.support.json_log import serving_port
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ async def _answer_or_nothing(reader: asyncio.StreamReader, wait: float) -> bytes
         return b""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("limit", "status"),
     [("max_connections_per_address", b"429"), ("max_connections", b"503")],
@@ -69,6 +70,7 @@ async def test_a_normal_client_connects_while_one_address_holds_half_open_socket
             writer.close()
 
 
+@pytest.mark.slow
 async def test_plain_http_requests_are_counted_while_they_are_open():
     async with running_server(max_connections_per_address=2, open_timeout=120) as server:
         host, port = server.address
@@ -119,7 +121,7 @@ SERVE_WITH_DESCRIPTORS_IN_USE = """
 import os, sys
 held = [os.open(os.devnull, os.O_RDONLY) for _ in range(int(sys.argv[1]))]
 sys.argv = ["dback", "serve", "--port", "0"]
-from dback_core.cli import main
+from dback_core.ops.cli import main
 main()
 """
 
@@ -173,6 +175,7 @@ async def _flood_while_watching(port: int, sockets: list, count: int) -> int:
         return received
 
 
+@pytest.mark.slow
 async def test_a_low_open_file_limit_lowers_the_connection_cap_instead_of_failing_accept():
     """100 descriptors allow 68 sockets; past that, sockets are refused, accept never fails."""
     process, port, seen = await _start(
@@ -197,6 +200,7 @@ async def test_a_low_open_file_limit_lowers_the_connection_cap_instead_of_failin
     assert not [line for line in lines if line.get("exception")]
 
 
+@pytest.mark.slow
 async def test_running_out_of_file_descriptors_logs_one_line_and_viewers_carry_on():
     """Descriptors held elsewhere leave the sockets a few: 400 idle sockets make ``accept``
     fail with EMFILE while a viewer that connected before keeps receiving presence updates."""

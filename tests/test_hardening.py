@@ -10,13 +10,14 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from dback_core import hookimpl, protocol
-from dback_core.config import Settings
-from dback_core.events import Message, Presence
-from dback_core.plugins import load_plugins
-from dback_core.server import DbackServer
+from dback_core import hookimpl
+from dback_core.loading.plugins import load_plugins
+from dback_core.plugin.events import Message, Presence
+from dback_core.plugin.server_settings import Settings
+from dback_core.serving.server import DbackServer
 from dback_core.testing import Client, running_server
-from tests.drain import DrainClient, drain_all, frame_size
+from dback_core.wire import protocol
+from tests.support.drain import DrainClient, drain_all, frame_size
 
 DEFAULT = "232769614004748288"
 
@@ -189,6 +190,7 @@ async def test_a_hanging_provider_times_out_and_the_next_one_serves(caplog):
     assert "hanging" in caplog.text and "longer than" in caplog.text
 
 
+@pytest.mark.slow
 async def test_a_crashing_event_source_is_restarted():
     class Crashing:
         def __init__(self):
@@ -228,6 +230,7 @@ async def test_a_failing_startup_hook_does_not_stop_the_server(caplog):
     assert "bad-start" in caplog.text
 
 
+@pytest.mark.slow
 async def test_a_client_that_stops_reading_is_cut_off_and_costs_others_nothing():
     """A never-reading client fills its own buffer, is disconnected; the others get it all."""
     big = "x" * 1000
@@ -255,6 +258,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_costs_others_nothing()
             client.close()
 
 
+@pytest.mark.slow
 async def test_a_thousand_watchers_get_every_event_despite_a_silent_one():
     async with running_server(
         [("crowd", Crowd())],
@@ -316,6 +320,7 @@ async def test_no_password_or_token_is_logged_sent_or_echoed(monkeypatch, caplog
         assert secret not in seen
 
 
+@pytest.mark.slow
 async def test_stop_does_not_wait_for_a_client_that_stopped_reading():
     """A silent client whose backlog is under max_client_buffer (so it was not cut off) can
     not take a close frame; stopping aborts it instead of waiting for it."""

@@ -6,9 +6,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from dback_core import hookimpl, hookspecs
-from dback_core.hookspecs import FIRST, MERGE, RULES
-from dback_core.plugins import DATA_HOOKS, hook_names, load_plugins
+from dback_core import hookimpl
+from dback_core.loading.plugins import DATA_HOOKS, hook_names, load_plugins
+from dback_core.plugin import hookspecs
+from dback_core.plugin.hookspecs import FIRST, MERGE, RULES
 from dback_core.testing import Client, running_server
 
 
@@ -21,7 +22,13 @@ def test_describe_shows_the_merge_rules_from_the_specs():
     assert merge == {
         name: rule.text for name, rule in RULES.items() if rule.combine in (MERGE, FIRST)
     }
-    assert set(merge) == {"get_server_data", "get_user_data", "authorize", "get_client_id"}
+    assert set(merge) == {
+        "get_server_data",
+        "get_user_data",
+        "authorize",
+        "get_client_id",
+        "worker_sharing",
+    }
     assert {name for name, rule in RULES.items() if rule.fallback_steps_aside} == DATA_HOOKS
 
 
@@ -51,7 +58,7 @@ class Guild:
 async def test_a_first_answer_of_the_wrong_type_is_warned_about_and_the_next_plugin_asked(caplog):
     calls: list[str] = []
     plugins = [("first", Guild("first", ["9"], calls)), ("second", Guild("second", 77, calls))]
-    with caplog.at_level(logging.WARNING, logger="dback_core.hooks"):
+    with caplog.at_level(logging.WARNING, logger="dback_core.loading.hooks"):
         async with running_server(plugins, environ={"DBACK_PLUGINS": ""}) as server:
             async with Client(server) as client:
                 join = await client.join("ten")

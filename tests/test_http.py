@@ -15,7 +15,7 @@ import pytest
 
 from dback_core.testing import running_server
 from dback_core.version import __version__
-from tests.http_get import fetch
+from tests.support.http_get import fetch
 
 
 @pytest.fixture
@@ -138,6 +138,7 @@ def _raw(address, request_line: str, pause: float = 0.0) -> bytes:
         return bytes(received)
 
 
+@pytest.mark.slow
 async def test_a_slow_reader_gets_the_whole_file_after_the_open_timeout(tmp_path):
     content = os.urandom(12 * 1024 * 1024)
     (tmp_path / "bundle.js").write_bytes(content)
@@ -152,6 +153,7 @@ async def test_a_slow_reader_gets_the_whole_file_after_the_open_timeout(tmp_path
     assert hashlib.sha256(body).digest() == hashlib.sha256(content).digest()
 
 
+@pytest.mark.slow
 async def test_a_download_that_stops_reading_is_dropped_with_a_log_line(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="dback_core")
     (tmp_path / "big.bin").write_bytes(b"x" * (32 * 1024 * 1024))

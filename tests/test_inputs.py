@@ -1,5 +1,5 @@
 """Input limits: every text a client sends is checked, every text a plugin provides is cut to
-its limit, and both are reported without a traceback (dback_core/inputs.py).
+its limit, and both are reported without a traceback (dback_core/wire/inputs.py).
 """
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import logging
 
 import pytest
 
-from dback_core import hookimpl, inputs
-from dback_core.events import Message, Presence, Refresh
+from dback_core import hookimpl
+from dback_core.plugin.events import Message, Presence, Refresh
 from dback_core.testing import Client, running_server
+from dback_core.wire import inputs
 
 QUIET = {"DBACK_PLUGINS": ""}
 LONE_SURROGATE = "\\ud800"  # as JSON escapes it: decodes, but cannot be encoded as UTF-8

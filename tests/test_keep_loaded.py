@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from dback_core import hookimpl
-from dback_core.events import Refresh
-from dback_core.plugins import load_plugins
+from dback_core.loading.plugins import load_plugins
+from dback_core.plugin.events import Refresh
 from dback_core.testing import running_server
 
 
@@ -24,8 +26,8 @@ class Provider:
         self.users = {"1": {"5": user("5", "five")}, "2": {"6": user("6", "six")}}
 
     @hookimpl
-    def startup(self, server):
-        server.keep_loaded = self.keep
+    def startup(self, host):
+        host.keep_loaded(self.keep)
 
     @hookimpl
     def get_server_data(self):
@@ -63,6 +65,7 @@ class Recorder:
         self.seen.put_nowait((event, origin))
 
 
+@pytest.mark.slow
 async def test_a_ttl_reload_that_changed_a_guild_is_reported_as_a_refresh():
     provider, recorder = Provider(keep=True), Recorder()
     plugins = [("p", provider), ("r", recorder)]
@@ -86,6 +89,7 @@ def test_a_plugin_detail_is_part_of_its_description():
     assert entry["detail"] == "role=edge url=redis://127.0.0.1:6379/0"
 
 
+@pytest.mark.slow
 async def test_a_ttl_reload_that_changed_the_guild_list_is_reported_as_a_refresh():
     provider, recorder = Provider(keep=False), Recorder()
     plugins = [("p", provider), ("r", recorder)]

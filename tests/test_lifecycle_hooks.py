@@ -11,10 +11,11 @@ import textwrap
 import click
 import pytest
 
-from dback_core import hookimpl
-from dback_core.events import Message, Presence, Refresh
-from dback_core.hooks import PluginHooks
-from dback_core.plugins import NOT_CONFIGURED, NotConfigured, load_plugins
+from dback_core import PluginHost, hookimpl
+from dback_core.loading.hooks import PluginHooks
+from dback_core.loading.plugins import NOT_CONFIGURED, load_plugins
+from dback_core.plugin.errors import NotConfigured
+from dback_core.plugin.events import Message, Presence, Refresh
 from dback_core.testing import Client, running_server
 
 
@@ -32,8 +33,8 @@ class Provider:
         self.started_with = None
 
     @hookimpl
-    def startup(self, settings, server):
-        self.started_with = (settings, server)
+    def startup(self, settings, host):
+        self.started_with = (settings, host)
 
     @hookimpl
     def get_server_data(self):
@@ -59,11 +60,12 @@ class Recorder:
         self.seen.append((event, origin))
 
 
-async def test_startup_receives_the_settings_and_the_server():
+async def test_startup_receives_the_settings_and_its_host():
     provider = Provider()
     async with running_server([("provider", provider)], environ={"DBACK_PLUGINS": ""}) as server:
-        settings, passed = provider.started_with
-    assert passed is server and settings is server.settings
+        settings, host = provider.started_with
+        assert settings is server.settings
+        assert isinstance(host, PluginHost) and host.plugin_name == "provider"
 
 
 async def test_not_configured_at_startup_takes_the_plugin_out_and_the_mock_serves(caplog):
@@ -235,7 +237,7 @@ async def test_a_guild_whose_first_load_failed_is_asked_again_on_the_next_join()
 
 @pytest.mark.parametrize("hook", ["startup", "event_applied"])
 def test_new_hooks_are_known_to_the_loader(hook):
-    from dback_core.plugins import hook_names
+    from dback_core.loading.plugins import hook_names
 
     assert hook in hook_names()
 

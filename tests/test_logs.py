@@ -10,9 +10,10 @@ import sys
 import pytest
 
 from dback_core import hookimpl
-from dback_core.logs import configure_logging, redact
+from dback_core.ops.logs import configure_logging
+from dback_core.plugin.redaction import redact
 from dback_core.testing import Client, running_server
-from tests.json_log import serving
+from tests.support.json_log import serving
 
 PASSWORD = "sesame-7f3a9c"
 WRONG_PASSWORD = "guess-5b1e2d"

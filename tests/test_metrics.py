@@ -8,10 +8,10 @@ import json
 from prometheus_client.parser import text_string_to_metric_families
 
 from dback_core import hookimpl
-from dback_core.events import Message, Presence
+from dback_core.plugin.events import Message, Presence
 from dback_core.testing import Client, running_server
-from tests.drain import DrainClient
-from tests.http_get import fetch
+from tests.support.drain import DrainClient
+from tests.support.http_get import fetch
 
 QUIET = {"DBACK_PLUGINS": ""}
 

@@ -1,6 +1,6 @@
 """``dback new-plugin``: the package it writes installs, passes its own tests, is listed and
-served - all in a fresh virtual environment holding dback-core built from this repository
-(not editable), with nothing of ours fetched from a package index."""
+served - all in a fresh virtual environment where docs/plugins.md's steps installed dback-core
+from a copy of this checkout (not editable), with nothing of ours fetched from a package index."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from dback_core.scaffold import HOLDER, core_range, placeholders, write_plugin
+from dback_core.ops.scaffold import HOLDER, core_range, placeholders, write_plugin
 from dback_core.testing import Client
-from tests import fresh_venv
-from tests.fresh_venv import environment
+from tests.support import fresh_venv
+from tests.support.fresh_venv import environment
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ def test_the_package_has_every_file_and_names_the_plugin_throughout(tmp_path):
             assert "{{" not in path.read_text(), path
 
 
+@pytest.mark.slow
 def test_an_existing_folder_or_a_bad_name_is_refused(tmp_path):
     (tmp_path / NAME).mkdir()
     (tmp_path / NAME / "keep.txt").write_text("mine")
@@ -97,34 +98,38 @@ def _run(arguments: list[str], **options) -> subprocess.CompletedProcess:
     return done
 
 
+def _author_steps() -> list[str]:
+    """docs/plugins.md's "Start from `dback new-plugin`" commands, but the last (it serves
+    until stopped; the test below serves with a client instead)."""
+    guide = (fresh_venv.ROOT / "docs" / "plugins.md").read_text()
+    section = guide.split("## Start from `dback new-plugin`", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    lines = block.strip().splitlines()
+    assert lines[-1] == f"DBACK_PLUGINS={NAME} dback serve"
+    return lines[:-1]
+
+
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> tuple[Path, Path]:
-    """A fresh venv with dback-core[testing] from this repo, and the generated package
-    installed into it: (venv, package folder)."""
+    """docs/plugins.md's steps run as written by bash, beside a clean copy of this checkout
+    in ``./dback``, in a fresh venv: (venv, generated package folder)."""
     base = tmp_path_factory.mktemp("new-plugin")
-    core = fresh_venv.copy_core(base / "dback-core")
-    mock = fresh_venv.copy_mock(base / "dback-mock")
-    venv = base / "venv"
-    pip = fresh_venv.create(venv)
-    meta = tomllib.loads((fresh_venv.ROOT / "pyproject.toml").read_text())["project"]
-    third_party = [
-        text
-        for text in [*meta["dependencies"], *meta["optional-dependencies"]["testing"]]
-        if not Requirement(text).name.startswith("dback-")
-    ]
-    # What pip would fetch for any user; everything of ours comes from the folders below.
-    _run([*pip, "install", "setuptools>=77", *third_party])
-    offline = [*pip, "install", "--no-index", "--no-build-isolation"]
-    _run([*offline, f"{core}[testing]", str(mock)])
-    _run(
-        [str(venv / "bin" / "dback"), "new-plugin", NAME],
-        cwd=base,
-        env=environment(venv),
-    )
-    _run([*offline, str(base / NAME)])
-    return venv, base / NAME
+    fresh_venv.copy_core(base / "dback")
+    # The guide's ``python3.11``: this interpreter, whatever the machine calls it.
+    interpreters = base / "interpreters"
+    interpreters.mkdir()
+    (interpreters / "python3.11").symlink_to(Path(sys.executable).resolve())
+    shell = environment(base / ".venv")
+    shell["PATH"] = f"{interpreters}:{shell['PATH']}"
+    script = "set -euo pipefail\n" + "\n".join(_author_steps()) + "\n"
+    done = _run(["bash", "-c", script], cwd=base, env=shell)
+    assert "4 passed" in done.stdout, done.stdout
+    assert f"{NAME} 0.1.0: active" in done.stdout, done.stdout
+    return base / ".venv", base / NAME
 
 
+@pytest.mark.network
+@pytest.mark.slow
 def test_the_generated_tests_pass_as_generated(generated):
     venv, package = generated
     # The shell's DBACK_* variables must not reach the tests (the fixture removes them).
@@ -137,11 +142,13 @@ def test_the_generated_tests_pass_as_generated(generated):
     assert "4 passed" in done.stdout, done.stdout
 
 
+@pytest.mark.network
+@pytest.mark.slow
 def test_dback_plugins_lists_it_active(generated):
     venv, _package = generated
     listed = _run([str(venv / "bin" / "dback"), "plugins", "--json"], env=environment(venv))
     description = json.loads(listed.stdout)
-    assert description["order"] == [NAME, "dback-mock"]
+    assert description["order"] == [NAME]  # dback-core brought no plugin along
     entry = description["plugins"][0]
     assert (entry["name"], entry["status"], entry["version"]) == (NAME, "active", "0.1.0")
     assert [setting["variable"] for setting in entry["settings"]] == [
@@ -150,6 +157,8 @@ def test_dback_plugins_lists_it_active(generated):
     ]
 
 
+@pytest.mark.network
+@pytest.mark.slow
 async def test_dback_serve_serves_its_guild_to_a_websocket_client(generated):
     venv, _package = generated
     environ = environment(venv, DBACK_PLUGINS=NAME, DBACK_SUNNY_INTERVAL="0.1")

@@ -5,9 +5,10 @@ Each package is built from a clean copy of its sources (sdist, then the wheel fr
 and checked with ``twine check --strict`` and against what an index and its users need: an
 SPDX licence with the licence file, known classifiers, a README, version ranges on dback-core.
 
-Then the wheels are installed into a fresh virtual environment with ``--no-index``, so
-nothing of ours can come from a package index: ``pip install dback-core`` must bring the
-embedded mock along, and the installed ``dback serve`` must serve its guilds.
+Then dback-core's wheel is installed alone into a fresh virtual environment with
+``--no-index``, so nothing of ours can come from a package index: it must need no other
+package of ours, and its ``dback serve`` must say what to install. README's one command
+(dback-core and the mock from a checkout) must give a server that serves D-World.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from packaging.requirements import Requirement
 from trove_classifiers import classifiers as KNOWN_CLASSIFIERS
 
 from dback_core.testing import Client
-from tests import fresh_venv
+from tests.support import fresh_venv
+
+pytestmark = pytest.mark.slow
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +145,13 @@ def test_every_plugin_has_its_entry_point(built, name):
 def test_dback_core_ships_py_typed_and_its_status_page_but_not_d_back(built):
     files = _wheel_files(built["dback-core"][1])
     assert "dback_core/py.typed" in files
-    assert "dback_core/status_page/index.html" in files
+    assert "dback_core/serving/status_page/index.html" in files
     assert not [path for path in files if path.startswith("d_back/")]
     requirements = [
         Requirement(text) for text in _metadata(built["dback-core"][1]).get_all("Requires-Dist")
     ]
-    assert "dback-mock" in {requirement.name for requirement in requirements}
+    # No package of ours: the plugins depend on dback-core, never the other way round.
+    assert not [requirement for requirement in requirements if requirement.name.startswith("dback")]
 
 
 def test_dback_compat_ships_d_back_and_its_command(built):
@@ -168,24 +172,19 @@ def _environment(venv: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def core_alone(built, tmp_path_factory) -> Path:
-    """A fresh venv where ``pip install --no-index dback-core`` found only our wheels.
+    """A fresh venv where ``pip install --no-index dback-core`` found dback-core's wheel and
+    no other of ours: it needs none.
 
     The third-party dependencies (websockets, pluggy, ...) are installed first, as pip would
-    fetch them; dback's own packages then come from the built wheels and nowhere else.
+    fetch them; dback-core then comes from its built wheel and nowhere else.
     """
     base = tmp_path_factory.mktemp("core-alone")
     wheels = base / "wheels"
     wheels.mkdir()
-    for name in ("dback-core", "dback-mock"):
-        shutil.copy(built[name][1], wheels)
+    shutil.copy(built["dback-core"][1], wheels)
     venv = base / "venv"
     pip = fresh_venv.create(venv)
-    third_party = sorted(
-        text
-        for name in ("dback-core", "dback-mock")
-        for text in _metadata(built[name][1]).get_all("Requires-Dist")
-        if not Requirement(text).name.startswith("dback-")
-    )
+    third_party = sorted(_metadata(built["dback-core"][1]).get_all("Requires-Dist"))
     started = time.perf_counter()
     for arguments in (
         [*pip, "install", *third_party],
@@ -198,16 +197,62 @@ def core_alone(built, tmp_path_factory) -> Path:
     return venv
 
 
-def test_installing_dback_core_brings_the_mock(core_alone):
-    description = fresh_venv.described(core_alone, _environment(core_alone))
-    assert description["order"] == ["dback-mock"]
-    (entry,) = description["plugins"]
-    assert (entry["version"], entry["status"], entry["fallback_only"]) == ("0.1.0", "active", True)
+@pytest.mark.network
+def test_dback_core_installs_alone_and_serve_says_what_to_install(core_alone):
+    environ = _environment(core_alone)
+    assert fresh_venv.described(core_alone, environ)["order"] == []
+    refused = subprocess.run(
+        [str(core_alone / "bin" / "dback"), "serve", "--port", "0"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("Error: no plugin is installed, so there is nothing to serve")
+    assert "pip install ./plugins/dback_mock" in refused.stderr
     assert not (core_alone / "bin" / "d_back").exists()
 
 
-async def test_dback_core_alone_serves_the_mock_world(core_alone):
-    async with fresh_venv.serving(core_alone, _environment(core_alone)) as served:
+# -- the README's one command: dback-core and the mock from a checkout ----------------------
+
+#: The command README.md gives a fresh user, run in a copy of the checkout.
+ONE_COMMAND = "pip install ./ ./plugins/dback_mock"
+
+
+@pytest.fixture(scope="module")
+def one_command(tmp_path_factory) -> Path:
+    """A fresh venv after README's one command, in a clean copy of this checkout."""
+    base = tmp_path_factory.mktemp("one-command")
+    checkout = fresh_venv.copy_core(base / "dback")
+    fresh_venv.copy_mock(checkout / "plugins" / "dback_mock")
+    venv = base / "venv"
+    pip = fresh_venv.create(venv)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*pip, *ONE_COMMAND.split()[1:]], cwd=checkout, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    log.info("fresh venv after the one command in %.1fs", time.perf_counter() - started)
+    return venv
+
+
+def test_the_readme_and_the_guides_give_the_one_command():
+    for document in ("README.md", "plugins/dback_mock/README.md"):
+        assert ONE_COMMAND in (ROOT / document).read_text(), document
+
+
+@pytest.mark.network
+def test_the_one_command_installs_the_mock_as_the_only_plugin(one_command):
+    description = fresh_venv.described(one_command, _environment(one_command))
+    assert description["order"] == ["dback-mock"]
+    (entry,) = description["plugins"]
+    assert (entry["version"], entry["status"], entry["fallback_only"]) == ("0.1.0", "active", True)
+
+
+@pytest.mark.network
+async def test_the_one_command_serves_d_world(one_command):
+    async with fresh_venv.serving(one_command, _environment(one_command)) as served:
         async with Client(f"ws://127.0.0.1:{served.port}", timeout=30) as client:
             assert client.server_list["232769614004748288"]["name"] == "D-World"
             world = await client.join("default")

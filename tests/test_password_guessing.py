@@ -9,61 +9,14 @@ lockout within the test (the defaults are covered in ``test_guessing.py``).
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 import pytest
 
-from tests.password_flood import log_in_timed, served, start_flood
-
-log = logging.getLogger(__name__)
+from tests.support.password_flood import LOCKOUT_AFTER, check, guess_while_a_viewer_logs_in, served
 
 GUILD = "oauth"  # the mock's passworded guild
 PASSWORD = "open sesame"
-LOCKOUT_AFTER = 5
-VIEWER = "127.0.0.9"
-SECONDS = 12.0
-#: Wrong passwords per second on each guessing connection: under the message rate limit
-#: (5/s), so the server has no reason to close it.
-RATE = 4.5
 
 pytestmark = pytest.mark.slow
-
-
-async def guess_while_a_viewer_logs_in(
-    url: str, guild: str, password: str, counts: dict[str, int]
-) -> tuple[dict[str, dict[str, int]], list[tuple[str, float]]]:
-    """The flood from ``counts`` (address -> connections) and, during it, 10 logins of a
-    viewer from ``VIEWER`` a second apart: the flood's counts and each login's outcome."""
-    attack = await start_flood(url, guild, SECONDS, RATE, counts)
-    await asyncio.sleep(1.5)  # every guessing connection open and sending
-    logins = []
-    for _ in range(10):
-        logins.append(await log_in_timed(url, VIEWER, guild, password))
-        await asyncio.sleep(0.8)
-    return await attack.result(), logins
-
-
-def check(
-    counts: dict[str, dict[str, int]], logins: list[tuple[str, float]], records: list[dict]
-) -> None:
-    for address, answers in counts.items():
-        log.info("guesser %s: %s", address, answers)
-        assert answers.get("checked", 0) <= LOCKOUT_AFTER, (address, answers)
-        assert answers.get("throttled", 0) > 100, (address, answers)  # it really flooded
-        assert set(answers) <= {"checked", "throttled"}, (address, answers)
-    log.info("viewer logins in order: %s", [round(seconds, 3) for _, seconds in logins])
-    latencies = sorted(seconds for _, seconds in logins)
-    log.info("viewer logins: median %.3f s, worst %.3f s", latencies[5], latencies[-1])
-    assert [kind for kind, _ in logins] == ["server-join"] * 10
-    assert latencies[-1] < 0.5, latencies
-    lockouts = [r["message"] for r in records if "locked out" in r["message"]]
-    assert sorted(lockouts) == sorted(
-        f"password checks from {address} locked out for 600 s after {LOCKOUT_AFTER} wrong passwords"
-        for address in counts
-    ), lockouts
-    warnings = [r["message"] for r in records if r["level"] == "WARNING"]
-    assert len(warnings) <= len(counts) + 2, warnings
 
 
 @pytest.mark.parametrize(

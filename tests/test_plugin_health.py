@@ -10,9 +10,9 @@ import pytest
 import websockets
 
 from dback_core import hookimpl
-from dback_core.health import FAILED, SERVING, UNAVAILABLE
+from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
 from dback_core.testing import Client, running_server
-from tests.http_get import fetch_content
+from tests.support.http_get import fetch_content
 
 
 def member(uid: str, name: str) -> dict:
@@ -24,12 +24,7 @@ class Provider:
 
     def __init__(self, key: str = "10", short: str = "ten", answer: bool = True):
         self.key, self.short = key, short
-        self.server = None
         self.answer = answer
-
-    @hookimpl
-    def startup(self, server):
-        self.server = server
 
     @hookimpl
     def get_server_data(self):

@@ -8,10 +8,11 @@ import asyncio
 import pytest
 
 from dback_core import PluginHost, hookimpl
-from dback_core.events import Message, Presence, Refresh
-from dback_core.health import UNAVAILABLE
+from dback_core.loading.plugins import FAILED, load_plugins
+from dback_core.plugin.events import Message, Presence, Refresh
+from dback_core.plugin.health import UNAVAILABLE
 from dback_core.testing import Client, running_server
-from tests.http_get import fetch_content
+from tests.support.http_get import fetch_content
 
 
 def member(uid: str, name: str, status: str = "online") -> dict:
@@ -163,18 +164,18 @@ async def test_a_holder_releases_and_holds_the_others_through_its_host():
 
 
 class OldStyle:
-    """A plugin written before ``host``: it still gets the server object as ``server``."""
+    """A plugin written before ``host``, asking ``startup`` for the server object."""
 
     @hookimpl
     def startup(self, server, host):
         self.server, self.host = server, host
 
 
-async def test_plugins_written_for_the_server_argument_still_get_it():
-    plugin = OldStyle()
-    async with running_server(in_process=[("old", plugin)], environ={"DBACK_PLUGINS": ""}) as srv:
-        assert plugin.server is srv
-        assert plugin.host.plugin_name == "old"
+def test_a_startup_asking_for_the_server_object_fails_to_load_naming_it():
+    plugins = load_plugins(environ={"DBACK_PLUGINS": ""}, in_process=[("old", OldStyle())])
+    (record,) = plugins.records
+    assert record.status == FAILED
+    assert "server" in (record.error or "")
 
 
 class Gatekeeper(Provider):

@@ -1,5 +1,5 @@
 """The settings API: plugins declare their variables; the core parses, checks and shows them
-the same way for every plugin (``dback_core.settings``)."""
+the same way for every plugin (``dback_core.plugin.settings``)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from dback_core.plugins import FAILED, NOT_CONFIGURED, installed_settings, load_plugins
-from dback_core.settings import Setting, SettingsError, declared, read
-from tests.http_get import get
-from tests.installed_plugins import install_plugin
+from dback_core.loading.plugins import FAILED, NOT_CONFIGURED, installed_settings, load_plugins
+from dback_core.plugin.errors import SettingsError
+from dback_core.plugin.settings import Setting, declared, read
+from tests.support.http_get import get
+from tests.support.installed_plugins import install_plugin
 
 BIN = Path(sys.executable).parent
 
@@ -178,6 +179,7 @@ def _dback(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_dback_plugins_shows_values_with_secrets_masked():
     env = {
         "DBACK_MOCK_PASSWORD": "sesame-321",
@@ -216,6 +218,7 @@ def test_dback_plugins_shows_values_with_secrets_masked():
     assert redis["DBACK_REDIS_ROLE"]["choices"] == ["auto", "publisher", "edge"]
 
 
+@pytest.mark.slow
 def test_serve_help_has_a_section_per_installed_plugin():
     result = _dback("serve", "--help")
     assert result.returncode == 0, result.stderr

@@ -1,10 +1,13 @@
-"""dback's own plugins use only the public plugin API: the ``PluginHost`` handle and the
-modules docs/plugins.md lists under "The public API", never the server's internals.
+"""dback's own plugins, and the package ``dback new-plugin`` writes, use only the public
+plugin API: ``dback_core`` and the ``dback_core.plugin`` package that docs/plugins.md lists
+under "The public API", never the server's internals.
 
-Our plugins are the examples third parties copy; one that reaches into the directory or the
-server object makes that look supported, and ties the plugin to code that may change in
-any release. Every module under ``plugins/*/dback_*/`` is read as source (nothing imported),
-so the rule holds for code paths no test happens to run.
+Our plugins and the generated package are the examples third parties copy; one that reaches
+into the directory or the server object makes that look supported, and ties the plugin to
+code that may change in any release. Every module under ``plugins/*/dback_*/`` and every
+Python file of a freshly generated package (its tests included) is read as source (nothing
+imported), so the rule holds for code paths no test happens to run. ``make lint`` checks the
+same for the installed plugins' import graph (import-linter).
 """
 
 from __future__ import annotations
@@ -15,22 +18,24 @@ from pathlib import Path
 import pytest
 
 import dback_core
+import dback_core.plugin
+from dback_core.ops.scaffold import write_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_MODULES = sorted(ROOT.glob("plugins/*/dback_*/**/*.py"))
 
 #: The public API: module -> the names a plugin may import from it (None: any public name).
-PUBLIC = {
+#: ``dback_core`` itself, and each module of the ``dback_core.plugin`` package.
+PUBLIC: dict[str, set[str] | None] = {
     "dback_core": set(dback_core.__all__),
-    "dback_core.events": None,
-    "dback_core.host": None,
-    "dback_core.health": None,
-    "dback_core.backoff": None,
-    "dback_core.settings": {"Setting", "SettingsError", "read"},
-    "dback_core.limits": {"TokenBucket"},
-    "dback_core.fairness": None,
-    "dback_core.testing": None,
+    **{
+        f"dback_core.plugin.{path.stem}": None
+        for path in sorted(Path(dback_core.plugin.__file__).parent.glob("[!_]*.py"))
+    },
 }
+#: What a plugin's own tests may use on top: the testing kit of the ``testing`` extra (its
+#: fixtures' types), which docs/plugins.md documents under "Testing a plugin".
+TESTING: dict[str, set[str] | None] = {"dback_core.testing": {"Client", "Launcher"}}
 #: Attributes of the server object that only the core may touch.
 INTERNAL_ATTRIBUTES = {"directory", "fanout", "sources", "hooks", "metrics", "counter"}
 
@@ -39,16 +44,18 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-def violations(source: str) -> list[str]:
-    """What in ``source`` goes past the public plugin API, one line each."""
+def violations(source: str, *, tests: bool = False) -> list[str]:
+    """What in ``source`` goes past the public plugin API, one line each; ``tests``: the
+    source is a plugin's test module, which may also use the testing kit."""
+    public_modules = {**PUBLIC, **TESTING} if tests else PUBLIC
     problems = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("dback_core") and alias.name not in PUBLIC:
+                if alias.name.startswith("dback_core") and alias.name not in public_modules:
                     problems.append(f"line {node.lineno}: import {alias.name}")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dback_core"):
-            allowed = PUBLIC.get(node.module or "", set())
+            allowed = public_modules.get(node.module or "", set())
             for alias in node.names:
                 public = allowed is None or alias.name in allowed
                 if alias.name.startswith("_") or not public:
@@ -66,6 +73,27 @@ def _startup_taking_the_server(node: ast.AST) -> bool:
     return "server" in [argument.arg for argument in node.args.args + node.args.kwonlyargs]
 
 
+@pytest.fixture(scope="module")
+def generated_modules(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Every Python file ``dback new-plugin`` writes, its tests included."""
+    target = write_plugin("dback-surface", tmp_path_factory.mktemp("generated"))
+    return sorted(target.rglob("*.py"))
+
+
+def test_the_generated_package_uses_only_the_public_api(generated_modules):
+    assert {path.name for path in generated_modules} >= {"plugin.py", "test_plugin.py"}
+    for path in generated_modules:
+        tests = path.name.startswith("test_") or path.name == "conftest.py"
+        assert violations(path.read_text(), tests=tests) == [], path.name
+
+
+def test_the_public_api_is_dback_core_and_its_plugin_package():
+    assert all(
+        module == "dback_core" or module.startswith("dback_core.plugin.") for module in PUBLIC
+    )
+    assert "dback_core.plugin.hookspecs" in PUBLIC and "dback_core.plugin.errors" in PUBLIC
+
+
 def test_the_scan_sees_every_plugin():
     packages = {path.relative_to(ROOT).parts[1] for path in PLUGIN_MODULES}
     assert packages == {"dback_discord", "dback_mock", "dback_postgres", "dback_redis"}
@@ -78,22 +106,32 @@ def test_a_plugin_module_uses_only_the_public_api(path):
 
 def test_the_scan_catches_each_way_past_the_api():
     source = """
-import dback_core.server
-from dback_core.directory import Directory
-from dback_core.limits import ConnectionCounter
+import dback_core.serving.server
+from dback_core.world.directory import Directory
+from dback_core.testing import Client
 from dback_core import hookimpl, PluginHost
-from dback_core.health import FAILED
+from dback_core.plugin.health import FAILED
 
 class Plugin:
     def startup(self, settings, server):
         server.directory.guilds
 """
     assert violations(source) == [
-        "line 2: import dback_core.server",
-        "line 3: from dback_core.directory import Directory",
-        "line 4: from dback_core.limits import ConnectionCounter",
+        "line 2: import dback_core.serving.server",
+        "line 3: from dback_core.world.directory import Directory",
+        "line 4: from dback_core.testing import Client",
         "line 9: startup takes the server object",
         "line 10: .directory",
+    ]
+
+
+def test_a_test_module_may_use_the_testing_kit_but_not_the_server():
+    source = """
+from dback_core.testing import Launcher
+from dback_core.testing import running_server
+"""
+    assert violations(source, tests=True) == [
+        "line 3: from dback_core.testing import running_server",
     ]
 
 

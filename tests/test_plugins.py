@@ -8,9 +8,10 @@ import logging
 import pytest
 
 from dback_core import hookimpl
-from dback_core.plugins import ACTIVE, DISABLED, FAILED, PluginError, load_plugins
+from dback_core.loading.plugins import ACTIVE, DISABLED, FAILED, load_plugins
+from dback_core.plugin.errors import PluginError
 from dback_core.testing import Client, running_server
-from tests.installed_plugins import install_plugin
+from tests.support.installed_plugins import install_plugin
 
 MOCK_DEFAULT = "232769614004748288"
 
@@ -292,7 +293,7 @@ async def test_a_plugin_source_only_changes_guilds_it_provided():
             while True:
                 yield await self.queue.get()
 
-    from dback_core.events import Presence
+    from dback_core.plugin.events import Presence
 
     servers = Servers({"1": {"id": "one", "name": "One"}})
     provider = Users({"1": {"5": user("5", "five")}})

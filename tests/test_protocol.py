@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from dback_core import protocol
-from dback_core.events import Message, Presence
+from dback_core.plugin.events import Message, Presence
 from dback_core.testing import Client
+from dback_core.wire import protocol
 
 DEFAULT = "232769614004748288"
 DOCS = "482241773318701056"
@@ -150,6 +150,7 @@ async def test_get_user_data_for_unknown_guild_is_an_error(mock_server):
     assert answer["data"]["message"] == protocol.UNKNOWN_SERVER
 
 
+@pytest.mark.slow
 async def test_switching_guild_moves_the_connection(mock_server):
     async with Client(mock_server) as client:
         await client.join("default")
@@ -162,6 +163,7 @@ async def test_switching_guild_moves_the_connection(mock_server):
     assert mock_server.fanout.by_guild.get(DEFAULT) is None
 
 
+@pytest.mark.slow
 async def test_a_viewer_of_one_guild_never_receives_another_guilds_events(mock_server):
     async with Client(mock_server) as viewer_a, Client(mock_server) as viewer_b:
         await viewer_a.join("default")
@@ -172,6 +174,7 @@ async def test_a_viewer_of_one_guild_never_receives_another_guilds_events(mock_s
     assert {frame["server"] for frame in frames_b} == {"987654321098765432"}
 
 
+@pytest.mark.slow
 async def test_two_viewers_of_one_guild_see_identical_events(mock_server):
     async with Client(mock_server) as first, Client(mock_server) as second:
         await first.join("default")

@@ -10,12 +10,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 AUTHOR_TESTS = """
 import socket
 
 import pytest
 
-from dback_core.plugins import PluginError
+from dback_core.plugin.errors import PluginError
 
 MOCK_DEFAULT = "232769614004748288"
 ADDRESSES = []
@@ -31,7 +33,9 @@ async def test_a_server_with_exactly_the_named_plugin(dback):
         "dback-mock", environ={"DBACK_MOCK_SEED": "7", "DBACK_MOCK_INTERVAL": "0.05"}
     )
     ADDRESSES.append(server.address)
-    assert [record.name for record in server.plugins.records] == ["dback-mock"]
+    assert server.plugins()["order"] == ["dback-mock"]
+    assert server.host.plugin_name == "dback-mock"
+    assert MOCK_DEFAULT in server.host.guild_list()
     client = await dback.client(server)
     assert MOCK_DEFAULT in client.server_list
     world = await client.join("default")
@@ -69,6 +73,7 @@ async def test_what_dback_serve_refuses_is_raised(dback):
 """
 
 
+@pytest.mark.slow
 def test_an_author_s_tests_use_the_fixtures_isolated_from_the_shell(tmp_path: Path):
     (tmp_path / "test_author.py").write_text(textwrap.dedent(AUTHOR_TESTS))
     shell = {
@@ -99,6 +104,7 @@ def test_the_plugin_is_registered_through_the_pytest11_entry_point():
     assert entry.name == "dback"
 
 
+@pytest.mark.slow
 def test_without_pytest_asyncio_the_fixture_says_what_to_install(tmp_path: Path):
     """dback-core installed without its ``testing`` extra: pytest still runs, and a test
     asking for ``dback`` fails with the command that fixes it."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from dback_core import hookimpl
-from dback_core.events import ClientIdUpdate, Presence, Refresh
+from dback_core.plugin.events import ClientIdUpdate, Presence, Refresh
 from dback_core.testing import Client, running_server
 from dback_mock.world import MockWorld
-from tests.drain import DrainClient
+from tests.support.drain import DrainClient
 
 QUIET = {"DBACK_PLUGINS": ""}
 
@@ -66,6 +68,7 @@ async def test_a_plugins_refresh_sends_a_new_world_only_when_something_changed()
     assert fresh["data"]["users"]["a"]["status"] == "idle"
 
 
+@pytest.mark.slow
 async def test_the_ttl_reloads_watched_guilds_and_sends_only_real_changes():
     provider = Mutable()
     async with running_server([("p", provider)], environ=QUIET, refresh_seconds=1) as server:
@@ -169,6 +172,7 @@ async def test_a_new_world_never_waits_for_a_client_that_stopped_reading():
             silent.close()
 
 
+@pytest.mark.slow
 async def test_the_ttl_resends_the_world_when_only_the_client_id_changed():
     provider = Mutable()
     async with running_server([("p", provider)], environ=QUIET, refresh_seconds=1.0) as server:
@@ -193,6 +197,7 @@ class FailsFirst(Mutable):
         return dict(self.users.get(server_id, {}))
 
 
+@pytest.mark.slow
 async def test_viewers_of_a_guild_whose_first_load_failed_get_its_world_once_it_loads():
     provider = FailsFirst()
     async with running_server([("p", provider)], environ=QUIET, refresh_seconds=1.0) as server:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 
 import websockets
 
 from dback_core.testing import Client
+from tests.support.ports import free_port
 
 CUSTOM_USER_PROVIDER = """
 from typing import Dict, Any
@@ -116,12 +116,6 @@ MOCK_GUILD = "232769614004748288"
 
 def user(uid: str, username: str, status: str = "online") -> dict:
     return {"uid": uid, "username": username, "status": status, "roleColor": "#5865f2"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run_example(*sources: str, **helpers: object) -> dict:

@@ -9,8 +9,8 @@ import click
 from click.testing import CliRunner
 
 from dback_core import hookimpl
-from dback_core.hooks import PluginHooks
-from dback_core.plugins import load_plugins
+from dback_core.loading.hooks import PluginHooks
+from dback_core.loading.plugins import load_plugins
 from dback_core.testing import Client, running_server
 
 

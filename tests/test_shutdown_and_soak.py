@@ -18,7 +18,7 @@ import websockets.sync.client
 from websockets.exceptions import ConnectionClosed
 
 from dback_core.testing import Client, running_server
-from tests.test_cli import free_port
+from tests.support.ports import free_port
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -55,6 +55,7 @@ def test_a_signal_closes_clients_with_1001_and_exits_0(signum, tmp_path):
     assert "stopped" in process.stderr.read()
 
 
+@pytest.mark.slow
 async def test_soak_leaves_no_connection_behind_and_memory_returns(monkeypatch):
     monkeypatch.setenv("DBACK_MOCK_INTERVAL", "0.01")
     monkeypatch.setenv("DBACK_MOCK_SEED", "3")

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from dback_core import hookimpl
-from dback_core.events import Message
+from dback_core.plugin.events import Message
 from dback_core.testing import Client, running_server
 
 
@@ -18,13 +18,13 @@ class Holder:
 
     def __init__(self, release_at_start: bool):
         self.release_at_start = release_at_start
-        self.server = None
+        self.host = None
 
     @hookimpl
-    async def startup(self, server):
-        self.server = server
+    async def startup(self, host):
+        self.host = host
         if self.release_at_start:
-            await server.release_plugins()
+            await host.release_plugins()
 
 
 class Provider:
@@ -74,7 +74,7 @@ async def test_held_plugins_are_not_started_asked_or_ready_until_released():
         assert described["provider"]["status"] == "standby"
         async with Client(server) as client:
             assert client.server_list == {}
-            await holder.server.release_plugins()
+            await holder.host.release_plugins()
             listed = await client.recv_type("server-list")
             assert set(listed["data"]) == {"7"}
             assert provider.calls == ["startup"]
@@ -84,7 +84,7 @@ async def test_held_plugins_are_not_started_asked_or_ready_until_released():
             chat = await client.recv_type("message")
             assert chat["data"]["message"] == "live"
 
-            await holder.server.hold_plugins()
+            await holder.host.hold_plugins()
             assert provider.calls == ["startup", "shutdown"]
             listed = await client.recv_type("server-list")
             assert listed["data"] == {}

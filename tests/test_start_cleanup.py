@@ -14,9 +14,9 @@ import pytest
 import websockets
 
 from dback_core import Presence, hookimpl
-from dback_core.config import Settings
-from dback_core.plugins import load_plugins
-from dback_core.server import DbackServer
+from dback_core.loading.plugins import load_plugins
+from dback_core.plugin.server_settings import Settings
+from dback_core.serving.server import DbackServer
 from dback_core.testing import Client
 
 GUILD = "900000000000000001"

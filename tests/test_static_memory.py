@@ -12,7 +12,9 @@ import logging
 import os
 import sys
 
-from tests.json_log import serving
+import pytest
+
+from tests.support.json_log import serving
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ async def _download(port: int) -> bytes:
     return answer.partition(b"\r\n\r\n")[2]
 
 
+@pytest.mark.slow
 async def test_sixty_clients_reading_a_10_mb_file_cost_little_memory(tmp_path):
     content = os.urandom(SIZE)
     (tmp_path / "bundle.bin").write_bytes(content)

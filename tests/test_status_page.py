@@ -18,21 +18,13 @@ from click.testing import CliRunner
 from playwright.async_api import async_playwright, expect
 
 from dback_core import hookimpl
-from dback_core.cli import cli
-from dback_core.events import Message, Presence
-from dback_core.health import UNAVAILABLE
+from dback_core.ops.cli import cli
+from dback_core.plugin.events import Message, Presence
+from dback_core.plugin.health import UNAVAILABLE
 from dback_core.testing import Client, running_server
-from tests.http_get import fetch
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.http_get import fetch
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 DEFAULT_GUILD = "232769614004748288"
 #: Generous: waiting for the browser, never a claim about speed.
@@ -68,6 +60,7 @@ def _url(server) -> str:
     return f"http://{host}:{port}/"
 
 
+@pytest.mark.browser
 async def test_page_shows_members_presence_and_chat(quiet_mock_server, page):
     server = quiet_mock_server
     guild = await server.directory.guild(DEFAULT_GUILD)
@@ -107,6 +100,7 @@ async def test_page_shows_members_presence_and_chat(quiet_mock_server, page):
     assert shot.stat().st_size > 1000
 
 
+@pytest.mark.browser
 async def test_page_lists_plugins_like_the_cli(quiet_mock_server, page):
     """``dback plugins --json`` and the page show the same names, versions and order."""
     server = quiet_mock_server
@@ -123,6 +117,7 @@ async def test_page_lists_plugins_like_the_cli(quiet_mock_server, page):
         await expect(items.nth(index).locator(".label")).to_have_text(f"{name} {versions[name]}")
 
 
+@pytest.mark.browser
 async def test_switching_guilds_and_logging_in_to_a_passworded_guild(quiet_mock_server, page):
     server = quiet_mock_server
     await page.goto(_url(server))
@@ -180,6 +175,7 @@ async def test_with_a_static_dir_the_page_moves_aside(tmp_path, monkeypatch):
     assert escape[0] == 404
 
 
+@pytest.mark.browser
 async def test_offline_names_are_readable_and_a_legend_explains_the_dots(quiet_mock_server, page):
     server = quiet_mock_server
     guild = await server.directory.guild(DEFAULT_GUILD)
@@ -221,6 +217,7 @@ CONTRAST_JS = """node => {
 }"""
 
 
+@pytest.mark.browser
 async def test_no_guilds_shows_what_to_configure(page, monkeypatch):
     """Only a provider without its settings: the page says which variable to set."""
     monkeypatch.delenv("DBACK_POSTGRES_DSN", raising=False)
@@ -237,6 +234,7 @@ async def test_no_guilds_shows_what_to_configure(page, monkeypatch):
         await expect(other.locator(".reason")).to_contain_text("DBACK_POSTGRES_DSN")
 
 
+@pytest.mark.browser
 async def test_failed_and_unavailable_plugins_show_their_reasons(page):
     """A plugin that failed to load and an active one whose backing service went away are
     listed with why; the unavailable one's line updates without reloading the page."""
@@ -266,6 +264,7 @@ async def test_failed_and_unavailable_plugins_show_their_reasons(page):
         await expect(active.locator(".reason")).to_have_text("cannot reach 127.0.0.1:5432")
 
 
+@pytest.mark.browser
 async def test_a_plugins_detail_is_shown_and_follows_it(page):
     """A plugin's ``dback_detail`` - a bus plugin's current role - is listed under it and
     updates while the page is open, like ``dback plugins`` shows it."""
@@ -290,6 +289,7 @@ async def test_a_plugins_detail_is_shown_and_follows_it(page):
         await expect(line).to_have_text(re.compile(r"role=auto \(publisher\)"), timeout=WAIT_MS)
 
 
+@pytest.mark.browser
 async def test_charts_show_viewers_and_events_per_second(quiet_mock_server, page):
     server = quiet_mock_server
     guild = await server.directory.guild(DEFAULT_GUILD)

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from dback_core.testing import Client
-from tests import fresh_venv
-from tests.http_get import fetch
+from tests.support import fresh_venv
+from tests.support.http_get import fetch
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 GUIDE = (fresh_venv.ROOT / "docs" / "plugins.md").read_text()
 WEATHER_GUILD = "700000000000000001"

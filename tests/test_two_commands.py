@@ -7,6 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Variables a ``make test`` around these tests passes down; the plans must not depend on them.
 OUTER_MAKE = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
@@ -52,6 +54,9 @@ def test_ci_runs_only_the_readme_test_command():
     assert commands == ["set -euo pipefail", 'cd "$(dirname "$0")/.."', "make test"]
 
 
+@pytest.mark.system
+@pytest.mark.postgres
+@pytest.mark.redis
 def test_the_machine_script_leaves_a_prepared_machine_as_it_is():
     """Everything is installed and running here: the script changes nothing and says nothing,
     and afterwards PostgreSQL and Redis answer."""

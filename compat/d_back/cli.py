@@ -19,7 +19,7 @@ from pathlib import Path
 
 from d_back import __version__
 from d_back.server import WebSocketServer
-from dback_core.logs import configure_logging
+from dback_core.ops.logs import configure_logging
 from dback_core.version import __version__ as core_version
 
 log = logging.getLogger("d_back")

@@ -14,8 +14,8 @@ from typing import Any
 
 import discord
 
-from dback_core.events import Event, Message, Refresh
-from dback_core.health import FAILED, SERVING, UNAVAILABLE
+from dback_core.plugin.events import Event, Message, Refresh
+from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
 from dback_discord.chat import is_heard, message_text
 from dback_discord.chunk_retries import ChunkRetries
 from dback_discord.config import DiscordConfig
@@ -90,7 +90,7 @@ def required_intents(chat: bool = True) -> discord.Intents:
     return intents
 
 
-#: Reports the plugin's health: ``(status, reason)``, see ``dback_core.health``.
+#: Reports the plugin's health: ``(status, reason)``, see ``dback_core.plugin.health``.
 HealthReport = Callable[[str, "str | None"], None]
 #: Told that a user joined or left a guild: ``(guild id, user id, how)``, ``how`` being
 #: ``joined``, ``removed`` or ``banned``.

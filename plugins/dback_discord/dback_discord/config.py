@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from dback_core import NotConfigured, SettingsError
-from dback_core.settings import Setting, read
+from dback_core.plugin.settings import Setting, read
 from dback_discord.shards import AUTO
 
 TOKEN_ENV = "DBACK_DISCORD_TOKEN"

@@ -18,7 +18,7 @@ import logging
 
 import discord
 
-from dback_core.host import PluginHost
+from dback_core.plugin.host import PluginHost
 from dback_discord.oauth import LoginChecks
 
 log = logging.getLogger(__name__)

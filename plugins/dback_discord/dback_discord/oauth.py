@@ -21,7 +21,7 @@ after 10,000 invalid requests in 10 minutes, so the calls are guarded:
 - a token with a cached verdict never waits for the limits below: its answer is at hand;
 - outbound checks pass a global token bucket (``rate`` per second, ``burst``) and a cap on
   checks in flight (``concurrency``), shared fairly between the viewers' addresses: each
-  address has its own short line, the lines are served in turn (``dback_core.fairness``),
+  address has its own short line, the lines are served in turn (``dback_core.plugin.fairness``),
   so an address flooding forged tokens gets no more than any other address that asks. An
   address with ``per_address`` checks in flight or waiting is refused at once with "login
   is busy", and so is a check whose turn did not come within ``wait`` seconds;
@@ -47,8 +47,8 @@ import aiohttp
 from discord.http import Route
 
 from dback_core import AccessRefused
-from dback_core.fairness import FairTurns, TurnRefused
-from dback_core.limits import TokenBucket
+from dback_core.plugin.fairness import FairTurns, TurnRefused
+from dback_core.plugin.ratelimit import TokenBucket
 from dback_discord.config import LoginLimits
 
 log = logging.getLogger(__name__)

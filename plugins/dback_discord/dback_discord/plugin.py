@@ -17,10 +17,11 @@ import aiohttp
 import discord
 
 from dback_core import hookimpl
-from dback_core.backoff import Backoff
-from dback_core.events import Event
-from dback_core.health import FAILED, SERVING, UNAVAILABLE
-from dback_core.host import PluginHost
+from dback_core.plugin.backoff import Backoff
+from dback_core.plugin.events import Event
+from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
+from dback_core.plugin.host import PluginHost
+from dback_core.plugin.server_settings import Settings
 from dback_discord.bot import DzoneClient, EventQueue, ShardedDzoneClient
 from dback_discord.config import SETTINGS, TOKEN_ENV, GuildOptions, load_config
 from dback_discord.live_logins import LiveLogins
@@ -139,7 +140,7 @@ class DiscordPlugin:
     # -- lifecycle -------------------------------------------------------------------------
 
     @hookimpl
-    async def startup(self, settings: Any, host: PluginHost | None = None) -> None:
+    async def startup(self, settings: Settings, host: PluginHost) -> None:
         """Log the bot in and wait for its first guild snapshot, within the hook's time limit.
 
         A bot that is not ready in time (or cannot reach Discord yet) keeps connecting; its
@@ -154,7 +155,7 @@ class DiscordPlugin:
         self.logins = LoginChecks(self.session, self.config.login)
         self.live_logins = LiveLogins(self.logins, host)
         self.runner = asyncio.create_task(self._run(), name="dback-discord-client")
-        limit = float(getattr(settings, "provider_timeout", 10.0))
+        limit = settings.provider_timeout
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.settled.wait(), max(limit - 1.0, limit / 2))
         if not self.settled.is_set():

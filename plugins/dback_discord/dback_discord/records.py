@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import discord
 
-from dback_core.events import Presence
+from dback_core.plugin.events import Presence
 from dback_discord.config import GuildOptions
 
 _ALPHABET = string.digits + string.ascii_lowercase

@@ -9,7 +9,7 @@ from typing import Any
 
 from discord_fake import FakeDiscord
 
-from dback_core.server import DbackServer
+from dback_core.serving.server import DbackServer
 from dback_core.testing import running_server
 
 LOUNGE, WORKSHOP = 111111111111111111, 222222222222222222

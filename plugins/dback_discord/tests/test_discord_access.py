@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 
 from discord_world import LOUNGE, WORKSHOP, discord_dback
 
-from dback_core.plugins import ENTRY_POINT_GROUP, NOT_CONFIGURED, load_plugins
+from dback_core.loading.plugins import ENTRY_POINT_GROUP, NOT_CONFIGURED, load_plugins
 from dback_core.testing import Client
 
 LOGIN_CONFIG = f"""

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from discord_world import ALICE, LOUNGE, WORKSHOP, discord_dback
 
-from dback_core import protocol
 from dback_core.testing import Client
+from dback_core.wire import protocol
 
 LOGIN_CONFIG = f"""
 [guilds.{LOUNGE}]

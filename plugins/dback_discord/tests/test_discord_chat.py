@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import pytest
 from discord_fake import VIEW_CHANNEL
 from discord_world import ALICE, DAVE, GENERAL, LOUNGE, RANDOM, discord_dback
 
@@ -110,6 +111,7 @@ async def held(server, count: int) -> None:
     await asyncio.wait_for(reached(), 10)
 
 
+@pytest.mark.slow
 async def test_chat_delay_lets_a_delete_cancel_the_bubble(fake, monkeypatch, tmp_path):
     """A message deleted (alone or in a purge) within ``chat_delay`` never reaches the
     viewer; one left alone arrives after the delay; one whose channel is locked meanwhile
@@ -154,6 +156,7 @@ async def test_chat_from_a_member_on_no_map_is_counted_not_sent(fake, monkeypatc
     assert "messages from members on no map dropped: 1" in (detail or "")
 
 
+@pytest.mark.slow
 async def test_beyond_the_hold_limit_chat_is_dropped_never_shown_early(
     fake, monkeypatch, tmp_path, caplog
 ):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dback_core.plugins import FAILED, NotConfigured, load_plugins
+from dback_core import NotConfigured
+from dback_core.loading.plugins import FAILED, load_plugins
 from dback_discord.config import (
     ConfigError,
     GuildOptions,

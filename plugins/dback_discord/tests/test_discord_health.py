@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import pytest
 from discord_world import ALICE, LOUNGE, WORKSHOP, discord_dback
 
-from dback_core.health import FAILED, SERVING, UNAVAILABLE
+from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
 from dback_core.testing import Client
 
 #: [bot] keys (they follow FAST_BOT): retry refused intents after 0.1 s, report a lost
@@ -91,6 +92,7 @@ async def test_intents_switched_off_at_runtime_withdraw_the_guilds_until_healed(
     assert rejoin["data"]["users"][str(ALICE)]["status"] == "online"
 
 
+@pytest.mark.slow
 async def test_a_reset_token_fails_the_plugin_for_good_with_what_to_do(
     fake, monkeypatch, tmp_path, caplog
 ):
@@ -110,6 +112,7 @@ async def test_a_reset_token_fails_the_plugin_for_good_with_what_to_do(
     assert old_token not in caplog.text and fake.token not in caplog.text
 
 
+@pytest.mark.slow
 async def test_a_lost_gateway_makes_the_plugin_unavailable_until_it_resumes(
     fake, monkeypatch, tmp_path
 ):
@@ -126,6 +129,7 @@ async def test_a_lost_gateway_makes_the_plugin_unavailable_until_it_resumes(
     assert fake.resumes == 1
 
 
+@pytest.mark.slow
 async def test_a_gateway_lost_for_long_withdraws_the_guilds_until_it_is_back(
     fake, monkeypatch, tmp_path
 ):

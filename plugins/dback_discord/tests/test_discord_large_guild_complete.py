@@ -21,6 +21,7 @@ def plugin_detail(server) -> str:
     return server.plugins.find("dback-discord").detail or ""
 
 
+@pytest.mark.slow
 async def test_a_rate_limited_member_list_is_asked_again_until_complete(
     fake, monkeypatch, tmp_path
 ):
@@ -62,6 +63,7 @@ async def test_a_short_rate_limit_is_waited_out_before_the_guild_is_served(
     assert fake.rate_limited_requests == 1 and fake.too_early == 0
 
 
+@pytest.mark.slow
 @CLIENTS
 async def test_members_missing_from_the_cache_appear_when_they_come_online_or_speak(
     fake, monkeypatch, tmp_path, bot

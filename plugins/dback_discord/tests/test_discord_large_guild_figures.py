@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
@@ -63,6 +64,7 @@ class LoopLag:
         return self.worst
 
 
+@pytest.mark.slow
 async def test_a_100k_member_guild_starts_lists_its_online_members_and_fits_a_join(
     monkeypatch, tmp_path
 ):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+import pytest
 from discord_world import LOUNGE, discord_dback
 
 from dback_core.testing import Client
@@ -25,6 +26,7 @@ async def join_until_admitted(client: Client, token: str, attempts: int = 40) ->
     return answers
 
 
+@pytest.mark.slow
 async def test_a_flood_of_junk_and_forged_tokens_costs_no_more_than_the_rate_allows(
     fake, monkeypatch, tmp_path, caplog
 ):
@@ -124,6 +126,7 @@ async def test_logins_beyond_an_address_s_share_are_refused_at_once(fake, monkey
     assert fake.requests.count(CHECK) == 2
 
 
+@pytest.mark.slow
 async def test_discord_rate_limits_are_honoured_until_retry_after(fake, monkeypatch, tmp_path):
     fake.oauth_users = {"member-token-1234": [LOUNGE], "other-member-5678": [LOUNGE]}
     fake.oauth_retry_after = 0.6
@@ -140,6 +143,7 @@ async def test_discord_rate_limits_are_honoured_until_retry_after(fake, monkeypa
     assert admitted[-1]["type"] == "server-join"
 
 
+@pytest.mark.slow
 async def test_viewers_logging_in_with_one_token_at_once_share_one_check(
     fake, monkeypatch, tmp_path
 ):

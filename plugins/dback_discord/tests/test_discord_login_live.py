@@ -74,6 +74,7 @@ async def watch_until_told(viewer: Client) -> tuple[float, int]:
         guild_frames += frame["type"] in ("presence", "message")
 
 
+@pytest.mark.slow
 async def test_a_member_kicked_while_watching_is_taken_out_at_once(fake, monkeypatch, tmp_path):
     """Measures how long a kicked viewer keeps receiving the guild's frames: from the kick
     leaving Discord to the ``error`` (the last frame of the guild it gets), ten kicks."""
@@ -184,6 +185,7 @@ async def test_a_removal_drops_cached_admissions_so_the_next_connect_asks_discor
     assert fake.oauth_requests.count("/users/@me/guilds") == 3
 
 
+@pytest.mark.slow
 async def test_a_check_under_way_when_the_member_is_kicked_does_not_admit(
     fake, monkeypatch, tmp_path
 ):

@@ -9,7 +9,7 @@ from discord_world import ALICE, DAVE, GENERAL, LOUNGE, discord_dback
 from test_discord_health import health, http_get, wait_for_status
 from test_discord_session_starts import wait_until
 
-from dback_core.health import FAILED, SERVING
+from dback_core.plugin.health import FAILED, SERVING
 from dback_core.testing import Client
 from dback_discord.plugin import INTENTS_HELP
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dback_core.events import Presence, Refresh
+from dback_core.plugin.events import Presence, Refresh
 from dback_discord.bot import DzoneClient, EventQueue
 from dback_discord.config import DiscordConfig
 

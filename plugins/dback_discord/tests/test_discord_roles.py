@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from discord_world import ADMIN, ALICE, BOB, LOUNGE, MOD, RED, discord_dback
 
 from dback_core.testing import Client
@@ -51,6 +52,7 @@ async def test_a_colour_change_sends_presence_frames_for_the_roles_members_only(
     assert {f["data"]["uid"] for f in every} <= {str(ALICE), str(BOB)}
 
 
+@pytest.mark.slow
 async def test_deleting_or_reordering_a_role_recolours_its_members(fake, monkeypatch, tmp_path):
     async with discord_dback(fake, monkeypatch, tmp_path, COALESCE) as server:
         async with Client(server) as client:

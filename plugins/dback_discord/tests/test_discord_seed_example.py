@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import socket
 
+import pytest
 from discord_world import ALICE, DAVE, LOUNGE, WORKSHOP
 
 from dback_core.testing import Client
@@ -77,6 +78,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 async def test_the_guides_discord_bot_example_serves_live_guilds(fake, monkeypatch):
     monkeypatch.setenv("DBACK_PLUGINS", "")
     namespace: dict = {}

@@ -9,10 +9,11 @@ import logging
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from discord_world import ALICE, LOUNGE, discord_dback
 from test_discord_health import health, wait_for_status
 
-from dback_core.health import FAILED, SERVING
+from dback_core.plugin.health import FAILED, SERVING
 from dback_core.testing import Client
 
 #: Re-identify after 0.05 s, doubling to 0.4 s; a session up 0.3 s is stable.
@@ -40,6 +41,7 @@ def logged_delays(caplog) -> list[tuple[int, float]]:
     return found
 
 
+@pytest.mark.slow
 async def test_an_op9_storm_doubles_the_wait_to_a_ceiling_and_a_stable_session_resets_it(
     fake, monkeypatch, tmp_path, caplog
 ):
@@ -68,6 +70,7 @@ async def test_an_op9_storm_doubles_the_wait_to_a_ceiling_and_a_stable_session_r
     assert join["data"]["users"][str(ALICE)]["status"] == "online"
 
 
+@pytest.mark.slow
 async def test_identifying_stops_at_the_reserve_and_reports_the_reset_time(
     fake, monkeypatch, tmp_path
 ):
@@ -96,6 +99,7 @@ async def test_identifying_stops_at_the_reserve_and_reports_the_reset_time(
     assert abs(reset_at - (datetime.now(UTC) + timedelta(hours=1))) < timedelta(minutes=2)
 
 
+@pytest.mark.slow
 async def test_a_budget_already_at_its_reserve_never_identifies_and_starts_after_the_reset(
     fake, monkeypatch, tmp_path
 ):

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
@@ -31,6 +32,7 @@ GUILDS = SHARDS * 300
 MEMBERS = 50
 
 
+@pytest.mark.slow
 async def test_a_bot_in_3_shards_of_300_guilds_starts_and_lists_every_guild(monkeypatch, tmp_path):
     here = Path(__file__).parent
     command = [sys.executable, str(here / "discord_fake_process.py"), "shards"]

@@ -16,7 +16,7 @@ from playwright.async_api import async_playwright, expect
 from test_discord_health import health, http_get, wait_for_status
 from test_discord_session_starts import wait_until
 
-from dback_core.health import FAILED, SERVING
+from dback_core.plugin.health import FAILED, SERVING
 from dback_core.testing import Client
 
 SHARDS = 3
@@ -131,6 +131,7 @@ async def test_auto_runs_the_shard_count_discord_recommends(sharded, monkeypatch
     assert len(listed) == GUILDS
 
 
+@pytest.mark.browser
 async def test_the_status_page_shows_each_shards_state_as_it_changes(
     sharded, monkeypatch, tmp_path
 ):
@@ -160,6 +161,7 @@ async def test_the_status_page_shows_each_shards_state_as_it_changes(
                 await browser.close()
 
 
+@pytest.mark.slow
 async def test_sharding_refused_even_at_the_recommended_count_fails_instead_of_guessing(
     sharded, monkeypatch, tmp_path
 ):

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from dback_core import hookimpl
-from dback_core.events import Event
-from dback_core.settings import Setting, read
+from dback_core.plugin.events import Event
+from dback_core.plugin.settings import Setting, read
 from dback_mock.world import MockWorld
 
 

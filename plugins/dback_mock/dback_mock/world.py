@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from dback_core.events import Event, Message, Presence
+from dback_core.plugin.events import Event, Message, Presence
 
 DEFAULT_GUILD = "232769614004748288"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from dback_core.plugins import PluginError
+from dback_core.plugin.errors import PluginError
 from dback_mock.plugin import MockPlugin
 
 

@@ -9,6 +9,7 @@ PostgreSQL needs nothing but ``dback postgres migrate``.
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -130,8 +131,10 @@ async def _set_password_hash(settings: PostgresSettings, guild: str, hashed: str
 
 def _read_password(from_stdin: bool) -> str:
     """The new password: typed twice at a prompt (hidden), or the first line of stdin."""
+    password: str
     if from_stdin:
-        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+        # sys.stdin, not click.get_text_stream: deprecated since Click 8.5
+        password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if not password:

@@ -96,13 +96,15 @@ class Database:
         """
         if self.pool is None:
             raise asyncpg.InterfaceError("the pool is not open")
+        rows: list[Any]
         try:
-            return await self.pool.fetch(query, *args)
+            rows = await self.pool.fetch(query, *args)
         except TimeoutError:
             raise  # an OSError too, but a slow database is not helped by asking twice
         except CONNECTION_LOST as error:
             log.debug("a pooled connection was lost (%s); reading again", describe(error))
-            return await self.pool.fetch(query, *args)
+            rows = await self.pool.fetch(query, *args)
+        return rows
 
     async def close(self) -> None:
         self.ready = False

@@ -26,9 +26,9 @@ from typing import Any
 
 import asyncpg
 
-from dback_core.backoff import Backoff
-from dback_core.events import ClientIdUpdate, Event, Presence, Refresh
-from dback_core.health import FAILED, SERVING, UNAVAILABLE
+from dback_core.plugin.backoff import Backoff
+from dback_core.plugin.events import ClientIdUpdate, Event, Presence, Refresh
+from dback_core.plugin.health import FAILED, SERVING, UNAVAILABLE
 from dback_postgres import queries
 from dback_postgres.chat import ChatCursor
 from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe
@@ -43,12 +43,16 @@ MAX_PENDING = 10_000
 #: Seconds before the first attempt to reconnect after a success.
 INITIAL_DELAY = 0.1
 
-#: ``report(status, reason)``: tells the server how the plugin is (``dback_core.health``).
+#: ``report(status, reason)``: tells the server how the plugin is (``dback_core.plugin.health``).
 Report = Callable[[str, "str | None"], None]
 
 
 class ConnectionLost(ConnectionError):
     """The listening connection was closed by the server or the network."""
+
+
+#: What makes the listener report itself unavailable and try again after a pause.
+LISTEN_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, ConnectionLost)
 
 
 _LOST = object()
@@ -89,7 +93,7 @@ class ChangeListener:
                 while True:
                     for event in await self._next_events(queue):
                         yield event
-            except (*DATABASE_ERRORS, ConnectionLost) as error:
+            except LISTEN_ERRORS as error:
                 self._unavailable(describe(error), backoff.upcoming)
             except SchemaBehind as error:
                 self._schema_behind(str(error), backoff.upcoming)
@@ -180,7 +184,8 @@ class ChangeListener:
         """Rows read on the listening connection."""
         if self.connection is None:
             raise ConnectionLost("the listening connection is not open")
-        return await self.connection.fetch(query, *args)
+        rows: list[Any] = await self.connection.fetch(query, *args)
+        return rows
 
     async def _next_events(self, queue: asyncio.Queue[Any]) -> list[Event]:
         """Wait for notifications (checking the connection when it is quiet), then translate."""

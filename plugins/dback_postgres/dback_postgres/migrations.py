@@ -177,7 +177,10 @@ async def current_version(connection: Any) -> int:
     exists = await connection.fetchval("SELECT to_regclass('dback_schema_version') IS NOT NULL")
     if not exists:
         return 0
-    return await connection.fetchval("SELECT coalesce(max(version), 0) FROM dback_schema_version")
+    version: int = await connection.fetchval(
+        "SELECT coalesce(max(version), 0) FROM dback_schema_version"
+    )
+    return version
 
 
 async def migrate(connection: Any) -> list[Migration]:

@@ -10,9 +10,9 @@ import logging
 from typing import Any
 
 from dback_core import AccessRefused, NotConfigured, hookimpl
-from dback_core.fairness import FairThreadPool, TurnRefused
-from dback_core.health import FAILED, UNAVAILABLE
-from dback_core.host import PluginHost
+from dback_core.plugin.fairness import FairThreadPool, TurnRefused
+from dback_core.plugin.health import FAILED, UNAVAILABLE
+from dback_core.plugin.host import PluginHost
 from dback_postgres import queries
 from dback_postgres.commands import postgres
 from dback_postgres.database import DATABASE_ERRORS, Database, SchemaBehind, describe

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dback_core.events import Message, Presence
+from dback_core.plugin.events import Message, Presence
 
 #: A guild with a password hash is passworded, whatever its ``passworded`` column says. The
 #: hash of the hash tells the core when the password changed (never the hash itself).

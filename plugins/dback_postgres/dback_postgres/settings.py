@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from dback_core import SettingsError
-from dback_core.settings import Setting, read
+from dback_core.plugin.settings import Setting, read
 
 DSN_ENV = "DBACK_POSTGRES_DSN"
 

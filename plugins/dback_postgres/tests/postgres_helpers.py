@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from dback_core.server import DbackServer
-from dback_core.testing import Client, running_server
+from dback_core.serving.server import DbackServer
+from dback_core.testing import Client, Served, running_server
 
 ADMIN_DSN = os.environ.get(
     "DBACK_POSTGRES_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -141,7 +141,10 @@ class TcpForwarder:
 
 
 def postgres_plugin(server):
-    """The plugin instance a running server loaded."""
+    """The plugin instance a running server loaded: a ``DbackServer`` of ``running_server``,
+    or the ``Served`` of the ``dback`` fixture."""
+    if isinstance(server, Served):
+        return server.plugin("dback-postgres")
     return next(r.plugin for r in server.plugins.active if r.name == "dback-postgres")
 
 

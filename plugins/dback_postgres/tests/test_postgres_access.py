@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from postgres_helpers import listening, seed_guild, wait_until
 
-from dback_core import protocol
-from dback_core.server import DbackServer
+from dback_core.serving.server import DbackServer
 from dback_core.testing import Client, running_server
+from dback_core.wire import protocol
+
+pytestmark = pytest.mark.postgres
 
 GUILD = "232769614004748288"
 OTHER = "482241773318701056"

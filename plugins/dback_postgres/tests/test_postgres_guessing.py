@@ -13,13 +13,17 @@ import pytest
 from postgres_helpers import seed_guild
 
 from dback_postgres.passwords import hash_password
-from tests.password_flood import served
-from tests.test_password_guessing import LOCKOUT_AFTER, check, guess_while_a_viewer_logs_in
+from tests.support.password_flood import (
+    LOCKOUT_AFTER,
+    check,
+    guess_while_a_viewer_logs_in,
+    served,
+)
 
 GUILD = "232769614004748288"
 PASSWORD = "correct horse battery staple"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+import pytest
 from postgres_helpers import (
     joined,
     listening,
@@ -22,6 +23,8 @@ from postgres_helpers import (
 
 from dback_core.testing import Client
 from dback_postgres import listener
+
+pytestmark = pytest.mark.postgres
 
 GUILD = "232769614004748288"
 

@@ -7,10 +7,11 @@ import logging
 import uuid
 
 import asyncpg
+import pytest
 from click.testing import CliRunner
 from postgres_helpers import ADMIN_DSN, dsn_for, run_dback, wait_until
 
-from dback_core.health import FAILED, SERVING
+from dback_core.plugin.health import FAILED, SERVING
 from dback_core.testing import Client, running_server
 from dback_postgres import migrations
 from dback_postgres.commands import postgres
@@ -24,6 +25,7 @@ async def columns(connection: asyncpg.Connection, table: str) -> dict[str, str]:
     return {row["column_name"]: row["data_type"] for row in rows}
 
 
+@pytest.mark.postgres
 async def test_migrate_from_empty_creates_the_seed_tables_and_a_rerun_changes_nothing(dsn):
     connection = await asyncpg.connect(dsn)
     try:
@@ -47,6 +49,7 @@ async def test_migrate_from_empty_creates_the_seed_tables_and_a_rerun_changes_no
         await connection.close()
 
 
+@pytest.mark.postgres
 async def test_constraints_reject_bad_rows(db):
     await db.execute("INSERT INTO servers (server_id, name) VALUES ('1', 'one')")
     for bad in [
@@ -61,6 +64,7 @@ async def test_constraints_reject_bad_rows(db):
         raise AssertionError(f"accepted: {bad}")
 
 
+@pytest.mark.postgres
 async def test_the_cli_migrates_and_reports_status(dsn):
     behind = run_dback("postgres", "status", dsn=dsn)
     assert behind.returncode == 1, behind.stderr
@@ -101,6 +105,7 @@ def test_without_a_dsn_the_plugin_is_listed_as_not_configured():
     assert "dback-postgres 0.1.0: not configured (set DBACK_POSTGRES_DSN" in result.stdout
 
 
+@pytest.mark.postgres
 async def test_a_schema_behind_is_logged_and_served_once_migrated(postgres_env, dsn, caplog):
     caplog.set_level(logging.INFO, logger="dback_postgres")
     async with running_server() as server:
@@ -124,6 +129,7 @@ async def test_a_schema_behind_is_logged_and_served_once_migrated(postgres_env, 
             }
 
 
+@pytest.mark.postgres
 async def test_migrate_creates_a_missing_database():
     """The README's steps on a fresh server: the DSN's database does not exist yet."""
     name = f"dback_test_{uuid.uuid4().hex[:12]}"

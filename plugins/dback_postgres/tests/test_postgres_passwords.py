@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from postgres_helpers import listening, run_dback, seed_guild, wait_until
 
-from dback_core import protocol
 from dback_core.testing import Client, running_server
+from dback_core.wire import protocol
 from dback_postgres.commands import postgres
 from dback_postgres.passwords import hash_password, verify_password
 
@@ -31,6 +31,7 @@ def test_a_hash_describes_itself_and_only_its_password_matches():
         hash_password("")
 
 
+@pytest.mark.postgres
 async def test_set_password_then_join_with_the_right_one_and_not_a_wrong_one(postgres_env, db, dsn):
     await seed_guild(db, GUILD, members=2)
     result = run_dback("postgres", "set-password", GUILD, "--stdin", dsn=dsn, stdin="hunter2\n")
@@ -68,6 +69,7 @@ async def test_set_password_then_join_with_the_right_one_and_not_a_wrong_one(pos
     )
 
 
+@pytest.mark.postgres
 async def test_the_prompt_asks_twice_and_bad_input_is_refused(db, dsn):
     await seed_guild(db, GUILD, members=1)
     # In a thread: the command runs its own event loop, as it does from a shell.
@@ -93,12 +95,14 @@ async def test_the_prompt_asks_twice_and_bad_input_is_refused(db, dsn):
     )
 
 
+@pytest.mark.postgres
 async def test_a_plain_text_password_cannot_be_stored(db):
     await seed_guild(db, GUILD, members=1)
     with pytest.raises(Exception, match="servers_password_hash_format"):
         await db.execute("UPDATE servers SET password_hash = 'hunter2' WHERE server_id = $1", GUILD)
 
 
+@pytest.mark.postgres
 async def test_a_new_password_takes_out_viewers_admitted_with_the_old_one(postgres_env, db, dsn):
     await seed_guild(db, GUILD, members=2)
     first = run_dback("postgres", "set-password", GUILD, "--stdin", dsn=dsn, stdin="hunter2\n")

@@ -14,11 +14,14 @@ import logging
 import time
 
 import asyncpg
+import pytest
 from postgres_helpers import listening, postgres_plugin, seed_guild, wait_until
 
 from dback_core.testing import Client, running_server
 from dback_postgres.database import Database
 from dback_postgres.settings import PostgresSettings
+
+pytestmark = pytest.mark.postgres
 
 GUILD = "232769614004748288"
 

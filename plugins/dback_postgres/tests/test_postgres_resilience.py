@@ -7,6 +7,7 @@ import logging
 import time
 
 import asyncpg
+import pytest
 from postgres_helpers import (
     TcpForwarder,
     dsn_for,
@@ -19,6 +20,8 @@ from postgres_helpers import (
 )
 
 from dback_core.testing import Client, running_server
+
+pytestmark = pytest.mark.postgres
 
 GUILD = "232769614004748288"
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 import time
 
+import pytest
 from postgres_helpers import listening, seed_guild
 
 from dback_core.testing import Client, running_server
+
+pytestmark = pytest.mark.postgres
 
 GUILD = "232769614004748288"
 MEMBERS = 10_000

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 
 import asyncpg
+import pytest
 import websockets
 from postgres_helpers import free_port, seed_guild
 
 from d_back.server import WebSocketServer
+
+pytestmark = pytest.mark.postgres
 
 DATABASE_PROVIDER = """
 import asyncpg

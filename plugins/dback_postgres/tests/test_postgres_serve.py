@@ -8,9 +8,12 @@ import contextlib
 import os
 import sys
 
+import pytest
 from postgres_helpers import free_port, seed_guild
 
 from dback_core.testing import Client
+
+pytestmark = pytest.mark.postgres
 
 GUILD = "232769614004748288"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dback_core.plugins import FAILED, NOT_CONFIGURED, load_plugins
+from dback_core.loading.plugins import FAILED, NOT_CONFIGURED, load_plugins
 from dback_postgres.settings import PostgresSettings
 
 DSN = "postgresql://dback:secret@db.internal:6543/presence"

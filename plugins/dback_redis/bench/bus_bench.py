@@ -28,7 +28,7 @@ import websockets
 from redis.asyncio import Redis
 
 from dback_core import hookimpl
-from dback_core.events import Presence
+from dback_core.plugin.events import Presence
 from dback_core.testing import running_server
 from dback_redis.config import RedisConfig
 from dback_redis.plugin import RedisPlugin

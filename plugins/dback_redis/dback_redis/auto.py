@@ -20,9 +20,9 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from dback_core.backoff import Backoff
-from dback_core.events import Event
-from dback_core.host import PluginHost
+from dback_core.plugin.backoff import Backoff
+from dback_core.plugin.events import Event
+from dback_core.plugin.host import PluginHost
 from dback_redis.config import EDGE, PUBLISHER, RedisConfig, redacted
 from dback_redis.connection import RETRY_FIRST, open_client
 from dback_redis.edge import Edge
@@ -143,7 +143,7 @@ class Elected:
             self.role = publisher
             self.host.keep_loaded(True)
             await self.host.release_plugins()
-            publisher.start(self.host)
+            await publisher.start(self.host)
 
     async def _follow(self) -> None:
         """Stop publishing at once, put the providers back on standby, serve as an edge."""

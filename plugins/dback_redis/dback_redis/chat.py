@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
-from dback_core.events import Message
+from dback_core.plugin.events import Message
 from dback_redis import codec
 from dback_redis.snapshot import Keys
 
@@ -94,11 +94,15 @@ class Replay:
     async def missed(self, redis: Redis, keys: Keys) -> list[codec.Envelope]:
         """The chat in the stream this process has not applied, oldest first."""
         entries = await redis.xrange(keys.chat, min="-", max="+", count=self.limits.history)
-        return list(self._unseen(entries))
+        return list(self._unseen(entries or []))
 
-    def _unseen(self, entries: Iterable[tuple[str, dict[str, str]]]) -> Iterable[codec.Envelope]:
+    def _unseen(
+        self, entries: Iterable[tuple[object, Mapping[bytes | str, bytes | str] | None]]
+    ) -> Iterable[codec.Envelope]:
         horizon = max(time.time() - self.limits.replay_seconds, 0.0)
         for _entry_id, fields in entries:
+            if fields is None:
+                continue  # an entry trimmed while being read
             try:
                 sent_at = float(fields.get(TIME_FIELD, "0"))
                 envelope = codec.decode(fields.get(MESSAGE_FIELD, ""))

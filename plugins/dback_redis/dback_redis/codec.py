@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from dback_core.events import ClientIdUpdate, Event, Message, Presence, Refresh
+from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence, Refresh
 
 VERSION = 1
 RESYNC = "resync"
@@ -83,13 +83,15 @@ def encode(
     return json.dumps({**head, **body}, separators=(",", ":"))
 
 
-def _text(data: dict[str, Any], name: str, optional: bool = False) -> str | None:
+def _text(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
-    if value is None and optional:
-        return None
     if not isinstance(value, str):
         raise BadMessage(f"'{name}' must be a string")
     return value
+
+
+def _optional_text(data: dict[str, Any], name: str) -> str | None:
+    return None if data.get(name) is None else _text(data, name)
 
 
 def _event(data: dict[str, Any]) -> Event | None:
@@ -104,7 +106,7 @@ def _event(data: dict[str, Any]) -> Event | None:
             server_id=_text(data, "server_id"),
             uid=_text(data, "uid"),
             status=_text(data, "status"),
-            username=_text(data, "username", optional=True),
+            username=_optional_text(data, "username"),
             role_color=color,
             delete=data.get("delete") is True,
         )
@@ -113,12 +115,12 @@ def _event(data: dict[str, Any]) -> Event | None:
             server_id=_text(data, "server_id"),
             uid=_text(data, "uid"),
             message=_text(data, "message"),
-            channel=_text(data, "channel", optional=True) or "",
+            channel=_optional_text(data, "channel") or "",
         )
     if kind == "client_id":
         return ClientIdUpdate(_text(data, "server_id"), _text(data, "client_id"))
     if kind == "refresh":
-        return Refresh(_text(data, "server_id", optional=True))
+        return Refresh(_optional_text(data, "server_id"))
     raise BadMessage(f"unknown kind {kind!r}")
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from dback_core import NotConfigured
-from dback_core.settings import Setting, read
+from dback_core.plugin.settings import Setting, read
 from dback_redis.chat import ChatLimits
 
 URL_ENV = "DBACK_REDIS_URL"

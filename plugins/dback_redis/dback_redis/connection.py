@@ -14,9 +14,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from dback_core.backoff import Backoff
-from dback_core.events import Event, Message, Presence
-from dback_core.host import PluginHost
+from dback_core.plugin.backoff import Backoff
+from dback_core.plugin.events import Event, Message, Presence
+from dback_core.plugin.host import PluginHost
 from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 
@@ -87,6 +87,10 @@ class Role:
         self.replay = chat.Replay(config.process_id, config.chat)
         self._last_seq: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, host: PluginHost) -> None:
+        """Take this role in ``host``'s server: every role starts the same way, awaited."""
+        raise NotImplementedError
 
     def _spawn(self, coroutine: Any, name: str) -> None:
         self._tasks.append(asyncio.create_task(coroutine, name=name))

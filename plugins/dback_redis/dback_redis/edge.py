@@ -24,8 +24,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from dback_core.events import ClientIdUpdate, Event, Message, Presence
-from dback_core.host import PluginHost
+from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence
+from dback_core.plugin.host import PluginHost
 from dback_redis import snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import Role, complete, retry_backoff

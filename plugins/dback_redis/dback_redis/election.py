@@ -84,6 +84,6 @@ class Lease:
         ``lock``."""
         await pipe.watch(self.keys.lease)
         if await pipe.get(self.keys.lease) != self.holder:
-            await pipe.reset()
+            await pipe.reset()  # type: ignore[no-untyped-call]  # untyped in redis-py
             raise LeaseLost("the publisher lease passed to another process")
-        pipe.multi()
+        pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py

@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from dback_core import hookimpl
-from dback_core.events import Event
-from dback_core.host import PluginHost
+from dback_core.plugin.events import Event
+from dback_core.plugin.host import PluginHost
 from dback_redis.auto import Elected
-from dback_redis.config import EDGE, PUBLISHER, SETTINGS, RedisConfig
+from dback_redis.config import AUTO, EDGE, PUBLISHER, ROLE_ENV, SETTINGS, RedisConfig
 from dback_redis.edge import Edge
 from dback_redis.publisher import Publisher
 
@@ -42,6 +42,17 @@ class RedisPlugin:
         """What ``dback plugins`` and ``/api/plugins`` show: role, Redis (no password), prefix."""
         return self.config.describe()
 
+    @hookimpl
+    def worker_sharing(self) -> bool | str:
+        """``dback serve --workers N`` shares one world through Redis in the ``auto`` role,
+        where the workers elect the one that runs the providers; a pinned role cannot."""
+        if self.config.role == AUTO:
+            return True
+        return (
+            f"{ROLE_ENV}=auto (the default), not {self.config.role!r}: the workers elect "
+            "the one that runs the providers"
+        )
+
 
 class PublisherPlugin(RedisPlugin):
     """Publishes what the local providers change."""
@@ -51,8 +62,8 @@ class PublisherPlugin(RedisPlugin):
         self.role = Publisher(self.config)
 
     @hookimpl
-    def startup(self, host: PluginHost) -> None:
-        self.role.start(host)
+    async def startup(self, host: PluginHost) -> None:
+        await self.role.start(host)
 
     @hookimpl
     async def shutdown(self) -> None:

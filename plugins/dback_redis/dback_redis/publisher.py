@@ -24,8 +24,8 @@ from typing import Any
 
 from redis.exceptions import RedisError, WatchError
 
-from dback_core.events import ClientIdUpdate, Event, Message, Presence, Refresh
-from dback_core.host import PluginHost
+from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence, Refresh
+from dback_core.plugin.host import PluginHost
 from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import Role, complete, retry_backoff
@@ -62,7 +62,9 @@ class Publisher(Role):
         self._backlog = chat.Backlog(config.chat)
         self._down = True
 
-    def start(self, host: PluginHost) -> None:
+    async def start(self, host: PluginHost) -> None:
+        """Write the snapshot and publish from here on (the writer waits for the server to
+        be ready); keep a subscription like every process."""
         self.host = host
         host.keep_loaded(True)
         self._spawn(self._run(), "dback-redis-publisher")

@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio.client import Pipeline, Redis
+from redis.typing import EncodableT, FieldT
 
-from dback_core.host import GuildView, ListedGuild, PluginHost
+from dback_core.plugin.host import GuildView, ListedGuild, PluginHost
 
 
 class Keys:
@@ -73,6 +74,12 @@ def write_user(
         pipe.hset(keys.users(guild_key), uid, _dumps(dict(user)))
 
 
+def decoded(value: bytes | str) -> str:
+    """A reply as text: the client decodes replies (``decode_responses``), which redis-py's
+    types cannot know."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def write_client_id(pipe: Pipeline, keys: Keys, guild_key: str, client_id: str | None) -> None:
     if client_id:
         pipe.hset(keys.meta(guild_key), "client_id", client_id)
@@ -84,7 +91,9 @@ def write_guild(pipe: Pipeline, keys: Keys, guild: GuildView) -> None:
     """Queue a full rewrite of one guild's members and meta."""
     pipe.delete(keys.users(guild.key), keys.meta(guild.key))
     if guild.members:
-        members = {uid: _dumps(dict(record)) for uid, record in guild.members.items()}
+        members: dict[FieldT, EncodableT] = {
+            uid: _dumps(dict(record)) for uid, record in guild.members.items()
+        }
         pipe.hset(keys.users(guild.key), mapping=members)
     write_client_id(pipe, keys, guild.key, guild.client_id)
     pipe.sadd(keys.guilds, guild.key)
@@ -93,7 +102,7 @@ def write_guild(pipe: Pipeline, keys: Keys, guild: GuildView) -> None:
 async def write_all(pipe: Pipeline, redis: Redis, keys: Keys, host: PluginHost) -> None:
     """Queue a rewrite of the whole snapshot from the server's guild list and loaded guilds,
     dropping guilds that are no longer loaded."""
-    known = set(await redis.smembers(keys.guilds))
+    known = {decoded(key) for key in await redis.smembers(keys.guilds)}
     servers = host.guild_list()
     pipe.set(keys.servers, _dumps({key: server_record(info) for key, info in servers.items()}))
     guilds = host.loaded_guilds()
@@ -116,8 +125,9 @@ async def read_servers(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]] | 
 
 async def read_users(redis: Redis, keys: Keys, guild_key: str) -> dict[str, dict[str, Any]]:
     raw = await redis.hgetall(keys.users(guild_key))
-    return {uid: json.loads(record) for uid, record in raw.items()}
+    return {decoded(uid): json.loads(record) for uid, record in raw.items()}
 
 
 async def read_client_id(redis: Redis, keys: Keys, guild_key: str) -> str | None:
-    return await redis.hget(keys.meta(guild_key), "client_id")
+    client_id = await redis.hget(keys.meta(guild_key), "client_id")
+    return None if client_id is None else decoded(client_id)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from dback_core.plugins import ENTRY_POINT_GROUP, normalize_name
+from dback_core.loading.plugins import ENTRY_POINT_GROUP, normalize_name
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

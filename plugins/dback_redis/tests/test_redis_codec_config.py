@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
 from click.testing import CliRunner
 
-from dback_core.cli import cli
-from dback_core.events import ClientIdUpdate, Message, Presence, Refresh
-from dback_core.plugins import NotConfigured
+from dback_core import NotConfigured
+from dback_core.ops.cli import cli
+from dback_core.plugin.events import ClientIdUpdate, Message, Presence, Refresh
 from dback_redis.codec import BadMessage, decode, encode
 from dback_redis.config import RedisConfig, redacted
+from dback_redis.edge import Edge
 from dback_redis.plugin import EdgePlugin, PublisherPlugin, RedisPlugin
+from dback_redis.publisher import Publisher
 
 EVENTS = [
     Presence("1", "5", "idle", "five", "#112233"),
@@ -141,3 +144,11 @@ def test_dback_plugins_says_what_is_missing(monkeypatch):
     monkeypatch.delenv("DBACK_REDIS_URL", raising=False)
     result = CliRunner().invoke(cli, ["plugins"])
     assert "dback-redis 0.1.0: not configured (set DBACK_REDIS_URL" in result.output
+
+
+@pytest.mark.parametrize("role", [Edge, Publisher])
+def test_every_role_starts_the_same_way_awaited(role):
+    """The elected process awaits the start of whichever role it holds, and the publisher
+    plugin awaits its own: a ``start`` that returned None could not be awaited."""
+    assert inspect.iscoroutinefunction(role.start)
+    assert inspect.iscoroutinefunction(PublisherPlugin.startup)

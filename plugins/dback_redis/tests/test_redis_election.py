@@ -10,13 +10,16 @@ import contextlib
 import logging
 import signal
 
+import pytest
 from bus_recorder import BusRecorder
 
-from dback_core.events import Message
+from dback_core.plugin.events import Message
 from dback_core.testing import Client, running_server
 from dback_redis.codec import encode
 from dback_redis.config import RedisConfig
 from dback_redis.plugin import RedisPlugin
+
+pytestmark = pytest.mark.redis
 
 log = logging.getLogger(__name__)
 WAIT = 30.0

@@ -9,12 +9,16 @@ import contextlib
 import dataclasses
 import json
 
+import pytest
+
 from dback_core import hookimpl
-from dback_core.events import ClientIdUpdate, Message, Presence, Refresh
+from dback_core.plugin.events import ClientIdUpdate, Message, Presence, Refresh
 from dback_core.testing import Client, running_server
 from dback_redis.codec import encode
 from dback_redis.config import RedisConfig
 from dback_redis.plugin import RedisPlugin
+
+pytestmark = pytest.mark.redis
 
 WAIT = 30.0
 

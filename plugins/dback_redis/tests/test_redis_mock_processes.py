@@ -7,8 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
+
 from dback_core.testing import Client
 from dback_redis.codec import decode
+
+pytestmark = pytest.mark.redis
 
 WAIT = 30.0
 WINDOW = 40

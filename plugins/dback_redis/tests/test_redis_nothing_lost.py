@@ -12,13 +12,16 @@ import socket
 import subprocess
 from collections.abc import AsyncIterator
 
+import pytest
 from redis.asyncio import Redis
 
 from dback_core import hookimpl
-from dback_core.events import Message, Presence
+from dback_core.plugin.events import Message, Presence
 from dback_core.testing import Client, running_server
 from dback_redis.config import RedisConfig
 from dback_redis.plugin import RedisPlugin
+
+pytestmark = pytest.mark.redis
 
 log = logging.getLogger(__name__)
 WAIT = 30.0

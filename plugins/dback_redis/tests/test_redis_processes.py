@@ -13,13 +13,16 @@ import asyncio
 import contextlib
 import json
 
+import pytest
 from bus_recorder import BusRecorder
 
 from dback_core import hookimpl
-from dback_core.events import Message, Presence
+from dback_core.plugin.events import Message, Presence
 from dback_core.testing import Client, running_server
 from dback_redis.config import RedisConfig
 from dback_redis.plugin import RedisPlugin
+
+pytestmark = pytest.mark.redis
 
 WAIT = 30.0
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import websockets
 
 from dback_core.testing import Client
@@ -69,6 +70,7 @@ async def wait_for_log(path, pattern: str) -> re.Match:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.redis
 async def test_workers_share_the_port_and_the_world_and_are_supervised(namespace, tmp_path):
     url = await namespace.new_user("workers")
     port = free_port()
@@ -139,4 +141,23 @@ def test_workers_without_redis_refuse_to_start_clearly(tmp_path):
         timeout=60,
     )
     assert result.returncode != 0
-    assert "--workers needs DBACK_REDIS_URL" in result.stderr
+    assert "--workers: no active plugin shares the world between workers" in result.stderr
+
+
+def test_workers_with_a_pinned_redis_role_refuse_naming_the_role(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBACK_")}
+    # Refused before any worker starts: nothing connects to this address.
+    env |= {"DBACK_REDIS_URL": "redis://127.0.0.1:1/0", "DBACK_REDIS_ROLE": "edge"}
+    env["DBACK_PLUGINS"] = "dback-redis"
+    result = subprocess.run(
+        [sys.executable, "-m", "dback_core", "serve", "--workers", "2", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert (
+        "--workers: plugin dback-redis shares the world between workers but needs "
+        "DBACK_REDIS_ROLE=auto (the default), not 'edge'"
+    ) in result.stderr

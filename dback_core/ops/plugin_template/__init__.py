@@ -1,0 +1,4 @@
+"""The files ``dback new-plugin`` writes, with ``{{placeholders}}``.
+
+Filled in by ``dback_core.ops.scaffold``.
+"""

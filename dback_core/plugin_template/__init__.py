@@ -1,1 +1,0 @@
-"""The files ``dback new-plugin`` writes, with ``{{placeholders}}`` (``dback_core.scaffold``)."""
