@@ -258,13 +258,21 @@ class PluginHooks:
         return await self.first_answer("get_user_data", server_id=server_id)
 
     async def authorize(
-        self, server_id: str, server: dict[str, Any], credentials: dict[str, Any]
+        self,
+        server_id: str,
+        server: dict[str, Any],
+        credentials: dict[str, Any],
+        address: str = "unknown",
     ) -> bool | str:
         """True (or, when the admitting plugin gave a grant, the grant as
         ``"<plugin>:<grant>"``) only when a plugin admits the client; no decision at all
         means refused. The plugin's name keeps two plugins' grants apart."""
         plugin, admitted, _ = await self.first_answer(
-            "authorize", server_id=server_id, server=server, credentials=credentials
+            "authorize",
+            server_id=server_id,
+            server=server,
+            credentials=credentials,
+            address=address,
         )
         if isinstance(admitted, str):
             return grant_of(plugin or "", admitted)

@@ -220,14 +220,20 @@ def event_applied(event: Any, origin: str | None) -> None:
 )
 @hookspec
 def authorize(
-    server_id: str, server: dict[str, Any], credentials: dict[str, Any]
+    server_id: str, server: dict[str, Any], credentials: dict[str, Any], address: str
 ) -> bool | str | None:
     """Decide whether a client may see passworded guild ``server_id``.
 
     ``credentials`` holds what the client sent: ``password``, ``discordToken``,
-    ``discordUser``. Return True to admit, False to refuse, None to leave the decision to the
-    next plugin. When no plugin decides, the client is refused. Raise
-    ``dback_core.AccessRefused("message")`` to refuse with a message the client can act on.
+    ``discordUser``. ``address`` is the client's address as dback counts it (an IPv4 address,
+    or an IPv6 /64 such as ``2001:db8:1:2::/64``): the key to share costly work fairly between
+    clients (``dback_core.plugin.fairness``). Return True to admit, False to refuse, None to
+    leave the decision to the next plugin. When no plugin decides, the client is refused. Raise
+    ``dback_core.AccessRefused("message")`` to refuse with a message the client can act on
+    (then no wrong password is counted against the client).
+
+    A check with a ``password`` is only asked for when the core's guessing throttle allows
+    it, and a False answer to one counts as a wrong password for that address and guild.
 
     A non-empty str admits too, under that grant (say ``discord-user:1234``): the plugin can
     later take out every viewer admitted under it with ``PluginHost.revoke``, when it learns

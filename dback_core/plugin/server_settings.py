@@ -10,6 +10,7 @@ refused in the same words. ``Settings`` holds the values the server runs with; a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -24,6 +25,27 @@ from dback_core.plugin.settings import Setting
 def _port_in_range(port: int) -> None:
     if not 0 <= port <= 65535:
         raise ValueError(f"must be between 0 and 65535, not {port}")
+
+
+#: A network a trusted proxy's address lies in.
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def proxy_networks(text: str) -> tuple[Network, ...]:
+    """The networks of ``DBACK_TRUSTED_PROXIES``: comma-separated addresses or networks
+    (``127.0.0.1, 10.0.0.0/8, ::1``). Raises ``ValueError`` naming a bad entry."""
+    networks = []
+    for entry in (part.strip() for part in text.split(",")):
+        if entry:
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def _proxies(text: str) -> None:
+    proxy_networks(text)
 
 
 #: Every variable the core reads, in the order the docs list them. Those named after a
@@ -97,6 +119,27 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("DBACK_MESSAGE_RATE", float, 5.0, "messages per second a client may send", minimum=0),
     Setting("DBACK_MESSAGE_BURST", int, 20, "messages a client may send in a burst", minimum=0),
     Setting(
+        "DBACK_PASSWORD_LOCKOUT_AFTER",
+        int,
+        8,
+        "wrong passwords from one address after which its password checks are locked out",
+        minimum=1,
+    ),
+    Setting(
+        "DBACK_PASSWORD_LOCKOUT",
+        float,
+        600.0,
+        "seconds an address stays locked out of password checks",
+        minimum=0,
+    ),
+    Setting(
+        "DBACK_TRUSTED_PROXIES",
+        str,
+        "",
+        "comma-separated addresses or networks of proxies whose X-Forwarded-For names the client",
+        check=_proxies,
+    ),
+    Setting(
         "DBACK_ALLOWED_ORIGINS", str, "", "comma-separated browser Origins allowed; empty: any"
     ),
     Setting("DBACK_PLUGINS", str, None, "plugins to load, in priority order; unset: all installed"),
@@ -153,6 +196,13 @@ class Settings:
     #: Messages per second a client may send on average, and in a burst.
     message_rate: float = 5.0
     message_burst: int = 20
+    #: Wrong passwords from one address (over all guilds) after which its password checks
+    #: are locked out, and for how many seconds (``dback_core.serving.guessing``).
+    password_lockout_after: int = 8
+    password_lockout: float = 600.0
+    #: Comma-separated addresses or networks of reverse proxies whose ``X-Forwarded-For``
+    #: names the client, for the password throttle and fair shares (``wire.addresses``).
+    trusted_proxies: str = ""
     #: Comma-separated Origins allowed to open a WebSocket (empty: any). Clients that send no
     #: Origin header (not browsers) are always allowed: cross-site hijacking needs a browser.
     allowed_origins: str = ""
@@ -164,6 +214,11 @@ class Settings:
             Origin(origin.strip()) for origin in self.allowed_origins.split(",") if origin.strip()
         ]
         return [*listed, None] if listed else None
+
+    @property
+    def proxies(self) -> tuple[Network, ...]:
+        """The networks of the trusted proxies (``trusted_proxies``, checked on reading)."""
+        return proxy_networks(self.trusted_proxies)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

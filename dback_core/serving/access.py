@@ -15,6 +15,7 @@ from typing import Any
 
 from dback_core.loading.hooks import PluginHooks
 from dback_core.plugin.errors import AccessRefused
+from dback_core.serving.guessing import LOCKOUT, LOCKOUT_AFTER, Guess, GuessThrottle
 from dback_core.wire import protocol
 from dback_core.wire.fanout import Fanout, Viewer
 from dback_core.world.records import ServerInfo
@@ -28,47 +29,84 @@ def may_view(viewer: Viewer, info: ServerInfo) -> bool:
 
 
 class Access:
-    """Admission to guilds for one server: its fan-out, its plugins' ``authorize``, and its
-    current guild list (read through ``servers`` at each use, as the list is replaced)."""
+    """Admission to guilds for one server: its fan-out, its plugins' ``authorize``, its
+    current guild list (read through ``servers`` at each use, as the list is replaced), and
+    the throttle every password check passes first."""
 
     def __init__(
         self,
         fanout: Fanout,
         hooks: PluginHooks,
         servers: Callable[[], Mapping[str, ServerInfo]],
+        guesses: GuessThrottle | None = None,
     ) -> None:
         self.fanout = fanout
         self.hooks = hooks
         self.servers = servers
+        self.guesses = guesses or GuessThrottle(LOCKOUT_AFTER, LOCKOUT)
 
     async def admit(self, viewer: Viewer, info: ServerInfo, data: dict[str, Any]) -> str | None:
         """None when the viewer may see ``info``, else the error to show. A password the
-        guild's record carries is compared here; anything else is for the plugins."""
+        guild's record carries is compared here; anything else is for the plugins.
+
+        Every password check - compared here or by a plugin's ``authorize`` - is first put
+        to the guessing throttle (``dback_core.serving.guessing``), so a guesser's next try is
+        refused before any work is done, and only its own address is slowed."""
         if may_view(viewer, info):
             return None
+        address = viewer.address
+        password = data.get("password")
+        guess: Guess | None = None
+        if password:
+            allowed = self.guesses.begin(address, info.key)
+            if isinstance(allowed, str):
+                return allowed
+            guess = allowed
+        try:
+            refusal, wrong = await self._check(viewer, info, data, address)
+        except BaseException:
+            if guess is not None:
+                guess.abandoned()
+            raise
+        if guess is not None:
+            if refusal is None:
+                guess.succeeded()
+            elif wrong:
+                guess.failed()
+            else:
+                guess.abandoned()  # no check was made (busy, unavailable)
+        return refusal
+
+    async def _check(
+        self, viewer: Viewer, info: ServerInfo, data: dict[str, Any], address: str
+    ) -> tuple[str | None, bool]:
+        """The refusal (None: admitted), and whether the credentials were judged wrong -
+        as opposed to not checked at all (a plugin's ``AccessRefused``: busy, unavailable)."""
         password = data.get("password")
         if info.password is not None and password:
             expected = info.password.encode("utf-8", "surrogatepass")
             if hmac.compare_digest(password.encode(), expected):
                 viewer.authorized[info.key] = info.access
-                return None
-            return protocol.LOGIN_REFUSED
+                return None, False
+            return protocol.LOGIN_REFUSED, True
         credentials = {
             "password": password,
             "discordToken": data.get("discordToken"),
             "discordUser": data.get("discordUser"),
         }
         if not any(credentials.values()):
-            return protocol.LOGIN_REQUIRED
+            return protocol.LOGIN_REQUIRED, False
         try:
-            admitted = await self.hooks.authorize(info.key, info.for_plugins(), credentials)
+            admitted = await self.hooks.authorize(
+                info.key, info.for_plugins(), credentials, address
+            )
         except AccessRefused as refusal:
-            return str(refusal) or protocol.LOGIN_REFUSED
+            return str(refusal) or protocol.LOGIN_REFUSED, False
         if admitted:
             viewer.authorized[info.key] = info.access
             _remember_grant(viewer, info.key, admitted if isinstance(admitted, str) else None)
-            return None
-        return protocol.LOGIN_REFUSED
+            return None, False
+        return protocol.LOGIN_REFUSED, True
 
     def revoke(self, key: str, grant: str, message: str) -> int:
         """Void every admission to guild ``key`` made under ``grant``; viewers watching it are

@@ -26,6 +26,7 @@ from dback_core.plugin.host import PluginHost
 from dback_core.plugin.server_settings import Settings
 from dback_core.serving.access import Access, may_view
 from dback_core.serving.bound_host import BoundHost
+from dback_core.serving.guessing import GuessThrottle
 from dback_core.serving.metrics import Metrics, Watched
 from dback_core.serving.reloader import Reloader, ReloadInputs, reload_periodically
 from dback_core.serving.routes import Routes
@@ -69,7 +70,12 @@ class DbackServer:
             plugins, timeout=self.settings.provider_timeout, metrics=self.metrics
         )
         self.fanout = Fanout(self.settings.max_client_buffer)
-        self.access = Access(self.fanout, self.hooks, lambda: self.directory.servers)
+        self.access = Access(
+            self.fanout,
+            self.hooks,
+            lambda: self.directory.servers,
+            GuessThrottle(self.settings.password_lockout_after, self.settings.password_lockout),
+        )
         self.directory = Directory(self.hooks, on_access_change=self.access.eject)
         self.sessions = Sessions(self.settings, self.directory, self.fanout, self.access)
         self.reloader = Reloader(

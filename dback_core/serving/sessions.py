@@ -22,7 +22,9 @@ from dback_core.plugin.ratelimit import TokenBucket
 from dback_core.plugin.server_settings import Settings
 from dback_core.serving.access import Access, may_view
 from dback_core.wire import inputs, protocol
+from dback_core.wire.addresses import client_address
 from dback_core.wire.fanout import Fanout, Viewer
+from dback_core.wire.limits import LogThrottle
 from dback_core.world.directory import Directory
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,14 @@ def address(connection: ServerConnection) -> str:
     return str(remote[0]) if remote else "unknown"
 
 
+def forwarded_for(connection: ServerConnection) -> str | None:
+    """The handshake's ``X-Forwarded-For`` (all of them, joined), or None."""
+    if connection.request is None:
+        return None
+    values = connection.request.headers.get_all("X-Forwarded-For")
+    return ", ".join(values) if values else None
+
+
 class Sessions:
     """The WebSocket handler of one server and the client message types it answers."""
 
@@ -55,6 +65,10 @@ class Sessions:
         self.directory = directory
         self.fanout = fanout
         self.access = access
+        #: One WARNING per 10 s for clients closed for flooding: a flood of them must not
+        #: become a flood of log lines.
+        self.floods = LogThrottle(log)
+        self.trusted_proxies = settings.proxies
         self.handlers: dict[str, MessageHandler] = {
             "connect": self.connect,
             "get_user_data": self.user_data,
@@ -63,7 +77,9 @@ class Sessions:
     async def serve(self, connection: ServerConnection) -> None:
         """Run one client's session until it closes; rate-limited per connection."""
         client = address(connection)
-        viewer = self.fanout.add(connection)
+        counted = client_address(client, forwarded_for(connection), self.trusted_proxies)
+        viewer = self.fanout.add(connection)  # drops the handshake's headers
+        viewer.address = counted
         bucket = TokenBucket(self.settings.message_rate, self.settings.message_burst)
         log.debug("client %s connected", client)
         try:
@@ -73,7 +89,7 @@ class Sessions:
                 if closing is not None:
                     continue  # keep reading so the close handshake can complete
                 if not bucket.take():
-                    log.warning("closing %s: message rate limit exceeded", client)
+                    self.floods.warning("closing %s: message rate limit exceeded", client)
                     closing = asyncio.create_task(
                         connection.close(1008, "message rate limit exceeded")
                     )

@@ -23,6 +23,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import CONNECTING
 
+from dback_core.wire.addresses import peer_address
 from dback_core.wire.limits import ConnectionCounter, LogThrottle
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,13 @@ class CountedConnection(ServerConnection):
         self.counter = counter
         self.open_timeout = open_timeout
         self.refusals = refusals
-        #: The remote address this connection is counted under; None when it was refused.
+        #: The address this connection is counted under (an IPv6 client's /64); None when
+        #: it was refused.
         self.counted_address: str | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        address = peer_address(transport.get_extra_info("peername"))
         refusal = self.counter.refusal(address)
         if refusal is not None:
             status, reason = refusal

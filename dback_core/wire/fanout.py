@@ -79,7 +79,7 @@ class Viewer:
     Slotted: there is one per open connection, and idle connections are most of them.
     """
 
-    __slots__ = ("authorized", "connection", "deflate", "grants", "guild", "requested")
+    __slots__ = ("address", "authorized", "connection", "deflate", "grants", "guild", "requested")
 
     def __init__(self, connection: ServerConnection, deflate: SharedDeflate | None = None) -> None:
         self.connection = connection
@@ -89,6 +89,9 @@ class Viewer:
         self.requested: str | None = None
         self.authorized: dict[str, str] = {}
         self.grants: dict[str, str] | None = None
+        #: The client's address as limits and fair shares count it (``dback_core.wire.addresses``),
+        #: set by the session from the socket and a trusted proxy's ``X-Forwarded-For``.
+        self.address = "unknown"
 
 
 def forget_handshake_headers(connection: ServerConnection) -> None:

@@ -126,6 +126,11 @@ class LoginLimits:
     burst: int = 5
     #: Login checks in flight at once.
     concurrency: int = 4
+    #: Checks one address may have in flight or waiting for its turn (the budget above is
+    #: shared round-robin between addresses); one more is refused at once as busy.
+    per_address: int = 2
+    #: Seconds a check may wait for its turn before the viewer is told login is busy.
+    wait: float = 3.0
     #: Seconds a valid token's guild list is trusted, and a refused token stays refused.
     admit_ttl: float = 300.0
     refuse_ttl: float = 3600.0
@@ -208,7 +213,7 @@ def _number_keys(options: type) -> dict[str, tuple[type, ...]]:
 
 _BOT_KEYS = {**_number_keys(BotOptions), "shards": (int, str)}
 _LOGIN_KEYS = _number_keys(LoginLimits)
-_POSITIVE = {"rate", "burst", "concurrency", "cache_size"}
+_POSITIVE = {"rate", "burst", "concurrency", "per_address", "cache_size"}
 
 
 def _snowflake(value: Any, where: str) -> int:

@@ -18,9 +18,13 @@ after 10,000 invalid requests in 10 minutes, so the calls are guarded:
   that was under way when it happened does not admit to that guild; a member joining a
   guild drops them too (their cached guild list is out of date);
 - concurrent checks of one token share one call;
+- a token with a cached verdict never waits for the limits below: its answer is at hand;
 - outbound checks pass a global token bucket (``rate`` per second, ``burst``) and a cap on
-  checks in flight (``concurrency``); beyond them the viewer is refused at once with "login
-  is busy" - nothing waits in a queue;
+  checks in flight (``concurrency``), shared fairly between the viewers' addresses: each
+  address has its own short line, the lines are served in turn (``dback_core.plugin.fairness``),
+  so an address flooding forged tokens gets no more than any other address that asks. An
+  address with ``per_address`` checks in flight or waiting is refused at once with "login
+  is busy", and so is a check whose turn did not come within ``wait`` seconds;
 - a 429 stops every call until its ``Retry-After`` has passed;
 - Discord failing (5xx, timeout, no connection) refuses the viewer with a clear message:
   a login that cannot be checked is never admitted.
@@ -43,6 +47,7 @@ import aiohttp
 from discord.http import Route
 
 from dback_core import AccessRefused
+from dback_core.plugin.fairness import FairTurns, TurnRefused
 from dback_core.plugin.ratelimit import TokenBucket
 from dback_discord.config import LoginLimits
 
@@ -86,7 +91,12 @@ class LoginChecks:
     def __init__(self, session: aiohttp.ClientSession, limits: LoginLimits) -> None:
         self.session = session
         self.limits = limits
-        self.bucket = TokenBucket(limits.rate, limits.burst)
+        self.turns = FairTurns(
+            limits.concurrency,
+            limits.per_address,
+            bucket=TokenBucket(limits.rate, limits.burst),
+            max_wait=limits.wait,
+        )
         #: token hash -> verdict, oldest first
         self.verdicts: OrderedDict[str, Verdict] = OrderedDict()
         #: user id -> hashes of the tokens with a cached admission, to drop them on a removal
@@ -94,12 +104,12 @@ class LoginChecks:
         #: (user id, guild id) -> when the removal was seen (monotonic)
         self.removals: dict[tuple[int, str], float] = {}
         self.pending: dict[str, asyncio.Future[Login | None]] = {}
-        self.in_flight = 0
         self.blocked_until = 0.0
 
-    async def member_of(self, token: str, guild_id: str) -> int | None:
+    async def member_of(self, token: str, guild_id: str, address: str) -> int | None:
         """The token's user id when that user is in ``guild_id``; None when Discord says the
-        token is invalid or the user is not a member.
+        token is invalid or the user is not a member. ``address`` (the viewer's, as the core
+        counts it) is whose share of the limits a call to Discord takes.
 
         Raises ``AccessRefused`` with ``BUSY`` or ``UNAVAILABLE`` when the answer cannot be had
         now: the viewer sees why and may try again.
@@ -118,7 +128,7 @@ class LoginChecks:
             if waiting is not None:
                 login = await asyncio.shield(waiting)
             else:
-                login = await self._check(key, token)
+                login = await self._check(key, token, address)
         if login is None or guild_id not in login.guilds:
             return None
         return login.user_id
@@ -169,38 +179,35 @@ class LoginChecks:
         while len(self.verdicts) > self.limits.cache_size:
             self._forget(next(iter(self.verdicts)))
 
-    def _may_call(self) -> bool:
-        """Whether a call to Discord fits the limits now (and takes its share of them)."""
-        if time.monotonic() < self.blocked_until:
-            return False
-        return self.in_flight < self.limits.concurrency and self.bucket.take()
+    def _blocked(self) -> bool:
+        """Whether Discord asked for a pause (a 429) that has not passed yet."""
+        return time.monotonic() < self.blocked_until
 
     async def _still_accepted(self, key: str, token: str) -> bool:
-        """Whether Discord still accepts a token with a cached admission. When no call can
-        be made now (the limits, Discord failing) the cached admission stands."""
-        if not self._may_call():
+        """Whether Discord still accepts a token with a cached admission. Only spare capacity
+        is used - a turn free now that no uncached check waits for - so a cached token never
+        waits; without one (the limits, Discord failing) the cached admission stands."""
+        turn = None if self._blocked() else self.turns.spare()
+        if turn is None:
             return True
-        self.in_flight += 1
         try:
             user_id = await self._user(token)
         except AccessRefused:
             return True
         finally:
-            self.in_flight -= 1
+            turn.release()
         if user_id is None:
             self._remember(key, None)
             return False
         return True
 
-    async def _check(self, key: str, token: str) -> Login | None:
-        if not self._may_call():
+    async def _check(self, key: str, token: str, address: str) -> Login | None:
+        if self._blocked():
             raise AccessRefused(BUSY)
         future: asyncio.Future[Login | None] = asyncio.get_running_loop().create_future()
         self.pending[key] = future
-        self.in_flight += 1
-        asked_at = time.monotonic()
         try:
-            login = await self._ask(token)
+            login = await self._ask_in_turn(token, address)
         except AccessRefused as refusal:
             future.set_exception(refusal)
             future.exception()  # retrieved here, so a future nobody shared logs nothing
@@ -212,13 +219,25 @@ class LoginChecks:
             future.exception()
             raise
         finally:
-            self.in_flight -= 1
             del self.pending[key]
-        if login is not None:
-            login = self._without_removals(login, asked_at)
         self._remember(key, login)
         future.set_result(login)
         return login
+
+    async def _ask_in_turn(self, token: str, address: str) -> Login | None:
+        """Wait for ``address``'s turn at the limits, then ask Discord."""
+        try:
+            turn = await self.turns.acquire(address)
+        except TurnRefused:
+            raise AccessRefused(BUSY) from None
+        try:
+            if self._blocked():  # a 429 arrived while this check waited
+                raise AccessRefused(BUSY)
+            asked_at = time.monotonic()
+            login = await self._ask(token)
+        finally:
+            turn.release()
+        return None if login is None else self._without_removals(login, asked_at)
 
     def _without_removals(self, login: Login, asked_at: float) -> Login:
         """``login`` less the guilds the user was seen leaving while it was being checked."""

@@ -357,7 +357,9 @@ class DiscordPlugin:
     # -- access ----------------------------------------------------------------------------
 
     @hookimpl
-    async def authorize(self, server_id: str, credentials: dict[str, Any]) -> bool | str | None:
+    async def authorize(
+        self, server_id: str, credentials: dict[str, Any], address: str
+    ) -> bool | str | None:
         """For guilds with ``discord_login``: admit members of the guild, refuse the rest.
 
         A member is admitted under a grant naming their Discord user, so that a kick or a
@@ -371,7 +373,7 @@ class DiscordPlugin:
         if self.logins is None or self.live_logins is None:
             return False
         guild_id = str(found[0].id)
-        user_id = await self.logins.member_of(token.strip(), guild_id)
+        user_id = await self.logins.member_of(token.strip(), guild_id, address)
         if user_id is None:
             return False
         return self.live_logins.admit(guild_id, user_id)

@@ -66,7 +66,14 @@ def test_guild_tables_override_the_defaults(tmp_path, monkeypatch):
 
 def test_login_limits_have_safe_defaults_and_can_be_set():
     assert parse_config("token", {}).login == LoginLimits(
-        rate=2.0, burst=5, concurrency=4, admit_ttl=300.0, refuse_ttl=3600.0, cache_size=10_000
+        rate=2.0,
+        burst=5,
+        concurrency=4,
+        per_address=2,
+        wait=3.0,
+        admit_ttl=300.0,
+        refuse_ttl=3600.0,
+        cache_size=10_000,
     )
     login = parse_config("token", {"login": {"rate": 0.5, "refuse_ttl": 60}}).login
     assert login.rate == 0.5 and login.refuse_ttl == 60 and login.burst == 5

@@ -6,10 +6,10 @@ the plugin reports itself as not configured and stays out of the way.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from dback_core import NotConfigured, Unavailable, hookimpl
+from dback_core import AccessRefused, NotConfigured, Unavailable, hookimpl
+from dback_core.plugin.fairness import FairThreadPool, TurnRefused
 from dback_core.plugin.health import FAILED
 from dback_core.plugin.host import PluginHost
 from dback_postgres import queries
@@ -22,8 +22,13 @@ from dback_postgres.passwords import verify_password
 from dback_postgres.settings import DSN_ENV, SETTINGS, PostgresSettings
 
 #: Password checks running at once: each costs scrypt's memory and CPU in a worker thread,
-#: so a flood of wrong passwords queues here instead of taking every core.
+#: so a flood of wrong passwords queues here instead of taking every core. A hard bound: a
+#: check whose caller gave up keeps its thread until scrypt is done.
 PASSWORD_CHECKS = 2
+#: Checks one address may have running or waiting; one more is refused at once. The queues
+#: are served in turn, so another address's check waits for at most one of each.
+CHECKS_PER_ADDRESS = 3
+BUSY = "Too many password checks from your address at once; please try again in a moment."
 
 
 class PostgresPlugin:
@@ -39,7 +44,9 @@ class PostgresPlugin:
         self.database = Database(settings)
         self.listener = ChangeListener(self.database, self._report_health)
         self.host: PluginHost | None = None
-        self._password_checks = asyncio.Semaphore(PASSWORD_CHECKS)
+        self._password_checks = FairThreadPool(
+            PASSWORD_CHECKS, CHECKS_PER_ADDRESS, name="dback-postgres-password"
+        )
 
     def _report_health(self, status: str, reason: str | None) -> None:
         if self.host is not None:
@@ -61,6 +68,7 @@ class PostgresPlugin:
 
     @hookimpl
     async def shutdown(self) -> None:
+        self._password_checks.close()
         await self.listener.close()
         await self.database.close()
 
@@ -87,17 +95,27 @@ class PostgresPlugin:
         return rows[0]["client_id"] if rows else None
 
     @hookimpl
-    async def authorize(self, server_id: str, credentials: dict[str, Any]) -> bool | None:
+    async def authorize(
+        self, server_id: str, credentials: dict[str, Any], address: str
+    ) -> bool | None:
         """Check a password against the guild's ``password_hash``; no opinion (None) for a
-        guild without one, or for a client that sent no password (a Discord login, say)."""
+        guild without one, or for a client that sent no password (a Discord login, say).
+
+        The core's guessing throttle has allowed the check already; the scrypt work is
+        shared fairly between addresses, so a flood from one address cannot hold up
+        another's login."""
         password = credentials.get("password")
         if not isinstance(password, str) or not password:
             return None
         rows = await self._fetch(queries.PASSWORD_HASH, server_id)
         if not rows or rows[0]["password_hash"] is None:
             return None
-        async with self._password_checks:
-            return await asyncio.to_thread(verify_password, password, rows[0]["password_hash"])
+        try:
+            return await self._password_checks.run(
+                address, verify_password, password, rows[0]["password_hash"]
+            )
+        except TurnRefused:
+            raise AccessRefused(BUSY) from None
 
     @hookimpl
     def event_sources(self) -> list[Any]:
