@@ -133,8 +133,6 @@ async def serve(args: argparse.Namespace) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := (await reader.readline()).decode().strip():
-        if line == "reset":
-            worst[0] = 0.0
         usage = resource.getrusage(resource.RUSAGE_SELF)
         stats = {
             "cpu": usage.ru_utime + usage.ru_stime,
@@ -144,6 +142,8 @@ async def serve(args: argparse.Namespace) -> None:
             "slow_disconnects": server.fanout.slow_disconnects,
         }
         out.write(json.dumps(stats) + "\n")
+        if line == "reset":
+            worst[0] = 0.0
     watch.cancel()
     await server.stop()
 
@@ -281,10 +281,22 @@ class Watcher:
 
 async def switch_flood(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    socks = [await open_raw(server.port) for _ in range(args.flood)]
     watcher = Watcher()
     await watcher.open(server.port)
-    await asyncio.sleep(1.0)  # the watched guild's presences settle
+    server.stats("reset")
+    if not args.cold:
+        # Each guild loaded once, as a server that has run a while has them: loading is a
+        # cost per guild and refresh, not per connect (reported as ``warm_up_stall_ms``).
+        warm = []
+        for index in range(args.guilds):
+            warm.append(await open_raw(server.port))
+            await loop.sock_sendall(warm[-1], connect_message(f"g{index}"))
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        for sock in warm:
+            sock.close()
+    await asyncio.sleep(1.0)  # the warm-up sockets are gone, the guild's presences settle
+    socks = [await open_raw(server.port) for _ in range(args.flood)]
     before = server.stats("reset")
     start = loop.time()
     until = start + args.seconds
@@ -299,6 +311,8 @@ async def switch_flood(args: argparse.Namespace, server: Server) -> dict[str, An
         "connections": args.flood,
         "guilds": args.guilds,
         "seconds": round(elapsed, 1),
+        "guilds_loaded_first": not args.cold,
+        "warm_up_stall_ms": round(before["stall"] * 1000, 1),
         "server_cpu_share": round((after["cpu"] - before["cpu"]) / elapsed, 3),
         "loop_stall_max_ms": round(after["stall"] * 1000, 1),
         "watcher_gap_max_ms": round(max(gaps) * 1000, 1),
@@ -364,6 +378,9 @@ def main() -> None:
     parser.add_argument("--flood", type=int, default=250)
     parser.add_argument("--readers", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--cold", action="store_true", help="switch: no guild loaded before the flood"
+    )
     parser.add_argument(
         "--switching", action="store_true", help="readers: each sends a connect every 0.2 s"
     )

@@ -65,6 +65,20 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "DBACK_MAX_CLIENT_LAG",
+        float,
+        10.0,
+        "seconds a client may read nothing while its writes wait before it is dropped; 0: never",
+        minimum=0,
+    ),
+    Setting(
+        "DBACK_JOIN_CACHE_BYTES",
+        int,
+        64 * 1024 * 1024,
+        "bytes of compressed joins and member lists kept for reuse (uncompressed size counted)",
+        minimum=0,
+    ),
+    Setting(
         "DBACK_COMPRESSION",
         str,
         "deflate",
@@ -96,6 +110,14 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("DBACK_MESSAGE_RATE", float, 5.0, "messages per second a client may send", minimum=0),
     Setting("DBACK_MESSAGE_BURST", int, 20, "messages a client may send in a burst", minimum=0),
+    Setting(
+        "DBACK_SWITCH_RATE",
+        float,
+        1.0,
+        "guild switches (connect, get_user_data) per second a client may make; more: an error",
+        minimum=0,
+    ),
+    Setting("DBACK_SWITCH_BURST", int, 5, "guild switches a client may make in a burst", minimum=0),
     Setting(
         "DBACK_ALLOWED_ORIGINS", str, "", "comma-separated browser Origins allowed; empty: any"
     ),
@@ -129,6 +151,10 @@ class Settings:
     max_frame_size: int = 4096
     #: Bytes queued for one client past which it is disconnected as too slow.
     max_client_buffer: int = 4 * 1024 * 1024
+    #: Seconds a client's writes may stay paused (it reads nothing) before it is dropped.
+    max_client_lag: float = 10.0
+    #: Bytes of compressed joins and member lists kept for reuse (``dback_core.wire.joins``).
+    join_cache_bytes: int = 64 * 1024 * 1024
     #: ``deflate``: permessage-deflate with every client that offers it, compressed once per
     #: guild rather than per connection (``dback_core.wire.deflate``); ``none`` declines it.
     compression: str = "deflate"
@@ -153,6 +179,10 @@ class Settings:
     #: Messages per second a client may send on average, and in a burst.
     message_rate: float = 5.0
     message_burst: int = 20
+    #: Guild switches (``connect``, ``get_user_data``) per second on average, and in a burst:
+    #: each may cost a large frame; one past the rate is answered with an ``error``.
+    switch_rate: float = 1.0
+    switch_burst: int = 5
     #: Comma-separated Origins allowed to open a WebSocket (empty: any). Clients that send no
     #: Origin header (not browsers) are always allowed: cross-site hijacking needs a browser.
     allowed_origins: str = ""

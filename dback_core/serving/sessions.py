@@ -64,6 +64,7 @@ class Sessions:
         """Run one client's session until it closes; rate-limited per connection."""
         client = address(connection)
         viewer = self.fanout.add(connection)
+        viewer.switches = TokenBucket(self.settings.switch_rate, self.settings.switch_burst)
         bucket = TokenBucket(self.settings.message_rate, self.settings.message_burst)
         log.debug("client %s connected", client)
         try:
@@ -78,6 +79,9 @@ class Sessions:
                         connection.close(1008, "message rate limit exceeded")
                     )
                     continue
+                # Nothing more is read from a client that has not read what it was sent:
+                # its requests wait in its own buffers, not in the server's memory.
+                await connection.drain()
                 await self.dispatch(viewer, raw)
         except ConnectionClosed:
             pass
@@ -92,6 +96,11 @@ class Sessions:
         self.fanout.flush()  # broadcasts queued before this frame go first
         with contextlib.suppress(ConnectionClosed):
             await connection.send(frame, text=True)
+
+    def switching_too_fast(self, viewer: Viewer) -> bool:
+        """Whether this request for a member list (a ``connect``, a ``get_user_data``) is
+        past the viewer's switch rate: each may cost the server a large frame."""
+        return viewer.switches is not None and not viewer.switches.take()
 
     async def error(self, viewer: Viewer, message: str) -> None:
         await self.send(viewer.connection, protocol.error(message))
@@ -139,6 +148,9 @@ class Sessions:
         if problem is not None:
             await self.error(viewer, problem)
             return
+        if self.switching_too_fast(viewer):
+            await self.error(viewer, protocol.SWITCHING_TOO_FAST)
+            return
         await self.join(viewer, data)
 
     async def join(self, viewer: Viewer, data: dict[str, Any]) -> None:
@@ -170,7 +182,7 @@ class Sessions:
         # client marks it in its menu and writes it into its ``?s=`` link.
         frame = guild.join_frame(current.id)
         self.fanout.move(viewer, info.key, current.id)
-        await self.send(viewer.connection, frame)
+        await self.fanout.send_big(viewer, frame, ("join", info.key, current.id))
 
     async def user_data(self, viewer: Viewer, message: dict[str, Any]) -> None:
         """``get_user_data``: the members of a guild the viewer may see, without joining."""
@@ -183,6 +195,9 @@ class Sessions:
             message_text = protocol.INVALID_TEXT.format(field="serverId", problem=problem)
             await self.error(viewer, message_text)
             return
+        if self.switching_too_fast(viewer):
+            await self.error(viewer, protocol.SWITCHING_TOO_FAST)
+            return
         info = self.directory.resolve(str(server_id).strip() or "default")
         if info is None:
             await self.error(viewer, protocol.UNKNOWN_SERVER)
@@ -192,4 +207,5 @@ class Sessions:
             return
         guild = await self.directory.guild(info.key)
         users_json = guild.users_json() if guild is not None else "{}"
-        await self.send(viewer.connection, protocol.user_data(str(server_id), users_json))
+        frame = protocol.user_data(str(server_id), users_json).encode()
+        await self.fanout.send_big(viewer, frame, ("users", info.key, str(server_id)))
