@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -101,12 +102,29 @@ class Flooded:
 
 
 async def loop_lateness(worst: list[float]) -> None:
-    """Keep ``worst[0]`` at the longest a 5 ms timer fired late: the loop's longest stall."""
+    """Keep ``worst[0]`` at the longest a 5 ms timer fired late (the loop's longest stall)
+    and ``worst[2]`` at the CPU time the process used meanwhile: a stall with little CPU
+    time is the machine running something else, not the server's own work."""
     loop = asyncio.get_running_loop()
     while True:
-        start = loop.time()
+        start, cpu = loop.time(), time.process_time()
         await asyncio.sleep(0.005)
-        worst[0] = max(worst[0], loop.time() - start - 0.005)
+        late = loop.time() - start - 0.005
+        if late > worst[0]:
+            worst[0], worst[2] = late, time.process_time() - cpu
+
+
+def watch_collections(worst: list[float]) -> None:
+    """Keep ``worst[1]`` at the longest garbage collection: a stall that is not dback's code."""
+    started = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            worst[1] = max(worst[1], time.perf_counter() - started[0])
+
+    gc.callbacks.append(timed)
 
 
 def rss_bytes() -> int:
@@ -125,8 +143,9 @@ async def serve(args: argparse.Namespace) -> None:
     settings = Settings.from_env(host="127.0.0.1", port=args.port)
     server = DbackServer(plugins, settings)
     await server.start()
-    worst = [0.0]
+    worst = [0.0, 0.0, 0.0]
     watch = asyncio.create_task(loop_lateness(worst))
+    watch_collections(worst)
     out = os.fdopen(os.dup(1), "w", buffering=1)
     out.write("ready\n")
     loop = asyncio.get_running_loop()
@@ -137,13 +156,15 @@ async def serve(args: argparse.Namespace) -> None:
         stats = {
             "cpu": usage.ru_utime + usage.ru_stime,
             "stall": worst[0],
+            "gc": worst[1],
+            "stall_cpu": worst[2],
             "rss": rss_bytes(),
             "viewers": len(server.fanout.viewers),
             "slow_disconnects": server.fanout.slow_disconnects,
         }
         out.write(json.dumps(stats) + "\n")
         if line == "reset":
-            worst[0] = 0.0
+            worst[:] = [0.0, 0.0, 0.0]
     watch.cancel()
     await server.stop()
 
@@ -315,6 +336,8 @@ async def switch_flood(args: argparse.Namespace, server: Server) -> dict[str, An
         "warm_up_stall_ms": round(before["stall"] * 1000, 1),
         "server_cpu_share": round((after["cpu"] - before["cpu"]) / elapsed, 3),
         "loop_stall_max_ms": round(after["stall"] * 1000, 1),
+        "loop_stall_cpu_ms": round(after["stall_cpu"] * 1000, 1),
+        "gc_max_ms": round(after["gc"] * 1000, 1),
         "watcher_gap_max_ms": round(max(gaps) * 1000, 1),
         "watcher_gap_p99_ms": round(statistics.quantiles(gaps, n=100)[98] * 1000, 1),
         "watcher_frames": len(gaps),
