@@ -300,22 +300,27 @@ class Watcher:
         await self.connection.close()
 
 
+async def load_every_guild(port: int, guilds: int) -> None:
+    """Each guild loaded once, as on a server that has run a while: loading is a cost per
+    guild and refresh, not per connect or per viewer."""
+    loop = asyncio.get_running_loop()
+    warm = []
+    for index in range(guilds):
+        warm.append(await open_raw(port))
+        await loop.sock_sendall(warm[-1], connect_message(f"g{index}"))
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    for sock in warm:
+        sock.close()
+
+
 async def switch_flood(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     watcher = Watcher()
     await watcher.open(server.port)
     server.stats("reset")
     if not args.cold:
-        # Each guild loaded once, as a server that has run a while has them: loading is a
-        # cost per guild and refresh, not per connect (reported as ``warm_up_stall_ms``).
-        warm = []
-        for index in range(args.guilds):
-            warm.append(await open_raw(server.port))
-            await loop.sock_sendall(warm[-1], connect_message(f"g{index}"))
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)
-        for sock in warm:
-            sock.close()
+        await load_every_guild(server.port, args.guilds)
     await asyncio.sleep(1.0)  # the warm-up sockets are gone, the guild's presences settle
     socks = [await open_raw(server.port) for _ in range(args.flood)]
     before = server.stats("reset")
@@ -350,6 +355,8 @@ async def switch_flood(args: argparse.Namespace, server: Server) -> dict[str, An
 
 async def non_readers(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
+    if args.switching:
+        await load_every_guild(server.port, args.guilds)
     await asyncio.sleep(1.0)
     baseline = server.stats()
     start = loop.time()

@@ -114,7 +114,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "DBACK_SWITCH_RATE",
         float,
         1.0,
-        "guild switches (connect, get_user_data) per second a client may make; more: an error",
+        "guild switches (connect) per second a client may make on average; more get an error",
         minimum=0,
     ),
     Setting("DBACK_SWITCH_BURST", int, 5, "guild switches a client may make in a burst", minimum=0),
@@ -179,7 +179,7 @@ class Settings:
     #: Messages per second a client may send on average, and in a burst.
     message_rate: float = 5.0
     message_burst: int = 20
-    #: Guild switches (``connect``, ``get_user_data``) per second on average, and in a burst:
+    #: Guild switches (``connect``) per second on average, and in a burst:
     #: each may cost a large frame; one past the rate is answered with an ``error``.
     switch_rate: float = 1.0
     switch_burst: int = 5

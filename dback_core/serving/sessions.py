@@ -98,8 +98,9 @@ class Sessions:
             await connection.send(frame, text=True)
 
     def switching_too_fast(self, viewer: Viewer) -> bool:
-        """Whether this request for a member list (a ``connect``, a ``get_user_data``) is
-        past the viewer's switch rate: each may cost the server a large frame."""
+        """Whether this ``connect`` is past the viewer's switch rate: each join may cost the
+        server a large frame. (``get_user_data`` answers are cached and compressed off the
+        loop the same way; only the message rate limits them.)"""
         return viewer.switches is not None and not viewer.switches.take()
 
     async def error(self, viewer: Viewer, message: str) -> None:
@@ -194,9 +195,6 @@ class Sessions:
         if problem is not None:
             message_text = protocol.INVALID_TEXT.format(field="serverId", problem=problem)
             await self.error(viewer, message_text)
-            return
-        if self.switching_too_fast(viewer):
-            await self.error(viewer, protocol.SWITCHING_TOO_FAST)
             return
         info = self.directory.resolve(str(server_id).strip() or "default")
         if info is None:
