@@ -33,6 +33,9 @@ PUBLIC: dict[str, set[str] | None] = {
         for path in sorted(Path(dback_core.plugin.__file__).parent.glob("[!_]*.py"))
     },
 }
+#: What a plugin's own tests may use on top: the testing kit of the ``testing`` extra (its
+#: fixtures' types), which docs/plugins.md documents under "Testing a plugin".
+TESTING: dict[str, set[str] | None] = {"dback_core.testing": {"Client", "Launcher"}}
 #: Attributes of the server object that only the core may touch.
 INTERNAL_ATTRIBUTES = {"directory", "fanout", "sources", "hooks", "metrics", "counter"}
 
@@ -41,16 +44,18 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-def violations(source: str) -> list[str]:
-    """What in ``source`` goes past the public plugin API, one line each."""
+def violations(source: str, *, tests: bool = False) -> list[str]:
+    """What in ``source`` goes past the public plugin API, one line each; ``tests``: the
+    source is a plugin's test module, which may also use the testing kit."""
+    public_modules = {**PUBLIC, **TESTING} if tests else PUBLIC
     problems = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("dback_core") and alias.name not in PUBLIC:
+                if alias.name.startswith("dback_core") and alias.name not in public_modules:
                     problems.append(f"line {node.lineno}: import {alias.name}")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dback_core"):
-            allowed = PUBLIC.get(node.module or "", set())
+            allowed = public_modules.get(node.module or "", set())
             for alias in node.names:
                 public = allowed is None or alias.name in allowed
                 if alias.name.startswith("_") or not public:
@@ -78,7 +83,8 @@ def generated_modules(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def test_the_generated_package_uses_only_the_public_api(generated_modules):
     assert {path.name for path in generated_modules} >= {"plugin.py", "test_plugin.py"}
     for path in generated_modules:
-        assert violations(path.read_text()) == [], path.name
+        tests = path.name.startswith("test_") or path.name == "conftest.py"
+        assert violations(path.read_text(), tests=tests) == [], path.name
 
 
 def test_the_public_api_is_dback_core_and_its_plugin_package():
@@ -116,6 +122,16 @@ class Plugin:
         "line 4: from dback_core.testing import Client",
         "line 9: startup takes the server object",
         "line 10: .directory",
+    ]
+
+
+def test_a_test_module_may_use_the_testing_kit_but_not_the_server():
+    source = """
+from dback_core.testing import Launcher
+from dback_core.testing import running_server
+"""
+    assert violations(source, tests=True) == [
+        "line 3: from dback_core.testing import running_server",
     ]
 
 
