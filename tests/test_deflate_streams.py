@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from websockets.protocol import State
 
 from dback_core.wire import fanout as fanout_module
-from dback_core.wire.deflate import CACHE_FROM, PLAIN_BELOW, TAIL, SharedDeflate
+from dback_core.wire.deflate import OFF_LOOP_FROM, PLAIN_BELOW, TAIL, SharedDeflate
 from dback_core.wire.fanout import Fanout, text_frame
 
 GUILDS = ["a", "b"]
@@ -35,6 +35,9 @@ class RecordingTransport:
 
     def get_write_buffer_size(self) -> int:
         return 0
+
+    def is_closing(self) -> bool:
+        return False
 
 
 @dataclass
@@ -81,7 +84,7 @@ WORDS = [b"presence", b'{"uid":"', b"online", b"idle", b"#ffffff", b"member-", b
 def payloads(draw: st.DrawFn) -> bytes:
     """Presence-like text: words shared by all payloads (so compressors refer back to earlier
     messages) between random digits (so a reference to the wrong place reads wrong bytes)."""
-    size = draw(st.sampled_from([10, 100, PLAIN_BELOW - 1, PLAIN_BELOW, 2000, CACHE_FROM + 10]))
+    size = draw(st.sampled_from([10, 100, PLAIN_BELOW - 1, PLAIN_BELOW, 2000, OFF_LOOP_FROM + 10]))
     chooser = random.Random(draw(st.integers(0, 2**32)))
     parts = bytearray()
     while len(parts) < size:

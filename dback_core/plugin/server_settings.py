@@ -87,6 +87,20 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "DBACK_MAX_CLIENT_LAG",
+        float,
+        10.0,
+        "seconds a client may read nothing while its writes wait before it is dropped; 0: never",
+        minimum=0,
+    ),
+    Setting(
+        "DBACK_JOIN_CACHE_BYTES",
+        int,
+        64 * 1024 * 1024,
+        "bytes of compressed joins and member lists kept for reuse (uncompressed size counted)",
+        minimum=0,
+    ),
+    Setting(
         "DBACK_COMPRESSION",
         str,
         "deflate",
@@ -140,6 +154,14 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         check=_proxies,
     ),
     Setting(
+        "DBACK_SWITCH_RATE",
+        float,
+        1.0,
+        "guild switches (connect) per second a client may make on average; more get an error",
+        minimum=0,
+    ),
+    Setting("DBACK_SWITCH_BURST", int, 5, "guild switches a client may make in a burst", minimum=0),
+    Setting(
         "DBACK_ALLOWED_ORIGINS", str, "", "comma-separated browser Origins allowed; empty: any"
     ),
     Setting("DBACK_PLUGINS", str, None, "plugins to load, in priority order; unset: all installed"),
@@ -172,6 +194,10 @@ class Settings:
     max_frame_size: int = 4096
     #: Bytes queued for one client past which it is disconnected as too slow.
     max_client_buffer: int = 4 * 1024 * 1024
+    #: Seconds a client's writes may stay paused (it reads nothing) before it is dropped.
+    max_client_lag: float = 10.0
+    #: Bytes of compressed joins and member lists kept for reuse (``dback_core.wire.joins``).
+    join_cache_bytes: int = 64 * 1024 * 1024
     #: ``deflate``: permessage-deflate with every client that offers it, compressed once per
     #: guild rather than per connection (``dback_core.wire.deflate``); ``none`` declines it.
     compression: str = "deflate"
@@ -203,6 +229,10 @@ class Settings:
     #: Comma-separated addresses or networks of reverse proxies whose ``X-Forwarded-For``
     #: names the client, for the password throttle and fair shares (``wire.addresses``).
     trusted_proxies: str = ""
+    #: Guild switches (``connect``) per second on average, and in a burst:
+    #: each may cost a large frame; one past the rate is answered with an ``error``.
+    switch_rate: float = 1.0
+    switch_burst: int = 5
     #: Comma-separated Origins allowed to open a WebSocket (empty: any). Clients that send no
     #: Origin header (not browsers) are always allowed: cross-site hijacking needs a browser.
     allowed_origins: str = ""

@@ -69,7 +69,9 @@ class DbackServer:
         self.hooks = PluginHooks(
             plugins, timeout=self.settings.provider_timeout, metrics=self.metrics
         )
-        self.fanout = Fanout(self.settings.max_client_buffer)
+        self.fanout = Fanout(
+            self.settings.max_client_buffer, join_cache_bytes=self.settings.join_cache_bytes
+        )
         self.access = Access(
             self.fanout,
             self.hooks,
@@ -154,7 +156,11 @@ class DbackServer:
                 # The handshake deadline runs from accept, on each CountedConnection instead.
                 open_timeout=None,
                 create_connection=counted_connections(
-                    self.counter, self.settings.open_timeout, LogThrottle(log)
+                    self.counter,
+                    self.settings.open_timeout,
+                    LogThrottle(log),
+                    max_lag=self.settings.max_client_lag,
+                    on_lag=self.fanout.cut_slow,
                 ),
                 ping_interval=self.settings.ping_interval,
                 ping_timeout=self.settings.ping_timeout,
@@ -224,6 +230,7 @@ class DbackServer:
             self.static_files.abort_all()
         server.close(close_connections=True)
         await server.wait_closed()
+        self.fanout.joins.close()
         await self.sources.stop()
         await self.hooks.shutdown()
         self.accept_errors.uninstall()

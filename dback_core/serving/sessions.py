@@ -80,6 +80,7 @@ class Sessions:
         counted = client_address(client, forwarded_for(connection), self.trusted_proxies)
         viewer = self.fanout.add(connection)  # drops the handshake's headers
         viewer.address = counted
+        viewer.switches = TokenBucket(self.settings.switch_rate, self.settings.switch_burst)
         bucket = TokenBucket(self.settings.message_rate, self.settings.message_burst)
         log.debug("client %s connected", client)
         try:
@@ -94,6 +95,9 @@ class Sessions:
                         connection.close(1008, "message rate limit exceeded")
                     )
                     continue
+                # Nothing more is read from a client that has not read what it was sent:
+                # its requests wait in its own buffers, not in the server's memory.
+                await connection.drain()
                 await self.dispatch(viewer, raw)
         except ConnectionClosed:
             pass
@@ -108,6 +112,12 @@ class Sessions:
         self.fanout.flush()  # broadcasts queued before this frame go first
         with contextlib.suppress(ConnectionClosed):
             await connection.send(frame, text=True)
+
+    def switching_too_fast(self, viewer: Viewer) -> bool:
+        """Whether this ``connect`` is past the viewer's switch rate: each join may cost the
+        server a large frame. (``get_user_data`` answers are cached and compressed off the
+        loop the same way; only the message rate limits them.)"""
+        return viewer.switches is not None and not viewer.switches.take()
 
     async def error(self, viewer: Viewer, message: str) -> None:
         await self.send(viewer.connection, protocol.error(message))
@@ -155,6 +165,9 @@ class Sessions:
         if problem is not None:
             await self.error(viewer, problem)
             return
+        if self.switching_too_fast(viewer):
+            await self.error(viewer, protocol.SWITCHING_TOO_FAST)
+            return
         await self.join(viewer, data)
 
     async def join(self, viewer: Viewer, data: dict[str, Any]) -> None:
@@ -186,7 +199,7 @@ class Sessions:
         # client marks it in its menu and writes it into its ``?s=`` link.
         frame = guild.join_frame(current.id)
         self.fanout.move(viewer, info.key, current.id)
-        await self.send(viewer.connection, frame)
+        await self.fanout.send_big(viewer, frame, ("join", info.key, current.id))
 
     async def user_data(self, viewer: Viewer, message: dict[str, Any]) -> None:
         """``get_user_data``: the members of a guild the viewer may see, without joining."""
@@ -208,4 +221,5 @@ class Sessions:
             return
         guild = await self.directory.guild(info.key)
         users_json = guild.users_json() if guild is not None else "{}"
-        await self.send(viewer.connection, protocol.user_data(str(server_id), users_json))
+        frame = protocol.user_data(str(server_id), users_json).encode()
+        await self.fanout.send_big(viewer, frame, ("users", info.key, str(server_id)))

@@ -11,7 +11,9 @@ itself instead and lets the fan-out compress each frame once for many viewers:
   uncompressed with RSV1 unset, which RFC 7692 allows and which never touches the client's
   inflater window. Compressed frames are written by the fan-out.
 - ``HistoryFree`` compresses a message so that it refers to nothing sent before; every
-  client can inflate it whatever its window holds. Large ones (joins) are cached.
+  client can inflate it whatever its window holds. ``deflate_fresh`` does the same with a
+  compressor of its own, so it can run on a worker thread: large messages for one viewer
+  (joins) are compressed that way and cached (``dback_core.wire.joins``).
 - ``SharedStream`` is one guild's broadcast compressor, whose output refers back to earlier
   broadcasts: it is shared byte for byte by the viewers whose inflaters received exactly the
   stream's messages since its last reset (see ``dback_core.wire.fanout``).
@@ -53,9 +55,9 @@ WINDOWS_ACCEPTED = {str(bits) for bits in range(max(STREAM_WINDOW_BITS, FRESH_WI
 #: shared stream.
 PLAIN_BELOW = 512
 
-#: History-free encodings kept for payloads sent again (joins of big guilds, at most this many).
-CACHE_SIZE = 8
-CACHE_FROM = 4096
+#: Messages for one viewer from this many bytes up (joins, member lists) are compressed off the
+#: event loop and cached (``dback_core.wire.joins``): below it compressing takes microseconds.
+OFF_LOOP_FROM = 4096
 
 
 class SharedDeflate(Extension):
@@ -181,28 +183,30 @@ def _deflate(compressor: zlib._Compress, payload: bytes, mode: int) -> bytes:
     return data[:-4]  # both flush modes end with TAIL
 
 
+def _fresh_compressor() -> zlib._Compress:
+    return zlib.compressobj(6, zlib.DEFLATED, -FRESH_WINDOW_BITS)
+
+
+def deflate_fresh(payload: bytes) -> bytes:
+    """``payload`` deflated without history by a compressor of its own: safe on any thread
+    (zlib releases the GIL while it compresses), and the same bytes ``HistoryFree`` makes."""
+    return _deflate(_fresh_compressor(), payload, zlib.Z_FULL_FLUSH)
+
+
 class HistoryFree:
     """Compresses messages that refer to nothing sent before, with one compressor.
 
     A full flush after each message makes zlib forget it, so the next message starts from an
-    empty window: any client can inflate the result whatever its window holds.
+    empty window: any client can inflate the result whatever its window holds. Used on the
+    event loop only, for broadcasts and small messages.
     """
 
     def __init__(self) -> None:
-        self._compressor = zlib.compressobj(6, zlib.DEFLATED, -FRESH_WINDOW_BITS)
-        self._cache: dict[bytes, bytes] = {}
+        self._compressor = _fresh_compressor()
 
     def compress(self, payload: bytes) -> bytes:
-        """``payload`` deflated without history; big payloads are cached (joins repeat)."""
-        cached = self._cache.get(payload)
-        if cached is not None:
-            return cached
-        deflated = _deflate(self._compressor, payload, zlib.Z_FULL_FLUSH)
-        if len(payload) >= CACHE_FROM:
-            if len(self._cache) >= CACHE_SIZE:
-                del self._cache[next(iter(self._cache))]
-            self._cache[payload] = deflated
-        return deflated
+        """``payload`` deflated without history."""
+        return _deflate(self._compressor, payload, zlib.Z_FULL_FLUSH)
 
 
 #: Whatever identifies a viewer (the server uses its connection).

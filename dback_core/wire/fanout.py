@@ -11,10 +11,14 @@ Compression (permessage-deflate, negotiated by ``dback_core.wire.deflate``) keep
 broadcast is compressed once by its guild's shared stream for the viewers in sync with it,
 once without history for the viewers waiting for the stream's next reset, and the frames go
 out like any other. Frames for one viewer (joins) are compressed without history, the big
-ones once and cached, and put that viewer behind its stream until the next reset.
+ones off the event loop and cached (``dback_core.wire.joins``), and put that viewer behind its
+stream until the next reset. While its join is being compressed, the frames for that viewer
+are held and written after the join, in the order they were produced.
 
-A client that stops reading can only fill its own transport buffer; past ``max_buffer`` bytes
-it is disconnected, which bounds the memory one silent client can cost.
+A client that stops reading can only fill its own transport buffer (and what is held for
+it); past ``max_buffer`` bytes it is disconnected at once. A client whose writes stay paused
+for longer than ``DBACK_MAX_CLIENT_LAG`` is disconnected too (``dback_core.wire.connections``),
+which bounds the memory one silent client can cost however slowly its backlog grows.
 """
 
 from __future__ import annotations
@@ -27,13 +31,17 @@ from collections.abc import Callable, Collection
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
+from dback_core.plugin.ratelimit import TokenBucket
 from dback_core.wire.deflate import (
+    OFF_LOOP_FROM,
     PLAIN_BELOW,
     HistoryFree,
     SharedDeflate,
     SharedStream,
     negotiated,
 )
+from dback_core.wire.joins import CompressedJoins
+from dback_core.wire.limits import LogThrottle
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +87,16 @@ class Viewer:
     Slotted: there is one per open connection, and idle connections are most of them.
     """
 
-    __slots__ = ("address", "authorized", "connection", "deflate", "grants", "guild", "requested")
+    __slots__ = (
+        "address",
+        "authorized",
+        "connection",
+        "deflate",
+        "grants",
+        "guild",
+        "requested",
+        "switches",
+    )
 
     def __init__(self, connection: ServerConnection, deflate: SharedDeflate | None = None) -> None:
         self.connection = connection
@@ -92,6 +109,8 @@ class Viewer:
         #: The client's address as limits and fair shares count it (``dback_core.wire.addresses``),
         #: set by the session from the socket and a trusted proxy's ``X-Forwarded-For``.
         self.address = "unknown"
+        #: The viewer's guild switches (``connect``, ``get_user_data``), set by its session.
+        self.switches: TokenBucket | None = None
 
 
 def forget_handshake_headers(connection: ServerConnection) -> None:
@@ -106,14 +125,24 @@ def forget_handshake_headers(connection: ServerConnection) -> None:
 class Fanout:
     """The guild -> connections index and the non-blocking broadcast over it."""
 
-    def __init__(self, max_buffer: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_buffer: int,
+        clock: Callable[[], float] = time.monotonic,
+        join_cache_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self.max_buffer = max_buffer
         self.viewers: dict[ServerConnection, Viewer] = {}
         self.by_guild: dict[str, set[ServerConnection]] = {}
         self.slow_disconnects = 0
+        self.slow_log = LogThrottle(log)
         #: Per watched guild: its broadcast compressor and which viewers can share its output.
         self.streams: dict[str, SharedStream[ServerConnection]] = {}
         self.history_free = HistoryFree()
+        self.joins = CompressedJoins(join_cache_bytes)
+        #: Per viewer whose big message is being compressed: the frames produced for it
+        #: meanwhile, and their size, written after that message.
+        self._held: dict[ServerConnection, tuple[list[bytes], list[int]]] = {}
         self._clock = clock
         #: Frames broadcast this loop turn, each with the connections it is for.
         self._batches: list[tuple[bytes, Collection[ServerConnection]]] = []
@@ -239,6 +268,34 @@ class Fanout:
         self._write(connection, compressed_frame(self.history_free.compress(payload)))
         return True
 
+    async def send_big(self, viewer: Viewer, frame: bytes, key: object) -> None:
+        """Write ``frame`` (a join, a member list) to one viewer after everything queued for
+        it, compressed off the event loop and cached under ``key`` when the viewer negotiated
+        compression.
+
+        Frames produced for the viewer while it waits are held and follow the message. When
+        the viewer changed guilds meanwhile (it was taken out of a guild whose access
+        changed), the message is dropped: what it showed is no longer the viewer's to see.
+        """
+        connection = viewer.connection
+        if viewer.deflate is None or len(frame) < OFF_LOOP_FROM or connection in self._held:
+            if not self.send(connection, frame):
+                self.flush()
+                self._write(connection, text_frame(frame))
+            return
+        self.flush()
+        self._fall_behind(viewer)
+        guild = viewer.guild
+        self._held[connection] = ([], [0])
+        try:
+            deflated = await self.joins.deflated(key, frame)
+        finally:
+            held, _ = self._held.pop(connection)
+        if viewer.guild == guild:
+            self._write(connection, compressed_frame(deflated))
+        for data in held:
+            self._write(connection, data)
+
     def _fall_behind(self, viewer: Viewer) -> None:
         if viewer.guild is not None:
             stream = self.streams.get(viewer.guild)
@@ -275,7 +332,20 @@ class Fanout:
     def _write(self, connection: ServerConnection, data: bytes) -> None:
         if connection.protocol.state is not State.OPEN or self._too_slow(connection):
             return
+        if connection.transport.is_closing():
+            return
+        if self._held and connection in self._held:
+            self._hold(connection, data)
+            return
         connection.transport.write(data)
+
+    def _hold(self, connection: ServerConnection, data: bytes) -> None:
+        held, size = self._held[connection]
+        held.append(data)
+        size[0] += len(data)
+        if size[0] + connection.transport.get_write_buffer_size() > self.max_buffer:
+            held.clear()
+            self.cut_slow(connection, f"more than {self.max_buffer} bytes unread")
 
     def drop_stalled(self) -> int:
         """Abort every connection whose unsent data has paused its writes; returns how many.
@@ -298,11 +368,11 @@ class Fanout:
         transport = connection.transport
         if transport is None or transport.get_write_buffer_size() <= self.max_buffer:
             return False
-        self.slow_disconnects += 1
-        log.warning(
-            "disconnecting %s: more than %d bytes unread",
-            connection.remote_address,
-            self.max_buffer,
-        )
-        transport.abort()
+        self.cut_slow(connection, f"more than {self.max_buffer} bytes unread")
         return True
+
+    def cut_slow(self, connection: ServerConnection, reason: str) -> None:
+        """Disconnect a client that does not read what it is sent, now."""
+        self.slow_disconnects += 1
+        self.slow_log.warning("disconnecting %s: %s", connection.remote_address, reason)
+        connection.transport.abort()

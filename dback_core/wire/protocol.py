@@ -15,6 +15,9 @@ LOGIN_REFUSED = "Discord authentication failed. Please try logging in again."
 #: Sent to a viewer taken out of a guild whose access rules changed under it (it turned
 #: passworded, its password or login changed): the old admission no longer counts.
 ACCESS_CHANGED = "Access to this Discord server has changed. Please log in again."
+#: Sent for a ``connect`` or ``get_user_data`` past the client's switch rate
+#: (``DBACK_SWITCH_RATE``); the request is ignored and the viewer stays where it was.
+SWITCHING_TOO_FAST = "Too many guild switches. Please wait a moment and try again."
 #: Sent for a client field that is too long or not valid Unicode text.
 INVALID_TEXT = "'{field}' is {problem}."
 
