@@ -191,6 +191,45 @@ def test_a_bad_static_dir_in_the_environment_blames_the_variable(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_static_dir_without_a_built_front_end_is_refused_naming_what_is_missing(tmp_path):
+    checkout = tmp_path / "d-zone"
+    (checkout / "dist").mkdir(parents=True)
+    line = assert_refused(
+        dback("serve", "--port", "0", "--static-dir", str(checkout / "dist")),
+        "--static-dir",
+        f"{checkout / 'dist'} has no index.html",
+        "docs/deployment.md#the-d-zone-client",
+    )
+    assert "did you mean" not in line
+    # The checkout's root instead of its build folder: the folder with the index.html is named.
+    (checkout / "dist" / "index.html").write_text('<script src="static/bundle.js"></script>')
+    assert_refused(
+        dback("serve", "--port", "0", DBACK_STATIC_DIR=str(checkout)),
+        f"DBACK_STATIC_DIR={checkout}",
+        f"(did you mean {checkout / 'dist'}?)",
+    )
+    # Cloned but not built: the page would load a bundle that is not there.
+    assert_refused(
+        dback("serve", "--port", "0", "--static-dir", str(checkout / "dist")),
+        "loads static/bundle.js, which",
+        "the front end is not built yet",
+    )
+
+
+@pytest.mark.slow
+def test_a_built_front_end_is_served(tmp_path):
+    """The same folder once built: ``dback serve`` starts and serves its index.html."""
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "bundle.js").write_text("// built\n")
+    (tmp_path / "index.html").write_text('<title>D-Zone</title><script src="static/bundle.js">')
+    with Serving("--static-dir", str(tmp_path), DBACK_PLUGINS="dback-mock") as server:
+        status, body = get_content(server.port, "/")
+    assert status == 200
+    assert "<title>D-Zone</title>" in body
+    assert server.process.returncode == 0, server.log
+
+
+@pytest.mark.slow
 def test_strict_mode_stops_any_command_on_any_plugin_failure(tmp_path):
     install_plugin(tmp_path, "tp-broken", "import no_such_module_here\n")
     result = dback("plugins", DBACK_STRICT_PLUGINS="1", PYTHONPATH=str(tmp_path))
@@ -210,7 +249,8 @@ class Serving:
     ``log`` holds everything it wrote to stderr once the block ends.
     """
 
-    def __init__(self, **settings: str) -> None:
+    def __init__(self, *arguments: str, **settings: str) -> None:
+        self.arguments = arguments
         self.settings = settings
         self.lines: list[str] = []
         self.log = ""
@@ -218,7 +258,7 @@ class Serving:
 
     def __enter__(self) -> Serving:
         self.process = subprocess.Popen(
-            [str(BIN / "dback"), "serve", "--port", "0"],
+            [str(BIN / "dback"), "serve", "--port", "0", *self.arguments],
             stderr=subprocess.PIPE,
             text=True,
             env=clean_env(**self.settings),

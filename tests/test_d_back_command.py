@@ -83,6 +83,16 @@ async def test_a_missing_static_dir_is_a_warning_and_the_status_page_is_served(t
     assert "<html" in page.lower()
 
 
+async def test_a_static_dir_without_index_html_is_a_warning_naming_what_is_missing(tmp_path):
+    """Like d-back, the command still serves the folder; the warning says why ``/`` is 404."""
+    arguments = ("--host", "127.0.0.1", "--port", "0", "--static-dir", str(tmp_path))
+    async with _d_back(*arguments) as d_back:
+        status = (await fetch(d_back.port, "/")).status
+    warnings = [r["message"] for r in d_back.records() if r["level"] == "WARNING"]
+    assert any(f"{tmp_path} has no index.html" in message for message in warnings), warnings
+    assert status == 404
+
+
 def test_defaults_are_d_backs():
     args = parse_args([])
     assert (args.host, args.port, args.static_dir) == ("localhost", 3000, None)

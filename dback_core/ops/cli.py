@@ -29,13 +29,20 @@ from dback_core.loading.plugins import NOT_CONFIGURED, PluginSet, installed_sett
 from dback_core.ops.logs import configure_logging
 from dback_core.ops.loops import loop_factory
 from dback_core.ops.scaffold import HOLDER, write_plugin
-from dback_core.ops.workers import Supervisor, scaling_problem, worker_command, worker_count
+from dback_core.ops.workers import (
+    WORKER_ENV,
+    Supervisor,
+    scaling_problem,
+    worker_command,
+    worker_count,
+)
 from dback_core.plugin.errors import PluginError, ScaffoldError, SettingsError
 from dback_core.plugin.server_settings import CORE_SETTINGS, Settings, core_setting
 from dback_core.plugin.settings import Setting
 from dback_core.serving.server import DbackServer
 from dback_core.version import __version__
 from dback_core.wire.descriptors import raise_open_file_limit
+from dback_core.wire.static import front_end_problem
 
 log = logging.getLogger("dback_core")
 
@@ -53,6 +60,20 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 _PORT = click.IntRange(0, 65535)
 _PORT.name = "port number"
+
+
+class FrontEndDir(click.Path):
+    """``--static-dir``: an existing directory holding a front end's ``index.html``."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        problem = front_end_problem(path)
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return path
 
 
 class EnvOption(click.Option):
@@ -146,7 +167,7 @@ def _core_option(flag: str, variable: str, **options: Any) -> Callable[[_F], _F]
 @_core_option(
     "--static-dir",
     "DBACK_STATIC_DIR",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=FrontEndDir(),
 )
 @_core_option("--log-level", "DBACK_LOG_LEVEL")
 @_core_option("--log-format", "DBACK_LOG_FORMAT")
@@ -213,7 +234,14 @@ async def _serve(settings: Settings, plugins: PluginSet) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
+    supervised = WORKER_ENV in os.environ
+
     def on_signal() -> None:
+        if stop.is_set() and supervised:
+            # One Ctrl-C or ``systemctl stop`` reaches a worker twice: from the terminal or
+            # systemd, and forwarded by the supervisor. The supervisor alone decides to force.
+            log.debug("signal during shutdown: the supervisor decides whether to force")
+            return
         if stop.is_set():
             log.warning("second signal during shutdown: exiting without waiting for clients")
             logging.shutdown()
@@ -229,7 +257,7 @@ async def _serve(settings: Settings, plugins: PluginSet) -> None:
     if not server.directory.servers:
         log.warning(_no_guilds_hint(plugins, server.readiness()))
     await stop.wait()
-    log.info("shutting down (a second Ctrl-C exits at once)")
+    log.info("shutting down" if supervised else "shutting down (a second Ctrl-C exits at once)")
     await server.stop()
 
 
