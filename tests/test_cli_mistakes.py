@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.http_get import get_content
 from tests.support.installed_plugins import install_plugin
@@ -419,6 +420,54 @@ def test_plugins_lists_every_installed_plugin_and_the_mock_standing_aside():
     for name in ("dback-discord", "dback-postgres", "dback-redis"):
         assert re.search(rf"^{name} [\d.]+: not selected$", chosen.stdout, re.MULTILINE)
     assert re.search(r"^dback-mock [\d.]+: active", chosen.stdout, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_metrics_show_the_mock_standing_aside_and_the_guides_alert_fires_only_on_failures(
+    tmp_path,
+):
+    """A real provider beside the mock, and dback-discord, -postgres and -redis installed but
+    not configured: /metrics labels the mock as ``dback plugins`` does, and the alert that
+    docs/deployment.md suggests fires for the broken plugin only, not for plugins merely
+    installed."""
+    install_plugin(
+        tmp_path,
+        "tp-real",
+        """
+        from dback_core import hookimpl
+
+        @hookimpl
+        def get_server_data():
+            return {"777": {"id": "real", "name": "Real"}}
+
+        @hookimpl
+        def get_user_data(server_id):
+            return {"1": {"uid": "1", "username": "one", "status": "online"}}
+
+        @hookimpl
+        def event_sources():
+            return []
+        """,
+    )
+    install_plugin(tmp_path, "tp-broken", "import no_such_module_here\n")
+    with Serving(PYTHONPATH=str(tmp_path)) as server:
+        status, body = get_content(server.port, "/metrics")
+    assert status == 200
+    statuses = {
+        sample.labels["plugin"]: sample.labels["status"]
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name == "dback_plugin_status" and sample.value == 1
+    }
+    assert statuses["dback-mock"] == "standing aside"
+    assert statuses["tp-real"] == "active"
+    assert statuses["dback-postgres"] == "not configured"
+    assert statuses["tp-broken"] == "failed"
+    guide = (Path(__file__).parent.parent / "docs" / "deployment.md").read_text()
+    alerting = re.search(r'dback_plugin_status\{status=~"([^"]+)"\} == 1', guide)
+    assert alerting, "the guide no longer suggests the plugin status alert"
+    firing = {name for name, shown in statuses.items() if re.fullmatch(alerting[1], shown)}
+    assert firing == {"tp-broken"}
 
 
 def test_with_the_database_down_readyz_is_503_and_the_warning_says_why():

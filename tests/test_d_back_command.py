@@ -63,6 +63,9 @@ async def test_d_backs_own_server_test_passes():
     assert following[0]["type"] == "server-join"
     assert following[0]["data"]["users"]
     assert {message["type"] for message in following[1:]} <= {"presence", "message"}
+    # Warnings are for the person who can act on them: a d-back user never wrote a plugin.
+    warnings = [r["message"] for r in d_back.records() if r["level"] == "WARNING"]
+    assert not any("implements no hooks" in message for message in warnings), warnings
 
 
 async def test_host_and_static_dir_flags(tmp_path):
@@ -154,6 +157,7 @@ async def test_a_d_back_program_importing_from_the_package_runs(tmp_path, monkey
         while server.server is None or not server.server.ready:
             await asyncio.sleep(0.05)
         page = (await fetch(server.port, "/")).text
+        order = (await fetch(server.port, "/api/plugins")).content()["order"]
         async with websockets.connect(f"ws://127.0.0.1:{server.port}") as ws:
             assert json.loads(await ws.recv())["type"] == "server-list"
             await ws.send(json.dumps({"type": "connect", "data": {"server": "default"}}))
@@ -165,4 +169,5 @@ async def test_a_d_back_program_importing_from_the_package_runs(tmp_path, monkey
     assert page == "<title>front end</title>"
     assert world["type"] == "server-join"
     assert world["data"]["clientId"] == "client-of-232769614004748288"
+    assert order[0] == "websocketserver-callbacks"  # the callbacks come first
     assert server.server is None  # run_forever stopped it on cancellation
