@@ -28,7 +28,14 @@ from dback_core.loading.hooks import PluginHooks
 from dback_core.loading.plugins import NOT_CONFIGURED, PluginSet, installed_settings, load_plugins
 from dback_core.ops.logs import configure_logging
 from dback_core.ops.loops import loop_factory
-from dback_core.ops.scaffold import HOLDER, write_plugin
+from dback_core.ops.plugin_about import (
+    About,
+    default_author,
+    default_description,
+    git_config,
+    prefix_warning,
+)
+from dback_core.ops.scaffold import check_name, title_of, write_plugin
 from dback_core.ops.workers import (
     WORKER_ENV,
     Supervisor,
@@ -69,7 +76,7 @@ class FrontEndDir(click.Path):
         super().__init__(exists=True, file_okay=False, path_type=Path)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        path = super().convert(value, param, ctx)
+        path = Path(super().convert(value, param, ctx))
         problem = front_end_problem(path)
         if problem is not None:
             self.fail(problem, param, ctx)
@@ -335,20 +342,68 @@ def _shown_value(setting: dict[str, Any]) -> str:
     default=".",
     help="Where to create the package folder (default: the current directory).",
 )
-def new_plugin(name: str, parent: Path) -> None:
-    """Write a ready plugin package NAME: a provider serving one guild, its settings,
-    tests, README and LICENSE. It installs and passes its tests as written."""
+@click.option("--author", help="The LICENSE holder and package author (default: git user.name).")
+@click.option("--email", help="The author's e-mail in the metadata (default: git user.email).")
+@click.option("--url", help="The project's home, e.g. its GitHub repository (default: none).")
+@click.option("--description", help="One line saying what the plugin serves.")
+def new_plugin(
+    name: str,
+    parent: Path,
+    author: str | None,
+    email: str | None,
+    url: str | None,
+    description: str | None,
+) -> None:
+    """Write a ready plugin package NAME: a provider serving one guild, its settings, tests,
+    README, LICENSE and GitHub workflows (tests; build, check and publish on a tag). It
+    installs and passes its tests as written. On a terminal it asks for what the options
+    do not give; otherwise it takes git's user.name and user.email."""
     try:
-        target = write_plugin(name, parent)
+        plugin = check_name(name)
+    except ScaffoldError as error:
+        raise click.ClickException(str(error)) from error
+    warning = prefix_warning(plugin)
+    if warning is not None:
+        click.echo(f"Warning: {warning}", err=True)
+    about = _ask_about(plugin, author, email, url, description)
+    try:
+        target = write_plugin(plugin, parent, about)
     except ScaffoldError as error:
         raise click.ClickException(str(error)) from error
     except OSError as error:
         raise click.ClickException(f"cannot write the package: {error}") from error
-    plugin = target.name
-    click.echo(f"wrote {target}")
+    click.echo(f"wrote {target} (MIT LICENSE held by {about.author})")
     click.echo(f"  pip install -e '{target}[test]'   then: cd {target} && python -m pytest")
     click.echo(f"  DBACK_PLUGINS={plugin} dback serve")
-    click.echo(f"Put your name in {target / 'LICENSE'}: it says {HOLDER!r} until you do.")
+    if not about.url:
+        click.echo("No --url: add [project.urls] to pyproject.toml before you publish.")
+
+
+def _ask_about(
+    plugin: str, author: str | None, email: str | None, url: str | None, description: str | None
+) -> About:
+    """The options given, the rest asked on a terminal, or else their defaults."""
+    defaults = About(
+        author or default_author(),
+        description or default_description(title_of(plugin)),
+        email if email is not None else git_config("user.email"),
+        url or "",
+    )
+    if not sys.stdin.isatty():
+        return defaults
+
+    def ask(given: str | None, question: str, default: str) -> str:
+        if given is not None:
+            return given
+        answer: str = click.prompt(question, default=default, show_default=bool(default))
+        return answer.strip()
+
+    return About(
+        ask(author, "Author (LICENSE holder)", defaults.author) or defaults.author,
+        ask(description, "Description", defaults.description) or defaults.description,
+        ask(email, "E-mail (empty: none)", defaults.email),
+        ask(url, "Project URL, e.g. its GitHub repository (empty: none)", defaults.url),
+    )
 
 
 def _plugin_set() -> PluginSet:
