@@ -76,7 +76,8 @@ class FrontEndDir(click.Path):
         super().__init__(exists=True, file_okay=False, path_type=Path)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        path = Path(super().convert(value, param, ctx))
+        path = super().convert(value, param, ctx)
+        assert isinstance(path, Path)  # path_type=Path
         problem = front_end_problem(path)
         if problem is not None:
             self.fail(problem, param, ctx)
