@@ -314,6 +314,7 @@ def test_serving_no_guilds_warns_with_the_active_plugins_and_what_to_set():
     assert "WARNING" in warning
     assert "active plugins: none" in warning
     assert "set DBACK_DISCORD_TOKEN" in warning and "set DBACK_POSTGRES_DSN" in warning
+    assert warning.endswith("then restart dback (see 'dback plugins')")  # settings: read at start
 
 
 def silent_client(port: int) -> socket.socket:

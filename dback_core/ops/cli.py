@@ -271,9 +271,14 @@ async def _serve(settings: Settings, plugins: PluginSet) -> None:
 
 def _no_guilds_hint(plugins: PluginSet, waiting: dict[str, str]) -> str:
     """The 0-guild warning: which plugins are active, what they wait for (a database that
-    is down), and what would add guilds."""
-    active = [record.name for record in plugins.active if not plugins.stands_aside(record)]
+    is down), and what would add guilds - each active provider's own remedy when it names
+    one (served at once), else the settings of the plugins not configured (read at start,
+    so those need a restart)."""
+    serving = [record for record in plugins.active if not plugins.stands_aside(record)]
     waits = [f"{name} ({reason})" for name, reason in waiting.items() if name != "server"]
+    remedies = [
+        f"{record.name}: {record.no_guilds_hint}" for record in serving if record.no_guilds_hint
+    ]
     unset = [
         f"{record.name} ({record.error})"
         for record in plugins.records
@@ -281,14 +286,14 @@ def _no_guilds_hint(plugins: PluginSet, waiting: dict[str, str]) -> str:
     ]
     if waits:
         hint = "waiting for " + "; ".join(waits)
+    elif remedies:
+        hint = "to add guilds: " + "; ".join(remedies)
     elif unset:
-        hint = "to add guilds, configure " + "; ".join(unset)
+        hint = "to add guilds, configure " + "; ".join(unset) + ", then restart dback"
     else:
         hint = "give the active plugins guilds to serve, or choose others with DBACK_PLUGINS"
-    return (
-        f"serving 0 guilds: active plugins: {', '.join(active) or 'none'}; {hint} "
-        f"(see 'dback plugins')"
-    )
+    active = ", ".join(record.name for record in serving) or "none"
+    return f"serving 0 guilds: active plugins: {active}; {hint} (see 'dback plugins')"
 
 
 @cli.command(context_settings=_CONTEXT)
