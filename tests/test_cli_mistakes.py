@@ -238,6 +238,19 @@ def test_strict_mode_stops_any_command_on_any_plugin_failure(tmp_path):
     assert "tp-broken" in result.stderr and "no_such_module_here" in result.stderr
 
 
+def test_plugin_lists_may_be_separated_by_spaces_as_well_as_commas():
+    result = dback("plugins", "--json", DBACK_PLUGINS=" dback-mock  dback-redis,dback-discord ")
+    assert result.returncode == 0, result.stderr
+    description = json.loads(result.stdout)
+    assert description["order"] == ["dback-mock"]
+    statuses = {entry["name"]: entry["status"] for entry in description["plugins"]}
+    assert statuses["dback-redis"] == statuses["dback-discord"] == "not configured"
+    assert statuses["dback-postgres"] == "not selected"
+    disabled = dback("plugins", "--json", DBACK_DISABLE_PLUGINS="dback-postgres dback-redis")
+    statuses = {e["name"]: e["status"] for e in json.loads(disabled.stdout)["plugins"]}
+    assert statuses["dback-postgres"] == statuses["dback-redis"] == "disabled"
+
+
 def test_the_plugins_command_still_lists_a_mistake_instead_of_stopping():
     result = dback("plugins", DBACK_PLUGINS="dback-postgre,dback-mock")
     assert result.returncode == 0, result.stderr

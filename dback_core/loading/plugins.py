@@ -81,7 +81,9 @@ def normalize_name(name: str) -> str:
 
 
 def _parse_list(value: str) -> list[str]:
-    return [normalize_name(part) for part in value.split(",") if part.strip()]
+    """The names in a ``DBACK_PLUGINS``-style list: separated by commas, or by spaces as
+    people also write them (a name never contains one)."""
+    return [normalize_name(part) for part in re.split(r"[,\s]+", value) if part]
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
