@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.http_get import get_content
 from tests.support.installed_plugins import install_plugin
@@ -191,11 +192,63 @@ def test_a_bad_static_dir_in_the_environment_blames_the_variable(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_static_dir_without_a_built_front_end_is_refused_naming_what_is_missing(tmp_path):
+    checkout = tmp_path / "d-zone"
+    (checkout / "dist").mkdir(parents=True)
+    line = assert_refused(
+        dback("serve", "--port", "0", "--static-dir", str(checkout / "dist")),
+        "--static-dir",
+        f"{checkout / 'dist'} has no index.html",
+        "docs/deployment.md#the-d-zone-client",
+    )
+    assert "did you mean" not in line
+    # The checkout's root instead of its build folder: the folder with the index.html is named.
+    (checkout / "dist" / "index.html").write_text('<script src="static/bundle.js"></script>')
+    assert_refused(
+        dback("serve", "--port", "0", DBACK_STATIC_DIR=str(checkout)),
+        f"DBACK_STATIC_DIR={checkout}",
+        f"(did you mean {checkout / 'dist'}?)",
+    )
+    # Cloned but not built: the page would load a bundle that is not there.
+    assert_refused(
+        dback("serve", "--port", "0", "--static-dir", str(checkout / "dist")),
+        "loads static/bundle.js, which",
+        "the front end is not built yet",
+    )
+
+
+@pytest.mark.slow
+def test_a_built_front_end_is_served(tmp_path):
+    """The same folder once built: ``dback serve`` starts and serves its index.html."""
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "bundle.js").write_text("// built\n")
+    (tmp_path / "index.html").write_text('<title>D-Zone</title><script src="static/bundle.js">')
+    with Serving("--static-dir", str(tmp_path), DBACK_PLUGINS="dback-mock") as server:
+        status, body = get_content(server.port, "/")
+    assert status == 200
+    assert "<title>D-Zone</title>" in body
+    assert server.process.returncode == 0, server.log
+
+
+@pytest.mark.slow
 def test_strict_mode_stops_any_command_on_any_plugin_failure(tmp_path):
     install_plugin(tmp_path, "tp-broken", "import no_such_module_here\n")
     result = dback("plugins", DBACK_STRICT_PLUGINS="1", PYTHONPATH=str(tmp_path))
     assert result.returncode != 0
     assert "tp-broken" in result.stderr and "no_such_module_here" in result.stderr
+
+
+def test_plugin_lists_may_be_separated_by_spaces_as_well_as_commas():
+    result = dback("plugins", "--json", DBACK_PLUGINS=" dback-mock  dback-redis,dback-discord ")
+    assert result.returncode == 0, result.stderr
+    description = json.loads(result.stdout)
+    assert description["order"] == ["dback-mock"]
+    statuses = {entry["name"]: entry["status"] for entry in description["plugins"]}
+    assert statuses["dback-redis"] == statuses["dback-discord"] == "not configured"
+    assert statuses["dback-postgres"] == "not selected"
+    disabled = dback("plugins", "--json", DBACK_DISABLE_PLUGINS="dback-postgres dback-redis")
+    statuses = {e["name"]: e["status"] for e in json.loads(disabled.stdout)["plugins"]}
+    assert statuses["dback-postgres"] == statuses["dback-redis"] == "disabled"
 
 
 def test_the_plugins_command_still_lists_a_mistake_instead_of_stopping():
@@ -210,7 +263,8 @@ class Serving:
     ``log`` holds everything it wrote to stderr once the block ends.
     """
 
-    def __init__(self, **settings: str) -> None:
+    def __init__(self, *arguments: str, **settings: str) -> None:
+        self.arguments = arguments
         self.settings = settings
         self.lines: list[str] = []
         self.log = ""
@@ -218,7 +272,7 @@ class Serving:
 
     def __enter__(self) -> Serving:
         self.process = subprocess.Popen(
-            [str(BIN / "dback"), "serve", "--port", "0"],
+            [str(BIN / "dback"), "serve", "--port", "0", *self.arguments],
             stderr=subprocess.PIPE,
             text=True,
             env=clean_env(**self.settings),
@@ -273,6 +327,7 @@ def test_serving_no_guilds_warns_with_the_active_plugins_and_what_to_set():
     assert "WARNING" in warning
     assert "active plugins: none" in warning
     assert "set DBACK_DISCORD_TOKEN" in warning and "set DBACK_POSTGRES_DSN" in warning
+    assert warning.endswith("then restart dback (see 'dback plugins')")  # settings: read at start
 
 
 def silent_client(port: int) -> socket.socket:
@@ -379,6 +434,54 @@ def test_plugins_lists_every_installed_plugin_and_the_mock_standing_aside():
     for name in ("dback-discord", "dback-postgres", "dback-redis"):
         assert re.search(rf"^{name} [\d.]+: not selected$", chosen.stdout, re.MULTILINE)
     assert re.search(r"^dback-mock [\d.]+: active", chosen.stdout, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_metrics_show_the_mock_standing_aside_and_the_guides_alert_fires_only_on_failures(
+    tmp_path,
+):
+    """A real provider beside the mock, and dback-discord, -postgres and -redis installed but
+    not configured: /metrics labels the mock as ``dback plugins`` does, and the alert that
+    docs/deployment.md suggests fires for the broken plugin only, not for plugins merely
+    installed."""
+    install_plugin(
+        tmp_path,
+        "tp-real",
+        """
+        from dback_core import hookimpl
+
+        @hookimpl
+        def get_server_data():
+            return {"777": {"id": "real", "name": "Real"}}
+
+        @hookimpl
+        def get_user_data(server_id):
+            return {"1": {"uid": "1", "username": "one", "status": "online"}}
+
+        @hookimpl
+        def event_sources():
+            return []
+        """,
+    )
+    install_plugin(tmp_path, "tp-broken", "import no_such_module_here\n")
+    with Serving(PYTHONPATH=str(tmp_path)) as server:
+        status, body = get_content(server.port, "/metrics")
+    assert status == 200
+    statuses = {
+        sample.labels["plugin"]: sample.labels["status"]
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name == "dback_plugin_status" and sample.value == 1
+    }
+    assert statuses["dback-mock"] == "standing aside"
+    assert statuses["tp-real"] == "active"
+    assert statuses["dback-postgres"] == "not configured"
+    assert statuses["tp-broken"] == "failed"
+    guide = (Path(__file__).parent.parent / "docs" / "deployment.md").read_text()
+    alerting = re.search(r'dback_plugin_status\{status=~"([^"]+)"\} == 1', guide)
+    assert alerting, "the guide no longer suggests the plugin status alert"
+    firing = {name for name, shown in statuses.items() if re.fullmatch(alerting[1], shown)}
+    assert firing == {"tp-broken"}
 
 
 def test_with_the_database_down_readyz_is_503_and_the_warning_says_why():

@@ -63,6 +63,9 @@ async def test_d_backs_own_server_test_passes():
     assert following[0]["type"] == "server-join"
     assert following[0]["data"]["users"]
     assert {message["type"] for message in following[1:]} <= {"presence", "message"}
+    # Warnings are for the person who can act on them: a d-back user never wrote a plugin.
+    warnings = [r["message"] for r in d_back.records() if r["level"] == "WARNING"]
+    assert not any("implements no hooks" in message for message in warnings), warnings
 
 
 async def test_host_and_static_dir_flags(tmp_path):
@@ -81,6 +84,16 @@ async def test_a_missing_static_dir_is_a_warning_and_the_status_page_is_served(t
     warnings = [record for record in d_back.records() if record["level"] == "WARNING"]
     assert any(str(missing) in record["message"] for record in warnings), d_back.lines
     assert "<html" in page.lower()
+
+
+async def test_a_static_dir_without_index_html_is_a_warning_naming_what_is_missing(tmp_path):
+    """Like d-back, the command still serves the folder; the warning says why ``/`` is 404."""
+    arguments = ("--host", "127.0.0.1", "--port", "0", "--static-dir", str(tmp_path))
+    async with _d_back(*arguments) as d_back:
+        status = (await fetch(d_back.port, "/")).status
+    warnings = [r["message"] for r in d_back.records() if r["level"] == "WARNING"]
+    assert any(f"{tmp_path} has no index.html" in message for message in warnings), warnings
+    assert status == 404
 
 
 def test_defaults_are_d_backs():
@@ -144,6 +157,7 @@ async def test_a_d_back_program_importing_from_the_package_runs(tmp_path, monkey
         while server.server is None or not server.server.ready:
             await asyncio.sleep(0.05)
         page = (await fetch(server.port, "/")).text
+        order = (await fetch(server.port, "/api/plugins")).content()["order"]
         async with websockets.connect(f"ws://127.0.0.1:{server.port}") as ws:
             assert json.loads(await ws.recv())["type"] == "server-list"
             await ws.send(json.dumps({"type": "connect", "data": {"server": "default"}}))
@@ -155,4 +169,5 @@ async def test_a_d_back_program_importing_from_the_package_runs(tmp_path, monkey
     assert page == "<title>front end</title>"
     assert world["type"] == "server-join"
     assert world["data"]["clientId"] == "client-of-232769614004748288"
+    assert order[0] == "websocketserver-callbacks"  # the callbacks come first
     assert server.server is None  # run_forever stopped it on cancellation

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import ssl
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from dback_core.ops.workers import STOP_GRACE
 from dback_core.plugin.events import Presence
 from dback_core.testing import Client, running_server
 from tests.support.ports import free_port
@@ -30,15 +32,42 @@ EXAMPLE_DBACK = "/opt/dback/.venv/bin/dback"
 DEFAULT_GUILD = "232769614004748288"
 
 
-@pytest.mark.parametrize("name", ["dback.service", "dback-edge@.service", "nginx-dback.conf"])
+UNITS = ["dback.service", "dback-workers.service", "dback-edge@.service"]
+#: Where the guide's "Install" puts the checkout, which the units' Documentation= points into.
+INSTALLED_SOURCE = "/opt/dback/src/"
+
+
+@pytest.mark.parametrize("name", [*UNITS, "nginx-dback.conf"])
 def test_the_guide_shows_the_example_files(name):
     assert (EXAMPLES / name).read_text() in GUIDE
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_the_units_documentation_is_a_file_the_install_steps_put_there(name):
+    links = re.findall(r"^Documentation=(\S+)$", (EXAMPLES / name).read_text(), re.MULTILINE)
+    for link in links:
+        assert link.startswith(f"file://{INSTALLED_SOURCE}"), link
+        assert (ROOT / link.removeprefix(f"file://{INSTALLED_SOURCE}")).is_file(), link
+    install = GUIDE.split("## Install", 1)[1].split("\n## ", 1)[0]
+    assert f"sudo cp -r . {INSTALLED_SOURCE.rstrip('/')}" in install
+
+
+def test_the_workers_unit_stops_the_parent_only_and_outwaits_it():
+    unit = (EXAMPLES / "dback-workers.service").read_text()
+    assert "ExecStart=/opt/dback/.venv/bin/dback serve --workers 0\n" in unit
+    assert "\nKillMode=mixed\n" in unit
+    timeout = int(re.search(r"^TimeoutStopSec=(\d+)$", unit, re.MULTILINE)[1])
+    assert timeout > STOP_GRACE
 
 
 @pytest.mark.system
 @pytest.mark.parametrize(
     ("name", "unit"),
-    [("dback.service", "dback.service"), ("dback-edge@.service", "dback-edge@3001.service")],
+    [
+        ("dback.service", "dback.service"),
+        ("dback-workers.service", "dback-workers.service"),
+        ("dback-edge@.service", "dback-edge@3001.service"),
+    ],
 )
 def test_systemd_accepts_the_units(tmp_path, name, unit):
     analyze = shutil.which("systemd-analyze")

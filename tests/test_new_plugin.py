@@ -4,8 +4,13 @@ from a copy of this checkout (not editable), with nothing of ours fetched from a
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
+import os
+import pty
+import re
+import select
 import subprocess
 import sys
 import time
@@ -13,9 +18,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 
-from dback_core.ops.scaffold import HOLDER, core_range, placeholders, write_plugin
+from dback_core.ops.scaffold import core_range, placeholders, write_plugin
 from dback_core.testing import Client
 from tests.support import fresh_venv
 from tests.support.fresh_venv import environment
@@ -26,18 +32,52 @@ BIN = Path(sys.executable).parent
 NAME = "dback-sunny"
 
 
-def test_the_package_has_every_file_and_names_the_plugin_throughout(tmp_path):
-    result = subprocess.run(
-        [str(BIN / "dback"), "new-plugin", NAME],
-        cwd=tmp_path,
+def new_plugin(*arguments: str, cwd: Path, **environ: str) -> subprocess.CompletedProcess:
+    """The real ``dback new-plugin`` without a terminal, git's settings from ``environ``."""
+    return subprocess.run(
+        [str(BIN / "dback"), "new-plugin", *arguments],
+        cwd=cwd,
         capture_output=True,
+        stdin=subprocess.DEVNULL,
         text=True,
         timeout=60,
+        env={**os.environ, **environ},
+    )
+
+
+def git_identity(tmp_path: Path, name: str = "", email: str = "") -> dict[str, str]:
+    """The environment of an author whose global git config holds ``name`` and ``email``
+    (none at all when both are empty)."""
+    config = tmp_path / "gitconfig"
+    lines = ["[user]", f"\tname = {name}" if name else "", f"\temail = {email}" if email else ""]
+    config.write_text("\n".join(lines) + "\n" if name or email else "")
+    return {"GIT_CONFIG_GLOBAL": str(config), "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def workflow_commands(path: Path) -> list[str]:
+    """Every ``run:`` of a workflow, which must parse as YAML with at least one job."""
+    workflow = yaml.safe_load(path.read_text())
+    assert workflow["jobs"], path
+    assert True in workflow or "on" in workflow, path  # YAML 1.1 reads ``on:`` as True
+    return [
+        step["run"] for job in workflow["jobs"].values() for step in job["steps"] if "run" in step
+    ]
+
+
+PLACEHOLDER = re.compile(r"\{\{\s*[a-z_]+\s*\}\}")
+
+
+def test_the_package_has_every_file_and_names_the_plugin_throughout(tmp_path):
+    result = new_plugin(
+        NAME, cwd=tmp_path, **git_identity(tmp_path, "Ada Lovelace", "ada@x.example")
     )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # the name has the dback- prefix: no warning
     target = tmp_path / NAME
     written = sorted(str(path.relative_to(target)) for path in target.rglob("*") if path.is_file())
     assert written == [
+        ".github/workflows/ci.yml",
+        ".github/workflows/release.yml",
         "LICENSE",
         "README.md",
         "dback_sunny/__init__.py",
@@ -51,11 +91,116 @@ def test_the_package_has_every_file_and_names_the_plugin_throughout(tmp_path):
     assert core.name == "dback-core" and "0.1.0" in core.specifier
     assert "0.2.0" not in core.specifier
     assert project["license"] == "MIT"
-    assert HOLDER in (target / "LICENSE").read_text()
-    assert f"it says {HOLDER!r}" in result.stdout
+    # git's identity fills what no option gave; without a terminal nothing is asked.
+    assert project["authors"] == [{"name": "Ada Lovelace", "email": "ada@x.example"}]
+    assert "Copyright (c) 20" in (target / "LICENSE").read_text()
+    assert " Ada Lovelace\n" in (target / "LICENSE").read_text()
+    assert "YOUR NAME" not in (target / "LICENSE").read_text()
+    assert "urls" not in project
+    assert "No --url" in result.stdout
     for path in target.rglob("*"):
         if path.is_file():
-            assert "{{" not in path.read_text(), path
+            assert not PLACEHOLDER.search(path.read_text()), path
+
+
+def test_the_workflows_run_the_tests_and_build_and_check_the_release(tmp_path):
+    result = new_plugin(NAME, cwd=tmp_path, **git_identity(tmp_path, "Ada"))
+    assert result.returncode == 0, result.stderr
+    workflows = tmp_path / NAME / ".github" / "workflows"
+    ci = workflow_commands(workflows / "ci.yml")
+    assert ci == ["python -m pip install -e '.[test]'", "python -m pytest"]
+    release = workflow_commands(workflows / "release.yml")
+    assert release[:3] == [
+        "python -m pip install build twine",
+        "python -m build",
+        "python -m twine check --strict dist/*",
+    ]
+    published = yaml.safe_load((workflows / "release.yml").read_text())["jobs"]["publish"]
+    assert published["permissions"] == {"id-token": "write"}
+    assert published["needs"] == "build"
+
+
+@pytest.mark.slow
+def test_the_release_workflows_build_and_check_pass_on_the_package(tmp_path):
+    """The release workflow's build and check, run on the package as written (offline:
+    ``--no-isolation`` with this environment's setuptools), with every option given."""
+    result = new_plugin(
+        NAME,
+        "--author",
+        'Grace "Amazing" Hopper',
+        "--email",
+        "grace@x.example",
+        "--url",
+        "https://github.com/grace/dback-sunny",
+        "--description",
+        "Sunny days for d-zone",
+        cwd=tmp_path,
+        **git_identity(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    package = tmp_path / NAME
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    assert project["authors"] == [{"name": 'Grace "Amazing" Hopper', "email": "grace@x.example"}]
+    assert project["description"] == "Sunny days for d-zone"
+    assert project["urls"]["Homepage"] == "https://github.com/grace/dback-sunny"
+    assert 'Grace "Amazing" Hopper' in (package / "LICENSE").read_text()
+    assert "No --url" not in result.stdout
+    python = str(BIN / "python")
+    _run([python, "-m", "build", "--no-isolation", "--outdir", "dist", "."], cwd=package)
+    built = sorted(path.name for path in (package / "dist").iterdir())
+    assert built == ["dback_sunny-0.1.0-py3-none-any.whl", "dback_sunny-0.1.0.tar.gz"]
+    checked = _run(
+        [python, "-m", "twine", "check", "--strict", *(f"dist/{n}" for n in built)], cwd=package
+    )
+    assert checked.stdout.count("PASSED") == 2, checked.stdout
+
+
+@pytest.mark.slow
+def test_on_a_terminal_it_asks_with_gits_identity_as_the_default(tmp_path):
+    """A real pseudo-terminal: Enter keeps git's name, the other answers are typed."""
+    environ = {**os.environ, **git_identity(tmp_path, "Ada Lovelace", "ada@x.example")}
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(BIN / "dback"), "new-plugin", "weather"],
+        cwd=tmp_path,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=environ,
+    )
+    os.close(terminal)
+    seen = ""
+    answers = iter(["\n", "Weather as walkers\n", "\n", "https://github.com/ada/weather\n"])
+    try:
+        while True:  # until the command ends and its terminal closes
+            ready, _, _ = select.select([controller], [], [], 30)
+            assert ready, seen
+            try:
+                chunk = os.read(controller, 4096).decode()
+            except OSError:
+                break
+            seen += chunk
+            if chunk.rstrip().endswith(":"):
+                os.write(controller, next(answers).encode())
+    finally:
+        os.close(controller)
+    assert process.wait(30) == 0, seen
+    assert "Author (LICENSE holder) [Ada Lovelace]:" in seen
+    assert "E-mail (empty: none) [ada@x.example]:" in seen
+    assert "lacks the 'dback-' prefix" in seen and "consider dback-weather" in seen
+    project = tomllib.loads((tmp_path / "weather" / "pyproject.toml").read_text())["project"]
+    assert project["authors"] == [{"name": "Ada Lovelace", "email": "ada@x.example"}]
+    assert project["description"] == "Weather as walkers"
+    assert project["urls"]["Source"] == "https://github.com/ada/weather"
+
+
+@pytest.mark.slow
+def test_without_git_or_a_terminal_the_login_name_holds_the_license(tmp_path):
+    result = new_plugin(NAME, cwd=tmp_path, **git_identity(tmp_path))
+    assert result.returncode == 0, result.stderr
+    project = tomllib.loads((tmp_path / NAME / "pyproject.toml").read_text())["project"]
+    assert project["authors"] == [{"name": getpass.getuser()}]
+    assert f" {getpass.getuser()}\n" in (tmp_path / NAME / "LICENSE").read_text()
 
 
 @pytest.mark.slow

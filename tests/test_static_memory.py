@@ -40,6 +40,7 @@ async def _download(port: int) -> bytes:
 async def test_sixty_clients_reading_a_10_mb_file_cost_little_memory(tmp_path):
     content = os.urandom(SIZE)
     (tmp_path / "bundle.bin").write_bytes(content)
+    (tmp_path / "index.html").write_text("<title>front end</title>")  # else refused
     command = [sys.executable, "-m", "dback_core", "serve", "--port", "0"]
     environ = {**os.environ, "DBACK_PLUGINS": "dback-mock", "DBACK_LOG_FORMAT": "json"}
     async with serving(*command, "--static-dir", str(tmp_path), env=environ) as dback:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,40 @@ def test_the_guide_s_fixture_example_passes_against_the_installed_plugin(install
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+def test_the_guide_s_publish_step_builds_where_its_comment_says(tmp_path):
+    """ "5. Publish" as written, but offline (``--no-isolation``, this environment's
+    setuptools) and without the upload: the wheel and sdist land where the comments say and
+    pass ``twine check``."""
+    project = tmp_path / "dback-weather"
+    (project / "dback_weather").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(_block("### 2. `pyproject.toml`", "toml"))
+    (project / "dback_weather" / "__init__.py").write_text("")
+    (project / "dback_weather" / "plugin.py").write_text(
+        _block("### 3. `dback_weather/plugin.py`", "python")
+    )
+    steps = _block("### 5. Publish", "sh")
+    promised = re.findall(r"(dback-weather/dist/\S+)", steps)
+    assert len(promised) >= 2, steps
+    python = str(Path(sys.executable))
+    built = subprocess.run(
+        [python, "-m", "build", "--no-isolation", "dback-weather"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    artifacts = {path for path in promised if "*" not in path}
+    for path in artifacts:
+        assert (tmp_path / path).is_file(), f"{path} promised by the guide was not built"
+    assert "twine check dback-weather/dist/*" in steps
+    checked = subprocess.run(
+        [python, "-m", "twine", "check", *sorted(artifacts)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert checked.returncode == 0 and checked.stdout.count("PASSED") == 2, checked.stdout

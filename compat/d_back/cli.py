@@ -21,6 +21,7 @@ from d_back import __version__
 from d_back.server import WebSocketServer
 from dback_core.ops.logs import configure_logging
 from dback_core.version import __version__ as core_version
+from dback_core.wire.static import front_end_problem
 
 log = logging.getLogger("d_back")
 
@@ -53,6 +54,9 @@ def static_dir(value: str | None) -> Path | None:
         return None
     path = Path(value)
     if path.is_dir():
+        problem = front_end_problem(path)
+        if problem is not None:
+            log.warning("static directory %s", problem)
         return path
     log.warning("static directory %r does not exist; serving dback's status page instead", value)
     return None

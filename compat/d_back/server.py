@@ -75,7 +75,10 @@ class WebSocketServer:
             static_dir=Path(self.static_dir) if self.static_dir else None,
             **self._settings_overrides,
         )
-        plugins = load_plugins(in_process=[(CALLBACK_PLUGIN, self._callback_plugin())])
+        # Without a callback there is nothing to put first: an empty plugin would only earn
+        # its user a warning that it "implements no hooks".
+        callbacks = [(CALLBACK_PLUGIN, self._callback_plugin())] if self._callbacks else []
+        plugins = load_plugins(in_process=callbacks)
         server = DbackServer(plugins, settings, static_handler=self._static_request)
         await server.start()
         self._server = server

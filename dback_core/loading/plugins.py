@@ -65,6 +65,10 @@ FALLBACK_ATTRIBUTE = "dback_fallback_only"
 #: shown by ``dback plugins`` - for example which Redis a bus plugin uses and in which role.
 #: It is read each time the plugins are described, so it may change while the server runs.
 DETAIL_ATTRIBUTE = "dback_detail"
+#: A plugin may set this attribute to what gives it guilds to serve ("insert a row into its
+#: servers table: served at once"), named when the server starts with none: the remedy only
+#: the plugin knows, instead of a generic one.
+NO_GUILDS_HINT_ATTRIBUTE = "dback_no_guilds_hint"
 #: A plugin that sets this attribute to True decides whether the other plugins run in this
 #: process: they start on standby, and it releases them (``PluginHost.release_plugins``) -
 #: for example once this process has won the election to run the providers.
@@ -77,7 +81,9 @@ def normalize_name(name: str) -> str:
 
 
 def _parse_list(value: str) -> list[str]:
-    return [normalize_name(part) for part in value.split(",") if part.strip()]
+    """The names in a ``DBACK_PLUGINS``-style list: separated by commas, or by spaces as
+    people also write them (a name never contains one)."""
+    return [normalize_name(part) for part in re.split(r"[,\s]+", value) if part]
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
@@ -122,6 +128,11 @@ class PluginRecord:
     @property
     def holds_others(self) -> bool:
         return bool(getattr(self.plugin, HOLDER_ATTRIBUTE, False))
+
+    @property
+    def no_guilds_hint(self) -> str | None:
+        hint = getattr(self.plugin, NO_GUILDS_HINT_ATTRIBUTE, None)
+        return hint if isinstance(hint, str) and hint else None
 
     @property
     def detail(self) -> str | None:

@@ -28,14 +28,28 @@ from dback_core.loading.hooks import PluginHooks
 from dback_core.loading.plugins import NOT_CONFIGURED, PluginSet, installed_settings, load_plugins
 from dback_core.ops.logs import configure_logging
 from dback_core.ops.loops import loop_factory
-from dback_core.ops.scaffold import HOLDER, write_plugin
-from dback_core.ops.workers import Supervisor, scaling_problem, worker_command, worker_count
+from dback_core.ops.plugin_about import (
+    About,
+    default_author,
+    default_description,
+    git_config,
+    prefix_warning,
+)
+from dback_core.ops.scaffold import check_name, title_of, write_plugin
+from dback_core.ops.workers import (
+    WORKER_ENV,
+    Supervisor,
+    scaling_problem,
+    worker_command,
+    worker_count,
+)
 from dback_core.plugin.errors import PluginError, ScaffoldError, SettingsError
 from dback_core.plugin.server_settings import CORE_SETTINGS, Settings, core_setting
 from dback_core.plugin.settings import Setting
 from dback_core.serving.server import DbackServer
 from dback_core.version import __version__
 from dback_core.wire.descriptors import raise_open_file_limit
+from dback_core.wire.static import front_end_problem
 
 log = logging.getLogger("dback_core")
 
@@ -53,6 +67,21 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 _PORT = click.IntRange(0, 65535)
 _PORT.name = "port number"
+
+
+class FrontEndDir(click.Path):
+    """``--static-dir``: an existing directory holding a front end's ``index.html``."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        assert isinstance(path, Path)  # path_type=Path
+        problem = front_end_problem(path)
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return path
 
 
 class EnvOption(click.Option):
@@ -146,7 +175,7 @@ def _core_option(flag: str, variable: str, **options: Any) -> Callable[[_F], _F]
 @_core_option(
     "--static-dir",
     "DBACK_STATIC_DIR",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=FrontEndDir(),
 )
 @_core_option("--log-level", "DBACK_LOG_LEVEL")
 @_core_option("--log-format", "DBACK_LOG_FORMAT")
@@ -213,7 +242,14 @@ async def _serve(settings: Settings, plugins: PluginSet) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
+    supervised = WORKER_ENV in os.environ
+
     def on_signal() -> None:
+        if stop.is_set() and supervised:
+            # One Ctrl-C or ``systemctl stop`` reaches a worker twice: from the terminal or
+            # systemd, and forwarded by the supervisor. The supervisor alone decides to force.
+            log.debug("signal during shutdown: the supervisor decides whether to force")
+            return
         if stop.is_set():
             log.warning("second signal during shutdown: exiting without waiting for clients")
             logging.shutdown()
@@ -229,15 +265,20 @@ async def _serve(settings: Settings, plugins: PluginSet) -> None:
     if not server.directory.servers:
         log.warning(_no_guilds_hint(plugins, server.readiness()))
     await stop.wait()
-    log.info("shutting down (a second Ctrl-C exits at once)")
+    log.info("shutting down" if supervised else "shutting down (a second Ctrl-C exits at once)")
     await server.stop()
 
 
 def _no_guilds_hint(plugins: PluginSet, waiting: dict[str, str]) -> str:
     """The 0-guild warning: which plugins are active, what they wait for (a database that
-    is down), and what would add guilds."""
-    active = [record.name for record in plugins.active if not plugins.stands_aside(record)]
+    is down), and what would add guilds - each active provider's own remedy when it names
+    one (served at once), else the settings of the plugins not configured (read at start,
+    so those need a restart)."""
+    serving = [record for record in plugins.active if not plugins.stands_aside(record)]
     waits = [f"{name} ({reason})" for name, reason in waiting.items() if name != "server"]
+    remedies = [
+        f"{record.name}: {record.no_guilds_hint}" for record in serving if record.no_guilds_hint
+    ]
     unset = [
         f"{record.name} ({record.error})"
         for record in plugins.records
@@ -245,14 +286,14 @@ def _no_guilds_hint(plugins: PluginSet, waiting: dict[str, str]) -> str:
     ]
     if waits:
         hint = "waiting for " + "; ".join(waits)
+    elif remedies:
+        hint = "to add guilds: " + "; ".join(remedies)
     elif unset:
-        hint = "to add guilds, configure " + "; ".join(unset)
+        hint = "to add guilds, configure " + "; ".join(unset) + ", then restart dback"
     else:
         hint = "give the active plugins guilds to serve, or choose others with DBACK_PLUGINS"
-    return (
-        f"serving 0 guilds: active plugins: {', '.join(active) or 'none'}; {hint} "
-        f"(see 'dback plugins')"
-    )
+    active = ", ".join(record.name for record in serving) or "none"
+    return f"serving 0 guilds: active plugins: {active}; {hint} (see 'dback plugins')"
 
 
 @cli.command(context_settings=_CONTEXT)
@@ -307,20 +348,68 @@ def _shown_value(setting: dict[str, Any]) -> str:
     default=".",
     help="Where to create the package folder (default: the current directory).",
 )
-def new_plugin(name: str, parent: Path) -> None:
-    """Write a ready plugin package NAME: a provider serving one guild, its settings,
-    tests, README and LICENSE. It installs and passes its tests as written."""
+@click.option("--author", help="The LICENSE holder and package author (default: git user.name).")
+@click.option("--email", help="The author's e-mail in the metadata (default: git user.email).")
+@click.option("--url", help="The project's home, e.g. its GitHub repository (default: none).")
+@click.option("--description", help="One line saying what the plugin serves.")
+def new_plugin(
+    name: str,
+    parent: Path,
+    author: str | None,
+    email: str | None,
+    url: str | None,
+    description: str | None,
+) -> None:
+    """Write a ready plugin package NAME: a provider serving one guild, its settings, tests,
+    README, LICENSE and GitHub workflows (tests; build, check and publish on a tag). It
+    installs and passes its tests as written. On a terminal it asks for what the options
+    do not give; otherwise it takes git's user.name and user.email."""
     try:
-        target = write_plugin(name, parent)
+        plugin = check_name(name)
+    except ScaffoldError as error:
+        raise click.ClickException(str(error)) from error
+    warning = prefix_warning(plugin)
+    if warning is not None:
+        click.echo(f"Warning: {warning}", err=True)
+    about = _ask_about(plugin, author, email, url, description)
+    try:
+        target = write_plugin(plugin, parent, about)
     except ScaffoldError as error:
         raise click.ClickException(str(error)) from error
     except OSError as error:
         raise click.ClickException(f"cannot write the package: {error}") from error
-    plugin = target.name
-    click.echo(f"wrote {target}")
+    click.echo(f"wrote {target} (MIT LICENSE held by {about.author})")
     click.echo(f"  pip install -e '{target}[test]'   then: cd {target} && python -m pytest")
     click.echo(f"  DBACK_PLUGINS={plugin} dback serve")
-    click.echo(f"Put your name in {target / 'LICENSE'}: it says {HOLDER!r} until you do.")
+    if not about.url:
+        click.echo("No --url: add [project.urls] to pyproject.toml before you publish.")
+
+
+def _ask_about(
+    plugin: str, author: str | None, email: str | None, url: str | None, description: str | None
+) -> About:
+    """The options given, the rest asked on a terminal, or else their defaults."""
+    defaults = About(
+        author or default_author(),
+        description or default_description(title_of(plugin)),
+        email if email is not None else git_config("user.email"),
+        url or "",
+    )
+    if not sys.stdin.isatty():
+        return defaults
+
+    def ask(given: str | None, question: str, default: str) -> str:
+        if given is not None:
+            return given
+        answer: str = click.prompt(question, default=default, show_default=bool(default))
+        return answer.strip()
+
+    return About(
+        ask(author, "Author (LICENSE holder)", defaults.author) or defaults.author,
+        ask(description, "Description", defaults.description) or defaults.description,
+        ask(email, "E-mail (empty: none)", defaults.email),
+        ask(url, "Project URL, e.g. its GitHub repository (empty: none)", defaults.url),
+    )
 
 
 def _plugin_set() -> PluginSet:

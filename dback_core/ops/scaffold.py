@@ -1,7 +1,9 @@
 """``dback new-plugin``: a ready plugin package written from ``dback_core/ops/plugin_template``.
 
 The package works as written - it installs, its tests pass, ``dback serve`` serves its
-guild - so an author starts from something running and changes it step by step. The
+guild - so an author starts from something running and changes it step by step; and it is
+ready to publish: a LICENSE naming its author, the metadata an index shows, and GitHub
+workflows that run its tests and build, check and publish each tagged release. The
 templates are plain files with ``{{placeholders}}``, shipped inside dback-core, so what is
 generated always matches the installed core (its settings API, its pytest fixtures, and the
 version range the pyproject asks for).
@@ -10,6 +12,7 @@ version range the pyproject asks for).
 from __future__ import annotations
 
 import hashlib
+import json
 import keyword
 import re
 from datetime import UTC, datetime
@@ -17,11 +20,9 @@ from importlib.resources import files
 from pathlib import Path
 
 from dback_core.loading.plugins import normalize_name
+from dback_core.ops.plugin_about import About, default_author, default_description
 from dback_core.plugin.errors import ScaffoldError
 from dback_core.version import __version__
-
-#: The placeholder ``LICENSE`` names until the author puts their own name there.
-HOLDER = "YOUR NAME"
 
 #: template file -> where it goes in the package, ``{module}`` being the import name.
 FILES = {
@@ -31,6 +32,8 @@ FILES = {
     "init.py.tmpl": "{module}/__init__.py",
     "plugin.py.tmpl": "{module}/plugin.py",
     "test_plugin.py.tmpl": "tests/test_plugin.py",
+    "ci.yml.tmpl": ".github/workflows/ci.yml",
+    "release.yml.tmpl": ".github/workflows/release.yml",
 }
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
@@ -43,23 +46,35 @@ def core_range(version: str = __version__) -> str:
     return f">={major}.{minor},<{upper}"
 
 
-def placeholders(name: str) -> dict[str, str]:
-    """What the templates' ``{{...}}`` stand for, for plugin ``name`` (already normalised)."""
+def title_of(name: str) -> str:
+    """``Solar Wind`` for ``dback-solar-wind``: how the README and the guild name it."""
+    return " ".join(word.capitalize() for word in name.removeprefix("dback-").split("-"))
+
+
+def placeholders(name: str, about: About | None = None) -> dict[str, str]:
+    """What the templates' ``{{...}}`` stand for, for plugin ``name`` (already normalised)
+    by the author ``about`` says (the defaults: git's user, a generic description)."""
     short = name.removeprefix("dback-")
     words = short.split("-")
     digest = int(hashlib.sha256(name.encode()).hexdigest(), 16)
+    title = title_of(name)
+    about = about or About(default_author(), default_description(title))
     return {
         "name": name,
         "module": name.replace("-", "_"),
         "class_name": "".join(word.capitalize() for word in words) + "Plugin",
-        "title": " ".join(word.capitalize() for word in words),
+        "title": title,
         "prefix": "DBACK_" + short.upper().replace("-", "_"),
         "short_id": short,
         # An 18-digit snowflake of its own, so two generated plugins do not share a guild.
         "guild": str(10**17 + digest % (9 * 10**17)),
         "core_range": core_range(),
         "year": str(datetime.now(UTC).year),
-        "holder": HOLDER,
+        "holder": about.author,
+        "description": about.description,
+        "description_toml": json.dumps(about.description, ensure_ascii=False),
+        "authors_toml": about.authors_toml(),
+        "urls_toml": about.urls_toml(),
     }
 
 
@@ -76,7 +91,7 @@ def check_name(raw: str) -> str:
     return name
 
 
-def write_plugin(raw_name: str, parent: Path) -> Path:
+def write_plugin(raw_name: str, parent: Path, about: About | None = None) -> Path:
     """Write the package for plugin ``raw_name`` into ``parent/<name>`` and return that path.
 
     Refuses a target that already exists, so nothing of the author's is ever overwritten.
@@ -85,7 +100,7 @@ def write_plugin(raw_name: str, parent: Path) -> Path:
     target = parent / name
     if target.exists():
         raise ScaffoldError(f"{target} already exists; choose another name or --dir")
-    values = placeholders(name)
+    values = placeholders(name, about)
     templates = files("dback_core.ops.plugin_template")
     for template, relative in FILES.items():
         text = templates.joinpath(template).read_text(encoding="utf-8")

@@ -6,6 +6,11 @@ new connections over them), and all share one world through a plugin that answer
 ``worker_sharing`` hook (a bus that elects the one worker running the providers). The parent
 only supervises: it starts the workers, starts a worker again when it dies, and on SIGTERM
 or SIGINT stops them all (each closes its clients with 1001); a second signal kills them.
+
+A Ctrl-C in a terminal, or ``systemctl stop`` with systemd's default ``KillMode``, signals the
+whole group: each worker gets the signal once from there and once more from the supervisor.
+A worker (``DBACK_WORKER`` set) therefore never takes a repeated signal as "force": only the
+supervisor counts signals, and it kills the workers on the second one it receives.
 """
 
 from __future__ import annotations

@@ -146,12 +146,13 @@ class _ServerState(Collector):
         )
         status = GaugeMetricFamily(
             "dback_plugin_status",
-            "1 for each plugin's current status (active, disabled, failed, not configured, "
-            "unavailable).",
+            "1 for each plugin's current status as dback plugins shows it (active, standing "
+            "aside, standby, disabled, not configured, failed, unavailable).",
             labels=["plugin", "version", "status"],
         )
-        for record in watched.plugins.records:
-            status.add_metric([record.name, record.version or "", record.shown_status], 1)
+        plugins = watched.plugins
+        for record in plugins.records:
+            status.add_metric([record.name, record.version or "", plugins.status_of(record)], 1)
         yield status
         detail = GaugeMetricFamily(
             "dback_plugin_detail",

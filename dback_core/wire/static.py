@@ -19,6 +19,7 @@ import asyncio
 import logging
 import mimetypes
 import os
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -52,6 +53,60 @@ def resolve(root: Path, url_path: str) -> Path | None:
     if candidate.is_dir():
         candidate = candidate / "index.html"
     return candidate if candidate.is_file() else None
+
+
+#: Where the operator learns how to build the d-zone client and point it at dback.
+FRONT_END_GUIDE = "docs/deployment.md#the-d-zone-client"
+
+
+def front_end_problem(root: Path) -> str | None:
+    """Why ``root`` cannot serve a front end, or None when it has an ``index.html``.
+
+    Without one, ``/`` answers 404 and the browser shows nothing, with no hint why: the usual
+    cause is a client that was never built, or the checkout's root given instead of the
+    build folder - which is named when one below ``root`` has the ``index.html``.
+    """
+    index = root / "index.html"
+    if index.is_file():
+        missing = [src for src in _local_scripts(index) if resolve(root, src) is None]
+        if not missing:
+            return None
+        return (
+            f"{index} loads {', '.join(missing)}, which {root} does not have: the front end "
+            f"is not built yet ({FRONT_END_GUIDE})"
+        )
+    below = sorted(index.parent for index in root.glob("*/index.html"))
+    hint = f" (did you mean {below[0]}?)" if below else ""
+    return (
+        f"{root} has no index.html, so it serves no front end{hint}: build the d-zone client "
+        f"and give its output folder ({FRONT_END_GUIDE}), or leave the option unset for "
+        "dback's status page"
+    )
+
+
+class _ScriptSources(HTMLParser):
+    """Collects the ``src`` of every ``<script>`` tag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        source = dict(attrs).get("src")
+        if tag == "script" and source:
+            self.sources.append(source)
+
+
+def _local_scripts(index: Path) -> list[str]:
+    """The scripts ``index`` loads from its own folder (relative URLs only): a build output
+    such as d-zone's ``static/bundle.js``."""
+    parser = _ScriptSources()
+    parser.feed(index.read_text(errors="replace"))
+    return [
+        source
+        for source in parser.sources
+        if not urlsplit(source).scheme and not source.startswith("/")
+    ]
 
 
 def content_type(path: Path) -> str:

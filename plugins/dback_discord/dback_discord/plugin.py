@@ -86,6 +86,10 @@ class DiscordPlugin:
     """
 
     dback_settings = SETTINGS
+    dback_no_guilds_hint = (
+        "the bot is in no guild its configuration allows: invite it to one; a guild it joins "
+        "is served at once, without a restart"
+    )
 
     def __init__(self) -> None:
         self.config = load_config()

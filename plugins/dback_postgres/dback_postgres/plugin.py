@@ -35,6 +35,11 @@ class PostgresPlugin:
     """Guilds and members from PostgreSQL, kept live by LISTEN/NOTIFY."""
 
     dback_settings = SETTINGS
+    dback_no_guilds_hint = (
+        'its servers table is empty: insert a guild (psql "$DBACK_POSTGRES_DSN" -c "INSERT '
+        "INTO servers (server_id, name) VALUES ('232769614004748288', 'My guild')\") and "
+        "members into users; it is served at once, without a restart"
+    )
 
     def __init__(self) -> None:
         settings = PostgresSettings.from_env()

@@ -131,6 +131,50 @@ async def test_workers_share_the_port_and_the_world_and_are_supervised(namespace
             parent.wait()
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+async def test_one_signal_to_the_process_group_stops_the_workers_gracefully(
+    namespace, tmp_path, signum
+):
+    """``systemctl stop`` with the default KillMode, or a Ctrl-C in the terminal, signals the
+    parent and every worker at once; the supervisor then forwards SIGTERM. That is one stop,
+    not a second signal: every worker closes its clients with 1001 and the parent exits 0."""
+    url = await namespace.new_user("group")
+    port = free_port()
+    log_path = tmp_path / "workers.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DBACK_")},
+        "DBACK_PLUGINS": "dback-redis,dback-mock",
+        "DBACK_REDIS_URL": url,
+        "DBACK_REDIS_PREFIX": namespace.prefix,
+    }
+    with log_path.open("wb") as log:
+        parent = subprocess.Popen(
+            [sys.executable, "-m", "dback_core", "serve", "--workers", "2", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as under a terminal or systemd
+        )
+    try:
+        await wait_for_log(log_path, r"(?s)serving .*serving ")
+        client = Client(f"ws://127.0.0.1:{port}", timeout=WAIT)
+        await client.__aenter__()
+        assert (await client.join("default"))["type"] == "server-join"
+
+        os.killpg(parent.pid, signum)
+        assert await close_code(client) == 1001
+        assert parent.wait(WAIT) == 0
+        text = log_path.read_text()
+        assert "second signal" not in text, text
+        assert "all workers stopped" in text
+        assert "exited with" not in text, text  # no worker was restarted or killed
+    finally:
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
+            parent.wait()
+
+
 def test_workers_without_redis_refuse_to_start_clearly(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DBACK_REDIS")}
     result = subprocess.run(
