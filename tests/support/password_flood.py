@@ -44,6 +44,9 @@ LOCKOUT_AFTER = 5
 VIEWER = "127.0.0.9"
 SECONDS = 12.0
 RATE = 4.5
+#: A guild-switch rate above ``RATE``: by default (1/s) the switch limit would answer most
+#: guesses before any password is looked at; these floods measure the password throttle.
+UNLIMITED_SWITCHES = {"DBACK_SWITCH_RATE": "10", "DBACK_SWITCH_BURST": "20"}
 
 #: How the throttle's refusals start (``dback_core.serving.guessing``; the PostgreSQL
 #: plugin's busy).
@@ -195,7 +198,12 @@ class Served:
 async def served(env: Mapping[str, str], log: Path) -> AsyncIterator[Served]:
     """``dback serve`` on a free port with ``env`` (plus PATH), logging JSON into ``log``;
     stopped with SIGTERM on leaving."""
-    environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DBACK_LOG_FORMAT": "json", **env}
+    environ = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DBACK_LOG_FORMAT": "json",
+        **UNLIMITED_SWITCHES,
+        **env,
+    }
     with log.open("w") as sink:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "dback_core", "serve", "--port", "0", env=environ, stderr=sink
