@@ -9,7 +9,6 @@ import json
 import os
 import re
 import select
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -85,62 +84,6 @@ def presence_of(uid: str, **expected):
         return all(frame["data"].get(key) == value for key, value in expected.items())
 
     return match
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class TcpForwarder:
-    """A TCP port that forwards to PostgreSQL once ``start``ed: a database that comes up late.
-
-    ``pause`` stops all traffic without closing anything, like a network cut that sends no
-    reset (the case only a keep-alive check can detect); ``resume`` lets it flow again.
-    """
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = free_port()
-        self.server: asyncio.Server | None = None
-        self.tasks: set[asyncio.Task] = set()
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
-
-    def pause(self) -> None:
-        self.flowing.clear()
-
-    def resume(self) -> None:
-        self.flowing.set()
-
-    async def _forward(self, reader, writer) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-
-        async def pipe(source, sink) -> None:
-            with contextlib.suppress(ConnectionError):
-                while data := await source.read(65536):
-                    await self.flowing.wait()
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        for task in (
-            asyncio.create_task(pipe(reader, upstream_writer)),
-            asyncio.create_task(pipe(upstream_reader, writer)),
-        ):
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 def postgres_plugin(server):

@@ -9,7 +9,6 @@ import time
 import asyncpg
 import pytest
 from postgres_helpers import (
-    TcpForwarder,
     dsn_for,
     http_status,
     listening,
@@ -20,6 +19,7 @@ from postgres_helpers import (
 )
 
 from dback_core.testing import Client, running_server
+from tests.support.tcp_forwarder import TcpForwarder
 
 pytestmark = pytest.mark.postgres
 

@@ -13,9 +13,10 @@ import json
 import asyncpg
 import pytest
 import websockets
-from postgres_helpers import free_port, seed_guild
+from postgres_helpers import seed_guild
 
 from d_back.server import WebSocketServer
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.postgres
 

@@ -11,9 +11,10 @@ import os
 import sys
 
 import pytest
-from postgres_helpers import free_port, seed_guild
+from postgres_helpers import seed_guild
 
 from dback_core.testing import Client
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.postgres
 

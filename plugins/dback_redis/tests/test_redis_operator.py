@@ -5,61 +5,13 @@ no traceback, a start that does not wait for Redis - and a URL that cannot work 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
 from datetime import datetime
 
 from dback_redis.edge import SUBSCRIBE_WAIT
-
-
-class LateRedis:
-    """A port that forwards to the real Redis once ``start``ed: a Redis that comes up late."""
-
-    def __init__(self) -> None:
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self.tasks: set[asyncio.Task] = set()
-        self.writers: list[asyncio.StreamWriter] = []
-
-    async def reserve(self) -> None:
-        """Pick a free port nothing listens on yet."""
-        probe = await asyncio.start_server(lambda _r, _w: None, "127.0.0.1", 0)
-        self.port = probe.sockets[0].getsockname()[1]
-        probe.close()
-        await probe.wait_closed()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
-
-    async def _forward(self, reader, writer) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", 6379)
-        self.writers += [writer, upstream_writer]
-
-        async def pipe(source, sink) -> None:
-            with contextlib.suppress(ConnectionError):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        for task in (
-            asyncio.create_task(pipe(reader, upstream_writer)),
-            asyncio.create_task(pipe(upstream_reader, writer)),
-        ):
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-    async def stop(self) -> None:
-        """Go away as a Redis that dies does: connections closed."""
-        if self.server is not None:
-            self.server.close()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        for writer in self.writers:
-            writer.close()
+from tests.support.tcp_forwarder import TcpForwarder
 
 
 def logged_at(line: str) -> datetime:
@@ -76,8 +28,7 @@ async def wait_for(predicate, timeout: float = 30.0) -> None:
 async def test_an_unreachable_redis_is_unavailable_named_by_readyz_and_heals(
     namespace, start_dback
 ):
-    late = LateRedis()
-    await late.reserve()
+    late = TcpForwarder("127.0.0.1", 6379)  # a Redis that comes up late
     url = (await namespace.new_user("auto")).replace(":6379/", f":{late.port}/")
     try:
         process = await start_dback(url, role="auto")
