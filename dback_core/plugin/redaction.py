@@ -32,9 +32,11 @@ REDACTED = MASK
 SHORTEST = 4
 
 #: ``password=...``, ``"discordToken": "..."``, ``token: ...`` and the like: the value is
-#: quoted (masked to its closing quote) or runs to a space or separator.
+#: quoted (masked to its closing quote) or runs to a space or separator. The name ends with
+#: the secret word (not ``InvalidPasswordError: ...``), and is not a URL's user name
+#: (``postgresql://app_token:...@``): its password is the user-info net's.
 _KEY_VALUE = re.compile(
-    r"(?P<keep>[\"']?\b[\w-]*(?:password|passwd|token|secret)[\w-]*\b[\"']?\s*[:=]\s*)"
+    r"(?<!://)(?P<keep>[\"']?\b[\w-]*?(?:password|passwd|token|secret)\d*\b[\"']?\s*[:=]\s*)"
     r"(?:(?P<quote>[\"'])(?P<quoted>(?:\\.|(?!(?P=quote)).)*)(?P=quote)|(?P<value>[^\s\"',;}&]+))",
     re.IGNORECASE,
 )
