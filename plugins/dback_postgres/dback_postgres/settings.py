@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dback_core import SettingsError
-from dback_core.plugin import credentials
+from dback_core.plugin.credentials import URL, parse_url
 from dback_core.plugin.settings import Setting, read
 
 DSN_ENV = "DBACK_POSTGRES_DSN"
@@ -21,7 +21,7 @@ def _check_dsn(dsn: str) -> None:
     """A postgresql:// URL whose every ``host:port`` (asyncpg takes several) has a numeric
     port; asyncpg would otherwise fail on every connection attempt with a bare ``int()``
     error."""
-    parts = credentials.parse_url(dsn)
+    parts = parse_url(dsn)
     if parts is None or parts.scheme not in {"postgres", "postgresql"}:
         raise ValueError("must be a postgresql:// URL (postgresql://user@host:5432/dbname)")
     for host in parts.hosts.split(","):
@@ -127,8 +127,8 @@ class PostgresSettings:
         )
 
     @property
-    def _parts(self) -> credentials.URL:
-        parts = credentials.parse_url(self.dsn)
+    def _parts(self) -> URL:
+        parts = parse_url(self.dsn)
         assert parts is not None  # checked when read (``_check_dsn``)
         return parts
 

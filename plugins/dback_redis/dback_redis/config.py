@@ -10,10 +10,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import parse_url as redis_reads
 
 from dback_core import NotConfigured
-from dback_core.plugin import credentials
+from dback_core.plugin.credentials import find, parse_url
 from dback_core.plugin.settings import Setting, read
 from dback_redis.chat import ChatLimits
 
@@ -35,7 +35,7 @@ _SCHEMES = {"redis", "rediss", "unix"}
 def redacted(url: str) -> str:
     """``url`` with its password masked (user-info or ``?password=``), for logs and
     ``dback plugins``: hosts, port and database stay readable."""
-    return credentials.find(url).text
+    return find(url).text
 
 
 def client_url(url: str) -> tuple[str, str | None]:
@@ -43,7 +43,7 @@ def client_url(url: str) -> tuple[str, str | None]:
     apart (``Redis.from_url(url, password=...)``), so no error or ``repr`` of its
     connections can quote it, and a password holding ``@``, ``/`` or a space reaches Redis
     whole (redis-py's own parsing would cut it at the first of them)."""
-    parts = credentials.parse_url(url)
+    parts = parse_url(url)
     if parts is None:
         return url, None
     return parts.without_password().render(masked=False), parts.password_value or None
@@ -53,7 +53,7 @@ def _check_url(url: str) -> None:
     """Refuse what redis-py would refuse on every connection attempt, and what it would read
     quietly otherwise: a database that is not a number (``redis://host:6379/abc``) is
     database 0 to redis-py, so deployments meant to be apart would share one."""
-    parts = credentials.parse_url(url)
+    parts = parse_url(url)
     if parts is None or parts.scheme not in _SCHEMES:
         raise ValueError("must start with redis://, rediss:// or unix://")
     database = parts.database.strip("/")
@@ -63,7 +63,7 @@ def _check_url(url: str) -> None:
             "numbered (redis://host:6379/0)"
         )
     try:
-        parse_url(client_url(url)[0])
+        redis_reads(client_url(url)[0])
     except ValueError as error:
         raise ValueError(f"is not a URL redis-py accepts: {error}") from None
 
