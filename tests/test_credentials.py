@@ -67,6 +67,9 @@ AWKWARD = "a b@c:d%zz/fä€"
             "host=db password=*** user=me",
             {"pl\\ ain", "pl ain"},
         ),
+        # no host-shaped part after any @ (a mistyped port): still masked
+        ("postgresql://u:p@ss w@db:54x2/d", "postgresql://u:***@db:54x2/d", {"p@ss w"}),
+        ("redis://:pw pw@cache:port/0", "redis://:***@cache:port/0", {"pw pw"}),
         # nothing secret
         ("redis://cache.example:6379/0", "redis://cache.example:6379/0", set()),
         ("postgresql://app@db/dback", "postgresql://app@db/dback", set()),
@@ -144,6 +147,7 @@ def test_secret_names(name, secret):
         ("x postgresql://u:hunter2@db:5432/d, y", "x postgresql://u:***@db:5432/d, y"),
         ("'redis://u:s3@h'", "'redis://u:***@h'"),
         ("a redis://u:b@h,redis://c:d@h2 z", "a redis://u:***@h,redis://c:***@h2 z"),
+        ("bad port in http://u:p@w@host:8o8o/x", "bad port in http://u:***@host:8o8o/x"),
         # no user-info: left alone, even with an e-mail address later on the line
         ("redis://127.0.0.1:6379/0 refused, ask admin@example.org", None),
         ("ws://127.0.0.1:3000 serving", None),

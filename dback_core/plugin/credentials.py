@@ -185,12 +185,17 @@ def parse_url(text: str) -> URL | None:
 def _userinfo_end(rest: str) -> int | None:
     """Where the user-info part of ``rest`` (a URL after ``scheme://``) ends: the last
     ``@`` followed by a host-shaped part, looked for first before the query (so an ``@`` in
-    a query argument is not taken for it), then anywhere (a password holding ``?``)."""
+    a query argument is not taken for it), then anywhere (a password holding ``?``). With no
+    host-shaped part at all (a port mistyped as ``host:543a``), the last ``@`` still ends
+    it: a password must be masked even in a URL that will not connect."""
     before_query = rest[: _first_of(rest, "?#")]
     for region in (before_query, rest):
         for index in range(len(region) - 1, -1, -1):
             if region[index] == "@" and _HOSTS_THEN.match(region, index + 1):
                 return index
+    for region in (before_query, rest):
+        if "@" in region:
+            return region.rindex("@")
     return None
 
 
@@ -274,8 +279,9 @@ def mask_userinfo(text: str) -> str:
 
 
 def _last_userinfo_at(rest: str) -> int | None:
-    """The last ``@`` of ``rest`` (free text after ``scheme://user:``) followed by hosts."""
+    """The last ``@`` of ``rest`` (free text after ``scheme://user:``) followed by hosts,
+    else its last ``@`` at all (a URL with a mistyped port)."""
     for index in range(len(rest) - 1, -1, -1):
         if rest[index] == "@" and _TEXT_HOSTS_THEN.match(rest, index + 1):
             return index
-    return None
+    return rest.rfind("@") if "@" in rest else None
