@@ -2,13 +2,15 @@
 
 The files in docs/examples/ are the ones shown in docs/deployment.md. nginx runs for real on
 loopback ports with a throw-away self-signed certificate, in front of a real dback; a client
-connects through it with ``wss://`` and receives live events.
+connects through it with ``wss://`` and receives live events, and the operator's paths
+(metrics, plugin settings, readiness) are refused however their path is written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import re
 import shutil
 import ssl
@@ -218,10 +220,58 @@ async def test_websocket_and_http_through_nginx_with_tls(proxied):
     status, body, _ = await asyncio.to_thread(_fetch, f"{base}/", context)
     assert status == 200
     assert "<title>dback status</title>" in body
-    status, body, _ = await asyncio.to_thread(_fetch, f"{base}/metrics", context)
-    assert status == 200
-    assert "dback_connections " in body
+    status, body, _ = await asyncio.to_thread(_fetch, f"{base}/api/version", context)
+    assert status == 200 and "version" in body
 
     status, _, location = await asyncio.to_thread(_fetch, f"http://127.0.0.1:{http_port}/x")
     assert status == 301
     assert location == "https://127.0.0.1/x"
+
+
+def _raw_get(port: int, path: str, context: ssl.SSLContext) -> tuple[int, str]:
+    """GET ``path`` exactly as written (no client-side normalising) over TLS."""
+    connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+#: The operator's paths, and ways of writing them that name the same path to nginx.
+PRIVATE_PATHS = [
+    "/metrics",
+    "/api/plugins",
+    "/readyz",
+    "//metrics",
+    "/%6detrics",
+    "/x/../readyz",
+    "/api//plugins",
+    "/./api/plugins",
+    "/api/%70lugins",
+    "/readyz?full=1",
+    "/METRICS/../metrics",
+]
+
+
+@pytest.mark.system
+async def test_nginx_refuses_the_operators_paths_however_written(proxied):
+    """What dback answers on these paths (plugin settings, errors, metrics) stays behind the
+    proxy: each is 403 from nginx, never dback's answer."""
+    server, tls_port, _http_port = proxied
+    context = _insecure_context()
+    direct = {
+        path: await asyncio.to_thread(_fetch_direct, server, path) for path in PRIVATE_PATHS[:3]
+    }
+    assert all(status in (200, 503) for status in direct.values()), direct
+    for path in PRIVATE_PATHS:
+        status, body = await asyncio.to_thread(_raw_get, tls_port, path, context)
+        assert status == 403, (path, status, body[:200])
+        assert "dback_" not in body and "plugins" not in body and "waiting" not in body
+
+
+def _fetch_direct(server, path: str) -> int:
+    """The status dback itself answers ``path`` with, around the proxy."""
+    host, port = server.address
+    return _fetch(f"http://{host}:{port}{path}")[0]

@@ -115,3 +115,46 @@ async def test_dback_serve_logs_json_lines_and_never_credentials():
     for secret in (PASSWORD, WRONG_PASSWORD, DISCORD_TOKEN):
         assert secret not in text
     assert dback.process.returncode == 0
+
+
+def _formatted(log_format: str, message: str, *args, error: BaseException | None = None) -> str:
+    configure_logging("INFO", log_format)
+    formatter = logging.getLogger().handlers[0].formatter
+    exc_info = None
+    if error is not None:
+        try:
+            raise error
+        except type(error):
+            exc_info = sys.exc_info()
+    record = logging.LogRecord("dback_core", logging.ERROR, __file__, 1, message, args, exc_info)
+    return formatter.format(record)
+
+
+def test_a_text_record_is_one_line_whatever_its_arguments_hold(restore_logging):
+    line = _formatted("text", "guild %s: %s", "1\n2031-01-01 INFO x: fake", "\x1b[2J\u202eok\u2028")
+    assert "\n" not in line
+    assert line.endswith("guild 1\\n2031-01-01 INFO x: fake: \\x1b[2J\\u202eok\\u2028")
+
+
+def test_a_traceback_keeps_its_lines_but_not_those_of_its_message(restore_logging):
+    cause = KeyError("inner")
+    error = ValueError("bad name\n2031-01-01 00:00:00,000 INFO dback_core: forged \x1b[31m")
+    error.__cause__ = cause
+    text = _formatted("text", "failed", error=error)
+    lines = text.splitlines()
+    assert lines[0].endswith("ERROR dback_core: failed")
+    assert "The above exception was the direct cause of the following exception:" in lines
+    assert "Traceback (most recent call last):" in lines
+    assert any(line.startswith('  File "') for line in lines)
+    assert lines[-1] == (
+        "ValueError: bad name\\n2031-01-01 00:00:00,000 INFO dback_core: forged \\x1b[31m"
+    )
+    assert not any(line.startswith("2031") for line in lines)
+
+
+def test_json_lines_encode_controls_line_and_bidi_characters(restore_logging):
+    line = _formatted("json", "name %s", "a\nb\x1b\x85\u2028\u202ec", error=ValueError("x\ny"))
+    assert "\n" not in line and "\x1b" not in line and "\u2028" not in line and "\x85" not in line
+    entry = json.loads(line)
+    assert entry["message"] == "name a\nb\x1b\x85\u2028\u202ec"
+    assert entry["exception"].endswith("ValueError: x\ny")

@@ -167,6 +167,8 @@ def test_every_shipped_plugin_declares_its_settings():
         assert all(setting.variable.startswith(prefix) for setting in found[name])
     secrets = {s.variable for settings in found.values() for s in settings if s.secret}
     assert secrets == {"DBACK_MOCK_PASSWORD", "DBACK_DISCORD_TOKEN"}
+    urls = {s.variable for settings in found.values() for s in settings if s.url}
+    assert urls == {"DBACK_POSTGRES_DSN", "DBACK_REDIS_URL"}
 
 
 def _dback(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -210,12 +212,16 @@ def test_dback_plugins_shows_values_with_secrets_masked():
         "shown_default": "3",
         "value": "0.5",
         "secret": False,
+        "url": False,
         "choices": [],
         "minimum": None,
         "help": "",
     }
     redis = {setting["variable"]: setting for setting in entries["dback-redis"]["settings"]}
     assert redis["DBACK_REDIS_ROLE"]["choices"] == ["auto", "publisher", "edge"]
+    postgres = {setting["variable"]: setting for setting in entries["dback-postgres"]["settings"]}
+    assert postgres["DBACK_POSTGRES_DSN"]["url"] is True
+    assert postgres["DBACK_POSTGRES_DSN"]["value"] == "postgresql://dback:***@127.0.0.1:1/none"
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ once the command's logging is set up. ``dback serve`` refuses to start on a conf
 mistake - a bad value in any setting, or a plugin named in ``DBACK_PLUGINS`` that is missing,
 broken or not configured - with one line naming it; other commands only report it, so that
 ``dback plugins`` and set-up commands keep working. ``DBACK_STRICT_PLUGINS`` makes any
-plugin failure fatal for every command.
+plugin failure fatal for every command. An error printed instead of logged is redacted like a
+log line (``dback_core.plugin.redaction``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from dback_core.ops.workers import (
     worker_count,
 )
 from dback_core.plugin.errors import PluginError, ScaffoldError, SettingsError
+from dback_core.plugin.redaction import redact
 from dback_core.plugin.server_settings import CORE_SETTINGS, Settings, core_setting
 from dback_core.plugin.settings import Setting
 from dback_core.serving.server import DbackServer
@@ -196,7 +198,7 @@ def serve(
         count = worker_count(workers)
         loop_name, new_loop = loop_factory(settings.event_loop)
     except (ValueError, PluginError) as error:
-        raise click.ClickException(str(error)) from error
+        raise click.ClickException(redact(str(error))) from error
     if not plugins.installed:
         raise click.ClickException(NOTHING_INSTALLED)
     _refuse_mistakes(plugins)
@@ -216,7 +218,7 @@ def serve(
 def _refuse_mistakes(plugins: PluginSet) -> None:
     problems = plugins.fatal_problems()
     if problems:
-        raise click.ClickException("\n".join(problems))
+        raise click.ClickException(redact("\n".join(problems)))
 
 
 def _supervise(
@@ -308,7 +310,7 @@ def plugins(as_json: bool) -> None:
     try:
         plugin_set = _plugin_set()
     except (PluginError, SettingsError) as error:
-        raise click.ClickException(str(error)) from error
+        raise click.ClickException(redact(str(error))) from error
     plugin_set.report()
     description = plugin_set.describe()
     if as_json:
@@ -432,7 +434,7 @@ def build_cli() -> tuple[click.Group, PluginSet]:
     try:
         plugin_set = load_plugins(report=False)
     except (PluginError, SettingsError) as error:
-        click.echo(f"Error: {error}", err=True)
+        click.echo(f"Error: {redact(str(error))}", err=True)
         sys.exit(1)
     PluginHooks(plugin_set).register_commands(cli)
     return cli, plugin_set

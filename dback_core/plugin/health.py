@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from dback_core.plugin.redaction import redact
+
 log = logging.getLogger(__name__)
 
 SERVING = "serving"
@@ -53,6 +55,8 @@ class Health:
             raise ValueError(f"health status must be one of {', '.join(STATUSES)}, not {status!r}")
         changed = status != self.status
         self.status = status
+        # Redacted once here, so /readyz, /api/plugins, /metrics and the log all show it so.
+        reason = redact(reason) if reason else reason
         self.reason = reason if status != SERVING else None
         if changed:
             _log_change(plugin, status, reason)

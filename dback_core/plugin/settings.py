@@ -7,6 +7,7 @@ attribute of what its entry point names (a class, module or instance)::
         dback_settings = (
             Setting("DBACK_MINE_INTERVAL", float, 3.0, "seconds between updates", minimum=0.1),
             Setting("DBACK_MINE_TOKEN", help="API token", secret=True),
+            Setting("DBACK_MINE_URL", help="mine://user:password@host/db", url=True),
         )
 
         def __init__(self) -> None:
@@ -28,8 +29,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dback_core.plugin import credentials
 from dback_core.plugin.errors import SettingsError
-from dback_core.plugin.redaction import REDACTED, redact
+from dback_core.plugin.redaction import REDACTED, redact, remember
 
 #: The attribute a plugin declares its settings in.
 SETTINGS_ATTRIBUTE = "dback_settings"
@@ -61,8 +63,13 @@ class Setting:
     ``type`` is ``str``, ``int``, ``float`` or ``bool``; numbers must be finite and at least
     ``minimum`` when given; ``choices`` (text only) are matched ignoring case and returned as
     declared. ``check`` may raise ``ValueError("must ...")`` for anything else about the
-    value; its message continues the variable's name. A ``secret`` is never shown, only
-    whether it is set.
+    value; its message continues the variable's name.
+
+    A ``secret`` (a token, a password) is never shown, only whether it is set. A ``url`` is
+    a URL or DSN that may carry a password (user-info, ``?password=``) - or several URLs, or
+    a key=value DSN: it is shown with those parts masked and the rest (hosts, ports,
+    database) visible (``dback_core.plugin.credentials``). Either way, once the value is
+    read its secrets are masked exactly in every log line and error (``redaction``).
     """
 
     variable: str
@@ -70,6 +77,7 @@ class Setting:
     default: Any = None
     help: str = ""
     secret: bool = False
+    url: bool = False
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     check: Callable[[Any], None] | None = None
@@ -77,18 +85,38 @@ class Setting:
     def __post_init__(self) -> None:
         if self.type not in _KINDS:
             raise TypeError(f"{self.variable}: type must be str, int, float or bool")
+        if (self.secret or self.url) and self.type is not str:
+            raise TypeError(f"{self.variable}: only a str setting can be secret or a url")
 
     def parse(self, environ: Mapping[str, str]) -> Any:
         """The value in ``environ``, or the default when unset or blank."""
         raw = environ.get(self.variable, "").strip()
         if not raw:
             return self.default
+        self.remember(raw)
         return self.validate(self._convert(raw), raw)
+
+    def remember(self, raw: str) -> None:
+        """Register what ``raw`` holds that must never be shown: the whole value of a
+        secret, the secret parts of a URL (``redaction.remember``)."""
+        if self.secret:
+            remember(raw)
+        elif self.url:
+            remember(*credentials.find(raw).secrets)
+
+    def shown(self, raw: str) -> str:
+        """``raw`` as operators may see it: ``***`` for a secret, a URL with its secret
+        parts masked, anything else with known secrets masked (``redact``)."""
+        if self.secret:
+            return REDACTED
+        if self.url:
+            return redact(credentials.find(raw).text)
+        return redact(raw)
 
     def validate(self, value: Any, raw: str | None = None) -> Any:
         """``value`` when it keeps to ``minimum`` and ``check``, else ``SettingsError``;
         ``raw`` is the text it was read from, quoted in the error (else ``value`` is)."""
-        shown = repr(raw if raw is not None else value)
+        shown = repr(self.shown(raw if raw is not None else str(value)))
         if self.choices and value not in self.choices:
             listed = ", ".join(repr(choice) for choice in self.choices)
             raise SettingsError(self.variable, f"must be one of {listed}, got {shown}")
@@ -124,25 +152,29 @@ class Setting:
 
     @property
     def shown_default(self) -> str | None:
-        """The default as the docs and ``--help`` write it (``3`` for 3.0), or None."""
+        """The default as the docs and ``--help`` write it (``3`` for 3.0; a secret's
+        masked), or None."""
         if self.default is None:
             return None
         if isinstance(self.default, float):
             return f"{self.default:g}"
-        return str(self.default)
+        return self.shown(str(self.default)) if self.secret or self.url else str(self.default)
 
     def describe(self, environ: Mapping[str, str]) -> dict[str, Any]:
         """What ``dback plugins --json`` shows: the value as set (masked when secret or
         holding a password), or None when unset, beside the declaration."""
         raw = environ.get(self.variable, "").strip()
-        shown = (REDACTED if self.secret else redact(raw)) if raw else None
+        if raw:
+            self.remember(raw)
+        hidden = (self.secret or self.url) and self.default is not None
         return {
             "variable": self.variable,
             "type": self.type.__name__,
-            "default": self.default,
+            "default": self.shown_default if hidden else self.default,
             "shown_default": self.shown_default,
-            "value": shown,
+            "value": self.shown(raw) if raw else None,
             "secret": self.secret,
+            "url": self.url,
             "choices": list(self.choices),
             "minimum": self.minimum,
             "help": self.help,

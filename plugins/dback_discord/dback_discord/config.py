@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from dback_core import NotConfigured, SettingsError
+from dback_core.plugin.redaction import remember
 from dback_core.plugin.settings import Setting, read
 from dback_discord.shards import AUTO
 
@@ -308,6 +309,8 @@ def parse_config(token: str, document: Mapping[str, Any], source: str = "config"
                 "watch, so only what @everyone can read is published"
             )
     _check_unique(guilds, source)
+    # Guild passwords are secrets held in the file: masked in every log line like the token.
+    remember(defaults.password, *(guild.password for guild in guilds.values()))
     return DiscordConfig(
         token=token,
         bot=bot,

@@ -12,7 +12,6 @@ import asyncio
 import shlex
 import sys
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 import click
@@ -44,7 +43,7 @@ def _settings(dsn: str | None) -> PostgresSettings:
 
 async def _connect(settings: PostgresSettings) -> Any:
     try:
-        return await asyncpg.connect(settings.dsn, timeout=settings.timeout)
+        return await asyncpg.connect(**settings.connect_args(), timeout=settings.timeout)
     except DATABASE_ERRORS as error:
         raise click.ClickException(
             f"cannot connect to {settings.where}: {describe(error)}"
@@ -54,13 +53,13 @@ async def _connect(settings: PostgresSettings) -> Any:
 async def _create_database(settings: PostgresSettings) -> bool:
     """Create the DSN's database through the server's ``postgres`` database; False when the
     DSN names none (PostgreSQL then uses the user's name, which is not ours to create)."""
-    parts = urlsplit(settings.dsn)
-    name = unquote(parts.path.lstrip("/"))
+    name = settings.database
     if not name:
         return False
-    maintenance = urlunsplit(parts._replace(path="/postgres"))
     try:
-        connection = await asyncpg.connect(maintenance, timeout=settings.timeout)
+        connection = await asyncpg.connect(
+            **settings.connect_args(path="/postgres"), timeout=settings.timeout
+        )
         try:
             quoted = name.replace('"', '""')
             await connection.execute(f'CREATE DATABASE "{quoted}"')
@@ -76,7 +75,7 @@ async def _create_database(settings: PostgresSettings) -> bool:
 
 async def _migrate(settings: PostgresSettings) -> None:
     try:
-        connection = await asyncpg.connect(settings.dsn, timeout=settings.timeout)
+        connection = await asyncpg.connect(**settings.connect_args(), timeout=settings.timeout)
     except asyncpg.InvalidCatalogNameError:
         if not await _create_database(settings):
             raise

@@ -63,7 +63,7 @@ class Database:
             return
         if self.pool is None:
             self.pool = await asyncpg.create_pool(
-                self.settings.dsn,
+                **self.settings.connect_args(),
                 min_size=self.settings.pool_min,
                 max_size=self.settings.pool_max,
                 timeout=self.settings.timeout,

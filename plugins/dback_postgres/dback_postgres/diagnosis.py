@@ -11,7 +11,6 @@ fixing the database brings the plugin back without a restart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
@@ -52,7 +51,7 @@ def schema_behind(message: str) -> Trouble:
 
 def _operator_fix(error: BaseException, settings: PostgresSettings) -> str | None:
     """What the operator must do about ``error``, or None when waiting is enough."""
-    user = _user(settings.dsn)
+    user = _user(settings.user)
     text = str(error)
     if isinstance(error, asyncpg.InvalidCatalogNameError):
         return "run `dback postgres migrate`: it creates the database and its tables"
@@ -80,13 +79,12 @@ def _operator_fix(error: BaseException, settings: PostgresSettings) -> str | Non
     return None
 
 
-def _user(dsn: str) -> str:
+def _user(name: str | None) -> str:
     """The DSN's role as SQL would name it (quoted when it must be), for the suggested fix.
 
     Without a user in the DSN, PostgreSQL uses the operating system's user name, which
     this process cannot know for sure; the fix then names a placeholder.
     """
-    name = unquote(urlsplit(dsn).username or "")
     if not name:
         return "<role>"
     if name.isidentifier() and name == name.lower():

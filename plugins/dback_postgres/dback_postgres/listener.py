@@ -114,7 +114,7 @@ class ChangeListener:
     async def _listen(self, queue: asyncio.Queue[Any]) -> None:
         settings = self.database.settings
         self.connection = await asyncpg.connect(
-            settings.dsn, timeout=settings.timeout, command_timeout=settings.timeout
+            **settings.connect_args(), timeout=settings.timeout, command_timeout=settings.timeout
         )
         self.overflowed = False
         await self.connection.add_listener(

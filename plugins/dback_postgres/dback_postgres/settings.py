@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
 
 from dback_core import SettingsError
+from dback_core.plugin.credentials import URL, parse_url
 from dback_core.plugin.settings import Setting, read
 
 DSN_ENV = "DBACK_POSTGRES_DSN"
@@ -20,9 +21,10 @@ def _check_dsn(dsn: str) -> None:
     """A postgresql:// URL whose every ``host:port`` (asyncpg takes several) has a numeric
     port; asyncpg would otherwise fail on every connection attempt with a bare ``int()``
     error."""
-    if urlsplit(dsn).scheme not in {"postgres", "postgresql"}:
+    parts = parse_url(dsn)
+    if parts is None or parts.scheme not in {"postgres", "postgresql"}:
         raise ValueError("must be a postgresql:// URL (postgresql://user@host:5432/dbname)")
-    for host in urlsplit(dsn).netloc.rpartition("@")[2].split(","):
+    for host in parts.hosts.split(","):
         _host, colon, port = host.rpartition("]")[2].rpartition(":")
         if colon and port and not port.isdigit():
             raise ValueError(f"has a port that is not a number: {port!r}")
@@ -33,7 +35,8 @@ SETTINGS = (
         DSN_ENV,
         str,
         None,
-        "postgresql://user:password@host:5432/dbname; required (its password is never logged)",
+        "postgresql://user:password@host:5432/dbname; required (its password is masked)",
+        url=True,
         check=_check_dsn,
     ),
     Setting("DBACK_POSTGRES_POOL_MIN", int, 1, "connections the pool keeps open", minimum=0),
@@ -124,13 +127,35 @@ class PostgresSettings:
         )
 
     @property
-    def where(self) -> str:
-        """The DSN without its password or query string (which may hold one), for log lines.
+    def _parts(self) -> URL:
+        parts = parse_url(self.dsn)
+        assert parts is not None  # checked when read (``_check_dsn``)
+        return parts
 
-        The hosts are copied as written rather than parsed: asyncpg accepts several
-        (``host1:5432,host2:5433``), which ``urlsplit`` cannot turn into one port.
-        """
-        parts = urlsplit(self.dsn)
-        hosts = parts.netloc.rpartition("@")[2] or "localhost"
-        user = f"{parts.username}@" if parts.username else ""
-        return f"postgresql://{user}{hosts}{parts.path}"
+    @property
+    def where(self) -> str:
+        """The DSN without its password or query string (which may hold one), for log lines;
+        the hosts as written (asyncpg accepts several: ``host1:5432,host2:5433``)."""
+        parts = self._parts
+        user = f"{parts.user}@" if parts.user else ""
+        return f"postgresql://{user}{parts.hosts or 'localhost'}{parts.path}"
+
+    @property
+    def user(self) -> str | None:
+        """The role the DSN names (decoded), or None."""
+        return self._parts.user_value
+
+    def connect_args(self, path: str | None = None) -> dict[str, Any]:
+        """asyncpg's ``dsn`` and ``password`` arguments: the password is passed apart from
+        the DSN, so no asyncpg error can quote it, and a password holding ``@``, ``:``, ``/``
+        or a space reaches PostgreSQL whole (asyncpg's own parsing cuts the user-info at
+        its first ``@``). ``path`` names another database on the same server."""
+        parts = self._parts.without_password()
+        if path is not None:
+            parts = parts.with_path(path)
+        return {"dsn": parts.render(masked=False), "password": self._parts.password_value}
+
+    @property
+    def database(self) -> str:
+        """The database the DSN names (decoded), or "" when it names none."""
+        return self._parts.database

@@ -9,11 +9,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
 
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import parse_url as redis_reads
 
 from dback_core import NotConfigured
+from dback_core.plugin.credentials import find, parse_url
 from dback_core.plugin.settings import Setting, read
 from dback_redis.chat import ChatLimits
 
@@ -32,50 +32,38 @@ ROLES = (AUTO, PUBLISHER, EDGE)
 _SCHEMES = {"redis", "rediss", "unix"}
 
 
-#: Query-string arguments that redis-py reads as secrets (``unix://...?password=...``).
-_SECRET_ARGUMENTS = {"password", "ssl_password"}
-
-
 def redacted(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for logs and ``dback plugins``.
-
-    redis-py takes a password from the user-info part and from the query string alike
-    (the usual way for ``unix://`` URLs), so both are masked.
-    """
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    query = "&".join(_redacted_argument(argument) for argument in parts.query.split("&"))
-    # Not urlunsplit: it turns ``unix:///path`` (empty host) into ``unix:/path``.
-    text = f"{parts.scheme}://{netloc}{parts.path}"
-    return text + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+    """``url`` with its password masked (user-info or ``?password=``), for logs and
+    ``dback plugins``: hosts, port and database stay readable."""
+    return find(url).text
 
 
-def _redacted_argument(argument: str) -> str:
-    name, separator, _value = argument.partition("=")
-    return f"{name}=***" if separator and unquote(name) in _SECRET_ARGUMENTS else argument
+def client_url(url: str) -> tuple[str, str | None]:
+    """``url`` without its password, and the password: redis-py is given the password
+    apart (``Redis.from_url(url, password=...)``), so no error or ``repr`` of its
+    connections can quote it, and a password holding ``@``, ``/`` or a space reaches Redis
+    whole (redis-py's own parsing would cut it at the first of them)."""
+    parts = parse_url(url)
+    if parts is None:
+        return url, None
+    return parts.without_password().render(masked=False), parts.password_value or None
 
 
 def _check_url(url: str) -> None:
     """Refuse what redis-py would refuse on every connection attempt, and what it would read
     quietly otherwise: a database that is not a number (``redis://host:6379/abc``) is
     database 0 to redis-py, so deployments meant to be apart would share one."""
-    parts = urlsplit(url)
-    if parts.scheme not in _SCHEMES:
+    parts = parse_url(url)
+    if parts is None or parts.scheme not in _SCHEMES:
         raise ValueError("must start with redis://, rediss:// or unix://")
-    database = unquote(parts.path).strip("/")
+    database = parts.database.strip("/")
     if parts.scheme != "unix" and database and not database.isdigit():
         raise ValueError(
             f"names the database {database!r}, which is not a number: Redis databases are "
             "numbered (redis://host:6379/0)"
         )
     try:
-        parse_url(url)
+        redis_reads(client_url(url)[0])
     except ValueError as error:
         raise ValueError(f"is not a URL redis-py accepts: {error}") from None
 
@@ -86,6 +74,7 @@ SETTINGS = (
         str,
         None,
         "redis://host:6379/0, rediss://... or unix://...; required (its password is masked)",
+        url=True,
         check=_check_url,
     ),
     Setting(

@@ -18,7 +18,7 @@ from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event, Message, Presence
 from dback_core.plugin.host import PluginHost
 from dback_redis import chat, codec, snapshot
-from dback_redis.config import RedisConfig, redacted
+from dback_redis.config import RedisConfig, client_url, redacted
 from dback_redis.link import Link
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,12 @@ SOCKET_TIMEOUT = 3.0
 
 
 def open_client(config: RedisConfig) -> Redis:
-    """A client whose connections carry ``config.client_name`` (see CLIENT LIST)."""
+    """A client whose connections carry ``config.client_name`` (see CLIENT LIST); the
+    password is passed apart from the URL (see ``client_url``)."""
+    url, password = client_url(config.url)
     return Redis.from_url(
-        config.url,
+        url,
+        password=password,
         decode_responses=True,
         client_name=config.client_name,
         socket_connect_timeout=SOCKET_TIMEOUT,
