@@ -1,0 +1,71 @@
+"""RSS and open file descriptors of every dback process over time, read from /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.soak.cluster import Cluster
+
+
+def rss_kib(pid: int) -> int | None:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+def open_fds(pid: int) -> int | None:
+    with contextlib.suppress(OSError):
+        return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+    return None
+
+
+@dataclass
+class Sample:
+    at: float
+    rss_kib: int
+    fds: int
+
+
+@dataclass
+class ResourceLog:
+    #: "<node> pid <pid>" -> its samples in time order.
+    series: dict[str, list[Sample]] = field(default_factory=dict)
+
+    def drift(self, min_span: float) -> tuple[int, int, str]:
+        """Largest RSS growth (KiB) and fd growth of any process observed for at least
+        ``min_span`` seconds, from its first sample after warm-up (a quarter of its span)
+        to its last; the process the RSS figure is about."""
+        worst_rss, worst_fds, which = 0, 0, "none observed long enough"
+        for name, samples in self.series.items():
+            if len(samples) < 2 or samples[-1].at - samples[0].at < min_span:
+                continue
+            warm = samples[0].at + (samples[-1].at - samples[0].at) / 4
+            base = next(s for s in samples if s.at >= warm)
+            rss, fds = samples[-1].rss_kib - base.rss_kib, samples[-1].fds - base.fds
+            if which.startswith("none") or rss > worst_rss:
+                worst_rss, which = rss, name
+            worst_fds = max(worst_fds, fds)
+        return worst_rss, worst_fds, which
+
+
+async def sample_forever(cluster: Cluster, log: ResourceLog, interval: float = 2.0) -> None:
+    while True:
+        now = time.monotonic()
+        for node in cluster.nodes:
+            if node.process is None or node.process.poll() is not None:
+                continue
+            pids = node.all_pids()
+            for pid in pids:
+                role = "parent" if node.workers and pid == node.pid else "pid"
+                rss, fds = rss_kib(pid), open_fds(pid)
+                if rss is not None and fds is not None:
+                    log.series.setdefault(f"{node.name} {role} {pid}", []).append(
+                        Sample(now, rss, fds)
+                    )
+        await asyncio.sleep(interval)
