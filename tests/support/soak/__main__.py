@@ -23,6 +23,14 @@ def main() -> int:
     parser.add_argument("--chat-rate", type=float, default=5.0)
     parser.add_argument("--status-rate", type=float, default=10.0)
     parser.add_argument("--faults", default="all", help="all, none or kinds joined by commas")
+    parser.add_argument(
+        "--fault-gap",
+        type=float,
+        nargs=2,
+        default=(5.0, 15.0),
+        metavar=("MIN", "MAX"),
+        help="seconds between one fault's recovery and the next (uniform)",
+    )
     parser.add_argument("--sentinels", action="store_true", help="master, replica, 3 sentinels")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--logs", type=Path, default=None, help="keep the processes' logs here")
@@ -36,6 +44,7 @@ def main() -> int:
         chat_rate=arguments.chat_rate,
         status_rate=arguments.status_rate,
         faults=parse_faults(arguments.faults),
+        fault_gap=tuple(arguments.fault_gap),
         sentinels=arguments.sentinels,
         seed=arguments.seed,
     )

@@ -22,6 +22,7 @@ from dback_postgres import migrations
 from tests.support.ports import free_port
 from tests.support.postgres_passwords import ADMIN_DSN
 from tests.support.soak.config import SoakConfig
+from tests.support.soak.publisher import publisher_pid
 from tests.support.soak.redis_servers import RedisTopology
 
 GUILD = "424242424242424242"
@@ -248,13 +249,12 @@ class Cluster:
                 await asyncio.sleep(0.2)
         return loop.time() - started
 
-    async def publisher(self) -> DbackNode | None:
-        """The single-process node whose dback-redis says it publishes (a worker of a
-        ``--workers`` node cannot be told apart through the shared port)."""
-        for node in self.nodes:
-            if node.workers:
-                continue
-            with contextlib.suppress(Exception):
-                if await node.redis_role() == "publisher":
-                    return node
+    async def publisher(self) -> tuple[DbackNode, int] | None:
+        """The node and the pid (the node's own, or one of its workers') holding the lease."""
+        owners = {pid: node for node in self.nodes for pid in node.all_pids()}
+        with contextlib.suppress(Exception):
+            master = await self.redis.master_port()
+            pid = await publisher_pid(master, self.prefix, list(owners))
+            if pid is not None:
+                return owners[pid], pid
         return None

@@ -101,18 +101,24 @@ class FaultInjector:
         promoted = await self.cluster.redis.failover()
         return f"new master named after {promoted:.1f} s"
 
-    async def _publisher(self) -> DbackNode | None:
+    async def _publisher(self) -> tuple[DbackNode, int] | None:
         for _ in range(50):
-            node = await self.cluster.publisher()
-            if node is not None:
-                return node
+            found = await self.cluster.publisher()
+            if found is not None:
+                return found
             await asyncio.sleep(0.2)
         return None
 
     async def _publisher_signal(self, signum: int) -> str:
-        node = await self._publisher()
-        if node is None:
-            return "skipped: no single-process node publishes"
+        found = await self._publisher()
+        if found is None:
+            return "skipped: nobody holds the lease"
+        node, pid = found
+        if pid != node.pid:  # a worker: its parent starts another
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+            await asyncio.sleep(1.0)
+            return f"{node.name} worker pid {pid}"
         node.signal(signum)
         if await node.wait_exit(20) is None:
             node.signal(signal.SIGKILL)
@@ -128,14 +134,17 @@ class FaultInjector:
         return await self._publisher_signal(signal.SIGKILL)
 
     async def _publisher_sigstop(self) -> str:
-        node = await self._publisher()
-        if node is None:
-            return "skipped: no single-process node publishes"
+        found = await self._publisher()
+        if found is None:
+            return "skipped: nobody holds the lease"
+        node, pid = found
         paused = self.cluster.config.lease_seconds * self.rng.uniform(1.5, 3.0)
-        node.signal(signal.SIGSTOP)
-        await asyncio.sleep(paused)
-        node.signal(signal.SIGCONT)
-        return f"{node.name} for {paused:.1f} s"
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+            await asyncio.sleep(paused)
+            os.kill(pid, signal.SIGCONT)
+        where = node.name if pid == node.pid else f"{node.name} worker pid {pid}"
+        return f"{where} for {paused:.1f} s"
 
     def _worker(self) -> tuple[DbackNode, int] | None:
         for node in self.cluster.nodes:

@@ -49,6 +49,8 @@ class Session:
     ended_by: str = "end"
     chat: array[int] = field(default_factory=lambda: array("q"))
     foreign_chat: int = 0
+    #: ``server-join`` frames after the first (the server rebuilt this viewer's world).
+    rejoins: int = 0
     #: Presences older than one already shown (a lower username version for a uid).
     presence_regressions: int = 0
 
@@ -182,6 +184,9 @@ class Viewer:
                 uid: (user.get("status", ""), user.get("username", ""))
                 for uid, user in (data.get("users") or {}).items()
             }
+            if session is not None:  # the server rebuilt the world: the connection goes on
+                session.rejoins += 1
+                return session
             session = Session(node, now)
             self.sessions.append(session)
             self.connected.set()
