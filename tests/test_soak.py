@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 log = logging.getLogger(__name__)
 
 #: What main survives without losing, duplicating or reordering anything a viewer sees.
-SURVIVED = "pg_terminate,worker_sigkill,viewer_churn"
+SURVIVED = "pg_terminate,worker_sigkill,worker_sigstop,viewer_churn"
 
 
 async def test_a_short_soak_loses_nothing(tmp_path):
