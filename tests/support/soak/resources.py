@@ -37,6 +37,13 @@ class ResourceLog:
     #: "<node> pid <pid>" -> its samples in time order.
     series: dict[str, list[Sample]] = field(default_factory=dict)
 
+    def write_csv(self, path: Path, started: float) -> None:
+        """Every sample, for a plot: process, seconds into the run, RSS in KiB, open fds."""
+        lines = ["process,seconds,rss_kib,fds"]
+        for name, samples in self.series.items():
+            lines += [f"{name},{s.at - started:.1f},{s.rss_kib},{s.fds}" for s in samples]
+        path.write_text("\n".join(lines) + "\n")
+
     def drift(self, min_span: float) -> tuple[int, int, str]:
         """Largest RSS growth (KiB) and fd growth of any process observed for at least
         ``min_span`` seconds, from its first sample after warm-up (a quarter of its span)

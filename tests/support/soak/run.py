@@ -126,6 +126,7 @@ async def run(config: SoakConfig, directory: Path) -> tuple[SoakResult, str]:
             )
     # A slow reader's own stalls are not dark time: judge the others.
     worst = max((v for v in viewers if v.kind != "slow"), key=lambda v: v.worst_dark)
+    resources.write_csv(directory / "resources.csv", timeline.writer_started)
     rss, fds, of = resources.drift(min_span=config.duration / 2)
     kinds = {k: sum(1 for v in viewers if v.kind == k) for k in ("steady", "slow", "churn")}
     result = SoakResult(
