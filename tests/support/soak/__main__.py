@@ -32,6 +32,7 @@ def main() -> int:
         help="seconds between one fault's recovery and the next (uniform)",
     )
     parser.add_argument("--sentinels", action="store_true", help="master, replica, 3 sentinels")
+    parser.add_argument("--lease", type=float, default=2.0, help="DBACK_REDIS_LEASE_SECONDS")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--logs", type=Path, default=None, help="keep the processes' logs here")
     arguments = parser.parse_args()
@@ -46,6 +47,7 @@ def main() -> int:
         faults=parse_faults(arguments.faults),
         fault_gap=tuple(arguments.fault_gap),
         sentinels=arguments.sentinels,
+        lease_seconds=arguments.lease,
         seed=arguments.seed,
     )
     directory = arguments.logs or Path(tempfile.mkdtemp(prefix="dback-soak-"))
