@@ -27,7 +27,8 @@ class SoakResult:
     worst_dark: float
     worst_dark_at: float
     rss_drift_kib: int
-    fd_drift: int
+    fds_before: int
+    fds_after: int
     rss_drift_of: str
 
     @property
@@ -79,7 +80,11 @@ def table(result: SoakResult) -> str:
         ("sessions with chat errors", str(result.chat.sessions_with_errors)),
         ("worst dark time", f"{result.worst_dark:.1f} s (from t={result.worst_dark_at:.0f} s)"),
         ("memory drift", f"{result.rss_drift_kib / 1024:+.1f} MiB ({result.rss_drift_of})"),
-        ("open fd drift", f"{result.fd_drift:+d}"),
+        (
+            "open fd drift",
+            f"{result.fds_after - result.fds_before:+d} (all processes: "
+            f"{result.fds_before} -> {result.fds_after}, every viewer connected)",
+        ),
     ]
     width = max(len(name) for name, _ in rows)
     lines = [f"| {'soak':<{width}} | result |", f"|{'-' * (width + 2)}|--------|"]

@@ -15,7 +15,7 @@ from tests.support.soak.cluster import Cluster
 from tests.support.soak.config import SoakConfig
 from tests.support.soak.faults import FaultInjector
 from tests.support.soak.report import SoakResult
-from tests.support.soak.resources import ResourceLog, sample_forever
+from tests.support.soak.resources import ResourceLog, sample_forever, total_fds
 from tests.support.soak.viewers import Timeline, Viewer
 from tests.support.soak.writer import Writer
 
@@ -86,6 +86,7 @@ async def run(config: SoakConfig, directory: Path) -> tuple[SoakResult, str]:
                 await asyncio.sleep(0.01)  # no thundering herd at the start
             await _all_connected(viewers, 120)
             log.info("%d viewers connected; writing", len(viewers))
+            fds_before = total_fds(cluster)
             await writer.start()
             timeline.writer_started = time.monotonic()
             await injector.run(until=timeline.writer_started + config.duration)
@@ -99,6 +100,8 @@ async def run(config: SoakConfig, directory: Path) -> tuple[SoakResult, str]:
             await _all_connected(viewers, 120)
             truth, different = await _settle(cluster, viewers, config.settle_timeout)
             await asyncio.sleep(config.leave_margin / 2)  # late chat still counts
+            await _all_connected(viewers, 120)
+            fds_after = total_fds(cluster)
         finally:
             await asyncio.gather(*(viewer.stop() for viewer in viewers))
             sampler.cancel()
@@ -127,7 +130,7 @@ async def run(config: SoakConfig, directory: Path) -> tuple[SoakResult, str]:
     # A slow reader's own stalls are not dark time: judge the others.
     worst = max((v for v in viewers if v.kind != "slow"), key=lambda v: v.worst_dark)
     resources.write_csv(directory / "resources.csv", timeline.writer_started)
-    rss, fds, of = resources.drift(min_span=config.duration / 2)
+    rss, of = resources.drift(min_span=config.duration / 2)
     kinds = {k: sum(1 for v in viewers if v.kind == k) for k in ("steady", "slow", "churn")}
     result = SoakResult(
         duration=config.duration,
@@ -145,7 +148,8 @@ async def run(config: SoakConfig, directory: Path) -> tuple[SoakResult, str]:
         worst_dark=worst.worst_dark,
         worst_dark_at=worst.worst_dark_at - timeline.writer_started,
         rss_drift_kib=rss,
-        fd_drift=fds,
+        fds_before=fds_before,
+        fds_after=fds_after,
         rss_drift_of=of,
     )
     _ = truth
