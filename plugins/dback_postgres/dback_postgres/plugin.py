@@ -47,7 +47,9 @@ class PostgresPlugin:
             raise NotConfigured(f"set {DSN_ENV} to a postgresql:// URL")
         quiet_asyncpg_tracebacks()
         self.database = Database(settings)
-        self.listener = ChangeListener(self.database, self._report_health)
+        self.listener = ChangeListener(
+            self.database, self._report_health, self._resume_position, self._chat_lost
+        )
         self.host: PluginHost | None = None
         self._password_checks = FairThreadPool(
             PASSWORD_CHECKS, CHECKS_PER_ADDRESS, name="dback-postgres-password"
@@ -56,6 +58,15 @@ class PostgresPlugin:
     def _report_health(self, status: str, reason: str | None) -> None:
         if self.host is not None:
             self.host.report_health(status, reason)
+
+    def _resume_position(self) -> int | None:
+        if self.host is None:
+            return None
+        return self.host.resume_position(queries.CHAT_SOURCE)
+
+    def _chat_lost(self, count: int, reason: str) -> None:
+        if self.host is not None:
+            self.host.chat_lost(count, reason)
 
     @hookimpl
     async def startup(self, host: PluginHost) -> None:
