@@ -7,6 +7,13 @@ processes), rewrites the snapshot and publishes. When it dies, its lease expires
 process takes over; when it finds its lease gone (it was paused, or cut off from Redis for
 longer than the lease), it stops publishing at once, puts its providers back on standby and
 serves from the snapshot again like any edge.
+
+A handover loses no chat: the publisher records in ``P:positions`` the highest position of
+each chat source it published (same MULTI/EXEC as the chat), and the next one hands that to
+its providers when it releases them (``release_plugins(resume=...)``), so they deliver what
+came after it. A publisher that stops (SIGTERM) first writes everything it applied, then
+gives the lease up and says so on the bus (``released``): the others run for election at
+once instead of waiting for their next turn.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from redis.exceptions import RedisError
 from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event
 from dback_core.plugin.host import PluginHost
+from dback_redis import codec
 from dback_redis.config import EDGE, PUBLISHER, RedisConfig, redacted
 from dback_redis.connection import RETRY_FIRST, open_client
 from dback_redis.edge import Edge
@@ -41,7 +49,7 @@ class Elected:
         self.config = config
         self.sequence = itertools.count(1)
         self.link = Link(redacted(config.url))
-        self.role: Edge | Publisher = Edge(config, self.sequence, self.link)
+        self.role: Edge | Publisher = self._edge()
         self.host: PluginHost | None = None
         self.redis = open_client(config)
         self.lease = Lease(self.redis, Keys(config.prefix), config.process_id, config.lease_seconds)
@@ -50,6 +58,35 @@ class Elected:
         self._elector: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
         self._switching = asyncio.Lock()
+
+    def _edge(self) -> Edge:
+        edge = Edge(self.config, self.sequence, self.link)
+        edge.on_released = self._nudge
+        return edge
+
+    def _nudge(self) -> None:
+        """The publisher gave the lease up: run for election now."""
+        if not self.leading:
+            self._lost.set()
+
+    async def _acquire(self) -> int | None:
+        """Run for the lease, above every fence this process has seen."""
+        self.lease.saw(self.role.highest_fence)
+        return await self.lease.acquire()
+
+    async def _positions(self) -> dict[str, int]:
+        """Where the last publisher's chat ended, per source (empty when Redis forgot it:
+        the positions shown here then tell)."""
+        try:
+            raw = await self.redis.hgetall(self.lease.keys.positions)
+        except (RedisError, OSError) as error:
+            log.warning("redis: could not read where chat was published up to (%s)", error)
+            return {}
+        positions = {}
+        for source, position in raw.items():
+            with contextlib.suppress(ValueError):
+                positions[str(source)] = int(position)
+        return positions
 
     @property
     def leading(self) -> bool:
@@ -65,7 +102,7 @@ class Elected:
         self.host = host
         await self.role.start(host)
         with contextlib.suppress(RedisError, OSError):
-            fence = await self.lease.acquire()
+            fence = await self._acquire()
             if fence is not None:
                 await self._lead(fence)
         self._elector = asyncio.create_task(self._elect(), name="dback-redis-election")
@@ -75,12 +112,19 @@ class Elected:
             self._elector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._elector
+        leading = self.role if isinstance(self.role, Publisher) else None
+        if leading is not None:
+            # The providers have stopped: what they delivered is written before the lease
+            # goes, so the next publisher resumes right after it.
+            await leading.drain(self.config.lease_seconds)
         await self.role.stop()
-        if self.leading:
+        if leading is not None:
             # Handing over at once instead of letting the lease expire: a restart of the
             # publisher then costs the others no lease time.
             with contextlib.suppress(RedisError, OSError):
                 await self.lease.release()
+                notice = codec.encode_released(self.config.process_id, leading.fence)
+                await self.redis.publish(self.lease.keys.channel, notice)
         await self.redis.aclose()
 
     async def _elect(self) -> None:
@@ -111,7 +155,8 @@ class Elected:
                 elif self.leading:
                     await self._follow()
                 else:
-                    fence = await self.lease.acquire()
+                    self._lost.clear()
+                    fence = await self._acquire()
                     if fence is not None:
                         await self._lead(fence)
                         renewed_at = time.monotonic()
@@ -131,6 +176,7 @@ class Elected:
         """Become the publisher: start the providers, publish under ``fence``."""
         assert self.host is not None
         async with self._switching:
+            resume = await self._positions()
             await self.role.stop()
             self._lost.clear()
             self.terms += 1
@@ -147,11 +193,12 @@ class Elected:
                 on_lease_lost=self._lost.set,
                 link=self.link,
             )
+            publisher.highest_fence = fence
             # The data hooks step aside from here on, so the providers' world is loaded;
             # the publisher starts once it is, and its first write is the whole snapshot.
             self.role = publisher
             self.host.keep_loaded(True)
-            await self.host.release_plugins()
+            await self.host.release_plugins(resume)
             await publisher.start(self.host)
 
     async def _follow(self) -> None:
@@ -163,7 +210,9 @@ class Elected:
             await self.role.stop()
             log.info("redis %s: this process is an edge now", redacted(self.config.url))
             self.host.keep_loaded(False)
-            self.role = Edge(self.config, self.sequence, self.link)
+            self.lease.saw(self.role.highest_fence)
+            self.role = self._edge()
+            self.role.highest_fence = self.lease.highest
             await self.host.hold_plugins()
             await self.role.start(self.host)
             self._lost.clear()

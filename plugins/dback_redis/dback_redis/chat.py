@@ -52,21 +52,33 @@ def append(pipe: Any, keys: Keys, limits: ChatLimits, raw: str, sent_at: float) 
 
 
 class Backlog:
-    """Chat produced while Redis could not be reached, oldest first, bounded in count and age."""
+    """Chat produced while Redis could not be reached, oldest first, bounded in count and age.
+
+    What it cannot keep (beyond ``history`` messages, or older than the replay window when
+    Redis answers again) is counted in ``dropped``, for the publisher to report as lost."""
 
     def __init__(self, limits: ChatLimits) -> None:
         self.limits = limits
         self._messages: deque[tuple[float, Message]] = deque(maxlen=limits.history)
+        self.dropped = 0
 
     def add(self, message: Message, sent_at: float | None = None) -> None:
+        if len(self._messages) == self._messages.maxlen:
+            self.dropped += 1
         self._messages.append((time.time() if sent_at is None else sent_at, message))
 
     def take(self) -> list[tuple[float, Message]]:
         """Everything still young enough to be worth replaying; the backlog is emptied."""
         horizon = time.time() - self.limits.replay_seconds
         kept = [(sent_at, message) for sent_at, message in self._messages if sent_at >= horizon]
+        self.dropped += len(self._messages) - len(kept)
         self._messages.clear()
         return kept
+
+    def take_dropped(self) -> int:
+        """How many messages were dropped since the last call."""
+        dropped, self.dropped = self.dropped, 0
+        return dropped
 
     def __len__(self) -> int:
         return len(self._messages)

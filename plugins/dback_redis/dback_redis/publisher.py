@@ -63,6 +63,7 @@ class Publisher(Role):
         self._queue: asyncio.Queue[tuple[Event, bool]] = asyncio.Queue()
         self._backlog = chat.Backlog(config.chat)
         self._down = True
+        self._writing = False
 
     async def start(self, host: PluginHost) -> None:
         """Write the snapshot and publish from here on (the writer waits for the server to
@@ -71,6 +72,15 @@ class Publisher(Role):
         host.keep_loaded(True)
         self._spawn(self._run(), "dback-redis-publisher")
         self._spawn(self.follow(), "dback-redis-publisher-follow")
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until everything applied here is written and published (a rewrite included,
+        when Redis was away), at most ``timeout`` seconds: what a publisher that stops does
+        before it gives the lease up, so the next one resumes where it ended."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._down or self._writing or not self._queue.empty():
+                    await asyncio.sleep(0.01)
 
     def applied_here(self, event: Event) -> None:
         """Queue ``event`` for the snapshot and the channel (called by ``event_applied``)."""
@@ -121,7 +131,11 @@ class Publisher(Role):
                 batch = [await self._queue.get()]
                 while len(batch) < MAX_BATCH and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
-                await self._write(batch)
+                self._writing = True
+                try:
+                    await self._write(batch)
+                finally:
+                    self._writing = False
             except LeaseLost:
                 log.warning("redis: the publisher lease passed to another process; not publishing")
                 self._mark_down()
@@ -155,6 +169,9 @@ class Publisher(Role):
         assert self.host is not None
         self._down = False
         backlog = self._backlog.take()
+        self.host.chat_lost(
+            self._backlog.take_dropped(), "older than the replay window or beyond the backlog"
+        )
         try:
             async with self._transaction() as pipe:
                 await snapshot.write_all(pipe, self.redis, self.keys, self.host)

@@ -11,6 +11,8 @@ Keys under the prefix ``P``:
 - ``P:chat``         stream of recent chat bus messages, for replay (see ``chat``)
 - ``P:lease``        the elected publisher's process id, with an expiry (see ``election``)
 - ``P:fence``        the number of the latest lease taken
+- ``P:positions``    hash chat source -> highest ``Message.position`` published, written in
+  the same MULTI/EXEC as the chat: where the next publisher's providers resume
 
 Writes are queued on a pipeline that the publisher executes as one MULTI/EXEC together with
 the matching PUBLISH, so an edge never reads a snapshot older than a message it received.
@@ -39,6 +41,7 @@ class Keys:
         self.chat = f"{prefix}:chat"
         self.lease = f"{prefix}:lease"
         self.fence = f"{prefix}:fence"
+        self.positions = f"{prefix}:positions"
 
     def users(self, key: str) -> str:
         return f"{self.prefix}:users:{key}"
