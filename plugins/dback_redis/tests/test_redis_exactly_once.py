@@ -1,0 +1,396 @@
+"""Exactly-once chat across every handover, with the real thing end to end.
+
+Several ``dback serve`` processes in the ``auto`` role run the PostgreSQL plugin through a
+private redis-server (no persistence), beside one pinned edge that is never elected; a writer inserts chat rows and status changes into a
+database of the test's own at a steady rate; a websocket viewer watches on every process.
+Meanwhile the elected publisher is restarted with SIGTERM three times, SIGKILLed, or
+SIGKILLed together with Redis. Every viewer must see each row exactly once, each sender's
+rows in order, and end with the members' statuses as PostgreSQL has them.
+
+A viewer that watched from before the first row to the end must have seen every row; one
+that joined a process started during the run (a restarted process) every row after the
+first it saw; one whose process was stopped every row between the first and the last it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import signal
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+import pytest
+from private_redis import PrivateRedis
+
+from dback_core.testing import Client
+from dback_postgres import migrations
+from tests.support.postgres_passwords import ADMIN_DSN
+
+pytestmark = pytest.mark.redis
+
+log = logging.getLogger(__name__)
+
+WAIT = 60.0
+GUILD = "232769614004748288"
+SENDERS = [f"2327696{n:04d}" for n in range(8)]
+STATUSES = ["online", "idle", "dnd", "offline"]
+#: Chat rows inserted per second, and one status change every this many rows.
+RATE = 40.0
+STATUS_EVERY = 4
+LEASE = "2"
+
+
+def dsn_for(database: str) -> str:
+    base, _, _ = ADMIN_DSN.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture
+async def chat_db() -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A migrated database of this test's own with one guild and its senders."""
+    name = f"dback_once_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    connection = await asyncpg.connect(dsn_for(name))
+    try:
+        await migrations.migrate(connection)
+        await connection.execute(
+            "INSERT INTO servers (server_id, name, is_default) VALUES ($1, 'Once', true)", GUILD
+        )
+        for uid in SENDERS:
+            await connection.execute(
+                "INSERT INTO users (user_id, server_id, username, status) "
+                "VALUES ($1, $2, $1, 'online')",
+                uid,
+                GUILD,
+            )
+        yield dsn_for(name), connection
+    finally:
+        await connection.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@dataclass
+class Written:
+    message_id: int
+    sender: str
+    text: str
+
+
+class Writer:
+    """Inserts chat rows (and status changes) at ``RATE`` until stopped."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+        self.rows: list[Written] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for n in itertools.count():
+            sender = SENDERS[n % len(SENDERS)]
+            text = f"{sender}:{n}"
+            message_id = await self.connection.fetchval(
+                "INSERT INTO messages (server_id, user_id, message) VALUES ($1, $2, $3) "
+                "RETURNING message_id",
+                GUILD,
+                sender,
+                text,
+            )
+            self.rows.append(Written(message_id, sender, text))
+            if n % STATUS_EVERY == 0:
+                await self.connection.execute(
+                    "UPDATE users SET status = $1 WHERE server_id = $2 AND user_id = $3",
+                    STATUSES[(n // STATUS_EVERY) % len(STATUSES)],
+                    GUILD,
+                    SENDERS[(n // STATUS_EVERY) % len(SENDERS)],
+                )
+            await asyncio.sleep(max(0.0, started + (n + 1) / RATE - loop.time()))
+
+
+@dataclass
+class Viewer:
+    """One websocket viewer of one process: every chat text it was shown, and its world."""
+
+    process: object
+    whole_run: bool
+    #: Its process was stopped: it is judged up to the last row it saw.
+    retired: bool = False
+    texts: list[str] = field(default_factory=list)
+    statuses: dict[str, str] = field(default_factory=dict)
+    client: Client | None = None
+    task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self.client = Client(self.process.url, timeout=WAIT, max_queue=None)
+        await self.client.__aenter__()
+        joined = await self.client.join("default")
+        self._world(joined["data"]["users"])
+        self.task = asyncio.create_task(self._read())
+
+    def _world(self, users: dict) -> None:
+        self.statuses = {uid: user["status"] for uid, user in users.items()}
+
+    async def _read(self) -> None:
+        assert self.client is not None
+        with contextlib.suppress(Exception):
+            while True:
+                frame = await self.client.recv(timeout=3600)
+                kind = frame.get("type")
+                if kind == "message":
+                    self.texts.append(frame["data"]["message"])
+                elif kind == "presence":
+                    data = frame["data"]
+                    if data.get("delete"):
+                        self.statuses.pop(data["uid"], None)
+                    else:
+                        self.statuses[data["uid"]] = data["status"]
+                elif kind == "server-join":
+                    self._world(frame["data"]["users"])
+                elif kind == "user_data":
+                    self._world(frame["users"])
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                await self.client.__aexit__(None, None, None)
+
+
+@dataclass
+class Verdict:
+    lost: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+
+    def add(self, other: Verdict) -> None:
+        self.lost += other.lost
+        self.duplicated += other.duplicated
+        self.reordered += other.reordered
+
+
+def judge(viewer: Viewer, rows: list[Written]) -> Verdict:
+    """Lost, duplicated and reordered rows as ``viewer`` saw them."""
+    order = {row.text: index for index, row in enumerate(rows)}
+    seen = [text for text in viewer.texts if text in order]
+    if viewer.whole_run:
+        expected = rows
+    else:
+        first = min((order[text] for text in seen), default=len(rows))
+        end = max((order[text] for text in seen), default=-1) + 1 if viewer.retired else None
+        expected = rows[first:end]
+    duplicated = len(seen) - len(set(seen))
+    lost = len({row.text for row in expected} - set(seen))
+    reordered = 0
+    last: dict[str, int] = {}
+    for text in seen:
+        sender = rows[order[text]].sender
+        if order[text] < last.get(sender, -1):
+            reordered += 1
+        last[sender] = max(order[text], last.get(sender, -1))
+    return Verdict(lost, duplicated, reordered)
+
+
+class Cluster:
+    """The processes, a viewer on each, the writer, and the private Redis."""
+
+    def __init__(self, start_dback, redis: PrivateRedis, dsn: str, writer: Writer) -> None:
+        self.start_dback = start_dback
+        self.redis = redis
+        self.writer = writer
+        self.env = {
+            "DBACK_PLUGINS": "dback-redis,dback-postgres",
+            "DBACK_DISABLE_PLUGINS": "",
+            "DBACK_POSTGRES_DSN": dsn,
+            "DBACK_POSTGRES_RETRY_MAX": "0.5",
+            "DBACK_REDIS_LEASE_SECONDS": LEASE,
+        }
+        self.processes: list = []
+        self.viewers: list[Viewer] = []
+        self.retired: list[Viewer] = []
+
+    async def start(self, whole_run: bool, pinned_edge: bool = False) -> None:
+        """One more process with a viewer: in the ``auto`` role, or (``pinned_edge``) a
+        process that is never elected, without the PostgreSQL plugin, whose viewer watches
+        from the first row to the last whatever happens to the others."""
+        if pinned_edge:
+            env = {**self.env, "DBACK_PLUGINS": "dback-redis"}
+            process = await self.start_dback(self.redis.url, "edge", **env)
+        else:
+            process = await self.start_dback(self.redis.url, "auto", **self.env)
+        self.processes.append(process)
+        viewer = Viewer(process, whole_run)
+        await viewer.open()
+        self.viewers.append(viewer)
+
+    async def publisher(self):
+        """The process that holds the lease now (waits for the election)."""
+
+        async def find():
+            for process in self.processes:
+                with contextlib.suppress(Exception):
+                    if "(publisher)" in await process.redis_detail():
+                        return process
+            return None
+
+        return await until(find, "no process is the publisher")
+
+    async def leave(self, process, how: int) -> None:
+        """Stop ``process`` with signal ``how``; its viewer stops counting (but is judged)."""
+        viewer = next(v for v in self.viewers if v.process is process)
+        self.viewers.remove(viewer)
+        viewer.whole_run = False
+        viewer.retired = True
+        self.retired.append(viewer)
+        process.signal(how)
+        await asyncio.to_thread(process.process.wait, 30)
+        await viewer.close()
+        self.processes.remove(process)
+
+    async def settle(self) -> Verdict:
+        """Stop writing, wait until every viewer has the last row, and judge them all."""
+        await self.writer.stop()
+        rows = self.writer.rows
+        last = rows[-1].text
+
+        async def everywhere():
+            return all(last in viewer.texts for viewer in self.viewers) or None
+
+        with contextlib.suppress(AssertionError):
+            await until(everywhere, "")
+        await asyncio.sleep(2.0)  # late duplicates would arrive now
+        total = Verdict()
+        for viewer in [*self.viewers, *self.retired]:
+            verdict = judge(viewer, rows)
+            log.info(
+                "viewer of %s (%s): %d rows seen, %s",
+                viewer.process.log_path.name,
+                "whole run" if viewer.whole_run else "part",
+                len(viewer.texts),
+                verdict,
+            )
+            total.add(verdict)
+        return total
+
+    async def presence_matches(self, connection: asyncpg.Connection) -> None:
+        """Every viewer's world, and a fresh viewer's on every process, has PostgreSQL's
+        statuses."""
+        rows = await connection.fetch(
+            "SELECT user_id, status FROM users WHERE server_id = $1", GUILD
+        )
+        expected = {row["user_id"]: row["status"] for row in rows}
+
+        async def converged():
+            return all(viewer.statuses == expected for viewer in self.viewers) or None
+
+        with contextlib.suppress(AssertionError):
+            await until(converged, "")
+        for viewer in self.viewers:
+            assert viewer.statuses == expected, viewer.process.log_path.name
+        for process in self.processes:
+            async with Client(process.url, timeout=WAIT) as fresh:
+                joined = await fresh.join("default")
+                statuses = {uid: user["status"] for uid, user in joined["data"]["users"].items()}
+                assert statuses == expected, process.log_path.name
+
+    async def close(self) -> None:
+        for viewer in [*self.viewers, *self.retired]:
+            await viewer.close()
+
+
+async def until(probe: Callable[[], Awaitable], what: str, timeout: float = WAIT):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        found = await probe()
+        if found:
+            return found
+        assert loop.time() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def cluster(start_dback, chat_db, processes: int = 3) -> AsyncIterator[Cluster]:
+    dsn, _connection = chat_db
+    redis = PrivateRedis()
+    await redis.start()
+    writer = Writer(await asyncpg.connect(dsn))
+    running = Cluster(start_dback, redis, dsn, writer)
+    try:
+        for _ in range(processes):
+            await running.start(whole_run=True)
+        await running.start(whole_run=True, pinned_edge=True)
+        await running.publisher()
+        writer.start()
+        await asyncio.sleep(2.0)
+        yield running
+    finally:
+        await running.close()
+        with contextlib.suppress(Exception):
+            await writer.stop()
+        await writer.connection.close()
+        redis.kill()
+
+
+def assert_exactly_once(verdict: Verdict, rows: int, what: str) -> None:
+    log.info("%s: %d rows written; %s", what, rows, verdict)
+    assert verdict == Verdict(0, 0, 0), f"{what}: {verdict} of {rows} rows"
+
+
+async def test_three_rolling_restarts_lose_and_repeat_no_chat(start_dback, chat_db):
+    async with cluster(start_dback, chat_db) as running:
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            publisher = await running.publisher()
+            stopped_at = loop.time()
+            await running.leave(publisher, signal.SIGTERM)
+            await running.publisher()
+            log.info("SIGTERM: next publisher found %.3f s later", loop.time() - stopped_at)
+            await running.start(whole_run=False)
+            await asyncio.sleep(2.0)
+        verdict = await running.settle()
+        assert_exactly_once(verdict, len(running.writer.rows), "three rolling restarts")
+        await running.presence_matches(chat_db[1])
+
+
+async def test_a_sigkilled_publisher_loses_and_repeats_no_chat(start_dback, chat_db):
+    async with cluster(start_dback, chat_db) as running:
+        await running.leave(await running.publisher(), signal.SIGKILL)
+        await running.publisher()
+        await running.start(whole_run=False)
+        await asyncio.sleep(3.0)
+        verdict = await running.settle()
+        assert_exactly_once(verdict, len(running.writer.rows), "publisher SIGKILLed")
+        await running.presence_matches(chat_db[1])
+
+
+async def test_redis_killed_during_an_election_loses_and_repeats_no_chat(start_dback, chat_db):
+    async with cluster(start_dback, chat_db) as running:
+        await running.leave(await running.publisher(), signal.SIGKILL)
+        running.redis.kill()  # forgets everything: lease, fence, positions, chat history
+        await asyncio.sleep(1.0)
+        await running.redis.start()
+        await running.publisher()
+        await asyncio.sleep(3.0)
+        verdict = await running.settle()
+        assert_exactly_once(verdict, len(running.writer.rows), "publisher and Redis killed")
+        await running.presence_matches(chat_db[1])
