@@ -1,8 +1,9 @@
 """Exactly-once chat across every handover, with the real thing end to end.
 
 Several ``dback serve`` processes in the ``auto`` role run the PostgreSQL plugin through a
-private redis-server (no persistence), beside one pinned edge that is never elected; a writer inserts chat rows and status changes into a
-database of the test's own at a steady rate; a websocket viewer watches on every process.
+private redis-server (no persistence), beside one pinned edge that is never elected; a
+writer inserts chat rows and status changes into a database of the test's own at a steady
+rate; a websocket viewer watches on every process.
 Meanwhile the elected publisher is restarted with SIGTERM three times, SIGKILLed, or
 SIGKILLed together with Redis. Every viewer must see each row exactly once, each sender's
 rows in order, and end with the members' statuses as PostgreSQL has them.
