@@ -12,12 +12,15 @@ import signal
 
 import pytest
 from bus_recorder import BusRecorder
+from redis.asyncio import Redis
 
 from dback_core.plugin.events import Message
 from dback_core.testing import Client, running_server
 from dback_redis.codec import encode
 from dback_redis.config import RedisConfig
+from dback_redis.election import Lease
 from dback_redis.plugin import RedisPlugin
+from dback_redis.snapshot import Keys
 
 pytestmark = pytest.mark.redis
 
@@ -146,3 +149,24 @@ async def test_messages_of_a_former_publisher_are_ignored(namespace):
             first = await viewer.recv_type("message")
             second = await viewer.recv_type("message")
             assert [first["data"]["message"], second["data"]["message"]] == ["new", "newer"]
+
+
+async def test_the_fence_stays_monotonic_when_redis_forgets_it(namespace):
+    url = await namespace.new_user("fence")
+    redis = Redis.from_url(url, decode_responses=True)
+    keys = Keys(namespace.prefix)
+    first, second = Lease(redis, keys, "first", 2.0), Lease(redis, keys, "second", 2.0)
+    try:
+        assert await first.acquire() == 1
+        await first.release()
+        second.saw(41)  # a fence this process saw on the bus
+        assert await second.acquire() == 42
+        await second.release()
+        # Redis restarted without persistence: the fence is gone, but not from memory.
+        await redis.delete(keys.fence, keys.lease)
+        assert await first.acquire() == 2  # above its own 1, as far as it knows
+        await first.release()
+        await redis.delete(keys.fence)
+        assert await second.acquire() == 43
+    finally:
+        await redis.aclose()

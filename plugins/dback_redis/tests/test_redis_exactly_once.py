@@ -313,9 +313,31 @@ class Cluster:
                 statuses = {uid: user["status"] for uid, user in joined["data"]["users"].items()}
                 assert statuses == expected, process.log_path.name
 
+    async def counted(self) -> tuple[float, float]:
+        """Chat duplicates dropped and chat counted as lost, summed over the live
+        processes' ``/metrics``."""
+        duplicates = lost = 0.0
+        for process in self.processes:
+            for line in (await metrics(process)).splitlines():
+                if line.startswith("dback_chat_duplicates_total "):
+                    duplicates += float(line.split()[-1])
+                elif line.startswith("dback_chat_lost_total{"):
+                    lost += float(line.split()[-1])
+        return duplicates, lost
+
     async def close(self) -> None:
         for viewer in [*self.viewers, *self.retired]:
             await viewer.close()
+
+
+async def metrics(process) -> str:
+    """The text of a process's ``/metrics``."""
+    host, port = process.url.removeprefix("ws://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return raw.partition(b"\r\n\r\n")[2].decode()
 
 
 async def until(probe: Callable[[], Awaitable], what: str, timeout: float = WAIT):
@@ -352,9 +374,21 @@ async def cluster(start_dback, chat_db, processes: int = 3) -> AsyncIterator[Clu
         redis.kill()
 
 
-def assert_exactly_once(verdict: Verdict, rows: int, what: str) -> None:
-    log.info("%s: %d rows written; %s", what, rows, verdict)
+async def assert_exactly_once(running: Cluster, what: str) -> None:
+    """Every viewer saw every row once, in order; no process counted chat as lost."""
+    verdict = await running.settle()
+    rows = len(running.writer.rows)
+    duplicates, lost = await running.counted()
+    log.info(
+        "%s: %d rows written; %s; /metrics: %d duplicates dropped, %d lost",
+        what,
+        rows,
+        verdict,
+        duplicates,
+        lost,
+    )
     assert verdict == Verdict(0, 0, 0), f"{what}: {verdict} of {rows} rows"
+    assert lost == 0
 
 
 async def test_three_rolling_restarts_lose_and_repeat_no_chat(start_dback, chat_db):
@@ -368,8 +402,7 @@ async def test_three_rolling_restarts_lose_and_repeat_no_chat(start_dback, chat_
             log.info("SIGTERM: next publisher found %.3f s later", loop.time() - stopped_at)
             await running.start(whole_run=False)
             await asyncio.sleep(2.0)
-        verdict = await running.settle()
-        assert_exactly_once(verdict, len(running.writer.rows), "three rolling restarts")
+        await assert_exactly_once(running, "three rolling restarts")
         await running.presence_matches(chat_db[1])
 
 
@@ -379,8 +412,7 @@ async def test_a_sigkilled_publisher_loses_and_repeats_no_chat(start_dback, chat
         await running.publisher()
         await running.start(whole_run=False)
         await asyncio.sleep(3.0)
-        verdict = await running.settle()
-        assert_exactly_once(verdict, len(running.writer.rows), "publisher SIGKILLed")
+        await assert_exactly_once(running, "publisher SIGKILLed")
         await running.presence_matches(chat_db[1])
 
 
@@ -392,6 +424,5 @@ async def test_redis_killed_during_an_election_loses_and_repeats_no_chat(start_d
         await running.redis.start()
         await running.publisher()
         await asyncio.sleep(3.0)
-        verdict = await running.settle()
-        assert_exactly_once(verdict, len(running.writer.rows), "publisher and Redis killed")
+        await assert_exactly_once(running, "publisher and Redis killed")
         await running.presence_matches(chat_db[1])
