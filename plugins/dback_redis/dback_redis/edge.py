@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from dback_core import Unavailable
 from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence
 from dback_core.plugin.host import PluginHost
-from dback_redis import snapshot
+from dback_redis import codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import Role, complete, retry_backoff
 from dback_redis.link import Link
@@ -60,6 +60,8 @@ class Edge(Role):
         self._outbox: deque[tuple[float, Event]] = deque(maxlen=config.chat.history)
         self._wake = asyncio.Event()
         self._last_servers: dict[str, dict[str, Any]] = {}
+        #: Per guild, the publisher message its last snapshot read reflects.
+        self._as_of: dict[str, snapshot.AsOf | None] = {}
 
     async def start(self, host: PluginHost) -> None:
         """Subscribe before the core loads anything, so no event falls between the two."""
@@ -86,8 +88,12 @@ class Edge(Role):
         return servers
 
     async def users(self, server_id: str) -> dict[str, dict[str, Any]]:
+        """A guild's members from the snapshot, noting which publisher message it reflects:
+        a presence up to that one still on its way is older than what viewers get now."""
         async with self._reading():
-            return await snapshot.read_users(self.redis, self.keys, server_id)
+            users, as_of = await snapshot.read_users_as_of(self.redis, self.keys, server_id)
+        self._as_of[server_id] = as_of
+        return users
 
     async def client_id(self, server_id: str) -> str | None:
         async with self._reading():
@@ -133,6 +139,18 @@ class Edge(Role):
             # which brings the edge here again with a snapshot to read.
             log.info("redis has no snapshot yet; keeping the current world until it does")
         await super().resync()
+
+    async def apply(self, envelope: codec.Envelope) -> None:
+        """Apply a bus event, unless it is a presence the last snapshot read holds already
+        (read while it was on its way): shown after the snapshot, it would take a member
+        back to an older state."""
+        event = envelope.event
+        if isinstance(event, Presence | ClientIdUpdate):
+            as_of = self._as_of.get(event.server_id)
+            if as_of is not None and as_of.covers(envelope.sender, envelope.seq):
+                log.debug("skipped %s/%d: in the snapshot", envelope.sender, envelope.seq)
+                return
+        await super().apply(envelope)
 
     # -- the edge's own events -------------------------------------------------------------
 

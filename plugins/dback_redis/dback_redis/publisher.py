@@ -178,6 +178,7 @@ class Publisher(Role):
                 for sent_at, message in backlog:
                     self.publish(pipe, message, sent_at)
                 self.publish(pipe, None)
+                self._mark(pipe)
                 await pipe.execute()
         except BaseException:
             for sent_at, message in backlog:
@@ -197,12 +198,17 @@ class Publisher(Role):
                     await self._snapshot(pipe, event)
                     if publish:
                         self.publish(pipe, event)
+                self._mark(pipe)
                 await pipe.execute()
         except BaseException:
             for event, publish in batch:
                 if publish and isinstance(event, Message):
                     self._backlog.add(event)
             raise
+
+    def _mark(self, pipe: Any) -> None:
+        """Queue the snapshot's mark: the last message published with this write."""
+        snapshot.write_version(pipe, self.keys, self.fence, self.config.process_id, self.seq)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:

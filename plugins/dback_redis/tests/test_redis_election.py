@@ -14,7 +14,7 @@ import pytest
 from bus_recorder import BusRecorder
 from redis.asyncio import Redis
 
-from dback_core.plugin.events import Message
+from dback_core.plugin.events import Message, Presence
 from dback_core.testing import Client, running_server
 from dback_redis.codec import encode
 from dback_redis.config import RedisConfig
@@ -170,3 +170,27 @@ async def test_the_fence_stays_monotonic_when_redis_forgets_it(namespace):
         assert await second.acquire() == 43
     finally:
         await redis.aclose()
+
+
+async def test_a_presence_the_snapshot_already_holds_is_not_shown_after_it(namespace):
+    url = await namespace.new_user("asof")
+    plugin = RedisPlugin(RedisConfig(url=url, role="edge", prefix=namespace.prefix))
+    admin, channel = namespace.admin, f"{namespace.prefix}:events"
+    await admin.set(
+        f"{namespace.prefix}:servers", '{"1": {"id": "one", "name": "One", "is_default": true}}'
+    )
+    # The publisher "b" wrote member 5 as dnd with its message 10: the snapshot holds it.
+    await admin.hset(
+        f"{namespace.prefix}:users:1", "5", '{"uid": "5", "username": "five", "status": "dnd"}'
+    )
+    await admin.set(f"{namespace.prefix}:version", "7:10:b")
+    async with running_server([("dback-redis", plugin)], environ={"DBACK_PLUGINS": ""}) as edge:
+        async with Client(edge, timeout=WAIT) as viewer:
+            joined = await viewer.join("one")
+            assert joined["data"]["users"]["5"]["status"] == "dnd"
+            # Messages 9 and 10 were still on their way when the edge read the snapshot.
+            for seq, status in ((9, "online"), (10, "dnd"), (11, "idle")):
+                presence = Presence("1", "5", status, "five")
+                await admin.publish(channel, encode(presence, "b", seq, fence=7))
+            shown = await viewer.recv_type("presence")
+            assert shown["data"]["status"] == "idle"
