@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event
 from dback_core.plugin.host import PluginHost
-from dback_redis import codec
+from dback_redis import chat, codec
 from dback_redis.config import EDGE, PUBLISHER, RedisConfig, redacted
 from dback_redis.connection import RETRY_FIRST, open_client
 from dback_redis.edge import Edge
@@ -49,6 +49,9 @@ class Elected:
         self.config = config
         self.sequence = itertools.count(1)
         self.link = Link(redacted(config.url))
+        #: The chat this process has applied, per sender, whatever its role: a process
+        #: that steps down replays from the stream what it missed while it led.
+        self.replay = chat.Replay(config.process_id, config.chat)
         self.role: Edge | Publisher = self._edge()
         self.host: PluginHost | None = None
         self.redis = open_client(config)
@@ -62,6 +65,7 @@ class Elected:
     def _edge(self) -> Edge:
         edge = Edge(self.config, self.sequence, self.link)
         edge.on_released = self._nudge
+        edge.replay = self.replay
         return edge
 
     def _nudge(self) -> None:
@@ -194,6 +198,7 @@ class Elected:
                 link=self.link,
             )
             publisher.highest_fence = fence
+            publisher.replay = self.replay
             # The data hooks step aside from here on, so the providers' world is loaded;
             # the publisher starts once it is, and its first write is the whole snapshot.
             self.role = publisher

@@ -248,8 +248,8 @@ class Cluster:
 
         async def find():
             for process in self.processes:
-                with contextlib.suppress(Exception):
-                    if "(publisher)" in await process.redis_detail():
+                with contextlib.suppress(Exception):  # a paused process does not answer
+                    if "(publisher)" in await asyncio.wait_for(process.redis_detail(), 1.0):
                         return process
             return None
 
@@ -425,4 +425,21 @@ async def test_redis_killed_during_an_election_loses_and_repeats_no_chat(start_d
         await running.publisher()
         await asyncio.sleep(3.0)
         await assert_exactly_once(running, "publisher and Redis killed")
+        await running.presence_matches(chat_db[1])
+
+
+async def test_a_publisher_paused_past_its_lease_loses_and_repeats_no_chat(start_dback, chat_db):
+    async with cluster(start_dback, chat_db) as running:
+        paused = await running.publisher()
+        paused.signal(signal.SIGSTOP)
+        await asyncio.sleep(2 * float(LEASE))
+
+        async def another():
+            found = await running.publisher()
+            return found if found is not paused else None
+
+        await until(another, "nobody took over from the paused publisher")
+        paused.signal(signal.SIGCONT)
+        await asyncio.sleep(4.0)
+        await assert_exactly_once(running, "publisher paused past its lease")
         await running.presence_matches(chat_db[1])
