@@ -19,10 +19,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 import pytest
@@ -340,6 +342,21 @@ async def metrics(process) -> str:
     return raw.partition(b"\r\n\r\n")[2].decode()
 
 
+def logged_at(process, pattern: str) -> tuple[datetime, str] | None:
+    """When ``process`` last logged a line matching ``pattern``, and the line."""
+    found = None
+    for line in process.log_path.read_text().splitlines():
+        if re.search(pattern, line):
+            found = (datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f"), line)
+    return found
+
+
+def lease_of(process) -> int:
+    """The lease number ``process`` last took (0: none)."""
+    found = logged_at(process, r"this process is the publisher now \(lease \d+\)")
+    return int(re.findall(r"lease (\d+)", found[1])[-1]) if found else 0
+
+
 async def until(probe: Callable[[], Awaitable], what: str, timeout: float = WAIT):
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -393,13 +410,17 @@ async def assert_exactly_once(running: Cluster, what: str) -> None:
 
 async def test_three_rolling_restarts_lose_and_repeat_no_chat(start_dback, chat_db):
     async with cluster(start_dback, chat_db) as running:
-        loop = asyncio.get_running_loop()
         for _ in range(3):
             publisher = await running.publisher()
-            stopped_at = loop.time()
             await running.leave(publisher, signal.SIGTERM)
-            await running.publisher()
-            log.info("SIGTERM: next publisher found %.3f s later", loop.time() - stopped_at)
+            elected = await running.publisher()
+            stopping = logged_at(publisher, "shutting down")
+            taken = logged_at(elected, "this process is the publisher now")
+            assert stopping is not None and taken is not None
+            log.info(
+                "SIGTERM: next publisher elected %.0f ms after the old one began to stop",
+                (taken[0] - stopping[0]).total_seconds() * 1000,
+            )
             await running.start(whole_run=False)
             await asyncio.sleep(2.0)
         await assert_exactly_once(running, "three rolling restarts")
@@ -418,11 +439,14 @@ async def test_a_sigkilled_publisher_loses_and_repeats_no_chat(start_dback, chat
 
 async def test_redis_killed_during_an_election_loses_and_repeats_no_chat(start_dback, chat_db):
     async with cluster(start_dback, chat_db) as running:
-        await running.leave(await running.publisher(), signal.SIGKILL)
+        killed = await running.publisher()
+        await running.leave(killed, signal.SIGKILL)
         running.redis.kill()  # forgets everything: lease, fence, positions, chat history
         await asyncio.sleep(1.0)
         await running.redis.start()
-        await running.publisher()
+        elected = await running.publisher()
+        # The fence went on from the highest seen, not from 1 again.
+        assert lease_of(elected) > lease_of(killed)
         await asyncio.sleep(3.0)
         await assert_exactly_once(running, "publisher and Redis killed")
         await running.presence_matches(chat_db[1])
