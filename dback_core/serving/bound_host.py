@@ -47,6 +47,8 @@ class ServerControls(Protocol):
     @property
     def chat(self) -> ChatLedger: ...
 
+    def silence_plugins(self) -> None: ...
+
 
 class BoundHost:
     """``PluginHost`` for one plugin of one server."""
@@ -112,6 +114,9 @@ class BoundHost:
 
     def chat_lost(self, count: int, reason: str) -> None:
         self._controls.chat_lost(self._name, count, reason)
+
+    def silence_plugins(self) -> None:
+        self._controls.silence_plugins()
 
 
 def guild_view(guild: Guild) -> GuildView:
