@@ -63,6 +63,8 @@ class Publisher(Role):
         self._queue: asyncio.Queue[tuple[Event, bool]] = asyncio.Queue()
         self._backlog = chat.Backlog(config.chat)
         self._down = True
+        #: Set by ``silence``: this publisher writes nothing more, whatever is queued.
+        self._silenced = False
 
     async def start(self, host: PluginHost) -> None:
         """Write the snapshot and publish from here on (the writer waits for the server to
@@ -72,8 +74,18 @@ class Publisher(Role):
         self._spawn(self._run(), "dback-redis-publisher")
         self._spawn(self.follow(), "dback-redis-publisher-follow")
 
+    def silence(self) -> None:
+        """Write and publish nothing more, from this moment: the lease ran out. Its tasks are
+        cancelled; ``stop`` waits for them (for a bounded time)."""
+        self._silenced = True
+        self._mark_down()
+        for task in self._tasks:
+            task.cancel()
+
     def applied_here(self, event: Event) -> None:
         """Queue ``event`` for the snapshot and the channel (called by ``event_applied``)."""
+        if self._silenced:
+            return
         if self._down:
             if isinstance(event, Message):
                 self._backlog.add(event)  # the snapshot rewrite covers everything else
@@ -82,6 +94,8 @@ class Publisher(Role):
         self._enqueue(complete(self.host, event), True)
 
     def _enqueue(self, event: Event, publish: bool) -> None:
+        if self._silenced:
+            return
         if self._queue.qsize() >= MAX_QUEUE:
             log.warning("redis publisher is %d events behind; rewriting instead", MAX_QUEUE)
             self._mark_down()
