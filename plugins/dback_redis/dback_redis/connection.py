@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event, Message, Presence
 from dback_core.plugin.host import PluginHost
+from dback_core.plugin.tasks import cancel_within
 from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, client_url, redacted
 from dback_redis.link import Link
@@ -121,10 +122,10 @@ class Role:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Cancel this role's tasks; one that does not end within a second (caught in the
+        client's cleanup) is abandoned and logged, never awaited for ever."""
+        tasks, self._tasks = self._tasks, []
+        await cancel_within(tasks, f"redis {type(self).__name__.lower()}")
         await self.redis.aclose()
 
     # -- publishing ------------------------------------------------------------------------

@@ -20,14 +20,14 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from dback_core import Unavailable
 from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence
-from dback_core.plugin.host import PluginHost
+from dback_core.plugin.host import ListedGuild, PluginHost
 from dback_redis import codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import Role, complete, retry_backoff
@@ -76,12 +76,22 @@ class Edge(Role):
 
     # -- data hooks ------------------------------------------------------------------------
 
+    def keep_serving(self, guilds: Mapping[str, ListedGuild]) -> None:
+        """Serve ``guilds`` until the snapshot can be read: a publisher that steps down
+        because Redis is out of reach keeps its viewers' guilds (they would be taken out)."""
+        self._last_servers = {key: snapshot.server_record(info) for key, info in guilds.items()}
+
     async def servers(self) -> dict[str, dict[str, Any]]:
         """The snapshot's guild list. While there is none - Redis came back empty and the
-        publisher has not rewritten it yet - the last list read is kept, so a Redis restart
-        does not empty every viewer's world for a moment."""
-        async with self._reading():
-            servers = await snapshot.read_servers(self.redis, self.keys)
+        publisher has not rewritten it yet, or cannot be reached - the last list read is
+        kept, so a Redis restart does not empty every viewer's world for a moment."""
+        try:
+            async with self._reading():
+                servers = await snapshot.read_servers(self.redis, self.keys)
+        except Unavailable:
+            if not self._last_servers:
+                raise
+            return self._last_servers
         if servers is None:
             return self._last_servers
         self._last_servers = servers

@@ -64,6 +64,8 @@ class Publisher(Role):
         self._backlog = chat.Backlog(config.chat)
         self._down = True
         self._writing = False
+        #: Set by ``silence``: this publisher writes nothing more, whatever is queued.
+        self._silenced = False
 
     async def start(self, host: PluginHost) -> None:
         """Write the snapshot and publish from here on (the writer waits for the server to
@@ -79,11 +81,23 @@ class Publisher(Role):
         before it gives the lease up, so the next one resumes where it ended."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while self._down or self._writing or not self._queue.empty():
+                while not self._silenced and (
+                    self._down or self._writing or not self._queue.empty()
+                ):
                     await asyncio.sleep(0.01)
+
+    def silence(self) -> None:
+        """Write and publish nothing more, from this moment: the lease ran out. Its tasks are
+        cancelled; ``stop`` waits for them (for a bounded time)."""
+        self._silenced = True
+        self._mark_down()
+        for task in self._tasks:
+            task.cancel()
 
     def applied_here(self, event: Event) -> None:
         """Queue ``event`` for the snapshot and the channel (called by ``event_applied``)."""
+        if self._silenced:
+            return
         if self._down:
             if isinstance(event, Message):
                 self._backlog.add(event)  # the snapshot rewrite covers everything else
@@ -92,6 +106,8 @@ class Publisher(Role):
         self._enqueue(complete(self.host, event), True)
 
     def _enqueue(self, event: Event, publish: bool) -> None:
+        if self._silenced:
+            return
         if self._queue.qsize() >= MAX_QUEUE:
             log.warning("redis publisher is %d events behind; rewriting instead", MAX_QUEUE)
             self._mark_down()
