@@ -4,9 +4,10 @@ Several ``dback serve`` processes in the ``auto`` role run the PostgreSQL plugin
 private redis-server (no persistence), beside one pinned edge that is never elected; a
 writer inserts chat rows and status changes into a database of the test's own at a steady
 rate; a websocket viewer watches on every process.
-Meanwhile the elected publisher is restarted with SIGTERM three times, SIGKILLed, or
-SIGKILLed together with Redis. Every viewer must see each row exactly once, each sender's
-rows in order, and end with the members' statuses as PostgreSQL has them.
+Meanwhile the elected publisher is restarted with SIGTERM three times, SIGKILLed,
+SIGKILLed together with Redis, paused past its lease, or cut off from Redis past it. Every
+viewer must see each row exactly once, each sender's rows in order, and end with the
+members' statuses as PostgreSQL has them.
 
 A viewer that watched from before the first row to the end must have seen every row; one
 that joined a process started during the run (a restarted process) every row after the
@@ -29,6 +30,7 @@ from datetime import datetime
 import asyncpg
 import pytest
 from private_redis import PrivateRedis
+from redis.asyncio import Redis
 
 from dback_core.testing import Client
 from dback_postgres import migrations
@@ -230,16 +232,28 @@ class Cluster:
         self.processes: list = []
         self.viewers: list[Viewer] = []
         self.retired: list[Viewer] = []
+        #: With ``own_users``, each process logs in to Redis as its own ACL user, which
+        #: ``cut_off`` can lock out: a network cut between that process and Redis.
+        self.own_users = False
+        self.users: dict[object, str] = {}
 
     async def start(self, whole_run: bool, pinned_edge: bool = False) -> None:
         """One more process with a viewer: in the ``auto`` role, or (``pinned_edge``) a
         process that is never elected, without the PostgreSQL plugin, whose viewer watches
         from the first row to the last whatever happens to the others."""
+        url, user = self.redis.url, f"process{len(self.users)}"
+        if self.own_users:
+            async with Redis.from_url(self.redis.url) as admin:
+                await admin.execute_command(
+                    "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all"
+                )
+            url = url.replace("redis://", f"redis://{user}:pw@")
         if pinned_edge:
             env = {**self.env, "DBACK_PLUGINS": "dback-redis"}
-            process = await self.start_dback(self.redis.url, "edge", **env)
+            process = await self.start_dback(url, "edge", **env)
         else:
-            process = await self.start_dback(self.redis.url, "auto", **self.env)
+            process = await self.start_dback(url, "auto", **self.env)
+        self.users[process] = user
         self.processes.append(process)
         viewer = Viewer(process, whole_run)
         await viewer.open()
@@ -256,6 +270,15 @@ class Cluster:
             return None
 
         return await until(find, "no process is the publisher")
+
+    async def cut_off(self, process, seconds: float) -> None:
+        """Cut ``process`` off from Redis for ``seconds``, then let it back in."""
+        user = self.users[process]
+        async with Redis.from_url(self.redis.url) as admin:
+            await admin.execute_command("ACL", "SETUSER", user, "off")
+            await admin.execute_command("CLIENT", "KILL", "USER", user)
+            await asyncio.sleep(seconds)
+            await admin.execute_command("ACL", "SETUSER", user, "on")
 
     async def leave(self, process, how: int) -> None:
         """Stop ``process`` with signal ``how``; its viewer stops counting (but is judged)."""
@@ -369,12 +392,15 @@ async def until(probe: Callable[[], Awaitable], what: str, timeout: float = WAIT
 
 
 @contextlib.asynccontextmanager
-async def cluster(start_dback, chat_db, processes: int = 3) -> AsyncIterator[Cluster]:
+async def cluster(
+    start_dback, chat_db, processes: int = 3, own_users: bool = False
+) -> AsyncIterator[Cluster]:
     dsn, _connection = chat_db
     redis = PrivateRedis()
     await redis.start()
     writer = Writer(await asyncpg.connect(dsn))
     running = Cluster(start_dback, redis, dsn, writer)
+    running.own_users = own_users
     try:
         for _ in range(processes):
             await running.start(whole_run=True)
@@ -466,4 +492,13 @@ async def test_a_publisher_paused_past_its_lease_loses_and_repeats_no_chat(start
         paused.signal(signal.SIGCONT)
         await asyncio.sleep(4.0)
         await assert_exactly_once(running, "publisher paused past its lease")
+        await running.presence_matches(chat_db[1])
+
+
+async def test_a_publisher_cut_off_from_redis_loses_and_repeats_no_chat(start_dback, chat_db):
+    async with cluster(start_dback, chat_db, own_users=True) as running:
+        cut = await running.publisher()
+        await running.cut_off(cut, 2.5 * float(LEASE))
+        await asyncio.sleep(4.0)
+        await assert_exactly_once(running, "publisher cut off from Redis past its lease")
         await running.presence_matches(chat_db[1])
