@@ -5,6 +5,7 @@ world through the real Redis; a dead worker is started again; SIGTERM stops them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -220,8 +221,16 @@ def workers_env(namespace, url: str, **extra: str) -> dict[str, str]:
 def start_workers(count: int, port: int, env: dict[str, str], log_path) -> subprocess.Popen:
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "dback_core", "serve", "--workers", str(count)]
-            + ["--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "dback_core",
+                "serve",
+                "--workers",
+                str(count),
+                "--port",
+                f"{port}",
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -234,10 +243,8 @@ def end_workers(parent: subprocess.Popen, log_path) -> None:
         parent.kill()
         parent.wait()
     for pid in re.findall(r"worker \d+ started \(pid (\d+)\)", log_path.read_text()):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 async def joins(port: int, timeout: float) -> bool:
