@@ -33,6 +33,10 @@ from dback_redis.snapshot import Keys
 
 log = logging.getLogger(__name__)
 
+#: Seconds at most that a process which lost the first election waits in ``startup`` for the
+#: publisher's first snapshot (never past its share of the core's hook time limit).
+SNAPSHOT_WAIT = 30.0
+
 
 class Elected:
     """Runs this process as an edge or as the publisher, as the election decides."""
@@ -59,16 +63,32 @@ class Elected:
     def current(self) -> str:
         return PUBLISHER if self.leading else EDGE
 
-    async def start(self, host: PluginHost) -> None:
+    async def start(self, host: PluginHost, budget: float = 0.0) -> None:
         """Follow the bus as an edge; take the lease at once if nobody holds it, so a single
-        process (or the first of several) serves its providers from the start."""
+        process (or the first of several) serves its providers from the start. A process
+        that lost waits for the publisher's first snapshot, within ``budget`` seconds from
+        now: processes started together (``--workers``) would otherwise listen with an empty
+        world while the publisher loads its providers."""
+        deadline = time.monotonic() + min(budget, SNAPSHOT_WAIT)
         self.host = host
         await self.role.start(host)
         with contextlib.suppress(RedisError, OSError):
             fence = await self.lease.acquire()
             if fence is not None:
                 await self._lead(fence)
+            else:
+                await self._first_snapshot(deadline)
         self._elector = asyncio.create_task(self._elect(), name="dback-redis-election")
+
+    async def _first_snapshot(self, deadline: float) -> None:
+        keys = Keys(self.config.prefix)
+        while not await self.redis.exists(keys.servers):
+            if time.monotonic() >= deadline:
+                log.info(
+                    "redis: no snapshot yet; serving without one until the publisher writes it"
+                )
+                return
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         if self._elector is not None:

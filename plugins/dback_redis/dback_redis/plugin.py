@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from dback_core import hookimpl
 from dback_core.plugin.events import Event
 from dback_core.plugin.host import PluginHost
+from dback_core.plugin.server_settings import Settings
 from dback_redis.auto import Elected
 from dback_redis.config import AUTO, EDGE, PUBLISHER, ROLE_ENV, SETTINGS, RedisConfig
 from dback_redis.edge import Edge
@@ -101,7 +102,7 @@ class EdgePlugin(RedisPlugin):
         return Edge(self.config)
 
     @hookimpl
-    async def startup(self, host: PluginHost) -> None:
+    async def startup(self, host: PluginHost, settings: Settings) -> None:
         await self.role.start(host)
 
     @hookimpl
@@ -139,6 +140,12 @@ class AutoPlugin(EdgePlugin):
     def serving_role(self) -> ServingRole:
         self.elected = Elected(self.config)
         return self.elected
+
+    @hookimpl
+    async def startup(self, host: PluginHost, settings: Settings) -> None:
+        """Wait for the publisher's first snapshot no longer than half the core's time limit
+        for this hook, so the hook itself never runs out of time."""
+        await self.elected.start(host, budget=settings.provider_timeout / 2)
 
     @property
     def dback_detail(self) -> str:

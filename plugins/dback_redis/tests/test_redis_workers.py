@@ -315,3 +315,30 @@ async def test_a_worker_that_fails_at_start_is_restarted_ever_more_slowly(namesp
             assert "serving " not in log_path.read_text()
         finally:
             end_workers(parent, log_path)
+
+
+@pytest.mark.redis
+async def test_workers_that_lost_the_election_wait_for_the_first_snapshot_before_listening(
+    namespace, tmp_path
+):
+    """Workers start together; the one elected loads its providers before it writes the
+    snapshot. The others must not listen meanwhile with an empty world. Here the test holds
+    the lease (a publisher still loading) and writes the snapshot a second after the workers'
+    event loops started."""
+    url = await namespace.new_user("snapshot")
+    await namespace.admin.set(f"{namespace.prefix}:lease", "a-slow-publisher", px=120_000)
+    port = free_port()
+    log_path = tmp_path / "workers.log"
+    env = workers_env(namespace, url, DBACK_PLUGINS="dback-redis", DBACK_PROVIDER_TIMEOUT="60")
+    parent = start_workers(2, port, env, log_path)
+    try:
+        await wait_for_log(log_path, r"(?s)event loop: .*event loop: ")
+        await asyncio.sleep(1.0)
+        guild = {"id": "late", "name": "Written late", "passworded": False, "is_default": True}
+        await namespace.admin.set(f"{namespace.prefix}:servers", json.dumps({"late": guild}))
+        await wait_for_log(log_path, r"(?s)serving \d+ guilds.*serving \d+ guilds")
+        assert re.findall(r"serving (\d+) guilds", log_path.read_text()) == ["1", "1"]
+        async with Client(f"ws://127.0.0.1:{port}", timeout=WAIT) as client:
+            assert (await client.join("late"))["data"]["serverName"] == "Written late"
+    finally:
+        end_workers(parent, log_path)
