@@ -110,10 +110,21 @@ async def test_a_stopped_worker_is_killed_after_the_timeout_and_started_again(su
     assert not any("exited with" in m for m in supervisor_log.messages)
 
 
-async def test_a_worker_that_never_beats_is_killed_after_the_first_beat_grace(supervisor_log):
+async def test_a_worker_that_never_beats_is_killed_after_the_start_grace(supervisor_log):
     sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
-    supervisor = Supervisor(1, sleeper, os.environ, timeout=1.0, first_beat_grace=2.0)
+    supervisor = Supervisor(1, sleeper, os.environ, timeout=1.0, start_grace=2.0)
     found = await supervise_until(
         supervisor, supervisor_log, r"sent no heartbeat for (\d+\.\d) s", 1
     )
     assert 2.0 <= float(found[0].group(1)) < 2.0 + WAIT
+
+
+async def test_a_worker_stopped_before_it_serves_gets_the_start_grace(supervisor_log):
+    """Not listening yet, it takes no connections: a plugin's startup may block its loop."""
+    stops = worker(0.3, serving=False, then="stop")
+    supervisor = Supervisor(1, stops, os.environ, timeout=1.0, start_grace=4.0)
+    found = await supervise_until(
+        supervisor, supervisor_log, r"sent no heartbeat for (\d+\.\d) s", 1
+    )
+    # Silent since its last beat, 0.3 s (plus its interpreter's start) after it started.
+    assert float(found[0].group(1)) > 2.0, found[0].group(0)

@@ -105,12 +105,14 @@ class HeartbeatPipe:
         if SERVING in data and self.serving_since is None:
             self.serving_since = now
 
-    def deadline(self, timeout: float, first_beat_grace: float) -> float:
-        """When the worker counts as hung: ``timeout`` after its last beat, or
-        ``first_beat_grace`` after its start while it has not beaten yet."""
-        if self.last_beat is None:
-            return self.started + first_beat_grace
-        return self.last_beat + timeout
+    def deadline(self, timeout: float, start_grace: float) -> float:
+        """When the worker counts as hung: ``timeout`` after its last beat; until it serves,
+        not before ``start_grace`` after its start either (a worker that does not listen yet
+        takes no connections, and its plugins' startup may block its loop for a while)."""
+        silent_since = self.last_beat or self.started
+        if self.serving_since is None:
+            return max(self.started + start_grace, silent_since + timeout)
+        return silent_since + timeout
 
     def silent_for(self) -> float:
         """Seconds since the last beat (since the start when there was none)."""

@@ -9,8 +9,8 @@ or SIGINT stops them all (each closes its clients with 1001); a second signal ki
 
 A worker that stops answering is replaced too: a stopped or stuck worker keeps its share of
 the port's new connections, which then time out. Each worker beats over a pipe from its event
-loop (``dback_core.ops.heartbeat``); one silent for ``DBACK_WORKER_TIMEOUT`` seconds (the first
-beat may take ``FIRST_BEAT_GRACE``, while it imports and loads its plugins) is killed with
+loop (``dback_core.ops.heartbeat``); one silent for ``DBACK_WORKER_TIMEOUT`` seconds (until
+it listens, ``START_GRACE``: it imports and starts its plugins meanwhile) is killed with
 SIGKILL - the only signal a stopped process cannot ignore or delay - and started again.
 
 Restarts back off (1, 2, 4 ... 30 s) while workers fail, and a worker fails unless it served
@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 WORKER_ENV = "DBACK_WORKER"
 #: A worker that served shorter than this failed: its restarts back off.
 SERVED_ENOUGH = 10.0
-#: Seconds a worker may take from its start to its first heartbeat (imports, plugins).
-FIRST_BEAT_GRACE = 60.0
+#: Seconds a worker may go without a heartbeat before it listens (imports, plugins' startup).
+START_GRACE = 60.0
 RESTART_FIRST = 1.0
 RESTART_MAX = 30.0
 #: Seconds the workers get to close their clients before they are killed.
@@ -99,14 +99,14 @@ class Supervisor:
         environ: Mapping[str, str],
         *,
         timeout: float = 5.0,
-        first_beat_grace: float = FIRST_BEAT_GRACE,
+        start_grace: float = START_GRACE,
         served_enough: float = SERVED_ENOUGH,
     ) -> None:
         self.workers = [Worker(number) for number in range(1, count + 1)]
         self.command = list(command)
         self.environ = dict(environ)
         self.timeout = timeout
-        self.first_beat_grace = first_beat_grace
+        self.start_grace = start_grace
         self.served_enough = served_enough
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
@@ -173,14 +173,14 @@ class Supervisor:
         exited = asyncio.ensure_future(worker.process.wait())
         try:
             while not exited.done():
-                remaining = pipe.deadline(self.timeout, self.first_beat_grace) - time.monotonic()
+                remaining = pipe.deadline(self.timeout, self.start_grace) - time.monotonic()
                 if remaining <= 0:
                     with contextlib.suppress(ProcessLookupError):
                         worker.process.kill()
                     await exited
                     return True
-                # Before the first beat the deadline is far off, and the beat brings it near:
-                # look again within ``timeout`` seconds.
+                # Before the worker serves the deadline is far off, and its serving brings it
+                # near: look again within ``timeout`` seconds.
                 await asyncio.wait({exited}, timeout=min(remaining, self.timeout))
             return False
         finally:
