@@ -85,7 +85,7 @@ class Elected:
         while not await self.redis.exists(keys.servers):
             if time.monotonic() >= deadline:
                 log.info(
-                    "redis: no snapshot yet; serving without one until the publisher writes it"
+                    "redis: no snapshot yet; starting without one until the publisher writes it"
                 )
                 return
             await asyncio.sleep(0.05)
