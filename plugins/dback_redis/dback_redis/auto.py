@@ -33,10 +33,6 @@ from dback_redis.snapshot import Keys
 
 log = logging.getLogger(__name__)
 
-#: Seconds at most that a process which lost the first election waits in ``startup`` for the
-#: publisher's first snapshot (never past its share of the core's hook time limit).
-SNAPSHOT_WAIT = 30.0
-
 
 class Elected:
     """Runs this process as an edge or as the publisher, as the election decides."""
@@ -63,32 +59,16 @@ class Elected:
     def current(self) -> str:
         return PUBLISHER if self.leading else EDGE
 
-    async def start(self, host: PluginHost, budget: float = 0.0) -> None:
+    async def start(self, host: PluginHost) -> None:
         """Follow the bus as an edge; take the lease at once if nobody holds it, so a single
-        process (or the first of several) serves its providers from the start. A process
-        that lost waits for the publisher's first snapshot, within ``budget`` seconds from
-        now: processes started together (``--workers``) would otherwise listen with an empty
-        world while the publisher loads its providers."""
-        deadline = time.monotonic() + min(budget, SNAPSHOT_WAIT)
+        process (or the first of several) serves its providers from the start."""
         self.host = host
         await self.role.start(host)
         with contextlib.suppress(RedisError, OSError):
             fence = await self.lease.acquire()
             if fence is not None:
                 await self._lead(fence)
-            else:
-                await self._first_snapshot(deadline)
         self._elector = asyncio.create_task(self._elect(), name="dback-redis-election")
-
-    async def _first_snapshot(self, deadline: float) -> None:
-        keys = Keys(self.config.prefix)
-        while not await self.redis.exists(keys.servers):
-            if time.monotonic() >= deadline:
-                log.info(
-                    "redis: no snapshot yet; starting without one until the publisher writes it"
-                )
-                return
-            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         if self._elector is not None:
@@ -204,3 +184,21 @@ class Elected:
 
     async def client_id(self, server_id: str) -> str | None:
         return None if isinstance(self.role, Publisher) else await self.role.client_id(server_id)
+
+    async def wait_for_snapshot(self, seconds: float) -> None:
+        """Until the publisher's first snapshot is in Redis, at most ``seconds``.
+
+        ``startup`` of a process that lost the first election waits here: processes started
+        together (``--workers``) would otherwise listen with an empty world while the elected
+        one loads its providers. A publisher has nothing to wait for; a process that cannot
+        reach Redis starts without a snapshot, as it always did.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        keys = Keys(self.config.prefix)
+        with contextlib.suppress(RedisError, OSError):
+            while not self.leading and not await self.redis.exists(keys.servers):
+                if loop.time() >= deadline:
+                    log.info("redis: no snapshot yet; starting without one until it is written")
+                    return
+                await asyncio.sleep(0.05)

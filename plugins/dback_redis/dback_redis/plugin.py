@@ -11,6 +11,7 @@ data to the real providers.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 from dback_core import hookimpl
@@ -21,6 +22,10 @@ from dback_redis.auto import Elected
 from dback_redis.config import AUTO, EDGE, PUBLISHER, ROLE_ENV, SETTINGS, RedisConfig
 from dback_redis.edge import Edge
 from dback_redis.publisher import Publisher
+
+#: Seconds at most that ``startup`` of a process that lost the first election waits for the
+#: publisher's first snapshot.
+SNAPSHOT_WAIT = 30.0
 
 
 class RedisPlugin:
@@ -143,9 +148,12 @@ class AutoPlugin(EdgePlugin):
 
     @hookimpl
     async def startup(self, host: PluginHost, settings: Settings) -> None:
-        """Wait for the publisher's first snapshot no longer than half the core's time limit
-        for this hook, so the hook itself never runs out of time."""
-        await self.elected.start(host, budget=settings.provider_timeout / 2)
+        """Start, then wait for the publisher's first snapshot when another process leads -
+        within half of the core's time limit for this hook, so the hook never runs out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(SNAPSHOT_WAIT, settings.provider_timeout / 2)
+        await self.elected.start(host)
+        await self.elected.wait_for_snapshot(deadline - loop.time())
 
     @property
     def dback_detail(self) -> str:
