@@ -95,6 +95,13 @@ class Replay:
         #: Chat from senders this process has never heard of is replayed only from here on:
         #: a process that starts does not replay the history before it.
         self.since = time.time()
+        #: Missed messages found too old to replay, not reported yet (see ``take_too_old``).
+        self.too_old = 0
+
+    def take_too_old(self) -> int:
+        """How many missed messages were too old to replay since the last call."""
+        count, self.too_old = self.too_old, 0
+        return count
 
     def saw(self, sender: str, seq: int) -> bool:
         """Record a live chat message; False when it was already applied (by a replay)."""
@@ -122,7 +129,11 @@ class Replay:
                 continue
             if envelope.sender == self.own_id or envelope.event is None:
                 continue
-            if sent_at < horizon or (envelope.sender not in self.seen and sent_at < self.since):
+            if envelope.sender not in self.seen and sent_at < self.since:
+                continue  # history from before this process started
+            if sent_at < horizon:
+                if envelope.seq > self.seen.get(envelope.sender, -1):
+                    self.too_old += 1  # missed, and too late to show now
                 continue
             if self.saw(envelope.sender, envelope.seq):
                 yield envelope

@@ -240,5 +240,7 @@ class Role:
             return
         if missed:
             log.info("replaying %d chat messages missed while disconnected", len(missed))
+        if self.host is not None:
+            self.host.chat_lost(self.replay.take_too_old(), "older than the replay window")
         for envelope in missed:
             await self.apply(envelope)

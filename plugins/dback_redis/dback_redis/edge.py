@@ -59,6 +59,8 @@ class Edge(Role):
         #: Own events not yet on the bus, each with the time it happened, oldest first.
         self._outbox: deque[tuple[float, Event]] = deque(maxlen=config.chat.history)
         self._wake = asyncio.Event()
+        #: Chat pushed out of the full outbox, not reported yet.
+        self._overflowed = 0
         self._last_servers: dict[str, dict[str, Any]] = {}
         #: Per guild, the publisher message its last snapshot read reflects.
         self._as_of: dict[str, snapshot.AsOf | None] = {}
@@ -168,6 +170,8 @@ class Edge(Role):
         """Queue an event of this edge's own API for the bus (called by ``event_applied``)."""
         if origin is None and isinstance(event, SHARED_KINDS):
             assert self.host is not None
+            if len(self._outbox) == self._outbox.maxlen and isinstance(self._outbox[0][1], Message):
+                self._overflowed += 1  # the oldest chat makes room: reported once sent
             self._outbox.append((time.time(), complete(self.host, event)))
             self._wake.set()
 
@@ -183,9 +187,12 @@ class Edge(Role):
                 try:
                     async with self.redis.pipeline(transaction=True) as pipe:
                         horizon = time.time() - self.config.chat.replay_seconds
+                        too_old = 0
                         for sent_at, event in batch:
                             if not isinstance(event, Message) or sent_at >= horizon:
                                 self.publish(pipe, event, sent_at)
+                            else:
+                                too_old += 1
                         await pipe.execute()
                 except (RedisError, OSError) as error:
                     # Once per outage: the retries that follow add nothing.
@@ -201,3 +208,7 @@ class Edge(Role):
                 backoff.reset()
                 for _ in batch:
                     self._outbox.popleft()
+                assert self.host is not None  # sending: started
+                self.host.chat_lost(too_old, "older than the replay window when Redis answered")
+                self.host.chat_lost(self._overflowed, "beyond the outbox while Redis was away")
+                self._overflowed = 0
