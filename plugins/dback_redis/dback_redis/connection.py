@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event, Message, Presence
@@ -47,6 +49,12 @@ def open_client(config: RedisConfig) -> Redis:
         socket_timeout=SOCKET_TIMEOUT,
         health_check_interval=10,
     )
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says Redis is out of reach (refused, cut, silent), which the
+    subscription notices and reports itself, rather than that it refused the command."""
+    return isinstance(error, RedisConnectionError | RedisTimeoutError | OSError)
 
 
 def retry_backoff() -> Backoff:
@@ -101,6 +109,9 @@ class Role:
         #: Set once the first attempt to subscribe has succeeded or failed.
         self.attempted = asyncio.Event()
         self._last_seq: dict[str, int] = {}
+        #: Senders heard from since the subscription was last (re)established: a gap in
+        #: the first message of each is expected (the resync caught up) and logged quietly.
+        self._heard_since_subscribed: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, host: PluginHost) -> None:
@@ -146,6 +157,7 @@ class Role:
                         continue
                     backoff.reset()
                     if message["type"] == "subscribe":
+                        self._heard_since_subscribed.clear()
                         self.link.up()
                         self.attempted.set()
                         await self.subscribed()
@@ -196,10 +208,17 @@ class Role:
         if envelope.event is None:
             await self.resync()
             return
+        first_heard = envelope.sender not in self._heard_since_subscribed
+        self._heard_since_subscribed.add(envelope.sender)
         if last is not None and envelope.seq != last + 1:
             # Missed presences are in the snapshot and missed chat in the stream; this
-            # message is applied below, after them, like any other.
-            log.warning("bus messages from %s were missed; resynchronising", envelope.sender)
+            # message is applied below, after them, like any other. Right after a new
+            # subscription the gap is the outage's, already told.
+            log.log(
+                logging.INFO if first_heard else logging.WARNING,
+                "bus messages from %s were missed; resynchronising",
+                envelope.sender,
+            )
             await self.resync()
         if isinstance(envelope.event, Message) and not self.replay.saw(
             envelope.sender, envelope.seq
