@@ -238,7 +238,9 @@ class Role:
         try:
             missed = await self.replay.missed(self.redis, self.keys)
         except (RedisError, OSError) as error:
-            log.warning("redis: could not read the chat history (%s)", error)
+            # Out of reach, the subscription fails too: its next resync replays this.
+            level = logging.DEBUG if unreachable(error) else logging.WARNING
+            log.log(level, "redis: could not read the chat history (%s)", error)
             return
         if missed:
             log.info("replaying %d chat messages missed while disconnected", len(missed))

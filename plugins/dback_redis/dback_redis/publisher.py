@@ -71,6 +71,8 @@ class Publisher(Role):
         """Write the snapshot and publish from here on (the writer waits for the server to
         be ready); keep a subscription like every process."""
         self.attach(host)
+        if self._silenced:
+            return  # its lease ran out while it was being set up
         host.keep_loaded(True)
         self._spawn(self._run(), "dback-redis-publisher")
         self._spawn(self.follow(), "dback-redis-publisher-follow")
