@@ -246,7 +246,8 @@ class Elected:
                 return
             self._silence("no longer the publisher")
             self._cancel_expiry()
-            await self.role.stop()
+            with contextlib.suppress(RedisError, OSError):
+                await self.role.stop()  # closing its client may fail: it is an edge all the same
             self.lease = self._new_lease()
             self.host.keep_loaded(False)
             self.role = Edge(self.config, self.sequence, self.link)
