@@ -12,9 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event, Message, Presence
@@ -22,7 +20,7 @@ from dback_core.plugin.host import PluginHost
 from dback_core.plugin.tasks import cancel_within
 from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, client_url, redacted
-from dback_redis.link import Link
+from dback_redis.link import Link, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +47,6 @@ def open_client(config: RedisConfig) -> Redis:
         socket_timeout=SOCKET_TIMEOUT,
         health_check_interval=10,
     )
-
-
-def unreachable(error: BaseException) -> bool:
-    """Whether ``error`` says Redis is out of reach (refused, cut, silent), which the
-    subscription notices and reports itself, rather than that it refused the command."""
-    return isinstance(error, RedisConnectionError | RedisTimeoutError | OSError)
 
 
 def retry_backoff() -> Backoff:

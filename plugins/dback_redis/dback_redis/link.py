@@ -16,6 +16,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from dback_core.plugin.health import SERVING, UNAVAILABLE
 from dback_core.plugin.host import PluginHost
 
@@ -23,6 +26,12 @@ log = logging.getLogger(__name__)
 
 #: Seconds between reminders that Redis still cannot be reached.
 REMIND_EVERY = 600.0
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says Redis is out of reach (refused, cut, silent) - which the
+    subscription notices and reports itself - rather than that it refused a command."""
+    return isinstance(error, RedisConnectionError | RedisTimeoutError | OSError)
 
 
 class Link:

@@ -29,9 +29,9 @@ from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence, R
 from dback_core.plugin.host import PluginHost
 from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
-from dback_redis.connection import Role, complete, retry_backoff, unreachable
+from dback_redis.connection import Role, complete, retry_backoff
 from dback_redis.election import Lease, LeaseLost
-from dback_redis.link import Link
+from dback_redis.link import Link, unreachable
 
 log = logging.getLogger(__name__)
 
