@@ -202,7 +202,6 @@ class Elected:
         taken at ``sent`` (loop time), runs out from there unless renewed."""
         assert self.host is not None
         async with self._switching:
-            self._expire_at(sent)
             await self.role.stop()
             self._lost.clear()
             self.terms += 1
@@ -222,8 +221,13 @@ class Elected:
             # The data hooks step aside from here on, so the providers' world is loaded;
             # the publisher starts once it is, and its first write is the whole snapshot.
             self.role = publisher
+            # Leading from here, so the timer finds it so (at once if the lease ran out
+            # already while the edge stopped).
+            self._expire_at(sent)
             self.host.keep_loaded(True)
             await self.host.release_plugins()
+            if self._lost.is_set():
+                self.host.silence_plugins()  # the lease ran out while they started
             await publisher.start(self.host)
 
     def _publisher_lost_lease(self) -> None:
