@@ -164,4 +164,12 @@ class PluginHost(Protocol):
 
     async def hold_plugins(self) -> None:
         """Stop the other plugins (their event sources, their ``shutdown``) and serve without
-        them; the reverse of ``release_plugins``."""
+        them; the reverse of ``release_plugins``. Silences them first (``silence_plugins``);
+        an event source that does not end within a second of its cancellation is abandoned
+        and logged, never awaited for ever."""
+
+    def silence_plugins(self) -> None:
+        """Drop every event of the other plugins from this moment, and stop asking them
+        their data, without waiting for anything: for a holder that must go quiet at once
+        (a publisher whose lease ran out). ``hold_plugins`` then stops them; until it does
+        they stay silenced, and ``release_plugins`` stops them before starting them again."""

@@ -41,6 +41,8 @@ class ServerControls(Protocol):
 
     async def hold_plugins(self) -> None: ...
 
+    def silence_plugins(self) -> None: ...
+
 
 class BoundHost:
     """``PluginHost`` for one plugin of one server."""
@@ -100,6 +102,9 @@ class BoundHost:
 
     async def hold_plugins(self) -> None:
         await self._controls.hold_plugins()
+
+    def silence_plugins(self) -> None:
+        self._controls.silence_plugins()
 
 
 def guild_view(guild: Guild) -> GuildView:

@@ -114,6 +114,8 @@ class DbackServer:
         self._stopped = asyncio.Event()
         self._ready = asyncio.Event()
         self._hosts: dict[str, PluginHost] = {}
+        #: Plugins silenced by a holder and not yet stopped: their events are dropped.
+        self._silenced: set[str] = set()
         self.metrics.watch(
             Watched(self.fanout, lambda: len(self.directory.servers), self.readiness, plugins)
         )
@@ -233,6 +235,10 @@ class DbackServer:
         self.fanout.joins.close()
         await self.sources.stop()
         await self.hooks.shutdown()
+        silenced = [record for record in self._held_records() if record.name in self._silenced]
+        if silenced:  # silenced by their holder, not stopped yet: on standby, but running
+            self._silenced.clear()
+            await self.hooks.shutdown(only=silenced)
         self.accept_errors.uninstall()
         self._stopped.set()
         log.info("stopped")
@@ -277,6 +283,8 @@ class DbackServer:
         Called by a plugin that sets ``dback_holds_others`` (a bus whose elected process runs
         the providers) once this process is to run them; a no-op when none are held.
         """
+        if self._silenced:
+            await self.hold_plugins()  # silenced plugins are stopped before they start again
         released = [record for record in self._held_records() if record.standby]
         if not released:
             return
@@ -287,16 +295,38 @@ class DbackServer:
             self.sources.start(await self.hooks.event_sources(only=released))
             await self.refresh_everything()
 
+    def silence_plugins(self) -> None:
+        """Drop every event of the plugins a holder decides about from now on, and stop
+        asking them (on standby at once); ``hold_plugins`` then stops them.
+
+        Synchronous, so a holder that must go quiet at once - a publisher whose lease ran
+        out - is quiet before anything else runs, whatever stopping the plugins then takes.
+        """
+        silenced = [record for record in self._held_records() if not record.standby]
+        if not silenced:
+            return
+        log.info("silencing plugins: %s", ", ".join(r.name for r in silenced))
+        self._silenced.update(record.name for record in silenced)
+        self._set_standby(silenced, True)
+
     async def hold_plugins(self) -> None:
         """Stop the plugins a holder decides about - their event sources, their
-        ``shutdown`` - and serve without them; the reverse of ``release_plugins``."""
-        held = [record for record in self._held_records() if not record.standby]
+        ``shutdown`` - and serve without them; the reverse of ``release_plugins``.
+
+        They are silenced first (``silence_plugins``); a source that does not end soon
+        after its cancellation is abandoned (see ``SourceRunner.stop``), and each
+        ``shutdown`` is bounded like every hook call.
+        """
+        self.silence_plugins()
+        held = [record for record in self._held_records() if record.name in self._silenced]
         if not held:
             return
         log.info("putting plugins on standby: %s", ", ".join(r.name for r in held))
-        await self.sources.stop({record.name for record in held})
-        await self.hooks.shutdown(only=held)
-        self._set_standby(held, True)
+        try:
+            await self.sources.stop({record.name for record in held})
+            await self.hooks.shutdown(only=held)
+        finally:
+            self._silenced.difference_update(record.name for record in held)
         if self._server is not None:
             await self.refresh_everything()
 
@@ -355,6 +385,9 @@ class DbackServer:
         afterwards; a bus injecting events from other processes passes ``relay=False`` so
         that nothing is echoed back.
         """
+        if origin is not None and origin in self._silenced:
+            log.debug("dropped an event of %s, silenced by its holder", origin)
+            return
         self.metrics.event_in(type(event).__name__)
         if isinstance(event, Refresh):
             # Plugins refresh after every reconnect; only the API's ``refresh_data`` (origin

@@ -4,9 +4,17 @@ All processes start as edges with the other plugins (the providers) on standby. 
 tries to take the publisher lease every third of its lifetime; the process that holds it
 releases its providers (one Discord gateway session per bot token, whatever the number of
 processes), rewrites the snapshot and publishes. When it dies, its lease expires and another
-process takes over; when it finds its lease gone (it was paused, or cut off from Redis for
-longer than the lease), it stops publishing at once, puts its providers back on standby and
-serves from the snapshot again like any edge.
+process takes over.
+
+The publisher does not need Redis to know when its lease runs out: it keeps the deadline
+itself (the monotonic time it sent the last successful renewal, plus the lease, less a
+margin), and a timer fires there. A publisher that was paused (SIGSTOP, a long stall) wakes
+up with that deadline behind it, or one cut off from Redis reaches it: the timer silences
+its providers and its writer in the same moment - before anything else the wake-up brings
+can run - and it steps down without asking Redis: its providers are put back on standby
+and it serves from the snapshot like any edge, whatever its old tasks are doing (each stop
+is bounded; what does not end is abandoned and logged). It then runs for election again
+like every edge.
 """
 
 from __future__ import annotations
@@ -15,7 +23,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import time
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -23,6 +30,7 @@ from redis.exceptions import RedisError
 from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event
 from dback_core.plugin.host import PluginHost
+from dback_core.plugin.tasks import cancel_within
 from dback_redis.config import EDGE, PUBLISHER, RedisConfig, redacted
 from dback_redis.connection import RETRY_FIRST, open_client
 from dback_redis.edge import Edge
@@ -32,6 +40,11 @@ from dback_redis.publisher import Publisher
 from dback_redis.snapshot import Keys
 
 log = logging.getLogger(__name__)
+
+#: The part of the lease the publisher gives up before Redis would let it expire: room for
+#: the clocks of Redis and this process to drift apart. The deadline counts from the moment
+#: the renewal was sent, never later than Redis started its expiry.
+EXPIRY_MARGIN = 0.1
 
 
 class Elected:
@@ -44,12 +57,21 @@ class Elected:
         self.role: Edge | Publisher = Edge(config, self.sequence, self.link)
         self.host: PluginHost | None = None
         self.redis = open_client(config)
-        self.lease = Lease(self.redis, Keys(config.prefix), config.process_id, config.lease_seconds)
+        self.lease = self._new_lease()
         #: Times this process took the lease, for tests and diagnostics.
         self.terms = 0
         self._elector: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
         self._switching = asyncio.Lock()
+        #: Fires when the lease runs out unrenewed (loop time), while leading.
+        self._expiry: asyncio.TimerHandle | None = None
+        self._stepping_down: asyncio.Task[None] | None = None
+
+    def _new_lease(self) -> Lease:
+        """A lease handle with a lock of its own: one per term, so a task abandoned while
+        holding the last term's lock cannot hold up the renewals of the next."""
+        config = self.config
+        return Lease(self.redis, Keys(config.prefix), config.process_id, config.lease_seconds)
 
     @property
     def leading(self) -> bool:
@@ -65,16 +87,15 @@ class Elected:
         self.host = host
         await self.role.start(host)
         with contextlib.suppress(RedisError, OSError):
-            fence = await self.lease.acquire()
-            if fence is not None:
-                await self._lead(fence)
+            await self._campaign()
         self._elector = asyncio.create_task(self._elect(), name="dback-redis-election")
 
     async def stop(self) -> None:
-        if self._elector is not None:
-            self._elector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._elector
+        self._cancel_expiry()
+        await cancel_within(
+            [task for task in (self._elector, self._stepping_down) if task is not None],
+            "redis election",
+        )
         await self.role.stop()
         if self.leading:
             # Handing over at once instead of letting the lease expire: a restart of the
@@ -88,12 +109,12 @@ class Elected:
 
         After Redis failed, the next try comes sooner (a ``Backoff`` from ``RETRY_FIRST`` up
         to that third): a publisher that missed one renewal gets another chance before its
-        lease runs out, instead of a third of the lease later.
+        lease runs out, instead of a third of the lease later. Whatever happens, the loop
+        goes on: a process that stepped down runs for election again.
         """
         interval = self.config.lease_seconds / 3
         failures = Backoff(min(RETRY_FIRST, interval), interval)
         wait = interval
-        renewed_at = time.monotonic()
         while True:
             # Not ``wait_for``: on Python 3.11 it can swallow the cancellation of ``stop``.
             with contextlib.suppress(TimeoutError):
@@ -101,34 +122,84 @@ class Elected:
                     await self._lost.wait()
             wait = interval
             try:
-                if self.leading and not self._lost.is_set():
-                    if await self.lease.renew():
-                        renewed_at = time.monotonic()
-                        failures.reset()
-                        continue
-                    log.warning("redis: the publisher lease passed to another process")
-                    await self._follow()
+                if self._lost.is_set():
+                    await self._step_down(None)
                 elif self.leading:
-                    await self._follow()
+                    await self._renew()
                 else:
-                    fence = await self.lease.acquire()
-                    if fence is not None:
-                        await self._lead(fence)
-                        renewed_at = time.monotonic()
+                    await self._campaign()
                 failures.reset()
             except (RedisError, OSError) as error:
+                # The lease's own deadline decides when a publisher stops; the link logs
+                # the outage once. A retry loop has nothing to add per attempt.
+                log.debug("redis: the election failed for now (%s)", error)
                 wait = failures.next()
-                if self.leading and time.monotonic() - renewed_at > self.config.lease_seconds:
-                    # Unrenewed past its expiry, the lease may be another's by now.
-                    log.warning("redis: could not renew the publisher lease (%s)", error)
-                    await self._follow()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("redis: the publisher election failed; trying again")
 
-    async def _lead(self, fence: int) -> None:
-        """Become the publisher: start the providers, publish under ``fence``."""
+    async def _campaign(self) -> None:
+        """Take the lease if nobody holds it, and lead."""
+        sent = asyncio.get_running_loop().time()
+        fence = await self.lease.acquire()
+        if fence is not None:
+            await self._lead(fence, sent)
+
+    async def _renew(self) -> None:
+        """Extend the lease; step down when another process holds it now."""
+        term = self.terms
+        sent = asyncio.get_running_loop().time()
+        renewed = await self.lease.renew()
+        if not self.leading or self.terms != term:
+            # Stepped down meanwhile (the deadline passed while Redis answered): a lease
+            # kept by an edge would leave everyone without a publisher until it expired.
+            if renewed and not self.leading:
+                await self.lease.release()
+            return
+        if renewed:
+            self._expire_at(sent)
+            return
+        await self._step_down("the publisher lease passed to another process")
+
+    def _expire_at(self, sent: float) -> None:
+        """(Re)start the timer at the lease's end, counted from ``sent`` (loop time)."""
+        self._cancel_expiry()
+        seconds = self.config.lease_seconds
+        deadline = sent + seconds * (1 - EXPIRY_MARGIN)
+        self._expiry = asyncio.get_running_loop().call_at(deadline, self._expired, seconds)
+
+    def _cancel_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
+    def _expired(self, seconds: float) -> None:
+        """The lease ran out unrenewed: silent now, stepping down in the background."""
+        self._expiry = None
+        if not self.leading:
+            return
+        self._silence(f"the publisher lease ran out unrenewed ({seconds:g}s)")
+        if self._stepping_down is None or self._stepping_down.done():
+            self._stepping_down = asyncio.create_task(
+                self._step_down(None), name="dback-redis-step-down"
+            )
+
+    def _silence(self, reason: str) -> None:
+        """Stop publishing and drop the providers' events, at once (no await): one WARNING."""
+        assert self.host is not None
+        if self._lost.is_set() or not self.leading:
+            return
+        log.warning("redis %s: %s; stepping down", redacted(self.config.url), reason)
+        self._lost.set()
+        self._cancel_expiry()
+        self.host.silence_plugins()
+        if isinstance(self.role, Publisher):
+            self.role.silence()
+
+    async def _lead(self, fence: int, sent: float) -> None:
+        """Become the publisher: start the providers, publish under ``fence``; the lease,
+        taken at ``sent`` (loop time), runs out from there unless renewed."""
         assert self.host is not None
         async with self._switching:
             await self.role.stop()
@@ -144,29 +215,52 @@ class Elected:
                 self.sequence,
                 self.lease,
                 fence,
-                on_lease_lost=self._lost.set,
+                on_lease_lost=self._publisher_lost_lease,
                 link=self.link,
             )
             # The data hooks step aside from here on, so the providers' world is loaded;
             # the publisher starts once it is, and its first write is the whole snapshot.
             self.role = publisher
+            # Leading from here, so the timer finds it so (at once if the lease ran out
+            # already while the edge stopped).
+            self._expire_at(sent)
             self.host.keep_loaded(True)
             await self.host.release_plugins()
+            if self._lost.is_set():
+                self.host.silence_plugins()  # the lease ran out while they started
             await publisher.start(self.host)
 
+    def _publisher_lost_lease(self) -> None:
+        """The writer found the lease another's: silent now, the elector steps down."""
+        self._silence("the publisher lease passed to another process")
+
+    async def _step_down(self, reason: str | None) -> None:
+        """Stop publishing at once, put the providers back on standby, serve as an edge;
+        ``reason`` is logged unless the step-down was announced already."""
+        if reason is not None:
+            self._silence(reason)
+        await self._follow()
+
     async def _follow(self) -> None:
-        """Stop publishing at once, put the providers back on standby, serve as an edge."""
+        """Serve as an edge: every stop on the way is bounded (see ``cancel_within``)."""
         assert self.host is not None
         async with self._switching:
             if not self.leading:
+                self._lost.clear()
                 return
-            await self.role.stop()
-            log.info("redis %s: this process is an edge now", redacted(self.config.url))
+            self._silence("no longer the publisher")
+            self._cancel_expiry()
+            with contextlib.suppress(RedisError, OSError):
+                await self.role.stop()  # closing its client may fail: it is an edge all the same
+            self.lease = self._new_lease()
             self.host.keep_loaded(False)
             self.role = Edge(self.config, self.sequence, self.link)
-            await self.host.hold_plugins()
-            await self.role.start(self.host)
-            self._lost.clear()
+            log.info("redis %s: this process is an edge now", redacted(self.config.url))
+            try:
+                await self.host.hold_plugins()
+            finally:
+                await self.role.start(self.host)
+                self._lost.clear()
 
     # -- what the plugin's hooks ask ---------------------------------------------------------
 

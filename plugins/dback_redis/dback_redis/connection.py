@@ -17,9 +17,10 @@ from redis.exceptions import RedisError
 from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event, Message, Presence
 from dback_core.plugin.host import PluginHost
+from dback_core.plugin.tasks import cancel_within
 from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, client_url, redacted
-from dback_redis.link import Link
+from dback_redis.link import Link, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,9 @@ class Role:
         #: Set once the first attempt to subscribe has succeeded or failed.
         self.attempted = asyncio.Event()
         self._last_seq: dict[str, int] = {}
+        #: Senders heard from since the subscription was last (re)established: a gap in
+        #: the first message of each is expected (the resync caught up) and logged quietly.
+        self._heard_since_subscribed: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, host: PluginHost) -> None:
@@ -110,10 +114,10 @@ class Role:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Cancel this role's tasks; one that does not end within a second (caught in the
+        client's cleanup) is abandoned and logged, never awaited for ever."""
+        tasks, self._tasks = self._tasks, []
+        await cancel_within(tasks, f"redis {type(self).__name__.lower()}")
         await self.redis.aclose()
 
     # -- publishing ------------------------------------------------------------------------
@@ -145,6 +149,7 @@ class Role:
                         continue
                     backoff.reset()
                     if message["type"] == "subscribe":
+                        self._heard_since_subscribed.clear()
                         self.link.up()
                         self.attempted.set()
                         await self.subscribed()
@@ -195,10 +200,17 @@ class Role:
         if envelope.event is None:
             await self.resync()
             return
+        first_heard = envelope.sender not in self._heard_since_subscribed
+        self._heard_since_subscribed.add(envelope.sender)
         if last is not None and envelope.seq != last + 1:
             # Missed presences are in the snapshot and missed chat in the stream; this
-            # message is applied below, after them, like any other.
-            log.warning("bus messages from %s were missed; resynchronising", envelope.sender)
+            # message is applied below, after them, like any other. Right after a new
+            # subscription the gap is the outage's, already told.
+            log.log(
+                logging.INFO if first_heard else logging.WARNING,
+                "bus messages from %s were missed; resynchronising",
+                envelope.sender,
+            )
             await self.resync()
         if isinstance(envelope.event, Message) and not self.replay.saw(
             envelope.sender, envelope.seq
@@ -218,7 +230,9 @@ class Role:
         try:
             missed = await self.replay.missed(self.redis, self.keys)
         except (RedisError, OSError) as error:
-            log.warning("redis: could not read the chat history (%s)", error)
+            # Out of reach, the subscription fails too: its next resync replays this.
+            level = logging.DEBUG if unreachable(error) else logging.WARNING
+            log.log(level, "redis: could not read the chat history (%s)", error)
             return
         if missed:
             log.info("replaying %d chat messages missed while disconnected", len(missed))

@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 
 from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence, Refresh
@@ -30,7 +31,7 @@ from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import Role, complete, retry_backoff
 from dback_redis.election import Lease, LeaseLost
-from dback_redis.link import Link
+from dback_redis.link import Link, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +64,31 @@ class Publisher(Role):
         self._queue: asyncio.Queue[tuple[Event, bool]] = asyncio.Queue()
         self._backlog = chat.Backlog(config.chat)
         self._down = True
+        #: Set by ``silence``: this publisher writes nothing more, whatever is queued.
+        self._silenced = False
 
     async def start(self, host: PluginHost) -> None:
         """Write the snapshot and publish from here on (the writer waits for the server to
         be ready); keep a subscription like every process."""
         self.attach(host)
+        if self._silenced:
+            return  # its lease ran out while it was being set up
         host.keep_loaded(True)
         self._spawn(self._run(), "dback-redis-publisher")
         self._spawn(self.follow(), "dback-redis-publisher-follow")
 
+    def silence(self) -> None:
+        """Write and publish nothing more, from this moment: the lease ran out. Its tasks are
+        cancelled; ``stop`` waits for them (for a bounded time)."""
+        self._silenced = True
+        self._mark_down()
+        for task in self._tasks:
+            task.cancel()
+
     def applied_here(self, event: Event) -> None:
         """Queue ``event`` for the snapshot and the channel (called by ``event_applied``)."""
+        if self._silenced:
+            return
         if self._down:
             if isinstance(event, Message):
                 self._backlog.add(event)  # the snapshot rewrite covers everything else
@@ -82,6 +97,8 @@ class Publisher(Role):
         self._enqueue(complete(self.host, event), True)
 
     def _enqueue(self, event: Event, publish: bool) -> None:
+        if self._silenced:
+            return
         if self._queue.qsize() >= MAX_QUEUE:
             log.warning("redis publisher is %d events behind; rewriting instead", MAX_QUEUE)
             self._mark_down()
@@ -129,9 +146,11 @@ class Publisher(Role):
                     self._on_lease_lost()
                 return
             except (RedisError, OSError) as error:
-                # Once per outage: each retry (a rewrite) fails the same way until Redis is back.
+                # Once per outage: each retry (a rewrite) fails the same way until Redis is
+                # back; and not at all when Redis is out of reach, which the subscription's
+                # health already reports.
                 log.log(
-                    logging.WARNING if backoff.failures == 0 else logging.DEBUG,
+                    logging.DEBUG if backoff.failures or unreachable(error) else logging.WARNING,
                     "redis %s: cannot write the snapshot (%s); serving locally, rewriting it "
                     "once Redis answers",
                     redacted(self.config.url),
@@ -200,6 +219,8 @@ class Publisher(Role):
             try:
                 yield pipe
             except WatchError:
+                if await self.lease.held():
+                    raise RedisConnectionError("the connection was lost during a write") from None
                 raise LeaseLost("the publisher lease changed hands during a write") from None
 
     async def _snapshot(self, pipe: Any, event: Event) -> None:
