@@ -156,3 +156,11 @@ async def test_silenced_plugins_are_dropped_at_once_and_a_stuck_source_is_abando
             provider.chat.put_nowait("after")
             seen = await client.recv_type("message")
             assert seen["data"]["message"] == "after"  # never "silenced" nor "from beyond"
+
+
+async def test_plugins_silenced_but_not_yet_held_are_shut_down_with_the_server():
+    holder, provider = Holder(release_at_start=True), Provider()
+    async with running_server(plugins(holder, provider), environ={"DBACK_PLUGINS": ""}):
+        holder.host.silence_plugins()
+        assert provider.calls == ["startup"]
+    assert provider.calls == ["startup", "shutdown"]

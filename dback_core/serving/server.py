@@ -239,6 +239,10 @@ class DbackServer:
         self.fanout.joins.close()
         await self.sources.stop()
         await self.hooks.shutdown()
+        silenced = [record for record in self._held_records() if record.name in self._silenced]
+        if silenced:  # silenced by their holder, not stopped yet: on standby, but running
+            self._silenced.clear()
+            await self.hooks.shutdown(only=silenced)
         self.accept_errors.uninstall()
         self._stopped.set()
         log.info("stopped")

@@ -258,7 +258,6 @@ class Elected:
         taken at ``sent`` (loop time), runs out from there unless renewed."""
         assert self.host is not None
         async with self._switching:
-            self._expire_at(sent)
             resume = await self._positions()
             await self.role.stop()
             self._lost.clear()
@@ -281,8 +280,13 @@ class Elected:
             # The data hooks step aside from here on, so the providers' world is loaded;
             # the publisher starts once it is, and its first write is the whole snapshot.
             self.role = publisher
+            # Leading from here, so the timer finds it so (at once if the lease ran out
+            # already while the edge stopped).
+            self._expire_at(sent)
             self.host.keep_loaded(True)
             await self.host.release_plugins(resume)
+            if self._lost.is_set():
+                self.host.silence_plugins()  # the lease ran out while they started
             await publisher.start(self.host)
 
     def _publisher_lost_lease(self) -> None:
@@ -306,7 +310,8 @@ class Elected:
             self._silence("no longer the publisher")
             self._cancel_expiry()
             self._saw_fences()
-            await self.role.stop()
+            with contextlib.suppress(RedisError, OSError):
+                await self.role.stop()  # closing its client may fail: it is an edge all the same
             self.lease = self._new_lease()
             self.host.keep_loaded(False)
             edge = self._edge()

@@ -20,7 +20,7 @@ from dback_core.plugin.host import PluginHost
 from dback_core.plugin.tasks import cancel_within
 from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, client_url, redacted
-from dback_redis.link import Link
+from dback_redis.link import Link, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,9 @@ class Role:
         #: Told when another process gave the publisher lease up (``released``).
         self.on_released: Callable[[], None] = lambda: None
         self._last_seq: dict[str, int] = {}
+        #: Senders heard from since the subscription was last (re)established: a gap in
+        #: the first message of each is expected (the resync caught up) and logged quietly.
+        self._heard_since_subscribed: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, host: PluginHost) -> None:
@@ -160,6 +163,7 @@ class Role:
                         continue
                     backoff.reset()
                     if message["type"] == "subscribe":
+                        self._heard_since_subscribed.clear()
                         self.link.up()
                         self.attempted.set()
                         await self.subscribed()
@@ -213,10 +217,17 @@ class Role:
         if envelope.event is None:
             await self.resync()
             return
+        first_heard = envelope.sender not in self._heard_since_subscribed
+        self._heard_since_subscribed.add(envelope.sender)
         if last is not None and envelope.seq != last + 1:
             # Missed presences are in the snapshot and missed chat in the stream; this
-            # message is applied below, after them, like any other.
-            log.warning("bus messages from %s were missed; resynchronising", envelope.sender)
+            # message is applied below, after them, like any other. Right after a new
+            # subscription the gap is the outage's, already told.
+            log.log(
+                logging.INFO if first_heard else logging.WARNING,
+                "bus messages from %s were missed; resynchronising",
+                envelope.sender,
+            )
             await self.resync()
         if isinstance(envelope.event, Message) and not self.replay.saw(
             envelope.sender, envelope.seq
@@ -236,7 +247,9 @@ class Role:
         try:
             missed = await self.replay.missed(self.redis, self.keys)
         except (RedisError, OSError) as error:
-            log.warning("redis: could not read the chat history (%s)", error)
+            # Out of reach, the subscription fails too: its next resync replays this.
+            level = logging.DEBUG if unreachable(error) else logging.WARNING
+            log.log(level, "redis: could not read the chat history (%s)", error)
             return
         if missed:
             log.info("replaying %d chat messages missed while disconnected", len(missed))

@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 
 from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence, Refresh
@@ -30,7 +31,7 @@ from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import Role, complete, retry_backoff
 from dback_redis.election import Lease, LeaseLost
-from dback_redis.link import Link
+from dback_redis.link import Link, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class Publisher(Role):
         """Write the snapshot and publish from here on (the writer waits for the server to
         be ready); keep a subscription like every process."""
         self.attach(host)
+        if self._silenced:
+            return  # its lease ran out while it was being set up
         host.keep_loaded(True)
         self._spawn(self._run(), "dback-redis-publisher")
         self._spawn(self.follow(), "dback-redis-publisher-follow")
@@ -159,9 +162,11 @@ class Publisher(Role):
                     self._on_lease_lost()
                 return
             except (RedisError, OSError) as error:
-                # Once per outage: each retry (a rewrite) fails the same way until Redis is back.
+                # Once per outage: each retry (a rewrite) fails the same way until Redis is
+                # back; and not at all when Redis is out of reach, which the subscription's
+                # health already reports.
                 log.log(
-                    logging.WARNING if backoff.failures == 0 else logging.DEBUG,
+                    logging.DEBUG if backoff.failures or unreachable(error) else logging.WARNING,
                     "redis %s: cannot write the snapshot (%s); serving locally, rewriting it "
                     "once Redis answers",
                     redacted(self.config.url),
@@ -239,6 +244,8 @@ class Publisher(Role):
             try:
                 yield pipe
             except WatchError:
+                if await self.lease.held():
+                    raise RedisConnectionError("the connection was lost during a write") from None
                 raise LeaseLost("the publisher lease changed hands during a write") from None
 
     async def _snapshot(self, pipe: Any, event: Event) -> None:

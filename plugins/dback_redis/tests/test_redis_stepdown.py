@@ -21,6 +21,7 @@ from importlib.metadata import entry_points
 import asyncpg
 import pytest
 from bus_recorder import BusRecorder
+from private_redis import PrivateRedis
 
 from dback_core.loading.plugins import ENTRY_POINT_GROUP, normalize_name
 from dback_core.testing import Client
@@ -209,3 +210,35 @@ async def _cancelled(tasks: list[asyncio.Task]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_publisher_that_cannot_renew_steps_down_at_its_deadline_without_redis(
+    start_dback,
+):
+    """Redis paused (SIGSTOP: every call hangs until the socket times out): the publisher
+    cannot renew, and must not wait for Redis to say so - it steps down when its own
+    deadline passes, while Redis is still paused."""
+    redis = PrivateRedis()
+    await redis.start()
+    try:
+        mock = {"DBACK_PLUGINS": "dback-redis,dback-mock", "DBACK_MOCK_INTERVAL": "0.05"}
+        process = await start_dback(redis.url, "auto", DBACK_REDIS_LEASE_SECONDS=str(LEASE), **mock)
+        assert await role_of(process) == "publisher"
+        loop = asyncio.get_running_loop()
+        assert redis.process is not None
+        redis.process.send_signal(signal.SIGSTOP)
+        paused_at = loop.time()
+        try:
+            while await role_of(process) != "edge" and loop.time() - paused_at < LEASE + 1:
+                await asyncio.sleep(0.05)
+            stepped_down = loop.time() - paused_at
+            role = await role_of(process)
+        finally:
+            redis.process.send_signal(signal.SIGCONT)
+        log.info("Redis paused: the publisher stepped down after %.2f s", stepped_down)
+        # A renewal that hangs takes the socket timeout (3 s) to fail: longer than this.
+        assert role == "edge", f"still {role} {stepped_down:.1f}s after Redis paused"
+        assert "lease ran out unrenewed" in process.log_path.read_text()
+        await until_role(process, "publisher", "it never ran for election again")
+    finally:
+        redis.kill()
