@@ -317,7 +317,7 @@ class Elected:
             edge = self._edge()
             edge.highest_fence = self.highest_fence
             # Redis may be out of reach (that may be why): serve the world as it was.
-            edge.keep_serving(self.host.guild_list())
+            edge.keep_serving(self.host.guild_list(), self.host.loaded_guilds())
             self.role = edge
             log.info("redis %s: this process is an edge now", redacted(self.config.url))
             try:

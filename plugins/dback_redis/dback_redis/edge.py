@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from dback_core import Unavailable
 from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence
-from dback_core.plugin.host import ListedGuild, PluginHost
+from dback_core.plugin.host import GuildView, ListedGuild, PluginHost
 from dback_redis import codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import Role, complete, retry_backoff
@@ -62,6 +62,9 @@ class Edge(Role):
         #: Chat pushed out of the full outbox, not reported yet.
         self._overflowed = 0
         self._last_servers: dict[str, dict[str, Any]] = {}
+        #: What a publisher that stepped down served, until the snapshot can be read.
+        self._kept_servers: dict[str, dict[str, Any]] | None = None
+        self._kept_guilds: dict[str, tuple[dict[str, dict[str, Any]], str | None]] = {}
         #: Per guild, the publisher message its last snapshot read reflects.
         self._as_of: dict[str, snapshot.AsOf | None] = {}
 
@@ -78,22 +81,31 @@ class Edge(Role):
 
     # -- data hooks ------------------------------------------------------------------------
 
-    def keep_serving(self, guilds: Mapping[str, ListedGuild]) -> None:
-        """Serve ``guilds`` until the snapshot can be read: a publisher that steps down
-        because Redis is out of reach keeps its viewers' guilds (they would be taken out)."""
-        self._last_servers = {key: snapshot.server_record(info) for key, info in guilds.items()}
+    def keep_serving(
+        self, guilds: Mapping[str, ListedGuild], loaded: Mapping[str, GuildView]
+    ) -> None:
+        """Serve ``guilds`` and the ``loaded`` ones' members as they are until the snapshot
+        can be read: a publisher that steps down because Redis is out of reach keeps its
+        viewers' world (they would be taken out of their guilds), each part until it is
+        read from the snapshot once."""
+        self._kept_servers = {key: snapshot.server_record(info) for key, info in guilds.items()}
+        self._kept_guilds = {
+            key: ({uid: dict(user) for uid, user in guild.members.items()}, guild.client_id)
+            for key, guild in loaded.items()
+        }
 
     async def servers(self) -> dict[str, dict[str, Any]]:
         """The snapshot's guild list. While there is none - Redis came back empty and the
-        publisher has not rewritten it yet, or cannot be reached - the last list read is
-        kept, so a Redis restart does not empty every viewer's world for a moment."""
+        publisher has not rewritten it yet - the last list read is kept, so a Redis restart
+        does not empty every viewer's world for a moment."""
         try:
             async with self._reading():
                 servers = await snapshot.read_servers(self.redis, self.keys)
         except Unavailable:
-            if not self._last_servers:
+            if self._kept_servers is None:
                 raise
-            return self._last_servers
+            return self._kept_servers
+        self._kept_servers = None
         if servers is None:
             return self._last_servers
         self._last_servers = servers
@@ -102,14 +114,25 @@ class Edge(Role):
     async def users(self, server_id: str) -> dict[str, dict[str, Any]]:
         """A guild's members from the snapshot, noting which publisher message it reflects:
         a presence up to that one still on its way is older than what viewers get now."""
-        async with self._reading():
-            users, as_of = await snapshot.read_users_as_of(self.redis, self.keys, server_id)
+        try:
+            async with self._reading():
+                users, as_of = await snapshot.read_users_as_of(self.redis, self.keys, server_id)
+        except Unavailable:
+            if server_id not in self._kept_guilds:
+                raise
+            return self._kept_guilds[server_id][0]
+        self._kept_guilds.pop(server_id, None)
         self._as_of[server_id] = as_of
         return users
 
     async def client_id(self, server_id: str) -> str | None:
-        async with self._reading():
-            return await snapshot.read_client_id(self.redis, self.keys, server_id)
+        try:
+            async with self._reading():
+                return await snapshot.read_client_id(self.redis, self.keys, server_id)
+        except Unavailable:
+            if server_id not in self._kept_guilds:
+                raise
+            return self._kept_guilds[server_id][1]
 
     @contextlib.asynccontextmanager
     async def _reading(self) -> AsyncIterator[None]:
