@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event, Message, Presence
 from dback_core.plugin.host import PluginHost
-from dback_redis import chat, codec, snapshot
+from dback_redis import chat, codec, sentinel, snapshot
 from dback_redis.config import RedisConfig, client_url, redacted
 from dback_redis.link import Link
 
@@ -35,21 +35,26 @@ SOCKET_TIMEOUT = 3.0
 
 def open_client(config: RedisConfig) -> Redis:
     """A client whose connections carry ``config.client_name`` (see CLIENT LIST); the
-    password is passed apart from the URL (see ``client_url``)."""
+    password is passed apart from the URL (see ``client_url``). With sentinels, a client of
+    whichever server they name as the master (``sentinel.master_client``)."""
     url, password = client_url(config.url)
-    return Redis.from_url(
-        url,
-        password=password,
-        decode_responses=True,
-        client_name=config.client_name,
-        socket_connect_timeout=SOCKET_TIMEOUT,
-        socket_timeout=SOCKET_TIMEOUT,
-        health_check_interval=10,
-    )
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "client_name": config.client_name,
+        "socket_connect_timeout": SOCKET_TIMEOUT,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "health_check_interval": 10,
+    }
+    if config.sentinels is not None:
+        return sentinel.master_client(config.sentinels, url, password, **options)
+    return Redis.from_url(url, password=password, **options)
 
 
-def retry_backoff() -> Backoff:
-    """The delays of a loop that retries Redis."""
+def retry_backoff(config: RedisConfig | None = None) -> Backoff:
+    """The delays of a loop that retries Redis: shorter behind sentinels, where a failover
+    ends within seconds and each retry may find the new master."""
+    if config is not None and config.sentinels is not None:
+        return Backoff(RETRY_FIRST, sentinel.RETRY_MAX)
     return Backoff(RETRY_FIRST, RETRY_MAX)
 
 
@@ -134,7 +139,7 @@ class Role:
     async def follow(self) -> None:
         """Keep a subscription open for as long as the server runs; ``attempted`` is set
         once the first attempt succeeded or failed."""
-        backoff = retry_backoff()
+        backoff = retry_backoff(self.config)
         while True:
             pubsub = self.redis.pubsub()
             try:

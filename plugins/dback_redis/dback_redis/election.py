@@ -17,6 +17,7 @@ import asyncio
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
 
 from dback_redis.snapshot import Keys
 
@@ -74,6 +75,16 @@ class Lease:
                 _RENEW, 1, self.keys.lease, self.holder, self.milliseconds
             )
         return bool(renewed)
+
+    async def held(self) -> bool:
+        """Whether the lease is still ours as far as Redis can say now: a guarded write
+        that failed with ``WatchError`` because its connection was lost (a failover) lost
+        the write, not the lease. True when Redis cannot be asked: the election, whose
+        renewals then fail, decides."""
+        try:
+            return bool(await self.redis.get(self.keys.lease) == self.holder)
+        except (RedisError, OSError):
+            return True
 
     async def release(self) -> None:
         await self.redis.eval(_RELEASE, 1, self.keys.lease, self.holder)

@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 
 from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence, Refresh
@@ -111,7 +112,7 @@ class Publisher(Role):
         """
         assert self.host is not None
         await self.host.wait_ready()
-        backoff = retry_backoff()
+        backoff = retry_backoff(self.config)
         while True:
             try:
                 if self._down:
@@ -200,6 +201,8 @@ class Publisher(Role):
             try:
                 yield pipe
             except WatchError:
+                if await self.lease.held():
+                    raise RedisConnectionError("the connection was lost during a write") from None
                 raise LeaseLost("the publisher lease changed hands during a write") from None
 
     async def _snapshot(self, pipe: Any, event: Event) -> None:
