@@ -24,7 +24,7 @@ from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event
 from dback_core.plugin.host import PluginHost
 from dback_redis.config import EDGE, PUBLISHER, RedisConfig, redacted
-from dback_redis.connection import RETRY_FIRST, open_client
+from dback_redis.connection import RETRY_FIRST, open_client, retry_ceiling
 from dback_redis.edge import Edge
 from dback_redis.election import Lease
 from dback_redis.link import Link
@@ -91,7 +91,7 @@ class Elected:
         lease runs out, instead of a third of the lease later.
         """
         interval = self.config.lease_seconds / 3
-        failures = Backoff(min(RETRY_FIRST, interval), interval)
+        failures = Backoff(min(RETRY_FIRST, interval), min(interval, retry_ceiling(self.config)))
         wait = interval
         renewed_at = time.monotonic()
         while True:

@@ -50,12 +50,17 @@ def open_client(config: RedisConfig) -> Redis:
     return Redis.from_url(url, password=password, **options)
 
 
-def retry_backoff(config: RedisConfig | None = None) -> Backoff:
-    """The delays of a loop that retries Redis: shorter behind sentinels, where a failover
-    ends within seconds and each retry may find the new master."""
+def retry_ceiling(config: RedisConfig | None = None) -> float:
+    """The longest delay between two attempts of a loop that retries Redis: shorter behind
+    sentinels, where a failover ends within seconds and each retry may find the new master."""
     if config is not None and config.sentinels is not None:
-        return Backoff(RETRY_FIRST, sentinel.RETRY_MAX)
-    return Backoff(RETRY_FIRST, RETRY_MAX)
+        return sentinel.RETRY_MAX
+    return RETRY_MAX
+
+
+def retry_backoff(config: RedisConfig | None = None) -> Backoff:
+    """The delays of a loop that retries Redis."""
+    return Backoff(RETRY_FIRST, retry_ceiling(config))
 
 
 def complete(host: PluginHost, event: Event) -> Event:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import shutil
 import signal
 import socket
@@ -37,12 +38,16 @@ def redis_server() -> str:
 
 
 async def until(condition, what: str, timeout: float = WAIT) -> None:
-    """Poll the async ``condition`` until true; ``TimeoutError(what)`` after ``timeout``."""
+    """Poll ``condition`` (sync or async) until true; ``TimeoutError(what)`` after
+    ``timeout``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         with contextlib.suppress(RedisError, OSError):
-            if await condition():
+            result = condition()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
                 return
         if loop.time() > deadline:
             raise TimeoutError(what)

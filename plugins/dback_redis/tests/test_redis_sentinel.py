@@ -1,0 +1,252 @@
+"""Redis behind Sentinel, with real processes: a master, a replica and three sentinels of the
+test's own, three ``dback serve`` processes in the ``auto`` role with PostgreSQL as the
+provider, and a viewer on each. The master is SIGKILLed while chat and status changes flow,
+and later the master that replaced it: after each failover every process is live again, and
+every viewer ends with each chat message once, in order, and with PostgreSQL's world."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import asyncpg
+import pytest
+from conftest import DbackProcess
+from sentinel_cluster import MASTER_NAME, SentinelCluster, until
+
+from dback_core.testing import Client
+from dback_postgres import migrations
+from tests.support.postgres_passwords import ADMIN_DSN
+
+pytestmark = pytest.mark.redis
+
+log = logging.getLogger(__name__)
+
+WAIT = 60.0
+GUILD = "232769614004748288"
+MEMBERS = [f"{index:04d}" for index in range(8)]
+STATUSES = ("online", "idle", "dnd", "offline")
+#: Seconds between two rows the writer inserts (a chat message, every third a status).
+PACE = 0.05
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    """A fresh, migrated PostgreSQL database with one guild; its DSN. Dropped afterwards."""
+    name = f"dback_sentinel_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await migrations.migrate(connection)
+            await connection.execute(
+                "INSERT INTO servers (server_id, name, is_default) VALUES ($1, 'Sentinel', true)",
+                GUILD,
+            )
+            await connection.executemany(
+                "INSERT INTO users (user_id, server_id, username, status) "
+                "VALUES ($1, $2, $3, 'online')",
+                [(uid, GUILD, f"member{uid}") for uid in MEMBERS],
+            )
+        finally:
+            await connection.close()
+        yield dsn
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[SentinelCluster]:
+    """The cluster's servers, not started yet; all killed after the test."""
+    servers = SentinelCluster(tmp_path / "redis")
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture
+def start_serving(tmp_path: Path, database: str, cluster: SentinelCluster):
+    """Start ``dback serve`` processes on the cluster and ``database``; stopped after."""
+    started: list[DbackProcess] = []
+    prefix = SimpleNamespace(prefix=f"sentinel{uuid.uuid4().hex[:6]}")
+
+    async def start(wait_ready: bool = True) -> DbackProcess:
+        process = DbackProcess(
+            prefix,  # type: ignore[arg-type]  # only its prefix is used
+            f"redis://{MASTER_NAME}/0",
+            "auto",
+            tmp_path / f"dback{len(started)}.log",
+            DBACK_PLUGINS="dback-redis,dback-postgres",
+            DBACK_DISABLE_PLUGINS="",
+            DBACK_REDIS_SENTINELS=cluster.addresses,
+            DBACK_REDIS_LEASE_SECONDS="6",
+            DBACK_POSTGRES_DSN=database,
+            DBACK_POSTGRES_RETRY_MAX="0.5",
+        )
+        started.append(process)
+        if wait_ready:
+            await process.ready(WAIT)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@dataclass
+class Viewer:
+    """A WebSocket viewer of one process: the chat it saw and the world it holds."""
+
+    name: str
+    client: Client
+    chat: list[str] = field(default_factory=list)
+    statuses: dict[str, str] = field(default_factory=dict)
+    #: The loop time of every chat message and presence received.
+    arrivals: list[float] = field(default_factory=list)
+    joined: bool = False
+
+    async def watch(self) -> None:
+        joined = await self.client.join(GUILD)
+        self.joined = True
+        self.statuses = {uid: user["status"] for uid, user in joined["data"]["users"].items()}
+        loop = asyncio.get_running_loop()
+        while True:
+            frame = await self.client.recv(None)
+            data = frame.get("data", {})
+            if frame["type"] == "message":
+                self.chat.append(data["message"])
+            elif frame["type"] == "presence":
+                if data.get("delete"):
+                    self.statuses.pop(data["uid"], None)
+                else:
+                    self.statuses[data["uid"]] = data["status"]
+            elif frame["type"] == "server-join":
+                self.statuses = {uid: u["status"] for uid, u in data["users"].items()}
+            else:
+                continue
+            self.arrivals.append(loop.time())
+
+
+class Writer:
+    """Inserts numbered chat messages and changes statuses in PostgreSQL at a steady pace."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.sent: list[str] = []
+        self.statuses: dict[str, str] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            n = 0
+            while not stop.is_set():
+                text = f"m{n:05d}"
+                await connection.execute(
+                    "INSERT INTO messages (server_id, user_id, message) VALUES ($1, $2, $3)",
+                    GUILD,
+                    MEMBERS[n % len(MEMBERS)],
+                    text,
+                )
+                self.sent.append(text)
+                if n % 3 == 0:
+                    uid = MEMBERS[(n // 3) % len(MEMBERS)]
+                    status = STATUSES[(n // 3 // len(MEMBERS)) % len(STATUSES)]
+                    await connection.execute(
+                        "UPDATE users SET status = $1 WHERE user_id = $2", status, uid
+                    )
+                    self.statuses[uid] = status
+                n += 1
+                await asyncio.sleep(PACE)
+        finally:
+            await connection.close()
+
+
+def duplicated(seen: list[str]) -> int:
+    return len(seen) - len(set(seen))
+
+
+def reordered(seen: list[str]) -> int:
+    return sum(1 for before, after in zip(seen, seen[1:], strict=False) if after < before)
+
+
+async def seen_everywhere(viewers: list[Viewer], text_count: int, writer: Writer) -> None:
+    """Wait until every viewer has the writer's ``text_count``-th message or a later one."""
+    await until(lambda: len(writer.sent) >= text_count, "the writer stopped")
+    wanted = writer.sent[text_count - 1]
+
+    def reached() -> bool:
+        return all(v.chat and max(v.chat) >= wanted for v in viewers)
+
+    await until(reached, f"not every viewer got {wanted} (live after the failover)")
+
+
+async def test_every_process_is_live_after_each_master_is_sigkilled(
+    cluster, start_serving, database
+):
+    await cluster.start()
+    processes = [await start_serving() for _ in range(3)]
+    writer = Writer(database)
+    stop = asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        viewers = []
+        for index, process in enumerate(processes):
+            client = Client(process.url, timeout=WAIT, max_queue=None)
+            viewers.append(Viewer(f"dback{index}", await stack.enter_async_context(client)))
+        watchers = [asyncio.create_task(viewer.watch()) for viewer in viewers]
+        await until(lambda: all(v.joined for v in viewers), "a viewer could not join")
+        writing = asyncio.create_task(writer.run(stop))
+        try:
+            await seen_everywhere(viewers, 20, writer)
+            for failover in (1, 2):
+                old = await cluster.kill_master()
+                new = await cluster.failed_over(old)
+                log.info("failover %d: master %d -> %d", failover, old, new)
+                # Live again: a message written after the failover reaches every viewer.
+                await seen_everywhere(viewers, len(writer.sent) + 1, writer)
+                if failover == 1:
+                    await cluster.restart(old, new)  # the replica the second failover needs
+                    await seen_everywhere(viewers, len(writer.sent) + 20, writer)
+            stop.set()
+            await writing
+            await seen_everywhere(viewers, len(writer.sent), writer)
+
+            def converged() -> bool:
+                return all(
+                    viewer.statuses.get(uid, "offline") == status
+                    for viewer in viewers
+                    for uid, status in writer.statuses.items()
+                )
+
+            await until(converged, "a viewer's world differs from PostgreSQL")
+            await asyncio.sleep(2.0)  # whatever arrives late: duplicates
+        finally:
+            stop.set()
+            for task in [*watchers, writing]:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+    for viewer in viewers:
+        lost = len(set(writer.sent) - set(viewer.chat))
+        log.info(
+            "%s: %d chat messages written, %d seen, %d lost, %d duplicated, %d reordered",
+            viewer.name,
+            len(writer.sent),
+            len(viewer.chat),
+            lost,
+            duplicated(viewer.chat),
+            reordered(viewer.chat),
+        )
+    for viewer in viewers:
+        assert duplicated(viewer.chat) == 0, f"{viewer.name} got chat twice"
+        assert reordered(viewer.chat) == 0, f"{viewer.name} got chat out of order"
+        assert set(viewer.chat) == set(writer.sent), f"{viewer.name} lost chat"
