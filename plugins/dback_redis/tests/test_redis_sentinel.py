@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -176,7 +177,7 @@ def duplicated(seen: list[str]) -> int:
 
 
 def reordered(seen: list[str]) -> int:
-    return sum(1 for before, after in zip(seen, seen[1:], strict=False) if after < before)
+    return sum(1 for before, after in itertools.pairwise(seen) if after < before)
 
 
 async def seen_everywhere(viewers: list[Viewer], text_count: int, writer: Writer) -> None:
