@@ -63,6 +63,15 @@ def retry_backoff(config: RedisConfig | None = None) -> Backoff:
     return Backoff(RETRY_FIRST, retry_ceiling(config))
 
 
+def _honour_cancellation() -> None:
+    """End the current task if it was asked to stop: redis-py can turn that request into a
+    read timeout now and then (seen while Sentinel connections were being made), and a
+    subscription loop that went on reading would keep a change of role waiting forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def complete(host: PluginHost, event: Event) -> Event:
     """A presence with the member's full record as this process holds it, so processes that
     do not know the member yet (or load it later) can apply it."""
@@ -152,6 +161,7 @@ class Role:
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
+                        _honour_cancellation()
                         continue
                     backoff.reset()
                     if message["type"] == "subscribe":

@@ -22,8 +22,9 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.connection import parse_url as redis_reads
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 from dback_core.plugin.credentials import parse_url
 
@@ -117,6 +118,37 @@ def master_options(url: str) -> dict[str, Any]:
     return options
 
 
+class TerseSentinel(Sentinel):
+    """redis-py's ``Sentinel`` whose ``MasterNotFoundError`` says in one line what went
+    wrong - sentinels unreachable, or answering without a master that is up - instead of
+    quoting each sentinel's client with all its settings."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        unreachable: list[str] = []
+        answered = 0
+        for index, client in enumerate(self.sentinels):
+            try:
+                masters: Any = await client.sentinel_masters()
+            except (ConnectionError, ResponseError, TimeoutError) as error:
+                unreachable.append(str(error) or type(error).__name__)
+                continue
+            answered += 1
+            state = masters.get(service_name)
+            if state and self.check_master_state(state, service_name):
+                # The one that knew is asked first next time (as redis-py does).
+                self.sentinels[0], self.sentinels[index] = client, self.sentinels[0]
+                return state["ip"], int(state["port"])
+        found = []
+        if answered:
+            found.append(f"{answered} of {len(self.sentinels)} sentinels know no master that is up")
+        if unreachable:
+            found.append(
+                f"{len(unreachable)} of {len(self.sentinels)} sentinels unreachable "
+                f"({unreachable[0]})"
+            )
+        raise MasterNotFoundError(f"No master found for {service_name!r}: {'; '.join(found)}")
+
+
 class SentinelRedis(Redis):
     """The master's client; closing it also closes its connections to the sentinels."""
 
@@ -142,7 +174,7 @@ def master_client(
         sentinel_options["username"] = sentinels.username
     if sentinels.password:
         sentinel_options["password"] = sentinels.password
-    sentinel = Sentinel(list(sentinels.addresses), sentinel_kwargs=sentinel_options)
+    sentinel = TerseSentinel(list(sentinels.addresses), sentinel_kwargs=sentinel_options)
     client: SentinelRedis = sentinel.master_for(
         sentinels.master,
         redis_class=SentinelRedis,

@@ -251,3 +251,38 @@ async def test_every_process_is_live_after_each_master_is_sigkilled(
         assert duplicated(viewer.chat) == 0, f"{viewer.name} got chat twice"
         assert reordered(viewer.chat) == 0, f"{viewer.name} got chat out of order"
         assert set(viewer.chat) == set(writer.sent), f"{viewer.name} lost chat"
+
+
+async def test_a_start_with_every_sentinel_down_says_so_and_recovers(
+    cluster, start_serving, database
+):
+    # The cluster is not started: nobody listens on the sentinels' ports.
+    process = await start_serving()
+    report = await process.api("/readyz")
+    waiting = report["waiting"]["dback-redis"]
+    assert waiting.startswith("unavailable: cannot reach Redis at redis://mymaster/0: ")
+    assert "No master found for 'mymaster'" in waiting
+    assert "No master found for 'mymaster'" in process.log_path.read_text()
+
+    await cluster.start()
+
+    async def ready() -> bool:
+        return bool((await process.api("/readyz"))["ready"])
+
+    await until(ready, "the process did not recover once the sentinels answered")
+    writer = Writer(database)
+    stop = asyncio.Event()
+    async with Client(process.url, timeout=WAIT, max_queue=None) as client:
+        viewer = Viewer("dback0", client)
+        watching = asyncio.create_task(viewer.watch())
+        try:
+            await until(lambda: viewer.joined, "the viewer could not join")
+            writing = asyncio.create_task(writer.run(stop))
+            await seen_everywhere([viewer], 5, writer)
+            stop.set()
+            await writing
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+    assert viewer.statuses.keys() == set(MEMBERS)
