@@ -77,8 +77,13 @@ class Server:
             self.process.wait()
         self.process = None
 
+    #: The password clients give (a sentinel's ``requirepass``), if any.
+    password: str | None = None
+
     def client(self) -> Redis:
-        return Redis(host="127.0.0.1", port=self.port, decode_responses=True)
+        return Redis(
+            host="127.0.0.1", port=self.port, password=self.password, decode_responses=True
+        )
 
     async def answers(self) -> bool:
         client = self.client()
@@ -91,9 +96,16 @@ class Server:
 class SentinelCluster:
     """A master, a replica and three sentinels watching them as ``mymaster``."""
 
-    def __init__(self, directory: Path, down_after_ms: int = 1000, sentinels: int = 3) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        down_after_ms: int = 1000,
+        sentinels: int = 3,
+        sentinel_password: str | None = None,
+    ) -> None:
         self.directory = directory
         self.down_after_ms = down_after_ms
+        self.sentinel_password = sentinel_password
         directory.mkdir(parents=True, exist_ok=True)
         self.data = [self._data_server(f"redis{index}") for index in range(2)]
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
@@ -132,7 +144,12 @@ class SentinelCluster:
                     f"sentinel failover-timeout {MASTER_NAME} {max(3 * self.down_after_ms, 3000)}\n"
                     f"sentinel parallel-syncs {MASTER_NAME} 1\n"
                 )
+                if self.sentinel_password is not None:
+                    # Also what the sentinels give each other.
+                    with config.open("a") as lines:
+                        lines.write(f'requirepass "{self.sentinel_password}"\n')
             server = Server(f"sentinel{index}", self.directory, [str(config), "--sentinel"], port)
+            server.password = self.sentinel_password
             server.start()
             self.sentinels.append(server)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import itertools
 import logging
 import uuid
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import asyncpg
 import pytest
@@ -33,6 +35,8 @@ WAIT = 60.0
 GUILD = "232769614004748288"
 MEMBERS = [f"{index:04d}" for index in range(8)]
 STATUSES = ("online", "idle", "dnd", "offline")
+#: The sentinels' own password: never shown by a process, whichever setting carries it.
+SENTINEL_PASSWORD = "s3nt1nel pass@word"
 #: Seconds between two rows the writer inserts (a chat message, every third a status).
 PACE = 0.05
 
@@ -68,7 +72,7 @@ async def database() -> AsyncIterator[str]:
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[SentinelCluster]:
     """The cluster's servers, not started yet; all killed after the test."""
-    servers = SentinelCluster(tmp_path / "redis")
+    servers = SentinelCluster(tmp_path / "redis", sentinel_password=SENTINEL_PASSWORD)
     try:
         yield servers
     finally:
@@ -81,7 +85,7 @@ def start_serving(tmp_path: Path, database: str, cluster: SentinelCluster):
     started: list[DbackProcess] = []
     prefix = SimpleNamespace(prefix=f"sentinel{uuid.uuid4().hex[:6]}")
 
-    async def start(wait_ready: bool = True) -> DbackProcess:
+    async def start(**settings: str) -> DbackProcess:
         process = DbackProcess(
             prefix,  # type: ignore[arg-type]  # only its prefix is used
             f"redis://{MASTER_NAME}/0",
@@ -89,14 +93,19 @@ def start_serving(tmp_path: Path, database: str, cluster: SentinelCluster):
             tmp_path / f"dback{len(started)}.log",
             DBACK_PLUGINS="dback-redis,dback-postgres",
             DBACK_DISABLE_PLUGINS="",
-            DBACK_REDIS_SENTINELS=cluster.addresses,
             DBACK_REDIS_LEASE_SECONDS="6",
             DBACK_POSTGRES_DSN=database,
             DBACK_POSTGRES_RETRY_MAX="0.5",
+            **(
+                settings
+                or {
+                    "DBACK_REDIS_SENTINELS": cluster.addresses,
+                    "DBACK_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+                }
+            ),
         )
         started.append(process)
-        if wait_ready:
-            await process.ready(WAIT)
+        await process.ready(WAIT)
         return process
 
     yield start
@@ -196,6 +205,8 @@ async def test_every_process_is_live_after_each_master_is_sigkilled(
 ):
     await cluster.start()
     processes = [await start_serving() for _ in range(3)]
+    described = json.dumps(await processes[0].api("/api/plugins"))
+    assert SENTINEL_PASSWORD not in described and '"value": "***"' in described
     writer = Writer(database)
     stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
@@ -256,8 +267,16 @@ async def test_every_process_is_live_after_each_master_is_sigkilled(
 async def test_a_start_with_every_sentinel_down_says_so_and_recovers(
     cluster, start_serving, database
 ):
-    # The cluster is not started: nobody listens on the sentinels' ports.
-    process = await start_serving()
+    # The cluster is not started: nobody listens on the sentinels' ports. The password is
+    # written in the address list this time.
+    hosts = cluster.addresses
+    process = await start_serving(
+        DBACK_REDIS_SENTINELS=f"redis://:{quote(SENTINEL_PASSWORD)}@{hosts}"
+    )
+    described = json.dumps(await process.api("/api/plugins"))
+    assert SENTINEL_PASSWORD not in described and quote(SENTINEL_PASSWORD) not in described
+    assert f"sentinels={hosts} master=mymaster" in described
+    assert f"redis://:***@{hosts}" in described
     report = await process.api("/readyz")
     waiting = report["waiting"]["dback-redis"]
     assert waiting.startswith("unavailable: cannot reach Redis at redis://mymaster/0: ")
@@ -286,3 +305,5 @@ async def test_a_start_with_every_sentinel_down_says_so_and_recovers(
             with contextlib.suppress(asyncio.CancelledError):
                 await watching
     assert viewer.statuses.keys() == set(MEMBERS)
+    log_text = process.log_path.read_text()
+    assert SENTINEL_PASSWORD not in log_text and quote(SENTINEL_PASSWORD) not in log_text
