@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import itertools
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
