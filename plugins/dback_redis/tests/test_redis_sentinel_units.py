@@ -1,5 +1,6 @@
 """The Sentinel settings: how the addresses are read, what is refused, and that no password
-of the sentinels or the master ever shows in ``dback plugins``."""
+of the sentinels or the master ever shows in ``dback plugins``; and a failover's cut write
+told apart from a lost lease."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ import json
 import pytest
 from click.testing import CliRunner
 from redis.asyncio.connection import SSLConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import WatchError
 
 from dback_core.ops.cli import cli
 from dback_core.plugin.errors import SettingsError
 from dback_redis import sentinel
 from dback_redis.config import RedisConfig
 from dback_redis.connection import open_client, retry_backoff
+from dback_redis.election import Lease, LeaseLost
+from dback_redis.publisher import Publisher
+from dback_redis.snapshot import Keys
 
 SENTINELS = "10.0.0.1:26379,10.0.0.2:26380"
 
@@ -128,3 +134,22 @@ def test_dback_plugins_never_shows_a_sentinel_or_master_password(monkeypatch):
     settings = {setting["variable"]: setting for setting in entry["settings"]}
     assert settings["DBACK_REDIS_SENTINEL_PASSWORD"]["value"] == "***"
     assert settings["DBACK_REDIS_SENTINEL_PASSWORD"]["secret"] is True
+
+
+async def test_a_guarded_write_cut_by_a_failover_is_retried_unless_the_lease_moved(namespace):
+    """redis-py raises ``WatchError`` when the connection of a WATCHing transaction dies (a
+    failover): with the lease still this process's, that is a lost connection, to retry."""
+    config = RedisConfig(url=await namespace.new_user("pub"), prefix=namespace.prefix)
+    publisher = Publisher(config)
+    publisher.lease = Lease(publisher.redis, Keys(config.prefix), "me", 10)
+    try:
+        assert await publisher.lease.acquire() is not None
+        with pytest.raises(RedisConnectionError, match="connection was lost during a write"):
+            async with publisher._transaction():
+                raise WatchError("A ConnectionError occurred while watching")
+        with pytest.raises(LeaseLost, match="changed hands during a write"):
+            async with publisher._transaction():
+                await namespace.admin.set(f"{namespace.prefix}:lease", "another")
+                raise WatchError("Watched variable changed.")
+    finally:
+        await publisher.redis.aclose()
