@@ -87,7 +87,7 @@ def start_serving(tmp_path: Path, database: str, cluster: SentinelCluster):
 
     async def start(**settings: str) -> DbackProcess:
         process = DbackProcess(
-            prefix,  # type: ignore[arg-type]  # only its prefix is used
+            prefix,  # stands in for a Namespace: only its prefix is used
             f"redis://{MASTER_NAME}/0",
             "auto",
             tmp_path / f"dback{len(started)}.log",
