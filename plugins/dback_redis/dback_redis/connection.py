@@ -64,9 +64,10 @@ def retry_backoff(config: RedisConfig | None = None) -> Backoff:
 
 
 def _honour_cancellation() -> None:
-    """End the current task if it was asked to stop: redis-py can turn that request into a
-    read timeout now and then (seen while Sentinel connections were being made), and a
-    subscription loop that went on reading would keep a change of role waiting forever."""
+    """End the current task if it was asked to stop. redis-py can drop that request: it
+    sends commands under ``asyncio.wait_for``, which on Python 3.11 loses a cancellation
+    that arrives as the send completes (seen once per few starts behind Sentinel). The
+    subscription loop would then go on reading, and a change of role wait for it forever."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
