@@ -184,3 +184,21 @@ class Elected:
 
     async def client_id(self, server_id: str) -> str | None:
         return None if isinstance(self.role, Publisher) else await self.role.client_id(server_id)
+
+    async def wait_for_snapshot(self, seconds: float) -> None:
+        """Until the publisher's first snapshot is in Redis, at most ``seconds``.
+
+        ``startup`` of a process that lost the first election waits here: processes started
+        together (``--workers``) would otherwise listen with an empty world while the elected
+        one loads its providers. A publisher has nothing to wait for; a process that cannot
+        reach Redis starts without a snapshot, as it always did.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        keys = Keys(self.config.prefix)
+        with contextlib.suppress(RedisError, OSError):
+            while not self.leading and not await self.redis.exists(keys.servers):
+                if loop.time() >= deadline:
+                    log.info("redis: no snapshot yet; starting without one until it is written")
+                    return
+                await asyncio.sleep(0.05)
