@@ -195,7 +195,8 @@ class SentinelCluster:
         return info.get("role") == "master" and online >= others
 
     async def all_watching(self) -> bool:
-        """Every sentinel knows the other two and the replicas, and names the same master."""
+        """Every sentinel knows the others, names the master and sees each running replica
+        up, and the replicas are in sync."""
         port = await self.master_port()
         if port is None:
             return False
@@ -207,13 +208,17 @@ class SentinelCluster:
                     for s in await client.execute_command("SENTINEL", "MASTERS")
                     if _pairs(s)["name"] == MASTER_NAME
                 ]
+                replicas = await client.execute_command("SENTINEL", "REPLICAS", MASTER_NAME)
             finally:
                 await client.aclose()
             fields = _pairs(state)
             running = sum(1 for s in self.data if s.process is not None)
             if int(fields["num-other-sentinels"]) < len(self.sentinel_ports) - 1:
                 return False
-            if int(fields["num-slaves"]) < running - 1 or fields["flags"] != "master":
+            if fields["flags"] != "master":
+                return False
+            # Up as the sentinels see them (no s_down): eligible for the next failover.
+            if sum(_pairs(r)["flags"] == "slave" for r in replicas) < running - 1:
                 return False
         return await self.in_sync(self.server_on(port))
 
