@@ -31,7 +31,7 @@ from dback_core.testing import Client
 from dback_postgres import migrations
 from tests.support.postgres_passwords import ADMIN_DSN
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 log = logging.getLogger(__name__)
 

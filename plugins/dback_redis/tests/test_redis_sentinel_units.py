@@ -136,6 +136,7 @@ def test_dback_plugins_never_shows_a_sentinel_or_master_password(monkeypatch):
     assert settings["DBACK_REDIS_SENTINEL_PASSWORD"]["secret"] is True
 
 
+@pytest.mark.redis
 async def test_a_guarded_write_cut_by_a_failover_is_retried_unless_the_lease_moved(namespace):
     """redis-py raises ``WatchError`` when the connection of a WATCHing transaction dies (a
     failover): with the lease still this process's, that is a lost connection, to retry."""
