@@ -41,7 +41,7 @@ from dback_core.plugin.host import PluginHost
 from dback_core.plugin.tasks import cancel_within
 from dback_redis import chat, codec
 from dback_redis.config import EDGE, PUBLISHER, RedisConfig, redacted
-from dback_redis.connection import RETRY_FIRST, open_client
+from dback_redis.connection import RETRY_FIRST, open_client, retry_ceiling
 from dback_redis.edge import Edge
 from dback_redis.election import Lease
 from dback_redis.link import Link
@@ -166,7 +166,7 @@ class Elected:
         goes on: a process that stepped down runs for election again.
         """
         interval = self.config.lease_seconds / 3
-        failures = Backoff(min(RETRY_FIRST, interval), interval)
+        failures = Backoff(min(RETRY_FIRST, interval), min(interval, retry_ceiling(self.config)))
         wait = interval
         while True:
             # Not ``wait_for``: on Python 3.11 it can swallow the cancellation of ``stop``.

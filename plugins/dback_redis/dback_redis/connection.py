@@ -18,7 +18,7 @@ from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event, Message, Presence
 from dback_core.plugin.host import PluginHost
 from dback_core.plugin.tasks import cancel_within
-from dback_redis import chat, codec, snapshot
+from dback_redis import chat, codec, sentinel, snapshot
 from dback_redis.config import RedisConfig, client_url, redacted
 from dback_redis.link import Link, unreachable
 
@@ -45,22 +45,42 @@ return 0
 
 def open_client(config: RedisConfig) -> Redis:
     """A client whose connections carry ``config.client_name`` (see CLIENT LIST); the
-    password is passed apart from the URL (see ``client_url``)."""
+    password is passed apart from the URL (see ``client_url``). With sentinels, a client of
+    whichever server they name as the master (``sentinel.master_client``)."""
     url, password = client_url(config.url)
-    return Redis.from_url(
-        url,
-        password=password,
-        decode_responses=True,
-        client_name=config.client_name,
-        socket_connect_timeout=SOCKET_TIMEOUT,
-        socket_timeout=SOCKET_TIMEOUT,
-        health_check_interval=10,
-    )
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "client_name": config.client_name,
+        "socket_connect_timeout": SOCKET_TIMEOUT,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "health_check_interval": 10,
+    }
+    if config.sentinels is not None:
+        return sentinel.master_client(config.sentinels, url, password, **options)
+    return Redis.from_url(url, password=password, **options)
 
 
-def retry_backoff() -> Backoff:
+def retry_ceiling(config: RedisConfig | None = None) -> float:
+    """The longest delay between two attempts of a loop that retries Redis: shorter behind
+    sentinels, where a failover ends within seconds and each retry may find the new master."""
+    if config is not None and config.sentinels is not None:
+        return sentinel.RETRY_MAX
+    return RETRY_MAX
+
+
+def retry_backoff(config: RedisConfig | None = None) -> Backoff:
     """The delays of a loop that retries Redis."""
-    return Backoff(RETRY_FIRST, RETRY_MAX)
+    return Backoff(RETRY_FIRST, retry_ceiling(config))
+
+
+def _honour_cancellation() -> None:
+    """End the current task if it was asked to stop. redis-py can drop that request: it
+    sends commands under ``asyncio.wait_for``, which on Python 3.11 loses a cancellation
+    that arrives as the send completes (seen once per few starts behind Sentinel). The
+    subscription loop would then go on reading, and a change of role wait for it forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def complete(host: PluginHost, event: Event) -> Event:
@@ -152,7 +172,7 @@ class Role:
     async def follow(self) -> None:
         """Keep a subscription open for as long as the server runs; ``attempted`` is set
         once the first attempt succeeded or failed."""
-        backoff = retry_backoff()
+        backoff = retry_backoff(self.config)
         while True:
             pubsub = self.redis.pubsub()
             try:
@@ -160,6 +180,7 @@ class Role:
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
+                        _honour_cancellation()
                         continue
                     backoff.reset()
                     if message["type"] == "subscribe":

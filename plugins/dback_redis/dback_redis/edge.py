@@ -201,7 +201,7 @@ class Edge(Role):
     async def _send(self) -> None:
         """Publish the outbox, oldest first; while Redis is away the events wait (chat no
         longer than the replay window, so a reconnect does not bring stale bubbles)."""
-        backoff = retry_backoff()
+        backoff = retry_backoff(self.config)
         while True:
             await self._wake.wait()
             self._wake.clear()

@@ -140,7 +140,7 @@ class Publisher(Role):
         """
         assert self.host is not None
         await self.host.wait_ready()
-        backoff = retry_backoff()
+        backoff = retry_backoff(self.config)
         while True:
             try:
                 if self._down:
