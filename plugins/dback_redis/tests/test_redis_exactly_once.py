@@ -6,8 +6,8 @@ writer inserts chat rows and status changes into a database of the test's own at
 rate; a websocket viewer watches on every process.
 Meanwhile the elected publisher is restarted with SIGTERM three times, SIGKILLed,
 SIGKILLed together with Redis, paused past its lease, or cut off from Redis past it. Every
-viewer must see each row exactly once, each sender's rows in order, and end with the
-members' statuses as PostgreSQL has them.
+viewer must see each row exactly once, each sender's rows in order, never see a member's older
+state after a newer one, and end with the members' statuses as PostgreSQL has them.
 
 A viewer that watched from before the first row to the end must have seen every row; one
 that joined a process started during the run (a restarted process) every row after the
@@ -120,11 +120,17 @@ class Writer:
             )
             self.rows.append(Written(message_id, sender, text))
             if n % STATUS_EVERY == 0:
+                # Each member in turn; its name carries the round, so a viewer can tell an
+                # older presence from a newer one.
+                change = n // STATUS_EVERY
+                member, round_ = SENDERS[change % len(SENDERS)], change // len(SENDERS)
                 await self.connection.execute(
-                    "UPDATE users SET status = $1 WHERE server_id = $2 AND user_id = $3",
-                    STATUSES[(n // STATUS_EVERY) % len(STATUSES)],
+                    "UPDATE users SET status = $1, username = $2 "
+                    "WHERE server_id = $3 AND user_id = $4",
+                    STATUSES[round_ % len(STATUSES)],
+                    f"{member}#{round_}",
                     GUILD,
-                    SENDERS[(n // STATUS_EVERY) % len(SENDERS)],
+                    member,
                 )
             await asyncio.sleep(max(0.0, started + (n + 1) / RATE - loop.time()))
 
@@ -139,6 +145,9 @@ class Viewer:
     retired: bool = False
     texts: list[str] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)
+    #: Per member, the newest round shown, and how often an older one was shown after it.
+    rounds: dict[str, int] = field(default_factory=dict)
+    regressions: int = 0
     client: Client | None = None
     task: asyncio.Task[None] | None = None
 
@@ -151,6 +160,17 @@ class Viewer:
 
     def _world(self, users: dict) -> None:
         self.statuses = {uid: user["status"] for uid, user in users.items()}
+        for uid, user in users.items():
+            self._shown(uid, user.get("username") or "")
+
+    def _shown(self, uid: str, username: str) -> None:
+        """Note the round of a member's state as shown; an older one than before is a
+        presence shown out of order."""
+        _, mark, tail = username.rpartition("#")
+        round_ = int(tail) if mark and tail.isdigit() else -1
+        if round_ < self.rounds.get(uid, -1):
+            self.regressions += 1
+        self.rounds[uid] = max(round_, self.rounds.get(uid, -1))
 
     async def _read(self) -> None:
         assert self.client is not None
@@ -166,6 +186,7 @@ class Viewer:
                         self.statuses.pop(data["uid"], None)
                     else:
                         self.statuses[data["uid"]] = data["status"]
+                        self._shown(data["uid"], data.get("username") or "")
                 elif kind == "server-join":
                     self._world(frame["data"]["users"])
                 elif kind == "user_data":
@@ -319,7 +340,7 @@ class Cluster:
 
     async def presence_matches(self, connection: asyncpg.Connection) -> None:
         """Every viewer's world, and a fresh viewer's on every process, has PostgreSQL's
-        statuses."""
+        statuses; no viewer was shown a member's older state after a newer one."""
         rows = await connection.fetch(
             "SELECT user_id, status FROM users WHERE server_id = $1", GUILD
         )
@@ -332,6 +353,9 @@ class Cluster:
             await until(converged, "")
         for viewer in self.viewers:
             assert viewer.statuses == expected, viewer.process.log_path.name
+        regressions = sum(viewer.regressions for viewer in [*self.viewers, *self.retired])
+        log.info("presences shown out of order: %d", regressions)
+        assert regressions == 0
         for process in self.processes:
             async with Client(process.url, timeout=WAIT) as fresh:
                 joined = await fresh.join("default")
