@@ -48,6 +48,8 @@ STATUSES = ["online", "idle", "dnd", "offline"]
 RATE = 40.0
 STATUS_EVERY = 4
 LEASE = "2"
+#: Rows written (2 s) after a late viewer joined by which it must be shown every row.
+JOIN_SLACK = int(2 * RATE)
 
 
 def dsn_for(database: str) -> str:
@@ -143,6 +145,9 @@ class Viewer:
     whole_run: bool
     #: Its process was stopped: it is judged up to the last row it saw.
     retired: bool = False
+    #: Rows written when it joined: one that joined late must see every row from a moment
+    #: after that (``JOIN_SLACK`` rows) at the latest.
+    joined_row: int = 0
     texts: list[str] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)
     #: Per member, the newest round shown, and how often an older one was shown after it.
@@ -222,6 +227,8 @@ def judge(viewer: Viewer, rows: list[Written]) -> Verdict:
         expected = rows
     else:
         first = min((order[text] for text in seen), default=len(rows))
+        if not viewer.retired:
+            first = min(first, viewer.joined_row + JOIN_SLACK)
         end = max((order[text] for text in seen), default=-1) + 1 if viewer.retired else None
         expected = rows[first:end]
     duplicated = len(seen) - len(set(seen))
@@ -276,7 +283,7 @@ class Cluster:
             process = await self.start_dback(url, "auto", **self.env)
         self.users[process] = user
         self.processes.append(process)
-        viewer = Viewer(process, whole_run)
+        viewer = Viewer(process, whole_run, joined_row=len(self.writer.rows))
         await viewer.open()
         self.viewers.append(viewer)
 
