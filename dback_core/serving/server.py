@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from dback_core.loading.hooks import PluginHooks
 from dback_core.loading.plugins import PluginRecord, PluginSet
-from dback_core.plugin.events import Event, Refresh
+from dback_core.plugin.events import Event, Message, Refresh
 from dback_core.plugin.health import FAILED
 from dback_core.plugin.host import PluginHost
 from dback_core.plugin.server_settings import Settings
@@ -43,6 +44,7 @@ from dback_core.wire.descriptors import (
 from dback_core.wire.fanout import Fanout
 from dback_core.wire.limits import ConnectionCounter, LogThrottle
 from dback_core.wire.static import StaticFiles
+from dback_core.world.chat_ledger import ChatLedger
 from dback_core.world.directory import Directory, Guild
 from dback_core.world.sources import SourceRunner
 
@@ -91,6 +93,8 @@ class DbackServer:
             )
         )
         self.sources = SourceRunner(self.publish)
+        #: The chat shown here by source position: each shown once, and where providers resume.
+        self.chat = ChatLedger()
         self.counter = ConnectionCounter(
             self.settings.max_connections, self.settings.max_connections_per_address
         )
@@ -276,15 +280,19 @@ class DbackServer:
             record.standby = standby
         self.hooks.forget()
 
-    async def release_plugins(self) -> None:
+    async def release_plugins(self, resume: Mapping[str, int] | None = None) -> None:
         """Start the plugins a holder kept on standby - their ``startup``, their event sources
         - and reload the guild list and the loaded guilds from them.
 
         Called by a plugin that sets ``dback_holds_others`` (a bus whose elected process runs
         the providers) once this process is to run them; a no-op when none are held.
+        ``resume`` gives, per chat source, the position up to which chat was delivered
+        already (by the previous publisher): the providers resume after it.
         """
         if self._silenced:
             await self.hold_plugins()  # silenced plugins are stopped before they start again
+        if resume:
+            self.chat.resume(resume)
         released = [record for record in self._held_records() if record.standby]
         if not released:
             return
@@ -359,6 +367,13 @@ class DbackServer:
             self._health_refreshes.add(task)
             task.add_done_callback(self._health_refreshes.discard)
 
+    def chat_lost(self, plugin: str, count: int, reason: str) -> None:
+        """Count and log chat that ``plugin`` could not deliver (see ``PluginHost.chat_lost``)."""
+        if count <= 0:
+            return
+        self.metrics.chat_lost.labels(plugin, reason).inc(count)
+        log.warning("plugin %s: %d chat messages lost: %s", plugin, count, reason)
+
     def readiness(self) -> dict[str, str]:
         """What holds readiness back, by plugin (or ``server``); empty when ready.
 
@@ -389,6 +404,9 @@ class DbackServer:
             log.debug("dropped an event of %s, silenced by its holder", origin)
             return
         self.metrics.event_in(type(event).__name__)
+        if isinstance(event, Message) and not self.chat.admit(event):
+            self.metrics.chat_duplicates.inc()
+            return
         if isinstance(event, Refresh):
             # Plugins refresh after every reconnect; only the API's ``refresh_data`` (origin
             # None, not relayed) is an explicit request to resend an unchanged world.

@@ -56,7 +56,9 @@ class PostgresPlugin:
         ones: nothing of the last run - a connection still LISTENing, a pool an abandoned
         task holds - can deliver anything once it was stopped."""
         self.database = Database(self.settings)
-        self.listener = ChangeListener(self.database, self._report_health)
+        self.listener = ChangeListener(
+            self.database, self._report_health, self._resume_position, self._chat_lost
+        )
         self._password_checks = FairThreadPool(
             PASSWORD_CHECKS, CHECKS_PER_ADDRESS, name="dback-postgres-password"
         )
@@ -65,6 +67,15 @@ class PostgresPlugin:
     def _report_health(self, status: str, reason: str | None) -> None:
         if self.host is not None:
             self.host.report_health(status, reason)
+
+    def _resume_position(self) -> int | None:
+        if self.host is None:
+            return None
+        return self.host.resume_position(queries.CHAT_SOURCE)
+
+    def _chat_lost(self, count: int, reason: str) -> None:
+        if self.host is not None:
+            self.host.chat_lost(count, reason)
 
     @hookimpl
     async def startup(self, host: PluginHost) -> None:

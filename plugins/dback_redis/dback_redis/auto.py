@@ -15,6 +15,14 @@ can run - and it steps down without asking Redis: its providers are put back on 
 and it serves from the snapshot like any edge, whatever its old tasks are doing (each stop
 is bounded; what does not end is abandoned and logged). It then runs for election again
 like every edge.
+
+A handover loses no chat: the publisher records in ``P:positions`` the highest position of
+each chat source it published (same MULTI/EXEC as the chat), and the next one hands that to
+its providers when it releases them (``release_plugins(resume=...)``), so they deliver what
+came after it. A publisher that stops (SIGTERM) first writes everything it applied, then
+gives the lease up and says so on the bus (``released``): the others run for election at
+once instead of waiting for their next turn. The fence stays monotonic when Redis forgets
+it: the highest this process has seen goes with every attempt to take the lease.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event
 from dback_core.plugin.host import PluginHost
 from dback_core.plugin.tasks import cancel_within
+from dback_redis import chat, codec
 from dback_redis.config import EDGE, PUBLISHER, RedisConfig, redacted
 from dback_redis.connection import RETRY_FIRST, open_client, retry_ceiling
 from dback_redis.edge import Edge
@@ -54,9 +63,14 @@ class Elected:
         self.config = config
         self.sequence = itertools.count(1)
         self.link = Link(redacted(config.url))
-        self.role: Edge | Publisher = Edge(config, self.sequence, self.link)
+        #: The chat this process has applied, per sender, whatever its role: a process
+        #: that steps down replays from the stream what it missed while it led.
+        self.replay = chat.Replay(config.process_id, config.chat)
+        self.role: Edge | Publisher = self._edge()
         self.host: PluginHost | None = None
         self.redis = open_client(config)
+        #: The highest fence this process has seen, its own and on the bus.
+        self.highest_fence = 0
         self.lease = self._new_lease()
         #: Times this process took the lease, for tests and diagnostics.
         self.terms = 0
@@ -71,7 +85,39 @@ class Elected:
         """A lease handle with a lock of its own: one per term, so a task abandoned while
         holding the last term's lock cannot hold up the renewals of the next."""
         config = self.config
-        return Lease(self.redis, Keys(config.prefix), config.process_id, config.lease_seconds)
+        lease = Lease(self.redis, Keys(config.prefix), config.process_id, config.lease_seconds)
+        lease.saw(self.highest_fence)
+        return lease
+
+    def _edge(self) -> Edge:
+        edge = Edge(self.config, self.sequence, self.link)
+        edge.on_released = self._nudge
+        edge.replay = self.replay
+        return edge
+
+    def _nudge(self) -> None:
+        """The publisher gave the lease up: run for election now."""
+        if not self.leading:
+            self._lost.set()
+
+    def _saw_fences(self) -> None:
+        """Remember the highest fence the current role has seen."""
+        self.highest_fence = max(self.highest_fence, self.role.highest_fence)
+        self.lease.saw(self.highest_fence)
+
+    async def _positions(self) -> dict[str, int]:
+        """Where the last publisher's chat ended, per source (empty when Redis forgot it:
+        the positions shown here then tell)."""
+        try:
+            raw = await self.redis.hgetall(self.lease.keys.positions)
+        except (RedisError, OSError) as error:
+            log.warning("redis: could not read where chat was published up to (%s)", error)
+            return {}
+        positions = {}
+        for source, position in raw.items():
+            with contextlib.suppress(ValueError):
+                positions[str(source)] = int(position)
+        return positions
 
     @property
     def leading(self) -> bool:
@@ -96,12 +142,19 @@ class Elected:
             [task for task in (self._elector, self._stepping_down) if task is not None],
             "redis election",
         )
+        leading = self.role if isinstance(self.role, Publisher) else None
+        if leading is not None:
+            # The providers have stopped: what they delivered is written before the lease
+            # goes, so the next publisher resumes right after it.
+            await leading.drain(self.config.lease_seconds)
         await self.role.stop()
-        if self.leading:
+        if leading is not None:
             # Handing over at once instead of letting the lease expire: a restart of the
             # publisher then costs the others no lease time.
             with contextlib.suppress(RedisError, OSError):
                 await self.lease.release()
+                notice = codec.encode_released(self.config.process_id, leading.fence)
+                await self.redis.publish(self.lease.keys.channel, notice)
         await self.redis.aclose()
 
     async def _elect(self) -> None:
@@ -122,11 +175,12 @@ class Elected:
                     await self._lost.wait()
             wait = interval
             try:
-                if self._lost.is_set():
+                if self._lost.is_set() and self.leading:
                     await self._step_down(None)
                 elif self.leading:
                     await self._renew()
                 else:
+                    self._lost.clear()  # a nudge: the publisher released the lease
                     await self._campaign()
                 failures.reset()
             except (RedisError, OSError) as error:
@@ -142,8 +196,10 @@ class Elected:
     async def _campaign(self) -> None:
         """Take the lease if nobody holds it, and lead."""
         sent = asyncio.get_running_loop().time()
+        self._saw_fences()
         fence = await self.lease.acquire()
         if fence is not None:
+            self.highest_fence = max(self.highest_fence, fence)
             await self._lead(fence, sent)
 
     async def _renew(self) -> None:
@@ -202,6 +258,7 @@ class Elected:
         taken at ``sent`` (loop time), runs out from there unless renewed."""
         assert self.host is not None
         async with self._switching:
+            resume = await self._positions()
             await self.role.stop()
             self._lost.clear()
             self.terms += 1
@@ -218,6 +275,8 @@ class Elected:
                 on_lease_lost=self._publisher_lost_lease,
                 link=self.link,
             )
+            publisher.highest_fence = fence
+            publisher.replay = self.replay
             # The data hooks step aside from here on, so the providers' world is loaded;
             # the publisher starts once it is, and its first write is the whole snapshot.
             self.role = publisher
@@ -225,7 +284,7 @@ class Elected:
             # already while the edge stopped).
             self._expire_at(sent)
             self.host.keep_loaded(True)
-            await self.host.release_plugins()
+            await self.host.release_plugins(resume)
             if self._lost.is_set():
                 self.host.silence_plugins()  # the lease ran out while they started
             await publisher.start(self.host)
@@ -250,11 +309,16 @@ class Elected:
                 return
             self._silence("no longer the publisher")
             self._cancel_expiry()
+            self._saw_fences()
             with contextlib.suppress(RedisError, OSError):
                 await self.role.stop()  # closing its client may fail: it is an edge all the same
             self.lease = self._new_lease()
             self.host.keep_loaded(False)
-            self.role = Edge(self.config, self.sequence, self.link)
+            edge = self._edge()
+            edge.highest_fence = self.highest_fence
+            # Redis may be out of reach (that may be why): serve the world as it was.
+            edge.keep_serving(self.host.guild_list(), self.host.loaded_guilds())
+            self.role = edge
             log.info("redis %s: this process is an edge now", redacted(self.config.url))
             try:
                 await self.host.hold_plugins()

@@ -8,7 +8,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -32,6 +32,15 @@ RETRY_MAX = 5.0
 #: Seconds to connect or to wait for an answer. Short, so that a lost Redis makes a data hook
 #: fail quickly (the core then keeps what it has) instead of hanging for the hook timeout.
 SOCKET_TIMEOUT = 3.0
+
+#: Record a chat source's position in ``P:positions`` if it is higher than the one there.
+_RECORD_POSITION = """
+local known = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if tonumber(ARGV[2]) > known then
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 0
+"""
 
 
 def open_client(config: RedisConfig) -> Redis:
@@ -120,6 +129,8 @@ class Role:
         self.link = link if link is not None else Link(redacted(config.url))
         #: Set once the first attempt to subscribe has succeeded or failed.
         self.attempted = asyncio.Event()
+        #: Told when another process gave the publisher lease up (``released``).
+        self.on_released: Callable[[], None] = lambda: None
         self._last_seq: dict[str, int] = {}
         #: Senders heard from since the subscription was last (re)established: a gap in
         #: the first message of each is expected (the resync caught up) and logged quietly.
@@ -151,6 +162,9 @@ class Role:
         )
         if isinstance(event, Message):
             chat.append(pipe, self.keys, self.config.chat, raw, sent_at or time.time())
+            if event.source is not None and event.position is not None:
+                # Where the next publisher's providers resume (``P:positions``).
+                pipe.eval(_RECORD_POSITION, 1, self.keys.positions, event.source, event.position)
         pipe.publish(self.keys.channel, raw)
 
     # -- following -------------------------------------------------------------------------
@@ -208,6 +222,9 @@ class Role:
             return
         if envelope.sender == self.config.process_id:
             return
+        if envelope.released:
+            self.on_released()
+            return
         if envelope.fence is not None:
             if envelope.fence < self.highest_fence:
                 log.debug("ignored a message of a former publisher %s", envelope.sender)
@@ -257,5 +274,7 @@ class Role:
             return
         if missed:
             log.info("replaying %d chat messages missed while disconnected", len(missed))
+        if self.host is not None:
+            self.host.chat_lost(self.replay.take_too_old(), "older than the replay window")
         for envelope in missed:
             await self.apply(envelope)

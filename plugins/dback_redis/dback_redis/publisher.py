@@ -64,6 +64,7 @@ class Publisher(Role):
         self._queue: asyncio.Queue[tuple[Event, bool]] = asyncio.Queue()
         self._backlog = chat.Backlog(config.chat)
         self._down = True
+        self._writing = False
         #: Set by ``silence``: this publisher writes nothing more, whatever is queued.
         self._silenced = False
 
@@ -76,6 +77,17 @@ class Publisher(Role):
         host.keep_loaded(True)
         self._spawn(self._run(), "dback-redis-publisher")
         self._spawn(self.follow(), "dback-redis-publisher-follow")
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until everything applied here is written and published (a rewrite included,
+        when Redis was away), at most ``timeout`` seconds: what a publisher that stops does
+        before it gives the lease up, so the next one resumes where it ended."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not self._silenced and (
+                    self._down or self._writing or not self._queue.empty()
+                ):
+                    await asyncio.sleep(0.01)
 
     def silence(self) -> None:
         """Write and publish nothing more, from this moment: the lease ran out. Its tasks are
@@ -138,7 +150,11 @@ class Publisher(Role):
                 batch = [await self._queue.get()]
                 while len(batch) < MAX_BATCH and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
-                await self._write(batch)
+                self._writing = True
+                try:
+                    await self._write(batch)
+                finally:
+                    self._writing = False
             except LeaseLost:
                 log.warning("redis: the publisher lease passed to another process; not publishing")
                 self._mark_down()
@@ -174,12 +190,16 @@ class Publisher(Role):
         assert self.host is not None
         self._down = False
         backlog = self._backlog.take()
+        self.host.chat_lost(
+            self._backlog.take_dropped(), "older than the replay window or beyond the backlog"
+        )
         try:
             async with self._transaction() as pipe:
                 await snapshot.write_all(pipe, self.redis, self.keys, self.host)
                 for sent_at, message in backlog:
                     self.publish(pipe, message, sent_at)
                 self.publish(pipe, None)
+                self._mark(pipe)
                 await pipe.execute()
         except BaseException:
             for sent_at, message in backlog:
@@ -199,12 +219,17 @@ class Publisher(Role):
                     await self._snapshot(pipe, event)
                     if publish:
                         self.publish(pipe, event)
+                self._mark(pipe)
                 await pipe.execute()
         except BaseException:
             for event, publish in batch:
                 if publish and isinstance(event, Message):
                     self._backlog.add(event)
             raise
+
+    def _mark(self, pipe: Any) -> None:
+        """Queue the snapshot's mark: the last message published with this write."""
+        snapshot.write_version(pipe, self.keys, self.fence, self.config.process_id, self.seq)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:
