@@ -81,3 +81,22 @@ def test_every_scenario_of_the_benchmark_runs_and_reports(tmp_path):
     assert two["busiest_worker_share"] < 1, "the kernel spread the viewers over both workers"
     assert "redis_cpu_us_per_delivery" not in runs["workers@1"][0]
     assert any(row.startswith("| workers' CPU per delivery (us) |") for row in report["table"])
+
+
+def test_the_hung_worker_benchmark_runs_and_reports(tmp_path):
+    """A short window with a 1 s timeout: the stopped worker is killed and the attempts after
+    the kill are counted; no share of failures is asserted."""
+    out = tmp_path / "hung.json"
+    options = ["--window", "6", "--timeout", "1", "--rate", "10", "--json", str(out)]
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "hung_worker.py"), *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    run = json.loads(out.read_text())
+    assert len(run["attempts"]) == 60
+    assert run["killed_after"] is not None
+    assert "| after the kill |" in finished.stdout

@@ -166,9 +166,13 @@ def test_every_shipped_plugin_declares_its_settings():
         assert found[name], name
         assert all(setting.variable.startswith(prefix) for setting in found[name])
     secrets = {s.variable for settings in found.values() for s in settings if s.secret}
-    assert secrets == {"DBACK_MOCK_PASSWORD", "DBACK_DISCORD_TOKEN"}
+    assert secrets == {
+        "DBACK_MOCK_PASSWORD",
+        "DBACK_DISCORD_TOKEN",
+        "DBACK_REDIS_SENTINEL_PASSWORD",
+    }
     urls = {s.variable for settings in found.values() for s in settings if s.url}
-    assert urls == {"DBACK_POSTGRES_DSN", "DBACK_REDIS_URL"}
+    assert urls == {"DBACK_POSTGRES_DSN", "DBACK_REDIS_URL", "DBACK_REDIS_SENTINELS"}
 
 
 def _dback(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

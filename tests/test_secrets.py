@@ -240,7 +240,9 @@ async def test_redis_urls_with_an_awkward_password(tmp_path):
                     f"{where} ({name})": text for where, text in (await everything(dback)).items()
                 }
                 entry = await dback.plugin("dback-redis")
-                (url_setting,) = [s for s in entry["settings"] if s["url"]]
+                (url_setting,) = [
+                    s for s in entry["settings"] if s["variable"] == "DBACK_REDIS_URL"
+                ]
                 assert url_setting["value"] == masked
                 assert masked in entry["detail"]
             outputs[f"log ({name})"] = dback.log

@@ -102,3 +102,65 @@ async def test_released_during_startup_they_start_like_any_plugin():
         assert len(server.sources.tasks) == 1
         assert server.readiness() == {}
     assert provider.calls == ["startup", "shutdown"]
+
+
+class StuckProvider(Provider):
+    """A provider whose event source ignores its cancellation for as long as ``stuck`` is
+    not set, like a source caught in a library's cleanup, and then yields one more event."""
+
+    def __init__(self):
+        super().__init__()
+        self.stuck = asyncio.Event()
+        self.ended = asyncio.Event()
+
+    async def stream(self) -> AsyncIterator[Message]:
+        while True:
+            try:
+                yield Message("7", "1", await self.chat.get())
+            except asyncio.CancelledError:
+                await self.stuck.wait()
+                self.ended.set()
+                yield Message("7", "1", "from beyond")
+                return
+
+
+async def test_silenced_plugins_are_dropped_at_once_and_a_stuck_source_is_abandoned(caplog):
+    holder, provider = Holder(release_at_start=True), StuckProvider()
+    async with running_server(plugins(holder, provider), environ={"DBACK_PLUGINS": ""}) as server:
+        async with Client(server) as client:
+            await client.join("seven")
+            provider.chat.put_nowait("before")
+            assert (await client.recv_type("message"))["data"]["message"] == "before"
+
+            holder.host.silence_plugins()
+            provider.chat.put_nowait("silenced")
+            await asyncio.sleep(0.2)  # the source read it: the host dropped it
+            assert provider.chat.empty()
+            described = {entry["name"]: entry for entry in server.plugins.describe()["plugins"]}
+            assert described["provider"]["status"] == "standby"
+
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await holder.host.hold_plugins()
+            took = loop.time() - started
+            assert took < 5, f"hold_plugins waited {took:.1f}s for a source that never ends"
+            assert provider.calls == ["startup", "shutdown"]
+            assert server.sources.tasks == []
+            assert "did not end within 1.0s of cancellation; abandoned" in caplog.text
+
+            await holder.host.release_plugins()
+            await client.join("seven")  # taken out while the guild was gone
+            provider.stuck.set()  # the abandoned source ends, yielding once more
+            await asyncio.wait_for(provider.ended.wait(), 5)
+            await asyncio.sleep(0.2)
+            provider.chat.put_nowait("after")
+            seen = await client.recv_type("message")
+            assert seen["data"]["message"] == "after"  # never "silenced" nor "from beyond"
+
+
+async def test_plugins_silenced_but_not_yet_held_are_shut_down_with_the_server():
+    holder, provider = Holder(release_at_start=True), Provider()
+    async with running_server(plugins(holder, provider), environ={"DBACK_PLUGINS": ""}):
+        holder.host.silence_plugins()
+        assert provider.calls == ["startup"]
+    assert provider.calls == ["startup", "shutdown"]

@@ -181,7 +181,12 @@ class PluginHooks:
                 log.error("plugin %s did not start; its other hooks may not answer", record.name)
 
     async def shutdown(self, only: Collection[PluginRecord] | None = None) -> None:
-        for record, function in self._only(self.implementations("shutdown"), only):
+        """Shut every serving plugin down, or those ``only`` (on standby already or not:
+        a holder silences the plugins before it stops them)."""
+        found = self.implementations("shutdown")
+        if only is not None:
+            found = self._only(self._find_implementations("shutdown"), only)
+        for record, function in found:
             await self._call(record, function, "shutdown", {})
 
     @staticmethod

@@ -27,6 +27,7 @@ from click.core import ParameterSource
 
 from dback_core.loading.hooks import PluginHooks
 from dback_core.loading.plugins import NOT_CONFIGURED, PluginSet, installed_settings, load_plugins
+from dback_core.ops.heartbeat import Heartbeat
 from dback_core.ops.logs import configure_logging
 from dback_core.ops.loops import loop_factory
 from dback_core.ops.plugin_about import (
@@ -196,6 +197,7 @@ def serve(
         settings = Settings.from_env(host=host, port=port, static_dir=static_dir)
         plugins = _plugin_set()
         count = worker_count(workers)
+        worker_timeout: float = core_setting("DBACK_WORKER_TIMEOUT").parse(os.environ)
         loop_name, new_loop = loop_factory(settings.event_loop)
     except (ValueError, PluginError) as error:
         raise click.ClickException(redact(str(error))) from error
@@ -203,13 +205,14 @@ def serve(
         raise click.ClickException(NOTHING_INSTALLED)
     _refuse_mistakes(plugins)
     if count > 1:
-        _supervise(count, settings, plugins, log_level, log_format)
+        _supervise(count, settings, plugins, log_level, log_format, worker_timeout)
         return
     plugins.report()
     log.info("event loop: %s", loop_name)
+    heartbeat = Heartbeat.from_environ(os.environ, worker_timeout)
     try:
         with asyncio.Runner(loop_factory=new_loop) as runner:
-            runner.run(_serve(settings, plugins))
+            runner.run(_serve(settings, plugins, heartbeat))
     except OSError as error:
         raise click.ClickException(f"cannot listen on {host}:{port}: {error}") from error
     _refuse_mistakes(plugins)  # a plugin's ``startup`` may find one too
@@ -222,7 +225,12 @@ def _refuse_mistakes(plugins: PluginSet) -> None:
 
 
 def _supervise(
-    count: int, settings: Settings, plugins: PluginSet, log_level: str, log_format: str
+    count: int,
+    settings: Settings,
+    plugins: PluginSet,
+    log_level: str,
+    log_format: str,
+    worker_timeout: float,
 ) -> None:
     """Run ``count`` workers of this ``serve`` instead of serving here, when an active plugin
     shares one world between them (the ``worker_sharing`` hook)."""
@@ -235,11 +243,25 @@ def _supervise(
     if settings.static_dir is not None:
         arguments += ["--static-dir", str(settings.static_dir)]
     environ = {**os.environ, "DBACK_WORKERS": "1", "DBACK_REUSE_PORT": "1"}
-    asyncio.run(Supervisor(count, worker_command(arguments), environ).run())
+    supervisor = Supervisor(count, worker_command(arguments), environ, timeout=worker_timeout)
+    asyncio.run(supervisor.run())
 
 
-async def _serve(settings: Settings, plugins: PluginSet) -> None:
+async def _serve(settings: Settings, plugins: PluginSet, heartbeat: Heartbeat | None) -> None:
+    """Serve until a signal; a supervised worker beats to its supervisor meanwhile, and says
+    so once it listens."""
     raise_open_file_limit()
+    beating = asyncio.create_task(heartbeat.run()) if heartbeat else None
+    try:
+        await _serve_until_stopped(settings, plugins, heartbeat)
+    finally:
+        if beating is not None:
+            beating.cancel()
+
+
+async def _serve_until_stopped(
+    settings: Settings, plugins: PluginSet, heartbeat: Heartbeat | None
+) -> None:
     server = DbackServer(plugins, settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -264,6 +286,8 @@ async def _serve(settings: Settings, plugins: PluginSet) -> None:
     if plugins.fatal_problems():
         await server.stop()
         return
+    if heartbeat is not None:
+        heartbeat.serving()
     if not server.directory.servers:
         log.warning(_no_guilds_hint(plugins, server.readiness()))
     await stop.wait()

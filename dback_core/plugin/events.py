@@ -32,12 +32,21 @@ class Presence:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A member said something; the client shows it in a speech bubble."""
+    """A member said something; the client shows it in a speech bubble.
+
+    ``source`` and ``position`` say where the message sits in its source's own order (the
+    PostgreSQL plugin: ``"dback-postgres"`` and the row's ``message_id``). With both set,
+    every process shows one (source, position) once, however often it arrives (a replay, a
+    handover between bus publishers), and a bus can hand the next publisher the position to
+    resume from (``PluginHost.resume_position``). Positions of one source grow over time.
+    """
 
     server_id: str
     uid: str
     message: str
     channel: str = ""
+    source: str | None = None
+    position: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,11 +157,34 @@ class PluginHost(Protocol):
         in ``dback_core.plugin.health``), with a reason operators see in ``dback plugins``,
         ``/api/plugins`` and ``/readyz``. Only changes are logged: report on every retry."""
 
-    async def release_plugins(self) -> None:
+    async def release_plugins(self, resume: Mapping[str, int] | None = None) -> None:
         """Start the other plugins this one holds on standby (it sets
         ``dback_holds_others = True``) and reload everything from them; no-op when none are
-        held. For a bus whose elected process runs the providers."""
+        held. For a bus whose elected process runs the providers. ``resume`` gives, per chat
+        source (``Message.source``), the position up to which the previous publisher
+        delivered chat: the released providers resume after it (``resume_position``)."""
 
     async def hold_plugins(self) -> None:
         """Stop the other plugins (their event sources, their ``shutdown``) and serve without
-        them; the reverse of ``release_plugins``."""
+        them; the reverse of ``release_plugins``. Silences them first (``silence_plugins``);
+        an event source that does not end within a second of its cancellation is abandoned
+        and logged, never awaited for ever."""
+
+    def silence_plugins(self) -> None:
+        """Drop every event of the other plugins from this moment, and stop asking them
+        their data, without waiting for anything: for a holder that must go quiet at once
+        (a publisher whose lease ran out). ``hold_plugins`` then stops them; until it does
+        they stay silenced, and ``release_plugins`` stops them before starting them again."""
+
+    def resume_position(self, source: str) -> int | None:
+        """Where chat of ``source`` is to resume: the highest ``Message.position`` of it
+        delivered - shown here, or handed over by a bus (``release_plugins``). None when
+        nothing is known: start from now. A provider that can replay (a table with ids)
+        asks when its event source starts and delivers what came after, so nothing is lost
+        when another process ran it until a moment ago; what it delivers twice, the core
+        shows once."""
+
+    def chat_lost(self, count: int, reason: str) -> None:
+        """Count ``count`` chat messages this plugin could not deliver (``reason``: older
+        than the replay window, history trimmed...) in ``/metrics``
+        (``dback_chat_lost_total{plugin,reason}``) and log it: a loss is never silent."""

@@ -50,7 +50,7 @@ def _proxies(text: str) -> None:
 
 #: Every variable the core reads, in the order the docs list them. Those named after a
 #: ``Settings`` field (``DBACK_<FIELD>``) are read into it; the others are read by the
-#: command line (logging, workers) and the plugin loader (which plugins).
+#: command line (logging, workers, their timeout) and the plugin loader (which plugins).
 CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("DBACK_HOST", str, "127.0.0.1", "address to listen on"),
     Setting(
@@ -73,6 +73,14 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         1,
         "processes sharing the port and, through a plugin sharing it, one world; 0: one per core",
         minimum=0,
+    ),
+    Setting(
+        "DBACK_WORKER_TIMEOUT",
+        float,
+        5.0,
+        "seconds a worker's event loop may go without a heartbeat before it is killed and "
+        "started again",
+        minimum=1,
     ),
     Setting("DBACK_REFRESH_SECONDS", float, 300.0, "reload guild data this often", minimum=0),
     Setting("DBACK_PROVIDER_TIMEOUT", float, 10.0, "seconds a plugin hook may take", minimum=0),

@@ -15,6 +15,7 @@ from dback_core.loading.hooks import grant_of
 from dback_core.plugin.events import Event
 from dback_core.plugin.host import GuildView, ListedGuild, Members
 from dback_core.serving.access import Access
+from dback_core.world.chat_ledger import ChatLedger
 from dback_core.world.directory import Directory, Guild
 
 
@@ -37,9 +38,16 @@ class ServerControls(Protocol):
 
     def report_health(self, plugin: str, status: str, reason: str | None = None) -> None: ...
 
-    async def release_plugins(self) -> None: ...
+    async def release_plugins(self, resume: Mapping[str, int] | None = None) -> None: ...
 
     async def hold_plugins(self) -> None: ...
+
+    def chat_lost(self, plugin: str, count: int, reason: str) -> None: ...
+
+    @property
+    def chat(self) -> ChatLedger: ...
+
+    def silence_plugins(self) -> None: ...
 
 
 class BoundHost:
@@ -95,11 +103,20 @@ class BoundHost:
     def report_health(self, status: str, reason: str | None = None) -> None:
         self._controls.report_health(self._name, status, reason)
 
-    async def release_plugins(self) -> None:
-        await self._controls.release_plugins()
+    async def release_plugins(self, resume: Mapping[str, int] | None = None) -> None:
+        await self._controls.release_plugins(resume)
 
     async def hold_plugins(self) -> None:
         await self._controls.hold_plugins()
+
+    def resume_position(self, source: str) -> int | None:
+        return self._controls.chat.resume_position(source)
+
+    def chat_lost(self, count: int, reason: str) -> None:
+        self._controls.chat_lost(self._name, count, reason)
+
+    def silence_plugins(self) -> None:
+        self._controls.silence_plugins()
 
 
 def guild_view(guild: Guild) -> GuildView:

@@ -73,6 +73,19 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.chat_duplicates = Counter(
+            "dback_chat_duplicates",
+            "Chat messages not shown again: their source position had been shown already "
+            "(a replay, or a bus publisher's handover).",
+            registry=self.registry,
+        )
+        self.chat_lost = Counter(
+            "dback_chat_lost",
+            "Chat messages a plugin could not deliver, by plugin and reason (older than the "
+            "replay window, history trimmed).",
+            ["plugin", "reason"],
+            registry=self.registry,
+        )
         # Label children resolved once: ``labels()`` costs more than the increment itself,
         # and these are counted on every event and every plugin call.
         self._events_by_kind: dict[str, Any] = {}

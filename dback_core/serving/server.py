@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from dback_core.loading.hooks import PluginHooks
 from dback_core.loading.plugins import PluginRecord, PluginSet
-from dback_core.plugin.events import Event, Refresh
+from dback_core.plugin.events import Event, Message, Refresh
 from dback_core.plugin.health import FAILED
 from dback_core.plugin.host import PluginHost
 from dback_core.plugin.server_settings import Settings
@@ -43,6 +44,7 @@ from dback_core.wire.descriptors import (
 from dback_core.wire.fanout import Fanout
 from dback_core.wire.limits import ConnectionCounter, LogThrottle
 from dback_core.wire.static import StaticFiles
+from dback_core.world.chat_ledger import ChatLedger
 from dback_core.world.directory import Directory, Guild
 from dback_core.world.sources import SourceRunner
 
@@ -91,6 +93,8 @@ class DbackServer:
             )
         )
         self.sources = SourceRunner(self.publish)
+        #: The chat shown here by source position: each shown once, and where providers resume.
+        self.chat = ChatLedger()
         self.counter = ConnectionCounter(
             self.settings.max_connections, self.settings.max_connections_per_address
         )
@@ -114,6 +118,8 @@ class DbackServer:
         self._stopped = asyncio.Event()
         self._ready = asyncio.Event()
         self._hosts: dict[str, PluginHost] = {}
+        #: Plugins silenced by a holder and not yet stopped: their events are dropped.
+        self._silenced: set[str] = set()
         self.metrics.watch(
             Watched(self.fanout, lambda: len(self.directory.servers), self.readiness, plugins)
         )
@@ -233,6 +239,10 @@ class DbackServer:
         self.fanout.joins.close()
         await self.sources.stop()
         await self.hooks.shutdown()
+        silenced = [record for record in self._held_records() if record.name in self._silenced]
+        if silenced:  # silenced by their holder, not stopped yet: on standby, but running
+            self._silenced.clear()
+            await self.hooks.shutdown(only=silenced)
         self.accept_errors.uninstall()
         self._stopped.set()
         log.info("stopped")
@@ -270,13 +280,19 @@ class DbackServer:
             record.standby = standby
         self.hooks.forget()
 
-    async def release_plugins(self) -> None:
+    async def release_plugins(self, resume: Mapping[str, int] | None = None) -> None:
         """Start the plugins a holder kept on standby - their ``startup``, their event sources
         - and reload the guild list and the loaded guilds from them.
 
         Called by a plugin that sets ``dback_holds_others`` (a bus whose elected process runs
         the providers) once this process is to run them; a no-op when none are held.
+        ``resume`` gives, per chat source, the position up to which chat was delivered
+        already (by the previous publisher): the providers resume after it.
         """
+        if self._silenced:
+            await self.hold_plugins()  # silenced plugins are stopped before they start again
+        if resume:
+            self.chat.resume(resume)
         released = [record for record in self._held_records() if record.standby]
         if not released:
             return
@@ -287,16 +303,38 @@ class DbackServer:
             self.sources.start(await self.hooks.event_sources(only=released))
             await self.refresh_everything()
 
+    def silence_plugins(self) -> None:
+        """Drop every event of the plugins a holder decides about from now on, and stop
+        asking them (on standby at once); ``hold_plugins`` then stops them.
+
+        Synchronous, so a holder that must go quiet at once - a publisher whose lease ran
+        out - is quiet before anything else runs, whatever stopping the plugins then takes.
+        """
+        silenced = [record for record in self._held_records() if not record.standby]
+        if not silenced:
+            return
+        log.info("silencing plugins: %s", ", ".join(r.name for r in silenced))
+        self._silenced.update(record.name for record in silenced)
+        self._set_standby(silenced, True)
+
     async def hold_plugins(self) -> None:
         """Stop the plugins a holder decides about - their event sources, their
-        ``shutdown`` - and serve without them; the reverse of ``release_plugins``."""
-        held = [record for record in self._held_records() if not record.standby]
+        ``shutdown`` - and serve without them; the reverse of ``release_plugins``.
+
+        They are silenced first (``silence_plugins``); a source that does not end soon
+        after its cancellation is abandoned (see ``SourceRunner.stop``), and each
+        ``shutdown`` is bounded like every hook call.
+        """
+        self.silence_plugins()
+        held = [record for record in self._held_records() if record.name in self._silenced]
         if not held:
             return
         log.info("putting plugins on standby: %s", ", ".join(r.name for r in held))
-        await self.sources.stop({record.name for record in held})
-        await self.hooks.shutdown(only=held)
-        self._set_standby(held, True)
+        try:
+            await self.sources.stop({record.name for record in held})
+            await self.hooks.shutdown(only=held)
+        finally:
+            self._silenced.difference_update(record.name for record in held)
         if self._server is not None:
             await self.refresh_everything()
 
@@ -329,6 +367,13 @@ class DbackServer:
             self._health_refreshes.add(task)
             task.add_done_callback(self._health_refreshes.discard)
 
+    def chat_lost(self, plugin: str, count: int, reason: str) -> None:
+        """Count and log chat that ``plugin`` could not deliver (see ``PluginHost.chat_lost``)."""
+        if count <= 0:
+            return
+        self.metrics.chat_lost.labels(plugin, reason).inc(count)
+        log.warning("plugin %s: %d chat messages lost: %s", plugin, count, reason)
+
     def readiness(self) -> dict[str, str]:
         """What holds readiness back, by plugin (or ``server``); empty when ready.
 
@@ -355,7 +400,13 @@ class DbackServer:
         afterwards; a bus injecting events from other processes passes ``relay=False`` so
         that nothing is echoed back.
         """
+        if origin is not None and origin in self._silenced:
+            log.debug("dropped an event of %s, silenced by its holder", origin)
+            return
         self.metrics.event_in(type(event).__name__)
+        if isinstance(event, Message) and not self.chat.admit(event):
+            self.metrics.chat_duplicates.inc()
+            return
         if isinstance(event, Refresh):
             # Plugins refresh after every reconnect; only the API's ``refresh_data`` (origin
             # None, not relayed) is an explicit request to resend an unchanged world.

@@ -4,6 +4,10 @@ An event source is a long-lived stream (a database LISTEN, a Discord gateway, a 
 When it ends or raises, the core logs it with the plugin's name and starts it again after a
 ``Backoff`` delay that doubles up to a ceiling (and starts over after a source that ran
 for ``healthy_after`` seconds), so a broken source neither dies silently nor spins.
+
+Stopping is bounded: a source that does not end within ``CANCEL_GRACE`` of its cancellation
+(stuck in a library's cleanup) is abandoned and logged, and nothing it yields afterwards is
+published - a process putting its providers on standby must be silent at once.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any, Protocol
 
 from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event
+from dback_core.plugin.tasks import CANCEL_GRACE, cancel_within
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ class SourceRunner:
         self.healthy_after = healthy_after
         self.restarts: dict[str, int] = {}
         self._tasks: list[tuple[str, asyncio.Task[None]]] = []
+        #: Tasks being stopped: whatever they still yield is dropped.
+        self._stopping: set[asyncio.Task[Any]] = set()
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -56,12 +63,15 @@ class SourceRunner:
             self._tasks.append((record.name, task))
 
     async def stop(self, plugins: Collection[str] | None = None) -> None:
-        """Stop every source, or those of the plugins named."""
-        stopping = [task for name, task in self._tasks if plugins is None or name in plugins]
-        for task in stopping:
-            task.cancel()
-        await asyncio.gather(*stopping, return_exceptions=True)
+        """Stop every source, or those of the plugins named, within ``CANCEL_GRACE``."""
+        chosen = [(name, task) for name, task in self._tasks if plugins is None or name in plugins]
+        stopping = [task for _, task in chosen]
         self._tasks = [(name, task) for name, task in self._tasks if task not in stopping]
+        self._stopping.update(stopping)
+        for task in stopping:
+            task.add_done_callback(self._stopping.discard)
+        owners = ", ".join(sorted({name for name, _ in chosen}))
+        await cancel_within(stopping, f"event sources of {owners}", CANCEL_GRACE)
 
     async def _run(self, record: SourceOwner, factory: Callable[[], Any]) -> None:
         backoff = Backoff(self.initial_backoff, self.max_backoff, reset_after=self.healthy_after)
@@ -74,6 +84,8 @@ class SourceRunner:
                 raise
             except Exception as error:
                 failure = error
+            if asyncio.current_task() in self._stopping:
+                return  # it ended late, after its cancellation: not to be restarted
             self.restarts[record.name] = self.restarts.get(record.name, 0) + 1
             delay = backoff.next()
             if failure is None:
@@ -94,4 +106,7 @@ class SourceRunner:
         if asyncio.iscoroutine(stream):
             stream = await stream
         async for event in stream:
+            if asyncio.current_task() in self._stopping:
+                log.debug("plugin %s: dropped an event of a source being stopped", record.name)
+                return
             await self.publish(event, record.name)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -61,11 +61,19 @@ _LOST = object()
 class ChangeListener:
     """Produces dback events from the database's notifications, reconnecting forever."""
 
-    def __init__(self, database: Database, report: Report | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        report: Report | None = None,
+        resume_position: Callable[[], int | None] = lambda: None,
+        chat_lost: Callable[[int, str], None] = lambda _count, _reason: None,
+    ) -> None:
         self.database = database
         self.outage = Outage(database.settings.where, report or (lambda _status, _reason: None))
         self.connection: asyncpg.Connection | None = None
-        self.chat = ChatCursor(database.settings.chat_replay)
+        #: Where chat delivered by another process (a bus's previous publisher) ended.
+        self.resume_position = resume_position
+        self.chat = ChatCursor(database.settings.chat_replay, chat_lost)
         #: True from the moment every change is being delivered (LISTEN on, resync applied).
         self.listening = False
         #: Set when a notification was dropped because ``MAX_PENDING`` were unread.
@@ -73,8 +81,11 @@ class ChangeListener:
 
     async def events(self) -> AsyncIterator[Event]:
         """The event source the core runs. Database trouble is handled here (log, back off,
-        reconnect, resync); anything else is a bug, left to the core to log and restart."""
+        reconnect, resync); anything else is a bug, left to the core to log and restart.
+
+        Each start resumes chat where it was delivered up to, here or by another process."""
         settings = self.database.settings
+        self.chat.resume(self.resume_position())
         backoff = Backoff(INITIAL_DELAY, settings.retry_max)
         recheck = Backoff(settings.retry_max, max(settings.retry_max, settings.recheck_max))
         while True:

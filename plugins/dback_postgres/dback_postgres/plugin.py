@@ -46,16 +46,36 @@ class PostgresPlugin:
         if settings is None:
             raise NotConfigured(f"set {DSN_ENV} to a postgresql:// URL")
         quiet_asyncpg_tracebacks()
-        self.database = Database(settings)
-        self.listener = ChangeListener(self.database, self._report_health)
+        self.settings = settings
         self.host: PluginHost | None = None
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """A new pool, listener and password threads. ``shutdown`` closes them for good, and
+        a plugin put on standby (``hold_plugins``) and released again starts over with new
+        ones: nothing of the last run - a connection still LISTENing, a pool an abandoned
+        task holds - can deliver anything once it was stopped."""
+        self.database = Database(self.settings)
+        self.listener = ChangeListener(
+            self.database, self._report_health, self._resume_position, self._chat_lost
+        )
         self._password_checks = FairThreadPool(
             PASSWORD_CHECKS, CHECKS_PER_ADDRESS, name="dback-postgres-password"
         )
+        self._closed = False
 
     def _report_health(self, status: str, reason: str | None) -> None:
         if self.host is not None:
             self.host.report_health(status, reason)
+
+    def _resume_position(self) -> int | None:
+        if self.host is None:
+            return None
+        return self.host.resume_position(queries.CHAT_SOURCE)
+
+    def _chat_lost(self, count: int, reason: str) -> None:
+        if self.host is not None:
+            self.host.chat_lost(count, reason)
 
     @hookimpl
     async def startup(self, host: PluginHost) -> None:
@@ -63,6 +83,8 @@ class PostgresPlugin:
         (``/readyz`` answers 503) while it cannot be reached, ``failed`` with the fix when
         only its operator can help - and let the listener keep trying (and log it)."""
         self.host = host
+        if self._closed:
+            self._fresh()
         try:
             await self.database.ensure_ready()
         except SchemaBehind as error:
@@ -73,6 +95,7 @@ class PostgresPlugin:
 
     @hookimpl
     async def shutdown(self) -> None:
+        self._closed = True
         self._password_checks.close()
         await self.listener.close()
         await self.database.close()

@@ -43,6 +43,16 @@ MESSAGES = """
     FROM messages WHERE message_id = ANY($1::bigint[]) ORDER BY message_id
 """
 LAST_MESSAGE_ID = "SELECT coalesce(max(message_id), 0) FROM messages"
+#: How many messages after id $1 are more than $2 seconds old: too old to replay.
+MESSAGES_TOO_OLD = """
+    SELECT count(*) FROM messages
+    WHERE message_id > $1 AND created_at <= now() - make_interval(secs => $2)
+"""
+#: How many messages have an id above $1 and below $2 and are at most $3 seconds old.
+MESSAGES_BETWEEN = """
+    SELECT count(*) FROM messages
+    WHERE message_id > $1 AND message_id < $2 AND created_at > now() - make_interval(secs => $3)
+"""
 #: Messages after id $1 and at most $2 seconds old, newest first, at most $3 of them.
 MESSAGES_AFTER = """
     SELECT message_id, server_id, user_id, message, channel
@@ -84,10 +94,18 @@ def presence(row: Any) -> Presence:
     )
 
 
+#: The ``Message.source`` of this plugin's chat: its positions are ``message_id``s.
+CHAT_SOURCE = "dback-postgres"
+
+
 def message(row: Any) -> Message:
+    """A chat row as an event that carries its id, so each process shows it once and a bus
+    can hand the next publisher the id to resume after."""
     return Message(
         server_id=row["server_id"],
         uid=row["user_id"],
         message=row["message"],
         channel=row["channel"],
+        source=CHAT_SOURCE,
+        position=row["message_id"],
     )

@@ -52,21 +52,33 @@ def append(pipe: Any, keys: Keys, limits: ChatLimits, raw: str, sent_at: float) 
 
 
 class Backlog:
-    """Chat produced while Redis could not be reached, oldest first, bounded in count and age."""
+    """Chat produced while Redis could not be reached, oldest first, bounded in count and age.
+
+    What it cannot keep (beyond ``history`` messages, or older than the replay window when
+    Redis answers again) is counted in ``dropped``, for the publisher to report as lost."""
 
     def __init__(self, limits: ChatLimits) -> None:
         self.limits = limits
         self._messages: deque[tuple[float, Message]] = deque(maxlen=limits.history)
+        self.dropped = 0
 
     def add(self, message: Message, sent_at: float | None = None) -> None:
+        if len(self._messages) == self._messages.maxlen:
+            self.dropped += 1
         self._messages.append((time.time() if sent_at is None else sent_at, message))
 
     def take(self) -> list[tuple[float, Message]]:
         """Everything still young enough to be worth replaying; the backlog is emptied."""
         horizon = time.time() - self.limits.replay_seconds
         kept = [(sent_at, message) for sent_at, message in self._messages if sent_at >= horizon]
+        self.dropped += len(self._messages) - len(kept)
         self._messages.clear()
         return kept
+
+    def take_dropped(self) -> int:
+        """How many messages were dropped since the last call."""
+        dropped, self.dropped = self.dropped, 0
+        return dropped
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -83,6 +95,13 @@ class Replay:
         #: Chat from senders this process has never heard of is replayed only from here on:
         #: a process that starts does not replay the history before it.
         self.since = time.time()
+        #: Missed messages found too old to replay, not reported yet (see ``take_too_old``).
+        self.too_old = 0
+
+    def take_too_old(self) -> int:
+        """How many missed messages were too old to replay since the last call."""
+        count, self.too_old = self.too_old, 0
+        return count
 
     def saw(self, sender: str, seq: int) -> bool:
         """Record a live chat message; False when it was already applied (by a replay)."""
@@ -110,7 +129,11 @@ class Replay:
                 continue
             if envelope.sender == self.own_id or envelope.event is None:
                 continue
-            if sent_at < horizon or (envelope.sender not in self.seen and sent_at < self.since):
+            if envelope.sender not in self.seen and sent_at < self.since:
+                continue  # history from before this process started
+            if sent_at < horizon:
+                if envelope.seq > self.seen.get(envelope.sender, -1):
+                    self.too_old += 1  # missed, and too late to show now
                 continue
             if self.saw(envelope.sender, envelope.seq):
                 yield envelope

@@ -7,6 +7,10 @@ publisher rewrote the whole snapshot, reload everything from it. Messages from a
 own d-back API broadcasts) carry ``"role": "edge"``: the publisher writes their change into
 the snapshot, which it alone keeps. An elected publisher's messages carry ``"fence"``, its
 lease number: once a process has seen a fence, it ignores publishers with a lower one.
+Chat that carries its source's position (``Message.source``, ``position``) carries both, so
+every process shows it once and the publisher can record how far each source got.
+``released`` (``seq`` 0, outside any sequence) is the word of a publisher that stopped and
+gave the lease up: the others run for election at once instead of at their next turn.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence, R
 
 VERSION = 1
 RESYNC = "resync"
+RELEASED = "released"
 EDGE_ROLE = "edge"
 
 
@@ -38,6 +43,8 @@ class Envelope:
     #: The publisher's lease number (elected publishers only): a higher one means a newer
     #: publisher, and messages of older ones are ignored.
     fence: int | None = None
+    #: A ``released`` notice: the sender gave the publisher lease up.
+    released: bool = False
 
 
 def _fields(event: Event) -> dict[str, Any]:
@@ -58,6 +65,8 @@ def _fields(event: Event) -> dict[str, Any]:
             "uid": event.uid,
             "message": event.message,
             "channel": event.channel,
+            **({"source": event.source} if event.source is not None else {}),
+            **({"position": event.position} if event.position is not None else {}),
         }
     if isinstance(event, ClientIdUpdate):
         return {"kind": "client_id", "server_id": event.server_id, "client_id": event.client_id}
@@ -83,6 +92,14 @@ def encode(
     return json.dumps({**head, **body}, separators=(",", ":"))
 
 
+def encode_released(sender: str, fence: int | None) -> str:
+    """The notice of a publisher that gave the lease up."""
+    head: dict[str, Any] = {"v": VERSION, "from": sender, "seq": 0, "kind": RELEASED}
+    if fence is not None:
+        head["fence"] = fence
+    return json.dumps(head, separators=(",", ":"))
+
+
 def _text(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str):
@@ -96,7 +113,7 @@ def _optional_text(data: dict[str, Any], name: str) -> str | None:
 
 def _event(data: dict[str, Any]) -> Event | None:
     kind = data.get("kind")
-    if kind == RESYNC:
+    if kind in (RESYNC, RELEASED):
         return None
     if kind == "presence":
         color = data.get("role_color")
@@ -111,11 +128,16 @@ def _event(data: dict[str, Any]) -> Event | None:
             delete=data.get("delete") is True,
         )
     if kind == "message":
+        position = data.get("position")
+        if position is not None and (not isinstance(position, int) or isinstance(position, bool)):
+            raise BadMessage("'position' must be an integer")
         return Message(
             server_id=_text(data, "server_id"),
             uid=_text(data, "uid"),
             message=_text(data, "message"),
             channel=_optional_text(data, "channel") or "",
+            source=_optional_text(data, "source"),
+            position=position,
         )
     if kind == "client_id":
         return ClientIdUpdate(_text(data, "server_id"), _text(data, "client_id"))
@@ -144,4 +166,5 @@ def decode(raw: str | bytes) -> Envelope:
         event=_event(data),
         from_edge=data.get("role") == EDGE_ROLE,
         fence=fence,
+        released=data.get("kind") == RELEASED,
     )

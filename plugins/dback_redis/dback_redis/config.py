@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from urllib.parse import quote
 
 from redis.asyncio.connection import parse_url as redis_reads
 
 from dback_core import NotConfigured
 from dback_core.plugin.credentials import find, parse_url
+from dback_core.plugin.errors import SettingsError
 from dback_core.plugin.settings import Setting, read
+from dback_redis import sentinel
 from dback_redis.chat import ChatLimits
 
 URL_ENV = "DBACK_REDIS_URL"
@@ -24,6 +27,9 @@ CHAT_HISTORY_ENV = "DBACK_REDIS_CHAT_HISTORY"
 CHAT_REPLAY_ENV = "DBACK_REDIS_CHAT_REPLAY_SECONDS"
 
 LEASE_ENV = "DBACK_REDIS_LEASE_SECONDS"
+SENTINELS_ENV = "DBACK_REDIS_SENTINELS"
+SENTINEL_MASTER_ENV = "DBACK_REDIS_SENTINEL_MASTER"
+SENTINEL_PASSWORD_ENV = "DBACK_REDIS_SENTINEL_PASSWORD"
 
 PUBLISHER = "publisher"
 EDGE = "edge"
@@ -73,7 +79,8 @@ SETTINGS = (
         URL_ENV,
         str,
         None,
-        "redis://host:6379/0, rediss://... or unix://...; required (its password is masked)",
+        "redis://host:6379/0, rediss://... or unix://...; required unless sentinels are set "
+        "(its password is masked)",
         url=True,
         check=_check_url,
     ),
@@ -107,7 +114,46 @@ SETTINGS = (
         "seconds after which chat is no longer replayed",
         minimum=0,
     ),
+    Setting(
+        SENTINELS_ENV,
+        str,
+        None,
+        "Redis Sentinel addresses host:port,host:port (or redis://[user:password@]host:port,...;"
+        " the password is masked): the master is found through them",
+        url=True,
+        check=sentinel.check,
+    ),
+    Setting(
+        SENTINEL_MASTER_ENV,
+        str,
+        sentinel.DEFAULT_MASTER,
+        "with sentinels: the name of the master they watch",
+    ),
+    Setting(
+        SENTINEL_PASSWORD_ENV,
+        str,
+        None,
+        "with sentinels: the sentinels' own password (their requirepass)",
+        secret=True,
+    ),
 )
+
+
+def _sentinels(values: Mapping[str, object]) -> sentinel.Sentinels | None:
+    """The sentinels the settings name, or None; their password from the URL or from its
+    own setting (not both)."""
+    text = values[SENTINELS_ENV]
+    if not isinstance(text, str):
+        return None
+    found = sentinel.parse(text)
+    password = values[SENTINEL_PASSWORD_ENV]
+    if isinstance(password, str) and found.password and password != found.password:
+        raise SettingsError(
+            SENTINEL_PASSWORD_ENV, f"differs from the password in {SENTINELS_ENV}: give one"
+        )
+    master = str(values[SENTINEL_MASTER_ENV])
+    given = password if isinstance(password, str) else None
+    return replace(found, master=master, password=found.password or given)
 
 
 @dataclass(frozen=True)
@@ -121,6 +167,8 @@ class RedisConfig:
     #: publisher goes unnoticed at most (``auto`` role only).
     lease_seconds: float = 4.0
     chat: ChatLimits = field(default_factory=ChatLimits)
+    #: Where to ask for the master (None: ``url`` names it).
+    sentinels: sentinel.Sentinels | None = None
     #: Identifies this process on the bus; its own messages are ignored.
     process_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -128,8 +176,14 @@ class RedisConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisConfig:
         values = read(SETTINGS, environ)
         url = values[URL_ENV]
+        sentinels = _sentinels(values)
+        if url is None and sentinels is not None:
+            # Database 0, no password: the URL's host and port are not used with sentinels.
+            url = f"redis://{quote(sentinels.master, safe='')}/0"
         if url is None:
             raise NotConfigured(f"set {URL_ENV} (for example redis://127.0.0.1:6379/0)")
+        if sentinels is not None and url.startswith("unix:"):
+            raise SettingsError(URL_ENV, f"must be redis:// or rediss:// with {SENTINELS_ENV}")
         chat = ChatLimits(history=values[CHAT_HISTORY_ENV], replay_seconds=values[CHAT_REPLAY_ENV])
         return cls(
             url=url,
@@ -137,6 +191,7 @@ class RedisConfig:
             prefix=values[PREFIX_ENV],
             chat=chat,
             lease_seconds=values[LEASE_ENV],
+            sentinels=sentinels,
         )
 
     @property
@@ -145,4 +200,5 @@ class RedisConfig:
         return f"{self.prefix}:{self.role}:{self.process_id}"
 
     def describe(self) -> str:
-        return f"role={self.role} url={redacted(self.url)} prefix={self.prefix}"
+        where = f" {self.sentinels.describe()}" if self.sentinels is not None else ""
+        return f"role={self.role} url={redacted(self.url)}{where} prefix={self.prefix}"

@@ -8,7 +8,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -17,9 +17,10 @@ from redis.exceptions import RedisError
 from dback_core.plugin.backoff import Backoff
 from dback_core.plugin.events import Event, Message, Presence
 from dback_core.plugin.host import PluginHost
-from dback_redis import chat, codec, snapshot
+from dback_core.plugin.tasks import cancel_within
+from dback_redis import chat, codec, sentinel, snapshot
 from dback_redis.config import RedisConfig, client_url, redacted
-from dback_redis.link import Link
+from dback_redis.link import Link, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +33,54 @@ RETRY_MAX = 5.0
 #: fail quickly (the core then keeps what it has) instead of hanging for the hook timeout.
 SOCKET_TIMEOUT = 3.0
 
+#: Record a chat source's position in ``P:positions`` if it is higher than the one there.
+_RECORD_POSITION = """
+local known = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if tonumber(ARGV[2]) > known then
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 0
+"""
+
 
 def open_client(config: RedisConfig) -> Redis:
     """A client whose connections carry ``config.client_name`` (see CLIENT LIST); the
-    password is passed apart from the URL (see ``client_url``)."""
+    password is passed apart from the URL (see ``client_url``). With sentinels, a client of
+    whichever server they name as the master (``sentinel.master_client``)."""
     url, password = client_url(config.url)
-    return Redis.from_url(
-        url,
-        password=password,
-        decode_responses=True,
-        client_name=config.client_name,
-        socket_connect_timeout=SOCKET_TIMEOUT,
-        socket_timeout=SOCKET_TIMEOUT,
-        health_check_interval=10,
-    )
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "client_name": config.client_name,
+        "socket_connect_timeout": SOCKET_TIMEOUT,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "health_check_interval": 10,
+    }
+    if config.sentinels is not None:
+        return sentinel.master_client(config.sentinels, url, password, **options)
+    return Redis.from_url(url, password=password, **options)
 
 
-def retry_backoff() -> Backoff:
+def retry_ceiling(config: RedisConfig | None = None) -> float:
+    """The longest delay between two attempts of a loop that retries Redis: shorter behind
+    sentinels, where a failover ends within seconds and each retry may find the new master."""
+    if config is not None and config.sentinels is not None:
+        return sentinel.RETRY_MAX
+    return RETRY_MAX
+
+
+def retry_backoff(config: RedisConfig | None = None) -> Backoff:
     """The delays of a loop that retries Redis."""
-    return Backoff(RETRY_FIRST, RETRY_MAX)
+    return Backoff(RETRY_FIRST, retry_ceiling(config))
+
+
+def _honour_cancellation() -> None:
+    """End the current task if it was asked to stop. redis-py can drop that request: it
+    sends commands under ``asyncio.wait_for``, which on Python 3.11 loses a cancellation
+    that arrives as the send completes (seen once per few starts behind Sentinel). The
+    subscription loop would then go on reading, and a change of role wait for it forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def complete(host: PluginHost, event: Event) -> Event:
@@ -99,7 +129,12 @@ class Role:
         self.link = link if link is not None else Link(redacted(config.url))
         #: Set once the first attempt to subscribe has succeeded or failed.
         self.attempted = asyncio.Event()
+        #: Told when another process gave the publisher lease up (``released``).
+        self.on_released: Callable[[], None] = lambda: None
         self._last_seq: dict[str, int] = {}
+        #: Senders heard from since the subscription was last (re)established: a gap in
+        #: the first message of each is expected (the resync caught up) and logged quietly.
+        self._heard_since_subscribed: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, host: PluginHost) -> None:
@@ -110,10 +145,10 @@ class Role:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Cancel this role's tasks; one that does not end within a second (caught in the
+        client's cleanup) is abandoned and logged, never awaited for ever."""
+        tasks, self._tasks = self._tasks, []
+        await cancel_within(tasks, f"redis {type(self).__name__.lower()}")
         await self.redis.aclose()
 
     # -- publishing ------------------------------------------------------------------------
@@ -127,6 +162,9 @@ class Role:
         )
         if isinstance(event, Message):
             chat.append(pipe, self.keys, self.config.chat, raw, sent_at or time.time())
+            if event.source is not None and event.position is not None:
+                # Where the next publisher's providers resume (``P:positions``).
+                pipe.eval(_RECORD_POSITION, 1, self.keys.positions, event.source, event.position)
         pipe.publish(self.keys.channel, raw)
 
     # -- following -------------------------------------------------------------------------
@@ -134,7 +172,7 @@ class Role:
     async def follow(self) -> None:
         """Keep a subscription open for as long as the server runs; ``attempted`` is set
         once the first attempt succeeded or failed."""
-        backoff = retry_backoff()
+        backoff = retry_backoff(self.config)
         while True:
             pubsub = self.redis.pubsub()
             try:
@@ -142,9 +180,11 @@ class Role:
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
+                        _honour_cancellation()
                         continue
                     backoff.reset()
                     if message["type"] == "subscribe":
+                        self._heard_since_subscribed.clear()
                         self.link.up()
                         self.attempted.set()
                         await self.subscribed()
@@ -182,6 +222,9 @@ class Role:
             return
         if envelope.sender == self.config.process_id:
             return
+        if envelope.released:
+            self.on_released()
+            return
         if envelope.fence is not None:
             if envelope.fence < self.highest_fence:
                 log.debug("ignored a message of a former publisher %s", envelope.sender)
@@ -195,10 +238,17 @@ class Role:
         if envelope.event is None:
             await self.resync()
             return
+        first_heard = envelope.sender not in self._heard_since_subscribed
+        self._heard_since_subscribed.add(envelope.sender)
         if last is not None and envelope.seq != last + 1:
             # Missed presences are in the snapshot and missed chat in the stream; this
-            # message is applied below, after them, like any other.
-            log.warning("bus messages from %s were missed; resynchronising", envelope.sender)
+            # message is applied below, after them, like any other. Right after a new
+            # subscription the gap is the outage's, already told.
+            log.log(
+                logging.INFO if first_heard else logging.WARNING,
+                "bus messages from %s were missed; resynchronising",
+                envelope.sender,
+            )
             await self.resync()
         if isinstance(envelope.event, Message) and not self.replay.saw(
             envelope.sender, envelope.seq
@@ -218,9 +268,13 @@ class Role:
         try:
             missed = await self.replay.missed(self.redis, self.keys)
         except (RedisError, OSError) as error:
-            log.warning("redis: could not read the chat history (%s)", error)
+            # Out of reach, the subscription fails too: its next resync replays this.
+            level = logging.DEBUG if unreachable(error) else logging.WARNING
+            log.log(level, "redis: could not read the chat history (%s)", error)
             return
         if missed:
             log.info("replaying %d chat messages missed while disconnected", len(missed))
+        if self.host is not None:
+            self.host.chat_lost(self.replay.take_too_old(), "older than the replay window")
         for envelope in missed:
             await self.apply(envelope)

@@ -20,15 +20,15 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from dback_core import Unavailable
 from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence
-from dback_core.plugin.host import PluginHost
-from dback_redis import snapshot
+from dback_core.plugin.host import GuildView, ListedGuild, PluginHost
+from dback_redis import codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import Role, complete, retry_backoff
 from dback_redis.link import Link
@@ -59,7 +59,14 @@ class Edge(Role):
         #: Own events not yet on the bus, each with the time it happened, oldest first.
         self._outbox: deque[tuple[float, Event]] = deque(maxlen=config.chat.history)
         self._wake = asyncio.Event()
+        #: Chat pushed out of the full outbox, not reported yet.
+        self._overflowed = 0
         self._last_servers: dict[str, dict[str, Any]] = {}
+        #: What a publisher that stepped down served, until the snapshot can be read.
+        self._kept_servers: dict[str, dict[str, Any]] | None = None
+        self._kept_guilds: dict[str, tuple[dict[str, dict[str, Any]], str | None]] = {}
+        #: Per guild, the publisher message its last snapshot read reflects.
+        self._as_of: dict[str, snapshot.AsOf | None] = {}
 
     async def start(self, host: PluginHost) -> None:
         """Subscribe before the core loads anything, so no event falls between the two."""
@@ -74,24 +81,58 @@ class Edge(Role):
 
     # -- data hooks ------------------------------------------------------------------------
 
+    def keep_serving(
+        self, guilds: Mapping[str, ListedGuild], loaded: Mapping[str, GuildView]
+    ) -> None:
+        """Serve ``guilds`` and the ``loaded`` ones' members as they are until the snapshot
+        can be read: a publisher that steps down because Redis is out of reach keeps its
+        viewers' world (they would be taken out of their guilds), each part until it is
+        read from the snapshot once."""
+        self._kept_servers = {key: snapshot.server_record(info) for key, info in guilds.items()}
+        self._kept_guilds = {
+            key: ({uid: dict(user) for uid, user in guild.members.items()}, guild.client_id)
+            for key, guild in loaded.items()
+        }
+
     async def servers(self) -> dict[str, dict[str, Any]]:
         """The snapshot's guild list. While there is none - Redis came back empty and the
         publisher has not rewritten it yet - the last list read is kept, so a Redis restart
         does not empty every viewer's world for a moment."""
-        async with self._reading():
-            servers = await snapshot.read_servers(self.redis, self.keys)
+        try:
+            async with self._reading():
+                servers = await snapshot.read_servers(self.redis, self.keys)
+        except Unavailable:
+            if self._kept_servers is None:
+                raise
+            return self._kept_servers
+        self._kept_servers = None
         if servers is None:
             return self._last_servers
         self._last_servers = servers
         return servers
 
     async def users(self, server_id: str) -> dict[str, dict[str, Any]]:
-        async with self._reading():
-            return await snapshot.read_users(self.redis, self.keys, server_id)
+        """A guild's members from the snapshot, noting which publisher message it reflects:
+        a presence up to that one still on its way is older than what viewers get now."""
+        try:
+            async with self._reading():
+                users, as_of = await snapshot.read_users_as_of(self.redis, self.keys, server_id)
+        except Unavailable:
+            if server_id not in self._kept_guilds:
+                raise
+            return self._kept_guilds[server_id][0]
+        self._kept_guilds.pop(server_id, None)
+        self._as_of[server_id] = as_of
+        return users
 
     async def client_id(self, server_id: str) -> str | None:
-        async with self._reading():
-            return await snapshot.read_client_id(self.redis, self.keys, server_id)
+        try:
+            async with self._reading():
+                return await snapshot.read_client_id(self.redis, self.keys, server_id)
+        except Unavailable:
+            if server_id not in self._kept_guilds:
+                raise
+            return self._kept_guilds[server_id][1]
 
     @contextlib.asynccontextmanager
     async def _reading(self) -> AsyncIterator[None]:
@@ -134,19 +175,33 @@ class Edge(Role):
             log.info("redis has no snapshot yet; keeping the current world until it does")
         await super().resync()
 
+    async def apply(self, envelope: codec.Envelope) -> None:
+        """Apply a bus event, unless it is a presence the last snapshot read holds already
+        (read while it was on its way): shown after the snapshot, it would take a member
+        back to an older state."""
+        event = envelope.event
+        if isinstance(event, Presence | ClientIdUpdate):
+            as_of = self._as_of.get(event.server_id)
+            if as_of is not None and as_of.covers(envelope.sender, envelope.seq):
+                log.debug("skipped %s/%d: in the snapshot", envelope.sender, envelope.seq)
+                return
+        await super().apply(envelope)
+
     # -- the edge's own events -------------------------------------------------------------
 
     def applied_here(self, event: Event, origin: str | None) -> None:
         """Queue an event of this edge's own API for the bus (called by ``event_applied``)."""
         if origin is None and isinstance(event, SHARED_KINDS):
             assert self.host is not None
+            if len(self._outbox) == self._outbox.maxlen and isinstance(self._outbox[0][1], Message):
+                self._overflowed += 1  # the oldest chat makes room: reported once sent
             self._outbox.append((time.time(), complete(self.host, event)))
             self._wake.set()
 
     async def _send(self) -> None:
         """Publish the outbox, oldest first; while Redis is away the events wait (chat no
         longer than the replay window, so a reconnect does not bring stale bubbles)."""
-        backoff = retry_backoff()
+        backoff = retry_backoff(self.config)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -155,9 +210,12 @@ class Edge(Role):
                 try:
                     async with self.redis.pipeline(transaction=True) as pipe:
                         horizon = time.time() - self.config.chat.replay_seconds
+                        too_old = 0
                         for sent_at, event in batch:
                             if not isinstance(event, Message) or sent_at >= horizon:
                                 self.publish(pipe, event, sent_at)
+                            else:
+                                too_old += 1
                         await pipe.execute()
                 except (RedisError, OSError) as error:
                     # Once per outage: the retries that follow add nothing.
@@ -173,3 +231,7 @@ class Edge(Role):
                 backoff.reset()
                 for _ in batch:
                     self._outbox.popleft()
+                assert self.host is not None  # sending: started
+                self.host.chat_lost(too_old, "older than the replay window when Redis answered")
+                self.host.chat_lost(self._overflowed, "beyond the outbox while Redis was away")
+                self._overflowed = 0

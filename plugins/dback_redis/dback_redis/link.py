@@ -5,7 +5,9 @@ hours. The operator needs one line when Redis cannot be reached (``unreachable``
 subscription never existed, ``subscription lost`` when it did), one when the reason
 changes, a reminder every ``REMIND_EVERY`` seconds and one when Redis answers again - never
 a line per attempt. The plugin's health follows: ``unavailable``, with the reason,
-until the subscription is back.
+until the subscription is back. The core logs that change of health as the one WARNING of
+the outage, so the link's own first line, which says which it was, is INFO once a host
+hears of it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from dback_core.plugin.health import SERVING, UNAVAILABLE
 from dback_core.plugin.host import PluginHost
 
@@ -21,6 +26,12 @@ log = logging.getLogger(__name__)
 
 #: Seconds between reminders that Redis still cannot be reached.
 REMIND_EVERY = 600.0
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says Redis is out of reach (refused, cut, silent) - which the
+    subscription notices and reports itself - rather than that it refused a command."""
+    return isinstance(error, RedisConnectionError | RedisTimeoutError | OSError)
 
 
 class Link:
@@ -62,10 +73,13 @@ class Link:
         """Log what is news about this failure; False when nothing is (a DEBUG line only)."""
         if self._down_since is None:
             self._down_since = now
+            # The health report (below) is the WARNING when a host hears of it.
+            level = logging.INFO if self.host is not None else logging.WARNING
             if self._subscribed_once:
-                log.warning("redis %s subscription lost (%s); retrying", self.where, reason)
+                log.log(level, "redis %s subscription lost (%s); retrying", self.where, reason)
             else:
-                log.warning(
+                log.log(
+                    level,
                     "redis %s unreachable (%s); serving without it and retrying",
                     self.where,
                     reason,

@@ -11,15 +11,21 @@ data to the real providers.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 from dback_core import hookimpl
 from dback_core.plugin.events import Event
 from dback_core.plugin.host import PluginHost
+from dback_core.plugin.server_settings import Settings
 from dback_redis.auto import Elected
 from dback_redis.config import AUTO, EDGE, PUBLISHER, ROLE_ENV, SETTINGS, RedisConfig
 from dback_redis.edge import Edge
 from dback_redis.publisher import Publisher
+
+#: Seconds at most that ``startup`` of a process that lost the first election waits for the
+#: publisher's first snapshot.
+SNAPSHOT_WAIT = 30.0
 
 
 class RedisPlugin:
@@ -101,7 +107,7 @@ class EdgePlugin(RedisPlugin):
         return Edge(self.config)
 
     @hookimpl
-    async def startup(self, host: PluginHost) -> None:
+    async def startup(self, host: PluginHost, settings: Settings) -> None:
         await self.role.start(host)
 
     @hookimpl
@@ -139,6 +145,15 @@ class AutoPlugin(EdgePlugin):
     def serving_role(self) -> ServingRole:
         self.elected = Elected(self.config)
         return self.elected
+
+    @hookimpl
+    async def startup(self, host: PluginHost, settings: Settings) -> None:
+        """Start, then wait for the publisher's first snapshot when another process leads -
+        within half of the core's time limit for this hook, so the hook never runs out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(SNAPSHOT_WAIT, settings.provider_timeout / 2)
+        await self.elected.start(host)
+        await self.elected.wait_for_snapshot(deadline - loop.time())
 
     @property
     def dback_detail(self) -> str:

@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 
 from dback_core.plugin.events import ClientIdUpdate, Event, Message, Presence, Refresh
@@ -30,7 +31,7 @@ from dback_redis import chat, codec, snapshot
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.connection import Role, complete, retry_backoff
 from dback_redis.election import Lease, LeaseLost
-from dback_redis.link import Link
+from dback_redis.link import Link, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +64,43 @@ class Publisher(Role):
         self._queue: asyncio.Queue[tuple[Event, bool]] = asyncio.Queue()
         self._backlog = chat.Backlog(config.chat)
         self._down = True
+        self._writing = False
+        #: Set by ``silence``: this publisher writes nothing more, whatever is queued.
+        self._silenced = False
 
     async def start(self, host: PluginHost) -> None:
         """Write the snapshot and publish from here on (the writer waits for the server to
         be ready); keep a subscription like every process."""
         self.attach(host)
+        if self._silenced:
+            return  # its lease ran out while it was being set up
         host.keep_loaded(True)
         self._spawn(self._run(), "dback-redis-publisher")
         self._spawn(self.follow(), "dback-redis-publisher-follow")
 
+    async def drain(self, timeout: float) -> None:
+        """Wait until everything applied here is written and published (a rewrite included,
+        when Redis was away), at most ``timeout`` seconds: what a publisher that stops does
+        before it gives the lease up, so the next one resumes where it ended."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not self._silenced and (
+                    self._down or self._writing or not self._queue.empty()
+                ):
+                    await asyncio.sleep(0.01)
+
+    def silence(self) -> None:
+        """Write and publish nothing more, from this moment: the lease ran out. Its tasks are
+        cancelled; ``stop`` waits for them (for a bounded time)."""
+        self._silenced = True
+        self._mark_down()
+        for task in self._tasks:
+            task.cancel()
+
     def applied_here(self, event: Event) -> None:
         """Queue ``event`` for the snapshot and the channel (called by ``event_applied``)."""
+        if self._silenced:
+            return
         if self._down:
             if isinstance(event, Message):
                 self._backlog.add(event)  # the snapshot rewrite covers everything else
@@ -82,6 +109,8 @@ class Publisher(Role):
         self._enqueue(complete(self.host, event), True)
 
     def _enqueue(self, event: Event, publish: bool) -> None:
+        if self._silenced:
+            return
         if self._queue.qsize() >= MAX_QUEUE:
             log.warning("redis publisher is %d events behind; rewriting instead", MAX_QUEUE)
             self._mark_down()
@@ -111,7 +140,7 @@ class Publisher(Role):
         """
         assert self.host is not None
         await self.host.wait_ready()
-        backoff = retry_backoff()
+        backoff = retry_backoff(self.config)
         while True:
             try:
                 if self._down:
@@ -121,7 +150,11 @@ class Publisher(Role):
                 batch = [await self._queue.get()]
                 while len(batch) < MAX_BATCH and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
-                await self._write(batch)
+                self._writing = True
+                try:
+                    await self._write(batch)
+                finally:
+                    self._writing = False
             except LeaseLost:
                 log.warning("redis: the publisher lease passed to another process; not publishing")
                 self._mark_down()
@@ -129,9 +162,11 @@ class Publisher(Role):
                     self._on_lease_lost()
                 return
             except (RedisError, OSError) as error:
-                # Once per outage: each retry (a rewrite) fails the same way until Redis is back.
+                # Once per outage: each retry (a rewrite) fails the same way until Redis is
+                # back; and not at all when Redis is out of reach, which the subscription's
+                # health already reports.
                 log.log(
-                    logging.WARNING if backoff.failures == 0 else logging.DEBUG,
+                    logging.DEBUG if backoff.failures or unreachable(error) else logging.WARNING,
                     "redis %s: cannot write the snapshot (%s); serving locally, rewriting it "
                     "once Redis answers",
                     redacted(self.config.url),
@@ -155,12 +190,16 @@ class Publisher(Role):
         assert self.host is not None
         self._down = False
         backlog = self._backlog.take()
+        self.host.chat_lost(
+            self._backlog.take_dropped(), "older than the replay window or beyond the backlog"
+        )
         try:
             async with self._transaction() as pipe:
                 await snapshot.write_all(pipe, self.redis, self.keys, self.host)
                 for sent_at, message in backlog:
                     self.publish(pipe, message, sent_at)
                 self.publish(pipe, None)
+                self._mark(pipe)
                 await pipe.execute()
         except BaseException:
             for sent_at, message in backlog:
@@ -180,12 +219,17 @@ class Publisher(Role):
                     await self._snapshot(pipe, event)
                     if publish:
                         self.publish(pipe, event)
+                self._mark(pipe)
                 await pipe.execute()
         except BaseException:
             for event, publish in batch:
                 if publish and isinstance(event, Message):
                     self._backlog.add(event)
             raise
+
+    def _mark(self, pipe: Any) -> None:
+        """Queue the snapshot's mark: the last message published with this write."""
+        snapshot.write_version(pipe, self.keys, self.fence, self.config.process_id, self.seq)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:
@@ -200,6 +244,8 @@ class Publisher(Role):
             try:
                 yield pipe
             except WatchError:
+                if await self.lease.held():
+                    raise RedisConnectionError("the connection was lost during a write") from None
                 raise LeaseLost("the publisher lease changed hands during a write") from None
 
     async def _snapshot(self, pipe: Any, event: Event) -> None:

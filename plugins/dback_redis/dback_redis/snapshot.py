@@ -11,6 +11,12 @@ Keys under the prefix ``P``:
 - ``P:chat``         stream of recent chat bus messages, for replay (see ``chat``)
 - ``P:lease``        the elected publisher's process id, with an expiry (see ``election``)
 - ``P:fence``        the number of the latest lease taken
+- ``P:version``      ``<fence>:<seq>:<publisher id>`` of the last bus message published with a
+  snapshot write: a snapshot read with it already holds the effect of every message of that
+  publisher up to that number, so an edge skips those still on their way (no older presence
+  shown after a newer one)
+- ``P:positions``    hash chat source -> highest ``Message.position`` published, written in
+  the same MULTI/EXEC as the chat: where the next publisher's providers resume
 
 Writes are queued on a pipeline that the publisher executes as one MULTI/EXEC together with
 the matching PUBLISH, so an edge never reads a snapshot older than a message it received.
@@ -39,6 +45,8 @@ class Keys:
         self.chat = f"{prefix}:chat"
         self.lease = f"{prefix}:lease"
         self.fence = f"{prefix}:fence"
+        self.positions = f"{prefix}:positions"
+        self.version = f"{prefix}:version"
 
     def users(self, key: str) -> str:
         return f"{self.prefix}:users:{key}"
@@ -123,9 +131,38 @@ async def read_servers(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]] | 
     return servers if isinstance(servers, dict) else {}
 
 
-async def read_users(redis: Redis, keys: Keys, guild_key: str) -> dict[str, dict[str, Any]]:
-    raw = await redis.hgetall(keys.users(guild_key))
-    return {decoded(uid): json.loads(record) for uid, record in raw.items()}
+class AsOf:
+    """Which publisher message a snapshot read reflects: its sender and number."""
+
+    __slots__ = ("sender", "seq")
+
+    def __init__(self, sender: str, seq: int) -> None:
+        self.sender = sender
+        self.seq = seq
+
+    def covers(self, sender: str, seq: int) -> bool:
+        """Whether the message ``seq`` of ``sender`` is already in the snapshot read."""
+        return sender == self.sender and seq <= self.seq
+
+
+def write_version(pipe: Pipeline, keys: Keys, fence: int | None, sender: str, seq: int) -> None:
+    """Queue the mark of the last message published with this snapshot write."""
+    pipe.set(keys.version, f"{fence or 0}:{seq}:{sender}")
+
+
+async def read_users_as_of(
+    redis: Redis, keys: Keys, guild_key: str
+) -> tuple[dict[str, dict[str, Any]], AsOf | None]:
+    """A guild's members and, read in the same transaction, the message they reflect."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hgetall(keys.users(guild_key))
+        pipe.get(keys.version)
+        raw, version = await pipe.execute()
+    users = {decoded(uid): json.loads(record) for uid, record in raw.items()}
+    if version is None:
+        return users, None
+    _fence, seq, sender = decoded(version).split(":", 2)
+    return users, AsOf(sender, int(seq))
 
 
 async def read_client_id(redis: Redis, keys: Keys, guild_key: str) -> str | None:

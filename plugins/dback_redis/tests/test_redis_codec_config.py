@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -11,7 +12,8 @@ from click.testing import CliRunner
 from dback_core import NotConfigured
 from dback_core.ops.cli import cli
 from dback_core.plugin.events import ClientIdUpdate, Message, Presence, Refresh
-from dback_redis.codec import BadMessage, decode, encode
+from dback_redis.chat import MESSAGE_FIELD, TIME_FIELD, ChatLimits, Replay
+from dback_redis.codec import BadMessage, decode, encode, encode_released
 from dback_redis.config import RedisConfig, redacted
 from dback_redis.edge import Edge
 from dback_redis.plugin import EdgePlugin, PublisherPlugin, RedisPlugin
@@ -22,6 +24,7 @@ EVENTS = [
     Presence("1", "5", "online", None, False),
     Presence("1", "5", "offline", None, None, delete=True),
     Message("1", "5", "hello", "general"),
+    Message("1", "5", "from a table", "general", source="dback-postgres", position=42),
     ClientIdUpdate("1", "4242"),
     Refresh("1"),
     Refresh(None),
@@ -59,11 +62,56 @@ def test_every_event_survives_the_bus(event):
             }
         ),
         json.dumps({"v": 1, "from": "p", "seq": 1, "kind": "client_id", "server_id": None}),
+        json.dumps(
+            {
+                "v": 1,
+                "from": "p",
+                "seq": 1,
+                "kind": "message",
+                "server_id": "1",
+                "uid": "5",
+                "message": "hi",
+                "position": "42",
+            }
+        ),
     ],
 )
 def test_malformed_bus_messages_are_rejected_clearly(raw):
     with pytest.raises(BadMessage):
         decode(raw)
+
+
+def test_the_released_notice_is_outside_every_sequence():
+    envelope = decode(encode_released("proc", 7))
+    assert (envelope.sender, envelope.seq, envelope.fence, envelope.released) == (
+        "proc",
+        0,
+        7,
+        True,
+    )
+    assert envelope.event is None
+
+
+def test_missed_chat_too_old_to_replay_is_counted_not_shown():
+    replay = Replay("me", ChatLimits(history=100, replay_seconds=60.0))
+    replay.saw("pub", 1)
+    now = time.time()
+
+    def entry(seq: int, sent_at: float, sender: str = "pub") -> tuple[str, dict[str, str]]:
+        raw = encode(Message("1", "5", f"m{seq}"), sender, seq)
+        return (f"{seq}-0", {MESSAGE_FIELD: raw, TIME_FIELD: f"{sent_at:.3f}"})
+
+    entries = [
+        entry(1, now - 120),  # seen already
+        entry(2, now - 120),  # missed, too old
+        entry(3, now - 90),  # missed, too old
+        entry(4, now - 5),  # missed, replayed
+        entry(9, now - 3600, "stranger"),  # before this process started: history
+    ]
+    replayed = [envelope.seq for envelope in replay._unseen(entries)]
+    assert replayed == [4]
+    assert replay.take_too_old() == 2
+    assert replay.take_too_old() == 0
 
 
 def test_an_unset_url_means_not_configured():

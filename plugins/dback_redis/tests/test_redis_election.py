@@ -12,12 +12,15 @@ import signal
 
 import pytest
 from bus_recorder import BusRecorder
+from redis.asyncio import Redis
 
-from dback_core.plugin.events import Message
+from dback_core.plugin.events import Message, Presence
 from dback_core.testing import Client, running_server
 from dback_redis.codec import encode
 from dback_redis.config import RedisConfig
+from dback_redis.election import Lease
 from dback_redis.plugin import RedisPlugin
+from dback_redis.snapshot import Keys
 
 pytestmark = pytest.mark.redis
 
@@ -146,3 +149,48 @@ async def test_messages_of_a_former_publisher_are_ignored(namespace):
             first = await viewer.recv_type("message")
             second = await viewer.recv_type("message")
             assert [first["data"]["message"], second["data"]["message"]] == ["new", "newer"]
+
+
+async def test_the_fence_stays_monotonic_when_redis_forgets_it(namespace):
+    url = await namespace.new_user("fence")
+    redis = Redis.from_url(url, decode_responses=True)
+    keys = Keys(namespace.prefix)
+    first, second = Lease(redis, keys, "first", 2.0), Lease(redis, keys, "second", 2.0)
+    try:
+        assert await first.acquire() == 1
+        await first.release()
+        second.saw(41)  # a fence this process saw on the bus
+        assert await second.acquire() == 42
+        await second.release()
+        # Redis restarted without persistence: the fence is gone, but not from memory.
+        await redis.delete(keys.fence, keys.lease)
+        assert await first.acquire() == 2  # above its own 1, as far as it knows
+        await first.release()
+        await redis.delete(keys.fence)
+        assert await second.acquire() == 43
+    finally:
+        await redis.aclose()
+
+
+async def test_a_presence_the_snapshot_already_holds_is_not_shown_after_it(namespace):
+    url = await namespace.new_user("asof")
+    plugin = RedisPlugin(RedisConfig(url=url, role="edge", prefix=namespace.prefix))
+    admin, channel = namespace.admin, f"{namespace.prefix}:events"
+    await admin.set(
+        f"{namespace.prefix}:servers", '{"1": {"id": "one", "name": "One", "is_default": true}}'
+    )
+    # The publisher "b" wrote member 5 as dnd with its message 10: the snapshot holds it.
+    await admin.hset(
+        f"{namespace.prefix}:users:1", "5", '{"uid": "5", "username": "five", "status": "dnd"}'
+    )
+    await admin.set(f"{namespace.prefix}:version", "7:10:b")
+    async with running_server([("dback-redis", plugin)], environ={"DBACK_PLUGINS": ""}) as edge:
+        async with Client(edge, timeout=WAIT) as viewer:
+            joined = await viewer.join("one")
+            assert joined["data"]["users"]["5"]["status"] == "dnd"
+            # Messages 9 and 10 were still on their way when the edge read the snapshot.
+            for seq, status in ((9, "online"), (10, "dnd"), (11, "idle")):
+                presence = Presence("1", "5", status, "five")
+                await admin.publish(channel, encode(presence, "b", seq, fence=7))
+            shown = await viewer.recv_type("presence")
+            assert shown["data"]["status"] == "idle"
