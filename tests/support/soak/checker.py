@@ -1,0 +1,112 @@
+"""What every viewer should have seen, against what it saw.
+
+Chat is judged per session (one connection of one viewer), so a churning viewer is judged
+only while it was connected. A session *owes* a chat row when the row's INSERT started at
+least ``join_margin`` seconds after the session's ``server-join`` arrived and its commit was
+acknowledged at least ``leave_margin`` seconds before the connection ended (a session that
+lasted to the end of the run owes everything written after it joined). Rows outside that
+window may arrive or not. Whatever a session received is judged whole:
+
+- lost: an owed row that never arrived;
+- duplicated: every arrival of a row after its first;
+- reordered: a row arriving after a later row of the same sender (first arrivals only).
+
+Rows whose commit was never acknowledged are judged nowhere. The world check compares each
+viewer's final world (its last ``server-join`` plus the presences since) with PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from tests.support.soak.viewers import CHAT_KEY_BASE, Session
+from tests.support.soak.writer import Written
+
+
+@dataclass
+class ChatVerdict:
+    sessions: int = 0
+    owed: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    foreign: int = 0
+    #: Sessions with at least one lost, duplicated or reordered row.
+    sessions_with_errors: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, other: ChatVerdict) -> None:
+        for name in ("sessions", "owed", "lost", "duplicated", "reordered", "foreign"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.sessions_with_errors += other.sessions_with_errors
+        self.examples.extend(other.examples[: max(0, 5 - len(self.examples))])
+
+
+def owed_rows(
+    written: Iterable[Written], session: Session, join_margin: float, leave_margin: float
+) -> set[int]:
+    """The keys of the rows ``session`` must have received (see the module's docstring)."""
+    last_commit = session.closed - (0.0 if session.ended_by == "end" else leave_margin)
+    return {
+        row.key
+        for row in written
+        if row.started >= session.opened + join_margin and row.committed <= last_commit
+    }
+
+
+def judge_session(
+    session: Session,
+    written: list[Written],
+    uncertain: set[int],
+    join_margin: float,
+    leave_margin: float,
+    label: str = "",
+) -> ChatVerdict:
+    verdict = ChatVerdict(sessions=1, foreign=session.foreign_chat)
+    known = {row.key for row in written}
+    owed = owed_rows(written, session, join_margin, leave_margin)
+    verdict.owed = len(owed)
+    seen: set[int] = set()
+    highest: dict[int, int] = {}
+    for key in session.chat:
+        if key in uncertain:
+            continue
+        if key not in known:
+            verdict.foreign += 1
+            continue
+        if key in seen:
+            verdict.duplicated += 1
+            continue
+        seen.add(key)
+        sender, seq = divmod(key, CHAT_KEY_BASE)
+        if seq < highest.get(sender, 0):
+            verdict.reordered += 1
+        highest[sender] = max(highest.get(sender, 0), seq)
+    missing = owed - seen
+    verdict.lost = len(missing)
+    if verdict.lost or verdict.duplicated or verdict.reordered:
+        verdict.sessions_with_errors = 1
+        first = min(missing, default=None)
+        verdict.examples.append(
+            f"{label} on {session.node} ended by {session.ended_by}: lost {verdict.lost}"
+            f"{f' (first {divmod(first, CHAT_KEY_BASE)})' if first is not None else ''}, "
+            f"duplicated {verdict.duplicated}, reordered {verdict.reordered}"
+        )
+    return verdict
+
+
+def world_differences(
+    seen: Mapping[str, tuple[str, str]], truth: Mapping[str, tuple[str, str]]
+) -> list[str]:
+    """uids whose status or name differ. A member the viewer does not show counts as shown
+    ``offline`` (a client shows no character for either)."""
+    different = []
+    for uid in sorted(set(seen) | set(truth)):
+        expected = truth.get(uid, ("offline", ""))
+        shown = seen.get(uid, ("offline", ""))
+        if expected[0] == shown[0] == "offline":
+            continue
+        if expected != shown:
+            different.append(uid)
+    return different
