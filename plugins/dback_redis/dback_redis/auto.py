@@ -260,6 +260,7 @@ class Elected:
         async with self._switching:
             resume = await self._positions()
             await self.role.stop()
+            unsent = self.role.unsent_chat() if isinstance(self.role, Edge) else []
             self._lost.clear()
             self.terms += 1
             log.info(
@@ -277,6 +278,10 @@ class Elected:
             )
             publisher.highest_fence = fence
             publisher.replay = self.replay
+            # Before anything the providers deliver: chat this process showed while Redis
+            # was away - as the publisher it was until then, or as an edge - is published
+            # first, since they resume after it (this process's ledger counts it as shown).
+            publisher.carry(unsent)
             # The data hooks step aside from here on, so the providers' world is loaded;
             # the publisher starts once it is, and its first write is the whole snapshot.
             self.role = publisher
@@ -310,6 +315,7 @@ class Elected:
             self._silence("no longer the publisher")
             self._cancel_expiry()
             self._saw_fences()
+            leading = self.role
             with contextlib.suppress(RedisError, OSError):
                 await self.role.stop()  # closing its client may fail: it is an edge all the same
             self.lease = self._new_lease()
@@ -318,6 +324,11 @@ class Elected:
             edge.highest_fence = self.highest_fence
             # Redis may be out of reach (that may be why): serve the world as it was.
             edge.keep_serving(self.host.guild_list(), self.host.loaded_guilds())
+            # The chat it showed but could not publish (Redis away until the lease ran out)
+            # goes on the bus once Redis answers: whoever publishes next resumes after it
+            # when it is this process, or when ``P:positions`` records it first.
+            if isinstance(leading, Publisher):
+                edge.carry(leading.undelivered())
             self.role = edge
             log.info("redis %s: this process is an edge now", redacted(self.config.url))
             try:
