@@ -19,10 +19,13 @@ like every edge.
 A handover loses no chat: the publisher records in ``P:positions`` the highest position of
 each chat source it published (same MULTI/EXEC as the chat), and the next one hands that to
 its providers when it releases them (``release_plugins(resume=...)``), so they deliver what
-came after it. A publisher that stops (SIGTERM) first writes everything it applied, then
-gives the lease up and says so on the bus (``released``): the others run for election at
-once instead of waiting for their next turn. The fence stays monotonic when Redis forgets
-it: the highest this process has seen goes with every attempt to take the lease.
+came after it. Chat it showed while Redis was away and never published is handed on when
+it steps down (to its edge's outbox, or back to its next publisher), since its providers
+resume after everything shown here. A publisher that stops (SIGTERM) first writes
+everything it applied, then gives the lease up and says so on the bus (``released``): the
+others run for election at once instead of waiting for their next turn. The fence stays
+monotonic when Redis forgets it: the highest this process has seen goes with every attempt
+to take the lease.
 """
 
 from __future__ import annotations
