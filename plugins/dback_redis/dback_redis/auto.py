@@ -285,6 +285,7 @@ class Elected:
             # was away - as the publisher it was until then, or as an edge - is published
             # first, since they resume after it (this process's ledger counts it as shown).
             publisher.carry(unsent)
+            await self._catch_up(publisher)
             # The data hooks step aside from here on, so the providers' world is loaded;
             # the publisher starts once it is, and its first write is the whole snapshot.
             self.role = publisher
@@ -296,6 +297,22 @@ class Elected:
             if self._lost.is_set():
                 self.host.silence_plugins()  # the lease ran out while they started
             await publisher.start(self.host)
+
+    async def _catch_up(self, publisher: Publisher) -> None:
+        """Show the chat in the stream this process has not shown yet, before the providers
+        start: they resume after the positions published, and chat this process missed as
+        an edge (or that an edge put on the bus from its outbox a moment ago) would come
+        after theirs - out of order - with the publisher's first resync. Unreachable, that
+        resync replays it."""
+        assert self.host is not None
+        try:
+            missed = await self.replay.missed(publisher.redis, publisher.keys)
+        except (RedisError, OSError) as error:
+            log.debug("redis: could not read the chat history before leading (%s)", error)
+            return
+        for envelope in missed:
+            assert envelope.event is not None  # a replay holds chat only
+            await self.host.publish(envelope.event, relay=False)
 
     def _publisher_lost_lease(self) -> None:
         """The writer found the lease another's: silent now, the elector steps down."""
