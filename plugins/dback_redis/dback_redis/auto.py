@@ -19,10 +19,13 @@ like every edge.
 A handover loses no chat: the publisher records in ``P:positions`` the highest position of
 each chat source it published (same MULTI/EXEC as the chat), and the next one hands that to
 its providers when it releases them (``release_plugins(resume=...)``), so they deliver what
-came after it. A publisher that stops (SIGTERM) first writes everything it applied, then
-gives the lease up and says so on the bus (``released``): the others run for election at
-once instead of waiting for their next turn. The fence stays monotonic when Redis forgets
-it: the highest this process has seen goes with every attempt to take the lease.
+came after it. Chat it showed while Redis was away and never published is handed on when
+it steps down (to its edge's outbox, or back to its next publisher), since its providers
+resume after everything shown here. A publisher that stops (SIGTERM) first writes
+everything it applied, then gives the lease up and says so on the bus (``released``): the
+others run for election at once instead of waiting for their next turn. The fence stays
+monotonic when Redis forgets it: the highest this process has seen goes with every attempt
+to take the lease.
 """
 
 from __future__ import annotations
@@ -260,6 +263,7 @@ class Elected:
         async with self._switching:
             resume = await self._positions()
             await self.role.stop()
+            unsent = self.role.unsent_chat() if isinstance(self.role, Edge) else []
             self._lost.clear()
             self.terms += 1
             log.info(
@@ -277,6 +281,11 @@ class Elected:
             )
             publisher.highest_fence = fence
             publisher.replay = self.replay
+            # Before anything the providers deliver: chat this process showed while Redis
+            # was away - as the publisher it was until then, or as an edge - is published
+            # first, since they resume after it (this process's ledger counts it as shown).
+            publisher.carry(unsent)
+            await self._catch_up(publisher)
             # The data hooks step aside from here on, so the providers' world is loaded;
             # the publisher starts once it is, and its first write is the whole snapshot.
             self.role = publisher
@@ -288,6 +297,22 @@ class Elected:
             if self._lost.is_set():
                 self.host.silence_plugins()  # the lease ran out while they started
             await publisher.start(self.host)
+
+    async def _catch_up(self, publisher: Publisher) -> None:
+        """Show the chat in the stream this process has not shown yet, before the providers
+        start: they resume after the positions published, and chat this process missed as
+        an edge (or that an edge put on the bus from its outbox a moment ago) would come
+        after theirs - out of order - with the publisher's first resync. Unreachable, that
+        resync replays it."""
+        assert self.host is not None
+        try:
+            missed = await self.replay.missed(publisher.redis, publisher.keys)
+        except (RedisError, OSError) as error:
+            log.debug("redis: could not read the chat history before leading (%s)", error)
+            return
+        for envelope in missed:
+            assert envelope.event is not None  # a replay holds chat only
+            await self.host.publish(envelope.event, relay=False)
 
     def _publisher_lost_lease(self) -> None:
         """The writer found the lease another's: silent now, the elector steps down."""
@@ -310,6 +335,7 @@ class Elected:
             self._silence("no longer the publisher")
             self._cancel_expiry()
             self._saw_fences()
+            leading = self.role
             with contextlib.suppress(RedisError, OSError):
                 await self.role.stop()  # closing its client may fail: it is an edge all the same
             self.lease = self._new_lease()
@@ -318,6 +344,11 @@ class Elected:
             edge.highest_fence = self.highest_fence
             # Redis may be out of reach (that may be why): serve the world as it was.
             edge.keep_serving(self.host.guild_list(), self.host.loaded_guilds())
+            # The chat it showed but could not publish (Redis away until the lease ran out)
+            # goes on the bus once Redis answers: whoever publishes next resumes after it
+            # when it is this process, or when ``P:positions`` records it first.
+            if isinstance(leading, Publisher):
+                edge.carry(leading.undelivered())
             self.role = edge
             log.info("redis %s: this process is an edge now", redacted(self.config.url))
             try:

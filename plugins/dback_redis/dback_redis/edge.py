@@ -89,6 +89,9 @@ class Edge(Role):
         viewers' world (they would be taken out of their guilds), each part until it is
         read from the snapshot once."""
         self._kept_servers = {key: snapshot.server_record(info) for key, info in guilds.items()}
+        # Also what an empty Redis (restarted, no snapshot rewritten yet) leaves it with:
+        # a fresh edge's last list is empty, and serving that took every viewer out.
+        self._last_servers = self._kept_servers
         self._kept_guilds = {
             key: ({uid: dict(user) for uid, user in guild.members.items()}, guild.client_id)
             for key, guild in loaded.items()
@@ -113,7 +116,8 @@ class Edge(Role):
 
     async def users(self, server_id: str) -> dict[str, dict[str, Any]]:
         """A guild's members from the snapshot, noting which publisher message it reflects:
-        a presence up to that one still on its way is older than what viewers get now."""
+        a presence up to that one still on its way is older than what viewers get now. While
+        Redis holds no snapshot at all, the members kept by ``keep_serving`` are served."""
         try:
             async with self._reading():
                 users, as_of = await snapshot.read_users_as_of(self.redis, self.keys, server_id)
@@ -121,6 +125,8 @@ class Edge(Role):
             if server_id not in self._kept_guilds:
                 raise
             return self._kept_guilds[server_id][0]
+        if as_of is None and not users and server_id in self._kept_guilds:
+            return self._kept_guilds[server_id][0]  # Redis came back empty: nothing to read
         self._kept_guilds.pop(server_id, None)
         self._as_of[server_id] = as_of
         return users
@@ -197,6 +203,24 @@ class Edge(Role):
                 self._overflowed += 1  # the oldest chat makes room: reported once sent
             self._outbox.append((time.time(), complete(self.host, event)))
             self._wake.set()
+
+    def carry(self, chat_messages: list[tuple[float, Message]]) -> None:
+        """Put ``chat_messages`` (each with the time it happened) on the bus as soon as Redis
+        answers: chat a publisher that stepped down here showed and could not publish."""
+        for sent_at, message in chat_messages:
+            if len(self._outbox) == self._outbox.maxlen and isinstance(self._outbox[0][1], Message):
+                self._overflowed += 1
+            self._outbox.append((sent_at, message))
+        if chat_messages:
+            self._wake.set()
+
+    def unsent_chat(self) -> list[tuple[float, Message]]:
+        """The chat still waiting for the bus, taken out: an edge elected publisher hands it
+        to its publisher, which sends it first (its other events are in the snapshot the
+        publisher rewrites). Call it once the edge has stopped."""
+        unsent = [(sent_at, event) for sent_at, event in self._outbox if isinstance(event, Message)]
+        self._outbox.clear()
+        return unsent
 
     async def _send(self) -> None:
         """Publish the outbox, oldest first; while Redis is away the events wait (chat no

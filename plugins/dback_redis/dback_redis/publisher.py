@@ -97,6 +97,28 @@ class Publisher(Role):
         for task in self._tasks:
             task.cancel()
 
+    def carry(self, chat_messages: list[tuple[float, Message]]) -> None:
+        """Publish ``chat_messages`` (each with the time it happened) before anything else,
+        with the first rewrite: chat this process showed and never got onto the bus, in a
+        role it had before (see ``Elected._lead``)."""
+        for sent_at, message in chat_messages:
+            self._backlog.add(message, sent_at)
+
+    def undelivered(self) -> list[tuple[float, Message]]:
+        """The chat applied here that never reached Redis, oldest first, taken out: what a
+        publisher that steps down hands on to its edge (see ``Elected._follow``).
+
+        This process's viewers saw it, so its chat ledger counts it as shown and a provider
+        released here again resumes after it; dropped with this publisher (as it was), it
+        never reached the other processes. What the backlog could not keep is counted."""
+        self._mark_down()
+        carried = self._backlog.take()
+        if self.host is not None:
+            self.host.chat_lost(
+                self._backlog.take_dropped(), "older than the replay window or beyond the backlog"
+            )
+        return carried
+
     def applied_here(self, event: Event) -> None:
         """Queue ``event`` for the snapshot and the channel (called by ``event_applied``)."""
         if self._silenced:

@@ -533,3 +533,26 @@ async def test_a_publisher_cut_off_from_redis_loses_and_repeats_no_chat(start_db
         await asyncio.sleep(4.0)
         await assert_exactly_once(running, "publisher cut off from Redis past its lease")
         await running.presence_matches(chat_db[1])
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+async def test_redis_restarted_empty_while_chat_flows_loses_and_repeats_no_chat(
+    start_dback, chat_db, processes
+):
+    """Redis killed while chat flows and started again empty, once after the lease ran out
+    and once within it. Through the long outage the publisher shows the rows to its own
+    viewers, then steps down: the next publisher - the same process when it is the only one
+    that can be elected - resumes after them, so they must reach the other processes from
+    the process that showed them. After the short one, the publisher finds its lease gone
+    in an empty Redis and serves as an edge from a snapshot not written yet: its viewers
+    must keep their world (and so their chat) until one is."""
+    async with cluster(start_dback, chat_db, processes=processes) as running:
+        for outage in (1.5 * float(LEASE), 0.3, 1.5 * float(LEASE)):
+            await running.publisher()
+            running.redis.kill()  # forgets everything: lease, fence, positions, chat history
+            await asyncio.sleep(outage)
+            await running.redis.start()
+            await running.publisher()
+            await asyncio.sleep(3.0)
+        await assert_exactly_once(running, f"Redis restarted empty, {processes} electable")
+        await running.presence_matches(chat_db[1])
