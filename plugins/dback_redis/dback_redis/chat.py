@@ -111,9 +111,13 @@ class Replay:
         return True
 
     async def missed(self, redis: Redis, keys: Keys) -> list[codec.Envelope]:
-        """The chat in the stream this process has not applied, oldest first."""
-        entries = await redis.xrange(keys.chat, min="-", max="+", count=self.limits.history)
-        return list(self._unseen(entries or []))
+        """The chat in the stream this process has not applied, oldest first.
+
+        Read from the newest end: the stream is trimmed approximately, so it often holds more
+        than ``history`` entries, and reading that many from the oldest end left out the
+        newest ones - exactly the chat a resynchronising process has missed."""
+        entries = await redis.xrevrange(keys.chat, max="+", min="-", count=self.limits.history)
+        return list(self._unseen(reversed(entries or [])))
 
     def _unseen(
         self, entries: Iterable[tuple[object, Mapping[bytes | str, bytes | str] | None]]
