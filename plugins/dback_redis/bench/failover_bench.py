@@ -19,10 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,42 +28,10 @@ from pathlib import Path
 from dback_core.testing import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from sentinel_cluster import SentinelCluster  # the tests' helper
+from dback_process import DbackProcess  # the tests' helpers
+from sentinel_cluster import MASTER_NAME, SentinelCluster
 
 WAIT = 60.0
-
-
-class Serving:
-    """One ``dback serve`` process on the cluster, logging to a file."""
-
-    def __init__(self, log: Path, env: dict[str, str]) -> None:
-        self.log = log
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "dback_core", "serve", "--port", "0"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def url(self) -> str:
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            found = re.search(r"on (ws://[\d.]+:\d+)", self.log.read_text())
-            if found:
-                return found.group(1)
-            if self.process.poll() is not None:
-                raise RuntimeError(self.log.read_text())
-            await asyncio.sleep(0.05)
-        raise TimeoutError(self.log.read_text())
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 async def watch(client: Client, arrivals: list[float]) -> None:
@@ -91,24 +56,25 @@ async def one_run(
 ) -> tuple[list[float], float, bool]:
     """Edge viewers' dark times, the publisher viewer's, and whether the lease moved."""
     cluster = SentinelCluster(directory / "redis", down_after_ms=down_after_ms)
-    processes: list[Serving] = []
+    processes: list[DbackProcess] = []
     try:
         await cluster.start()
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("DBACK_")},
             "DBACK_PLUGINS": "dback-redis,dback-mock",
             "DBACK_REDIS_SENTINELS": cluster.addresses,
-            "DBACK_REDIS_PREFIX": "failoverbench",
             "DBACK_REDIS_LEASE_SECONDS": str(lease),
             "DBACK_MOCK_SEED": "7",
             "DBACK_MOCK_INTERVAL": "0.05",
         }
         for index in range(3):
-            processes.append(Serving(directory / f"dback{index}.log", env))
-            await processes[-1].url()
+            log = directory / f"dback{index}.log"
+            processes.append(
+                DbackProcess("failoverbench", f"redis://{MASTER_NAME}/0", "auto", log, **env)
+            )
+            await processes[-1].ready(WAIT)
             if index == 0:
                 await asyncio.sleep(1.0)  # the first one takes the lease
-        urls = [await process.url() for process in processes]
+        urls = [process.url for process in processes]
         arrivals: list[list[float]] = [[] for _ in urls]
         async with contextlib.AsyncExitStack() as stack:
             clients = [
@@ -136,7 +102,7 @@ async def one_run(
                         await task
         end = time.monotonic()
         dark = [darkest(a, killed_at - 1.0, end) for a in arrivals]
-        logs = "".join(process.log.read_text() for process in processes)
+        logs = "".join(process.log_path.read_text() for process in processes)
         moved = "lease passed to another process" in logs or "could not renew" in logs
         return dark[1:], dark[0], moved
     finally:

@@ -19,12 +19,11 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import quote
 
 import asyncpg
 import pytest
-from conftest import DbackProcess
+from dback_process import DbackProcess
 from sentinel_cluster import MASTER_NAME, SentinelCluster, until
 
 from dback_core.testing import Client
@@ -87,11 +86,11 @@ async def cluster(tmp_path: Path) -> AsyncIterator[SentinelCluster]:
 def start_serving(tmp_path: Path, database: str, cluster: SentinelCluster):
     """Start ``dback serve`` processes on the cluster and ``database``; stopped after."""
     started: list[DbackProcess] = []
-    prefix = SimpleNamespace(prefix=f"sentinel{uuid.uuid4().hex[:6]}")
+    prefix = f"sentinel{uuid.uuid4().hex[:6]}"
 
     async def start(**settings: str) -> DbackProcess:
         process = DbackProcess(
-            prefix,  # stands in for a Namespace: only its prefix is used
+            prefix,
             f"redis://{MASTER_NAME}/0",
             "auto",
             tmp_path / f"dback{len(started)}.log",

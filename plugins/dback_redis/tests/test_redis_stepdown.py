@@ -16,14 +16,13 @@ import signal
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from importlib.metadata import entry_points
 
 import asyncpg
 import pytest
 from bus_recorder import BusRecorder
+from dback_process import other_plugins
 from private_redis import PrivateRedis
 
-from dback_core.loading.plugins import ENTRY_POINT_GROUP, normalize_name
 from dback_core.testing import Client
 from dback_postgres import migrations
 from tests.support.postgres_passwords import ADMIN_DSN
@@ -70,10 +69,9 @@ async def database() -> AsyncIterator[str]:
 
 def on_postgres(dsn: str) -> dict[str, str]:
     """The environment of an ``auto`` process whose provider is the PostgreSQL plugin."""
-    others = {normalize_name(ep.name) for ep in entry_points(group=ENTRY_POINT_GROUP)}
     return {
         "DBACK_PLUGINS": "dback-redis,dback-postgres",
-        "DBACK_DISABLE_PLUGINS": ",".join(sorted(others - {"dback-redis", "dback-postgres"})),
+        "DBACK_DISABLE_PLUGINS": other_plugins(("dback-redis", "dback-postgres")),
         "DBACK_POSTGRES_DSN": dsn,
         "DBACK_POSTGRES_RETRY_MAX": "0.5",
         "DBACK_REDIS_LEASE_SECONDS": str(LEASE),
