@@ -8,7 +8,6 @@ There is no skip: without PostgreSQL these tests fail, as CI must.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -16,6 +15,7 @@ import pytest
 from postgres_helpers import ADMIN_DSN, dsn_for
 
 from dback_postgres import migrations
+from tests.support.postgres_database import fresh_database
 
 
 @pytest.fixture(autouse=True)
@@ -27,15 +27,8 @@ def without_the_shell_s_settings(dback_environ):
 @pytest.fixture
 async def database() -> AsyncIterator[str]:
     """The name of a fresh, empty database; dropped after the test."""
-    name = f"dback_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+    async with fresh_database() as name:
         yield name
-    finally:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture

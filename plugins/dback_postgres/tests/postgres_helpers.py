@@ -1,5 +1,6 @@
 """Helpers shared by the PostgreSQL plugin's tests (imported by name: this directory is on
-sys.path while its tests run)."""
+sys.path while its tests run). ``dsn_for`` and ``seed_guild`` live in
+``tests.support.postgres_database``, shared with the Redis plugin's tests and the soak."""
 
 from __future__ import annotations
 
@@ -14,50 +15,14 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
-
-import asyncpg
 
 from dback_core.serving.server import DbackServer
 from dback_core.testing import Client, Served, running_server
-from tests.support.postgres_passwords import ADMIN_DSN
+from tests.support.postgres_database import dsn_for as dsn_for
+from tests.support.postgres_database import seed_guild as seed_guild
+from tests.support.postgres_passwords import ADMIN_DSN as ADMIN_DSN
 from tests.support.postgres_passwords import dsn_as as dsn_as
 from tests.support.postgres_passwords import password_required as password_required
-
-
-def dsn_for(database: str, port: int | None = None) -> str:
-    """The admin DSN pointed at another database (and optionally another port)."""
-    parts = urlsplit(ADMIN_DSN)
-    netloc = parts.netloc
-    if port is not None:
-        netloc = f"{netloc.rsplit(':', 1)[0] if parts.port else netloc}:{port}"
-    return urlunsplit((parts.scheme, netloc, f"/{database}", parts.query, ""))
-
-
-async def seed_guild(
-    connection: asyncpg.Connection,
-    server_id: str = "232769614004748288",
-    name: str = "D-Base",
-    members: int = 3,
-    **columns: object,
-) -> list[str]:
-    """Insert a guild and ``members`` members; return their user ids."""
-    await connection.execute(
-        "INSERT INTO servers (server_id, name, is_default) VALUES ($1, $2, $3)",
-        server_id,
-        name,
-        columns.get("is_default", True),
-    )
-    uids = [f"{server_id[:6]}{index:08d}" for index in range(members)]
-    await connection.copy_records_to_table(
-        "users",
-        records=[
-            (uid, server_id, f"member {index}", "online", "#5865f2")
-            for index, uid in enumerate(uids)
-        ],
-        columns=["user_id", "server_id", "username", "status", "role_color"],
-    )
-    return uids
 
 
 async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> None:

@@ -27,8 +27,7 @@ from dback_process import DbackProcess
 from sentinel_cluster import MASTER_NAME, SentinelCluster, until
 
 from dback_core.testing import Client
-from dback_postgres import migrations
-from tests.support.postgres_passwords import ADMIN_DSN
+from tests.support.postgres_database import dsn_for, guild_database, member_uid
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
@@ -36,7 +35,7 @@ log = logging.getLogger(__name__)
 
 WAIT = 60.0
 GUILD = "232769614004748288"
-MEMBERS = [f"{index:04d}" for index in range(8)]
+MEMBERS = [member_uid(GUILD, index) for index in range(8)]
 STATUSES = ("online", "idle", "dnd", "offline")
 #: The sentinels' own password: never shown by a process, whichever setting carries it.
 SENTINEL_PASSWORD = "s3nt1nel pass@word"
@@ -47,29 +46,8 @@ PACE = 0.05
 @pytest.fixture
 async def database() -> AsyncIterator[str]:
     """A fresh, migrated PostgreSQL database with one guild; its DSN. Dropped afterwards."""
-    name = f"dback_sentinel_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        connection = await asyncpg.connect(dsn)
-        try:
-            await migrations.migrate(connection)
-            await connection.execute(
-                "INSERT INTO servers (server_id, name, is_default) VALUES ($1, 'Sentinel', true)",
-                GUILD,
-            )
-            await connection.executemany(
-                "INSERT INTO users (user_id, server_id, username, status) "
-                "VALUES ($1, $2, $3, 'online')",
-                [(uid, GUILD, f"member{uid}") for uid in MEMBERS],
-            )
-        finally:
-            await connection.close()
-        yield dsn
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with guild_database("dback_sentinel", GUILD, "Sentinel", len(MEMBERS)) as name:
+        yield dsn_for(name)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -24,8 +23,7 @@ from dback_process import other_plugins
 from private_redis import PrivateRedis
 
 from dback_core.testing import Client
-from dback_postgres import migrations
-from tests.support.postgres_passwords import ADMIN_DSN
+from tests.support.postgres_database import dsn_for, guild_database, member_uid
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
@@ -33,38 +31,14 @@ log = logging.getLogger(__name__)
 WAIT = 30.0
 LEASE = 2.0
 GUILD = "232769614004748288"
-MEMBERS = ["101", "102", "103"]
+MEMBERS = [member_uid(GUILD, index) for index in range(3)]
 
 
 @pytest.fixture
 async def database() -> AsyncIterator[str]:
     """The DSN of a fresh, migrated database with one guild; dropped afterwards."""
-    name = f"dback_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        connection = await asyncpg.connect(dsn)
-        try:
-            await migrations.migrate(connection)
-            await connection.execute(
-                "INSERT INTO servers (server_id, name, is_default) VALUES ($1, 'D-Base', true)",
-                GUILD,
-            )
-            for uid in MEMBERS:
-                await connection.execute(
-                    "INSERT INTO users (user_id, server_id, username, status) "
-                    "VALUES ($1, $2, $3, 'online')",
-                    uid,
-                    GUILD,
-                    f"member {uid}",
-                )
-        finally:
-            await connection.close()
-        yield dsn
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with guild_database("dback_stepdown", GUILD, "D-Base", len(MEMBERS)) as name:
+        yield dsn_for(name)
 
 
 def on_postgres(dsn: str) -> dict[str, str]:

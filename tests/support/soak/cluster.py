@@ -14,13 +14,9 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
-
-from dback_postgres import migrations
 from tests.support.ports import free_port
-from tests.support.postgres_passwords import ADMIN_DSN
+from tests.support.postgres_database import dsn_for, guild_database, guild_members
 from tests.support.soak.config import SoakConfig
 from tests.support.soak.publisher import publisher_pid
 from tests.support.soak.redis_servers import RedisTopology
@@ -28,58 +24,26 @@ from tests.support.soak.redis_servers import RedisTopology
 GUILD = "424242424242424242"
 
 
-def member_uid(index: int) -> str:
-    return f"7{index:08d}"
-
-
 class Database:
-    """A database only this run uses; dropped with every connection still open to it."""
+    """A database only this run uses (``guild_database``), with ``members`` members named
+    ``m<i> v0`` (the writer's version 0); dropped with every connection still open to it."""
 
     def __init__(self) -> None:
-        self.name = f"dback_soak_{uuid.uuid4().hex[:10]}"
-        parts = urlsplit(ADMIN_DSN)
-        self.dsn = urlunsplit((parts.scheme, parts.netloc, f"/{self.name}", parts.query, ""))
+        self.name = ""
+        self.dsn = ""
+        self._dropped = contextlib.AsyncExitStack()
 
     async def create(self, members: int) -> None:
-        admin = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await admin.execute(f'CREATE DATABASE "{self.name}"')
-        finally:
-            await admin.close()
-        connection = await asyncpg.connect(self.dsn)
-        try:
-            await migrations.migrate(connection)
-            await connection.execute(
-                "INSERT INTO servers (server_id, name, is_default) VALUES ($1, 'Soak', true)",
-                GUILD,
-            )
-            await connection.copy_records_to_table(
-                "users",
-                records=[
-                    (member_uid(i), GUILD, f"m{i} v0", "online", "#5865f2") for i in range(members)
-                ],
-                columns=["user_id", "server_id", "username", "status", "role_color"],
-            )
-        finally:
-            await connection.close()
+        created = guild_database("dback_soak", GUILD, "Soak", members, username="m{} v0")
+        self.name = await self._dropped.enter_async_context(created)
+        self.dsn = dsn_for(self.name)
 
     async def drop(self) -> None:
-        admin = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await self._dropped.aclose()
 
     async def world(self) -> dict[str, tuple[str, str]]:
         """uid -> (status, username) as PostgreSQL has it now."""
-        connection = await asyncpg.connect(self.dsn)
-        try:
-            rows = await connection.fetch(
-                "SELECT user_id, status, username FROM users WHERE server_id = $1", GUILD
-            )
-        finally:
-            await connection.close()
-        return {row["user_id"]: (row["status"], row["username"]) for row in rows}
+        return await guild_members(self.dsn, GUILD)
 
 
 class DbackNode:

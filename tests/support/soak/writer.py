@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from tests.support.soak.cluster import GUILD, member_uid
+from tests.support.postgres_database import member_uid
+from tests.support.soak.cluster import GUILD
 from tests.support.soak.viewers import CHAT_KEY_BASE, chat_text
 
 
@@ -99,7 +100,7 @@ class Writer:
             await self._connection.execute(
                 "INSERT INTO messages (server_id, user_id, message) VALUES ($1, $2, $3)",
                 GUILD,
-                member_uid(sender),
+                member_uid(GUILD, sender),
                 chat_text(sender, seq[sender]),
             )
             self.log.uncertain.discard(key)
@@ -118,7 +119,7 @@ class Writer:
                 "UPDATE users SET status = $1, username = $2 WHERE user_id = $3",
                 status,
                 f"m{member} v{version}",
-                member_uid(member),
+                member_uid(GUILD, member),
             )
             self.log.statuses += 1
             yield
