@@ -22,7 +22,6 @@ import itertools
 import logging
 import re
 import signal
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,8 +32,7 @@ from private_redis import PrivateRedis
 from redis.asyncio import Redis
 
 from dback_core.testing import Client
-from dback_postgres import migrations
-from tests.support.postgres_passwords import ADMIN_DSN
+from tests.support.postgres_database import dsn_for, guild_database, guild_members, member_uid
 
 pytestmark = pytest.mark.redis
 
@@ -42,7 +40,7 @@ log = logging.getLogger(__name__)
 
 WAIT = 60.0
 GUILD = "232769614004748288"
-SENDERS = [f"2327696{n:04d}" for n in range(8)]
+SENDERS = [member_uid(GUILD, n) for n in range(8)]
 STATUSES = ["online", "idle", "dnd", "offline"]
 #: Chat rows inserted per second, and one status change every this many rows.
 RATE = 40.0
@@ -52,35 +50,11 @@ LEASE = "2"
 JOIN_SLACK = int(2 * RATE)
 
 
-def dsn_for(database: str) -> str:
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    return f"{base}/{database}"
-
-
 @pytest.fixture
-async def chat_db() -> AsyncIterator[tuple[str, asyncpg.Connection]]:
-    """A migrated database of this test's own with one guild and its senders."""
-    name = f"dback_once_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    connection = await asyncpg.connect(dsn_for(name))
-    try:
-        await migrations.migrate(connection)
-        await connection.execute(
-            "INSERT INTO servers (server_id, name, is_default) VALUES ($1, 'Once', true)", GUILD
-        )
-        for uid in SENDERS:
-            await connection.execute(
-                "INSERT INTO users (user_id, server_id, username, status) "
-                "VALUES ($1, $2, $1, 'online')",
-                uid,
-                GUILD,
-            )
-        yield dsn_for(name), connection
-    finally:
-        await connection.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+async def database() -> AsyncIterator[str]:
+    """The DSN of a migrated database of this test's own with one guild and its senders."""
+    async with guild_database("dback_once", GUILD, "Once", len(SENDERS)) as name:
+        yield dsn_for(name)
 
 
 @dataclass
@@ -250,6 +224,7 @@ class Cluster:
         self.start_dback = start_dback
         self.redis = redis
         self.writer = writer
+        self.dsn = dsn
         self.env = {
             "DBACK_PLUGINS": "dback-redis,dback-postgres",
             "DBACK_DISABLE_PLUGINS": "",
@@ -345,13 +320,11 @@ class Cluster:
             total.add(verdict)
         return total
 
-    async def presence_matches(self, connection: asyncpg.Connection) -> None:
+    async def presence_matches(self) -> None:
         """Every viewer's world, and a fresh viewer's on every process, has PostgreSQL's
         statuses; no viewer was shown a member's older state after a newer one."""
-        rows = await connection.fetch(
-            "SELECT user_id, status FROM users WHERE server_id = $1", GUILD
-        )
-        expected = {row["user_id"]: row["status"] for row in rows}
+        members = await guild_members(self.dsn, GUILD)
+        expected = {uid: status for uid, (status, _) in members.items()}
 
         async def converged():
             return all(viewer.statuses == expected for viewer in self.viewers) or None
@@ -422,32 +395,6 @@ async def until(probe: Callable[[], Awaitable], what: str, timeout: float = WAIT
         await asyncio.sleep(0.05)
 
 
-@contextlib.asynccontextmanager
-async def cluster(
-    start_dback, chat_db, processes: int = 3, own_users: bool = False
-) -> AsyncIterator[Cluster]:
-    dsn, _connection = chat_db
-    redis = PrivateRedis()
-    await redis.start()
-    writer = Writer(await asyncpg.connect(dsn))
-    running = Cluster(start_dback, redis, dsn, writer)
-    running.own_users = own_users
-    try:
-        for _ in range(processes):
-            await running.start(whole_run=True)
-        await running.start(whole_run=True, pinned_edge=True)
-        await running.publisher()
-        writer.start()
-        await asyncio.sleep(2.0)
-        yield running
-    finally:
-        await running.close()
-        with contextlib.suppress(Exception):
-            await writer.stop()
-        await writer.connection.close()
-        redis.kill()
-
-
 async def assert_exactly_once(running: Cluster, what: str) -> None:
     """Every viewer saw every row once, in order; no process counted chat as lost."""
     verdict = await running.settle()
@@ -465,8 +412,42 @@ async def assert_exactly_once(running: Cluster, what: str) -> None:
     assert lost == 0
 
 
-async def test_three_rolling_restarts_lose_and_repeat_no_chat(start_dback, chat_db):
-    async with cluster(start_dback, chat_db) as running:
+@pytest.fixture
+def scenario(start_dback, database):
+    """``scenario(what, processes=3, own_users=False)``: a cluster on the test's database
+    for the block to hurt, with ``processes`` electable (``own_users``: each logs in to Redis
+    as its own ACL user). Once the block is done, every viewer must have seen every row
+    once and in order and hold PostgreSQL's world, and no process counted chat as lost."""
+
+    @contextlib.asynccontextmanager
+    async def run(what: str, processes: int = 3, own_users: bool = False) -> AsyncIterator[Cluster]:
+        redis = PrivateRedis()
+        await redis.start()
+        writer = Writer(await asyncpg.connect(database))
+        running = Cluster(start_dback, redis, database, writer)
+        running.own_users = own_users
+        try:
+            for _ in range(processes):
+                await running.start(whole_run=True)
+            await running.start(whole_run=True, pinned_edge=True)
+            await running.publisher()
+            writer.start()
+            await asyncio.sleep(2.0)
+            yield running
+            await assert_exactly_once(running, what)
+            await running.presence_matches()
+        finally:
+            await running.close()
+            with contextlib.suppress(Exception):
+                await writer.stop()
+            await writer.connection.close()
+            redis.kill()
+
+    return run
+
+
+async def test_three_rolling_restarts_lose_and_repeat_no_chat(scenario):
+    async with scenario("three rolling restarts") as running:
         for _ in range(3):
             publisher = await running.publisher()
             await running.leave(publisher, signal.SIGTERM)
@@ -480,22 +461,18 @@ async def test_three_rolling_restarts_lose_and_repeat_no_chat(start_dback, chat_
             )
             await running.start(whole_run=False)
             await asyncio.sleep(2.0)
-        await assert_exactly_once(running, "three rolling restarts")
-        await running.presence_matches(chat_db[1])
 
 
-async def test_a_sigkilled_publisher_loses_and_repeats_no_chat(start_dback, chat_db):
-    async with cluster(start_dback, chat_db) as running:
+async def test_a_sigkilled_publisher_loses_and_repeats_no_chat(scenario):
+    async with scenario("publisher SIGKILLed") as running:
         await running.leave(await running.publisher(), signal.SIGKILL)
         await running.publisher()
         await running.start(whole_run=False)
         await asyncio.sleep(3.0)
-        await assert_exactly_once(running, "publisher SIGKILLed")
-        await running.presence_matches(chat_db[1])
 
 
-async def test_redis_killed_during_an_election_loses_and_repeats_no_chat(start_dback, chat_db):
-    async with cluster(start_dback, chat_db) as running:
+async def test_redis_killed_during_an_election_loses_and_repeats_no_chat(scenario):
+    async with scenario("publisher and Redis killed") as running:
         killed = await running.publisher()
         await running.leave(killed, signal.SIGKILL)
         running.redis.kill()  # forgets everything: lease, fence, positions, chat history
@@ -505,12 +482,10 @@ async def test_redis_killed_during_an_election_loses_and_repeats_no_chat(start_d
         # The fence went on from the highest seen, not from 1 again.
         assert lease_of(elected) > lease_of(killed)
         await asyncio.sleep(3.0)
-        await assert_exactly_once(running, "publisher and Redis killed")
-        await running.presence_matches(chat_db[1])
 
 
-async def test_a_publisher_paused_past_its_lease_loses_and_repeats_no_chat(start_dback, chat_db):
-    async with cluster(start_dback, chat_db) as running:
+async def test_a_publisher_paused_past_its_lease_loses_and_repeats_no_chat(scenario):
+    async with scenario("publisher paused past its lease") as running:
         paused = await running.publisher()
         paused.signal(signal.SIGSTOP)
         await asyncio.sleep(2 * float(LEASE))
@@ -522,22 +497,18 @@ async def test_a_publisher_paused_past_its_lease_loses_and_repeats_no_chat(start
         await until(another, "nobody took over from the paused publisher")
         paused.signal(signal.SIGCONT)
         await asyncio.sleep(4.0)
-        await assert_exactly_once(running, "publisher paused past its lease")
-        await running.presence_matches(chat_db[1])
 
 
-async def test_a_publisher_cut_off_from_redis_loses_and_repeats_no_chat(start_dback, chat_db):
-    async with cluster(start_dback, chat_db, own_users=True) as running:
+async def test_a_publisher_cut_off_from_redis_loses_and_repeats_no_chat(scenario):
+    async with scenario("publisher cut off from Redis past its lease", own_users=True) as running:
         cut = await running.publisher()
         await running.cut_off(cut, 2.5 * float(LEASE))
         await asyncio.sleep(4.0)
-        await assert_exactly_once(running, "publisher cut off from Redis past its lease")
-        await running.presence_matches(chat_db[1])
 
 
 @pytest.mark.parametrize("processes", [1, 3])
 async def test_redis_restarted_empty_while_chat_flows_loses_and_repeats_no_chat(
-    start_dback, chat_db, processes
+    scenario, processes
 ):
     """Redis killed while chat flows and started again empty, once after the lease ran out
     and once within it. Through the long outage the publisher shows the rows to its own
@@ -546,7 +517,9 @@ async def test_redis_restarted_empty_while_chat_flows_loses_and_repeats_no_chat(
     the process that showed them. After the short one, the publisher finds its lease gone
     in an empty Redis and serves as an edge from a snapshot not written yet: its viewers
     must keep their world (and so their chat) until one is."""
-    async with cluster(start_dback, chat_db, processes=processes) as running:
+    async with scenario(
+        f"Redis restarted empty, {processes} electable", processes=processes
+    ) as running:
         for outage in (1.5 * float(LEASE), 0.3, 1.5 * float(LEASE)):
             await running.publisher()
             running.redis.kill()  # forgets everything: lease, fence, positions, chat history
@@ -554,5 +527,3 @@ async def test_redis_restarted_empty_while_chat_flows_loses_and_repeats_no_chat(
             await running.redis.start()
             await running.publisher()
             await asyncio.sleep(3.0)
-        await assert_exactly_once(running, f"Redis restarted empty, {processes} electable")
-        await running.presence_matches(chat_db[1])
