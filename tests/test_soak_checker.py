@@ -114,3 +114,14 @@ def test_fault_lists():
     assert parse_faults("pg_terminate, viewer_churn") == ("pg_terminate", "viewer_churn")
     with pytest.raises(ValueError, match="unknown fault"):
         parse_faults("pg_terminate,meteor")
+
+
+def test_a_loss_says_when_the_session_ran_and_how_late_its_chat_came():
+    received = [r for r in ALL if r != (1, 2)]
+    arrivals = array("d", [10.51, 11.51, 12.51, 18.01, 19.01])  # (0,3) and (1,3) came 4 s late
+    s = session(received, opened=5.0, closed=30.0, ended_by="churn", chat_at=arrivals)
+    verdict = judge_session(s, ROWS, set(), join_margin=1.0, leave_margin=2.0, origin=5.0)
+    assert verdict.lost == 1
+    assert "session 0.0-25.0 s" in verdict.examples[0]
+    assert "lost rows (first (1, 2)) committed 8.0-8.0 s" in verdict.examples[0]
+    assert "chat latency worst 4.00 s, last 4.00 s" in verdict.examples[0]

@@ -62,6 +62,7 @@ def judge_session(
     join_margin: float,
     leave_margin: float,
     label: str = "",
+    origin: float = 0.0,
 ) -> ChatVerdict:
     verdict = ChatVerdict(sessions=1, foreign=session.foreign_chat)
     known = {row.key for row in written}
@@ -87,13 +88,32 @@ def judge_session(
     verdict.lost = len(missing)
     if verdict.lost or verdict.duplicated or verdict.reordered:
         verdict.sessions_with_errors = 1
-        first = min(missing, default=None)
         verdict.examples.append(
-            f"{label} on {session.node} ended by {session.ended_by}: lost {verdict.lost}"
-            f"{f' (first {divmod(first, CHAT_KEY_BASE)})' if first is not None else ''}, "
-            f"duplicated {verdict.duplicated}, reordered {verdict.reordered}"
+            f"{label} on {session.node} ended by {session.ended_by}: lost {verdict.lost}, "
+            f"duplicated {verdict.duplicated}, reordered {verdict.reordered}; "
+            + _timing(session, written, missing, origin)
         )
     return verdict
+
+
+def _timing(session: Session, written: list[Written], missing: set[int], origin: float) -> str:
+    """When the session ran, when its lost rows were committed and how late its chat came
+    (times in seconds from ``origin``): a loss at the end of a session whose chat arrived
+    seconds late is a client that fell behind, one in the middle of a live session is not."""
+    committed = {row.key: row.committed for row in written}
+    latencies = [
+        at - committed[key]
+        for key, at in zip(session.chat, session.chat_at, strict=False)
+        if key in committed
+    ]
+    text = f"session {session.opened - origin:.1f}-{session.closed - origin:.1f} s"
+    if missing:
+        times = sorted(committed[key] - origin for key in missing)
+        first = divmod(min(missing, key=committed.__getitem__), CHAT_KEY_BASE)
+        text += f", lost rows (first {first}) committed {times[0]:.1f}-{times[-1]:.1f} s"
+    if latencies:
+        text += f", chat latency worst {max(latencies):.2f} s, last {latencies[-1]:.2f} s"
+    return text
 
 
 def world_differences(

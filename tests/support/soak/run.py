@@ -125,6 +125,7 @@ async def run(config: SoakConfig, directory: Path) -> tuple[SoakResult, str]:
                     config.join_margin,
                     config.leave_margin,
                     f"viewer {viewer.index} ({viewer.kind}) session {number}",
+                    timeline.writer_started,
                 )
             )
     # A slow reader's own stalls are not dark time: judge the others.

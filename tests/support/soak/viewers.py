@@ -48,6 +48,8 @@ class Session:
     #: "churn", "lost" (the connection failed), "fault" (the soak dropped it) or "end".
     ended_by: str = "end"
     chat: array[int] = field(default_factory=lambda: array("q"))
+    #: When each entry of ``chat`` arrived (monotonic): a loss report tells late from never.
+    chat_at: array[float] = field(default_factory=lambda: array("d"))
     foreign_chat: int = 0
     #: ``server-join`` frames after the first (the server rebuilt this viewer's world).
     rejoins: int = 0
@@ -212,4 +214,5 @@ class Viewer:
                 session.foreign_chat += 1
             else:
                 session.chat.append(key)
+                session.chat_at.append(now)
         return session
