@@ -26,6 +26,7 @@ class SoakResult:
     presence_regressions: int
     worst_dark: float
     worst_dark_at: float
+    worst_dark_where: str
     rss_drift_kib: int
     fds_before: int
     fds_after: int
@@ -78,7 +79,11 @@ def table(result: SoakResult) -> str:
         ("chat not written", str(result.chat.foreign)),
         ("stale presences", str(result.presence_regressions)),
         ("sessions with chat errors", str(result.chat.sessions_with_errors)),
-        ("worst dark time", f"{result.worst_dark:.1f} s (from t={result.worst_dark_at:.0f} s)"),
+        (
+            "worst dark time",
+            f"{result.worst_dark:.1f} s (from t={result.worst_dark_at:.0f} s, "
+            f"{result.worst_dark_where or 'until the end'})",
+        ),
         ("memory drift", f"{result.rss_drift_kib / 1024:+.1f} MiB ({result.rss_drift_of})"),
         (
             "open fd drift",

@@ -148,6 +148,7 @@ async def run(config: SoakConfig, directory: Path) -> tuple[SoakResult, str]:
         presence_regressions=sum(s.presence_regressions for v in viewers for s in v.sessions),
         worst_dark=worst.worst_dark,
         worst_dark_at=worst.worst_dark_at - timeline.writer_started,
+        worst_dark_where=worst.worst_dark_where,
         rss_drift_kib=rss,
         fds_before=fds_before,
         fds_after=fds_after,

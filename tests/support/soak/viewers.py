@@ -89,6 +89,10 @@ class Viewer:
         self.last_event = 0.0
         self.worst_dark = 0.0
         self.worst_dark_at = 0.0
+        #: Where the worst dark time was spent: on which node, and whether the viewer was
+        #: connected all along or (re)connecting (a node that took long to answer a new
+        #: connection, such as a stopped worker holding its share of the port).
+        self.worst_dark_where = ""
         self._drop = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -107,13 +111,15 @@ class Viewer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _dark(self, now: float) -> None:
-        """Account the gap up to ``now`` in which this viewer saw nothing."""
+    def _dark(self, now: float, where: str = "") -> None:
+        """Account the gap up to ``now`` in which this viewer saw nothing; ``where`` says
+        how the gap ended (see ``worst_dark_where``)."""
         start = max(self.last_event, self.timeline.writer_started)
         end = min(now, self.timeline.writer_stopped)
         if end - start > self.worst_dark:
             self.worst_dark = end - start
             self.worst_dark_at = start
+            self.worst_dark_where = where
         self.last_event = now
 
     async def _run(self) -> None:
@@ -192,12 +198,12 @@ class Viewer:
             session = Session(node, now)
             self.sessions.append(session)
             self.connected.set()
-            self._dark(now)
+            self._dark(now, f"{self.kind} viewer reconnecting, joined {node}")
             return session
         if session is None:
             return None
         if kind == "presence":
-            self._dark(now)
+            self._dark(now, f"{self.kind} viewer connected to {node}")
             uid = data["uid"]
             if data.get("delete"):
                 self.world.pop(uid, None)
@@ -208,7 +214,7 @@ class Viewer:
                 session.presence_regressions += 1
             self.world[uid] = (data.get("status", old[0]), username)
         elif kind == "message":
-            self._dark(now)
+            self._dark(now, f"{self.kind} viewer connected to {node}")
             key = chat_key(str(data.get("message", "")))
             if key is None:
                 session.foreign_chat += 1
