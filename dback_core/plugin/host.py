@@ -176,13 +176,20 @@ class PluginHost(Protocol):
         (a publisher whose lease ran out). ``hold_plugins`` then stops them; until it does
         they stay silenced, and ``release_plugins`` stops them before starting them again."""
 
+    def resume_chat(self, positions: Mapping[str, int]) -> None:
+        """Say up to which position each chat source (``Message.source``) was delivered
+        elsewhere - by a process that ran the providers before this one: a provider whose
+        event source starts after this call resumes after it (``resume_position``). Call it
+        in ``startup``, before the event sources start; ``release_plugins(resume=...)`` does
+        the same for the plugins it releases."""
+
     def resume_position(self, source: str) -> int | None:
         """Where chat of ``source`` is to resume: the highest ``Message.position`` of it
-        delivered - shown here, or handed over by a bus (``release_plugins``). None when
-        nothing is known: start from now. A provider that can replay (a table with ids)
-        asks when its event source starts and delivers what came after, so nothing is lost
-        when another process ran it until a moment ago; what it delivers twice, the core
-        shows once."""
+        delivered - shown here, or handed over by a bus (``resume_chat``,
+        ``release_plugins``). None when nothing is known: start from now. A provider that
+        can replay (a table with ids) asks when its event source starts and delivers what
+        came after, so nothing is lost when another process ran it until a moment ago; what
+        it delivers twice, the core shows once."""
 
     def chat_lost(self, count: int, reason: str) -> None:
         """Count ``count`` chat messages this plugin could not deliver (``reason``: older

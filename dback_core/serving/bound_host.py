@@ -109,6 +109,9 @@ class BoundHost:
     async def hold_plugins(self) -> None:
         await self._controls.hold_plugins()
 
+    def resume_chat(self, positions: Mapping[str, int]) -> None:
+        self._controls.chat.resume(positions)
+
     def resume_position(self, source: str) -> int | None:
         return self._controls.chat.resume_position(source)
 

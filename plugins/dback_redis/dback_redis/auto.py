@@ -44,7 +44,7 @@ from dback_core.plugin.host import PluginHost
 from dback_core.plugin.tasks import cancel_within
 from dback_redis import chat, codec
 from dback_redis.config import EDGE, PUBLISHER, RedisConfig, redacted
-from dback_redis.connection import RETRY_FIRST, open_client, retry_ceiling
+from dback_redis.connection import RETRY_FIRST, open_client, published_positions, retry_ceiling
 from dback_redis.edge import Edge
 from dback_redis.election import Lease
 from dback_redis.link import Link
@@ -107,20 +107,6 @@ class Elected:
         """Remember the highest fence the current role has seen."""
         self.highest_fence = max(self.highest_fence, self.role.highest_fence)
         self.lease.saw(self.highest_fence)
-
-    async def _positions(self) -> dict[str, int]:
-        """Where the last publisher's chat ended, per source (empty when Redis forgot it:
-        the positions shown here then tell)."""
-        try:
-            raw = await self.redis.hgetall(self.lease.keys.positions)
-        except (RedisError, OSError) as error:
-            log.warning("redis: could not read where chat was published up to (%s)", error)
-            return {}
-        positions = {}
-        for source, position in raw.items():
-            with contextlib.suppress(ValueError):
-                positions[str(source)] = int(position)
-        return positions
 
     @property
     def leading(self) -> bool:
@@ -261,7 +247,7 @@ class Elected:
         taken at ``sent`` (loop time), runs out from there unless renewed."""
         assert self.host is not None
         async with self._switching:
-            resume = await self._positions()
+            resume = await published_positions(self.redis, self.lease.keys)
             await self.role.stop()
             unsent = self.role.unsent_chat() if isinstance(self.role, Edge) else []
             self._lost.clear()

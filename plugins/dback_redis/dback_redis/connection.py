@@ -60,6 +60,22 @@ def open_client(config: RedisConfig) -> Redis:
     return Redis.from_url(url, password=password, **options)
 
 
+async def published_positions(redis: Redis, keys: snapshot.Keys) -> dict[str, int]:
+    """Where the last publisher's chat ended, per source (``P:positions``): what a process
+    that starts the providers hands them (``host.resume_chat``). Empty when Redis forgot it
+    or cannot be reached: the positions shown here then tell."""
+    try:
+        raw = await redis.hgetall(keys.positions)
+    except (RedisError, OSError) as error:
+        log.warning("redis: could not read where chat was published up to (%s)", error)
+        return {}
+    positions = {}
+    for source, position in raw.items():
+        with contextlib.suppress(ValueError):
+            positions[str(source)] = int(position)
+    return positions
+
+
 def retry_ceiling(config: RedisConfig | None = None) -> float:
     """The longest delay between two attempts of a loop that retries Redis: shorter behind
     sentinels, where a failover ends within seconds and each retry may find the new master."""

@@ -20,6 +20,7 @@ from dback_core.plugin.host import PluginHost
 from dback_core.plugin.server_settings import Settings
 from dback_redis.auto import Elected
 from dback_redis.config import AUTO, EDGE, PUBLISHER, ROLE_ENV, SETTINGS, RedisConfig
+from dback_redis.connection import published_positions
 from dback_redis.edge import Edge
 from dback_redis.publisher import Publisher
 
@@ -69,6 +70,9 @@ class PublisherPlugin(RedisPlugin):
 
     @hookimpl
     async def startup(self, host: PluginHost) -> None:
+        # A restarted publisher resumes where it (or the one before it) published up to:
+        # the chat written while no publisher ran reaches every process.
+        host.resume_chat(await published_positions(self.role.redis, self.role.keys))
         await self.role.start(host)
 
     @hookimpl

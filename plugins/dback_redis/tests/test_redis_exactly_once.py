@@ -240,10 +240,11 @@ class Cluster:
         self.own_users = False
         self.users: dict[object, str] = {}
 
-    async def start(self, whole_run: bool, pinned_edge: bool = False) -> None:
-        """One more process with a viewer: in the ``auto`` role, or (``pinned_edge``) a
-        process that is never elected, without the PostgreSQL plugin, whose viewer watches
-        from the first row to the last whatever happens to the others."""
+    async def start(self, whole_run: bool, role: str = "auto") -> None:
+        """One more process with a viewer: in the ``auto`` role, pinned as the publisher, or
+        pinned as an ``edge``: a process that is never elected, without the PostgreSQL
+        plugin, whose viewer watches from the first row to the last whatever happens to the
+        others."""
         url, user = self.redis.url, f"process{len(self.users)}"
         if self.own_users:
             async with Redis.from_url(self.redis.url) as admin:
@@ -251,11 +252,8 @@ class Cluster:
                     "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all"
                 )
             url = url.replace("redis://", f"redis://{user}:pw@")
-        if pinned_edge:
-            env = {**self.env, "DBACK_PLUGINS": "dback-redis"}
-            process = await self.start_dback(url, "edge", **env)
-        else:
-            process = await self.start_dback(url, "auto", **self.env)
+        env = {**self.env, "DBACK_PLUGINS": "dback-redis"} if role == "edge" else self.env
+        process = await self.start_dback(url, role, **env)
         self.users[process] = user
         self.processes.append(process)
         viewer = Viewer(process, whole_run, joined_row=len(self.writer.rows))
@@ -268,7 +266,8 @@ class Cluster:
         async def find():
             for process in self.processes:
                 with contextlib.suppress(Exception):  # a paused process does not answer
-                    if "(publisher)" in await asyncio.wait_for(process.redis_detail(), 1.0):
+                    detail = await asyncio.wait_for(process.redis_detail(), 1.0)
+                    if "(publisher)" in detail or "role=publisher " in detail:
                         return process
             return None
 
@@ -414,13 +413,16 @@ async def assert_exactly_once(running: Cluster, what: str) -> None:
 
 @pytest.fixture
 def scenario(start_dback, database):
-    """``scenario(what, processes=3, own_users=False)``: a cluster on the test's database
-    for the block to hurt, with ``processes`` electable (``own_users``: each logs in to Redis
-    as its own ACL user). Once the block is done, every viewer must have seen every row
-    once and in order and hold PostgreSQL's world, and no process counted chat as lost."""
+    """``scenario(what, processes=3, own_users=False, role="auto")``: a cluster on the test's
+    database for the block to hurt, with ``processes`` in ``role`` - electable, or one pinned
+    ``publisher`` - (``own_users``: each logs in to Redis as its own ACL user). Once the
+    block is done, every viewer must have seen every row once and in order and hold
+    PostgreSQL's world, and no process counted chat as lost."""
 
     @contextlib.asynccontextmanager
-    async def run(what: str, processes: int = 3, own_users: bool = False) -> AsyncIterator[Cluster]:
+    async def run(
+        what: str, processes: int = 3, own_users: bool = False, role: str = "auto"
+    ) -> AsyncIterator[Cluster]:
         redis = PrivateRedis()
         await redis.start()
         writer = Writer(await asyncpg.connect(database))
@@ -428,8 +430,8 @@ def scenario(start_dback, database):
         running.own_users = own_users
         try:
             for _ in range(processes):
-                await running.start(whole_run=True)
-            await running.start(whole_run=True, pinned_edge=True)
+                await running.start(whole_run=True, role=role)
+            await running.start(whole_run=True, role="edge")
             await running.publisher()
             writer.start()
             await asyncio.sleep(2.0)
@@ -504,6 +506,19 @@ async def test_a_publisher_cut_off_from_redis_loses_and_repeats_no_chat(scenario
         cut = await running.publisher()
         await running.cut_off(cut, 2.5 * float(LEASE))
         await asyncio.sleep(4.0)
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+async def test_a_restarted_pinned_publisher_loses_and_repeats_no_chat(scenario, how):
+    """A pinned publisher restarted (a deploy, a crash): the rows written while no process
+    published reach every viewer once it is back - it resumes after the positions in
+    ``P:positions`` instead of starting from now - and none twice."""
+    async with scenario(f"pinned publisher restarted ({how.name})", 1, role="publisher") as running:
+        for _ in range(2):
+            await running.leave(await running.publisher(), how)
+            await asyncio.sleep(2.0)  # rows written while nobody publishes
+            await running.start(whole_run=False, role="publisher")
+            await asyncio.sleep(2.0)
 
 
 @pytest.mark.parametrize("processes", [1, 3])
