@@ -125,3 +125,14 @@ def test_a_loss_says_when_the_session_ran_and_how_late_its_chat_came():
     assert "session 0.0-25.0 s" in verdict.examples[0]
     assert "lost rows (first (1, 2)) committed 8.0-8.0 s" in verdict.examples[0]
     assert "chat latency worst 4.00 s, last 4.00 s" in verdict.examples[0]
+
+
+def test_a_loss_says_whether_the_other_sessions_on_its_node_got_the_rows():
+    lost = session([r for r in ALL if r != (1, 2)], closed=30.0, ended_by="churn")
+    got = session(ALL, closed=30.0)
+    missed_too = session([r for r in ALL if r != (1, 2)], closed=30.0)
+    joined_later = session([(1, 3)], opened=14.5)
+    verdict = judge_session(
+        lost, ROWS, set(), 1.0, 2.0, neighbours=[lost, got, missed_too, joined_later]
+    )
+    assert verdict.examples[0].endswith("; 1 of 2 other sessions on node0 then got them")

@@ -17,7 +17,7 @@ viewer's final world (its last ``server-join`` plus the presences since) with Po
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tests.support.soak.viewers import CHAT_KEY_BASE, Session
@@ -63,6 +63,7 @@ def judge_session(
     leave_margin: float,
     label: str = "",
     origin: float = 0.0,
+    neighbours: Sequence[Session] = (),
 ) -> ChatVerdict:
     verdict = ChatVerdict(sessions=1, foreign=session.foreign_chat)
     known = {row.key for row in written}
@@ -92,8 +93,32 @@ def judge_session(
             f"{label} on {session.node} ended by {session.ended_by}: lost {verdict.lost}, "
             f"duplicated {verdict.duplicated}, reordered {verdict.reordered}; "
             + _timing(session, written, missing, origin)
+            + _witnesses(session, written, missing, neighbours)
         )
     return verdict
+
+
+def _witnesses(
+    session: Session, written: list[Written], missing: set[int], neighbours: Sequence[Session]
+) -> str:
+    """How many other sessions on the same node, connected from before the lost rows were
+    written until after they were committed, received them all: none means the node never
+    showed them, all means only this session missed them."""
+    if not missing:
+        return ""
+    rows = [row for row in written if row.key in missing]
+    start = min(row.started for row in rows)
+    end = max(row.committed for row in rows)
+    there = [
+        other
+        for other in neighbours
+        if other is not session
+        and other.node == session.node
+        and other.opened <= start
+        and other.closed >= end
+    ]
+    got = sum(1 for other in there if missing <= set(other.chat))
+    return f"; {got} of {len(there)} other sessions on {session.node} then got them"
 
 
 def _timing(session: Session, written: list[Written], missing: set[int], origin: float) -> str:

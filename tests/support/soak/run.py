@@ -115,6 +115,7 @@ async def run(config: SoakConfig, directory: Path) -> tuple[SoakResult, str]:
             + (", Redis with 3 sentinels" if config.sentinels else ", one Redis")
         )
     chat = ChatVerdict()
+    sessions = [session for viewer in viewers for session in viewer.sessions]
     for viewer in viewers:
         for number, session in enumerate(viewer.sessions):
             chat.add(
@@ -126,6 +127,7 @@ async def run(config: SoakConfig, directory: Path) -> tuple[SoakResult, str]:
                     config.leave_margin,
                     f"viewer {viewer.index} ({viewer.kind}) session {number}",
                     timeline.writer_started,
+                    sessions,
                 )
             )
     # A slow reader's own stalls are not dark time: judge the others.
