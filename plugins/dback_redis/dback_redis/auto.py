@@ -83,6 +83,9 @@ class Elected:
         #: Fires when the lease runs out unrenewed (loop time), while leading.
         self._expiry: asyncio.TimerHandle | None = None
         self._stepping_down: asyncio.Task[None] | None = None
+        #: The edge a silenced publisher becomes, serving the world as it was when the
+        #: providers went quiet until the step-down completes (see ``_silence``).
+        self._next_edge: Edge | None = None
 
     def _new_lease(self) -> Lease:
         """A lease handle with a lock of its own: one per term, so a task abandoned while
@@ -96,6 +99,14 @@ class Elected:
         edge = Edge(self.config, self.sequence, self.link)
         edge.on_released = self._nudge
         edge.replay = self.replay
+        return edge
+
+    def _edge_keeping_world(self) -> Edge:
+        """An edge that serves the world as this process shows it now, each part until it
+        can be read from the snapshot (``Edge.keep_serving``)."""
+        assert self.host is not None
+        edge = self._edge()
+        edge.keep_serving(self.host.guild_list(), self.host.loaded_guilds())
         return edge
 
     def _nudge(self) -> None:
@@ -137,6 +148,8 @@ class Elected:
             # goes, so the next publisher resumes right after it.
             await leading.drain(self.config.lease_seconds)
         await self.role.stop()
+        if self._next_edge is not None:
+            await self._next_edge.stop()  # never started: its client is closed
         if leading is not None:
             # Handing over at once instead of letting the lease expire: a restart of the
             # publisher then costs the others no lease time.
@@ -238,6 +251,11 @@ class Elected:
         log.warning("redis %s: %s; stepping down", redacted(self.config.url), reason)
         self._lost.set()
         self._cancel_expiry()
+        # From this moment the providers answer nothing and the publisher's hooks step
+        # aside: a reload before the edge takes over (a Refresh the next publisher puts on
+        # the bus, applied by a follower still running) would find no guild at all and
+        # take every viewer out of it. The edge-to-be serves the world as it is now.
+        self._next_edge = self._edge_keeping_world()
         self.host.silence_plugins()
         if isinstance(self.role, Publisher):
             self.role.silence()
@@ -326,16 +344,17 @@ class Elected:
                 await self.role.stop()  # closing its client may fail: it is an edge all the same
             self.lease = self._new_lease()
             self.host.keep_loaded(False)
-            edge = self._edge()
+            # Made by ``_silence``, serving the world as it was (Redis may be out of reach:
+            # that may be why).
+            edge = self._next_edge or self._edge_keeping_world()
             edge.highest_fence = self.highest_fence
-            # Redis may be out of reach (that may be why): serve the world as it was.
-            edge.keep_serving(self.host.guild_list(), self.host.loaded_guilds())
             # The chat it showed but could not publish (Redis away until the lease ran out)
             # goes on the bus once Redis answers: whoever publishes next resumes after it
             # when it is this process, or when ``P:positions`` records it first.
             if isinstance(leading, Publisher):
                 edge.carry(leading.undelivered())
             self.role = edge
+            self._next_edge = None
             log.info("redis %s: this process is an edge now", redacted(self.config.url))
             try:
                 await self.host.hold_plugins()
@@ -351,14 +370,23 @@ class Elected:
         else:
             self.role.applied_here(event, origin)
 
+    @property
+    def _serving(self) -> Edge | None:
+        """What answers the data hooks: the edge, the edge-to-be of a publisher stepping
+        down, or nobody (a publisher: its providers answer)."""
+        return self.role if isinstance(self.role, Edge) else self._next_edge
+
     async def servers(self) -> dict[str, dict[str, Any]] | None:
-        return None if isinstance(self.role, Publisher) else await self.role.servers()
+        serving = self._serving
+        return None if serving is None else await serving.servers()
 
     async def users(self, server_id: str) -> dict[str, dict[str, Any]] | None:
-        return None if isinstance(self.role, Publisher) else await self.role.users(server_id)
+        serving = self._serving
+        return None if serving is None else await serving.users(server_id)
 
     async def client_id(self, server_id: str) -> str | None:
-        return None if isinstance(self.role, Publisher) else await self.role.client_id(server_id)
+        serving = self._serving
+        return None if serving is None else await serving.client_id(server_id)
 
     async def wait_for_snapshot(self, seconds: float) -> None:
         """Until the publisher's first snapshot is in Redis, at most ``seconds``.
