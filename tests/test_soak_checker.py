@@ -82,6 +82,18 @@ def test_rows_before_the_join_and_near_the_end_of_a_connection_are_not_owed():
     assert (verdict.lost, verdict.duplicated) == (0, 1)
 
 
+def test_a_session_that_read_behind_ends_where_it_had_read_up_to():
+    # Ended at 20 by a lost connection; its last chat, (0, 2) committed at 12.01, came at
+    # 17.01: it read 5 s behind, so its process went away by 15 and only rows committed by
+    # 13 are owed. Reading on time, rows up to 18 would be.
+    behind = session([(0, 1), (1, 1), (0, 2)], opened=9.0, closed=20.0, ended_by="lost")
+    behind.chat_at.extend([15.01, 16.01, 17.01])
+    assert owed_rows(ROWS, behind, 1.0, 2.0) == {key(0, 1), key(1, 1), key(0, 2)}
+    on_time = session([(0, 1), (1, 1), (0, 2)], opened=9.0, closed=20.0, ended_by="lost")
+    on_time.chat_at.extend([10.02, 11.02, 12.02])
+    assert owed_rows(ROWS, on_time, 1.0, 2.0) == {key(*row) for row in ALL}
+
+
 def test_a_session_that_lasted_to_the_end_owes_everything_after_its_join():
     final = session([(0, 3)], opened=12.5)
     assert owed_rows(ROWS, final, 1.0, 2.0) == {key(0, 3), key(1, 3)}

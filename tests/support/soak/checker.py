@@ -4,8 +4,11 @@ Chat is judged per session (one connection of one viewer), so a churning viewer 
 only while it was connected. A session *owes* a chat row when the row's INSERT started at
 least ``join_margin`` seconds after the session's ``server-join`` arrived and its commit was
 acknowledged at least ``leave_margin`` seconds before the connection ended (a session that
-lasted to the end of the run owes everything written after it joined). Rows outside that
-window may arrive or not. Whatever a session received is judged whole:
+lasted to the end of the run owes everything written after it joined). The end is where the
+session had read the server's stream up to: a viewer that reads behind (a slow reader whose
+last chat came 10 s after its commit) learns of a connection its process lost - killed - only
+once it has read what was sent before, so its end counts that much earlier. Rows outside
+that window may arrive or not. Whatever a session received is judged whole:
 
 - lost: an owed row that never arrived;
 - duplicated: every arrival of a row after its first;
@@ -47,12 +50,26 @@ def owed_rows(
     written: Iterable[Written], session: Session, join_margin: float, leave_margin: float
 ) -> set[int]:
     """The keys of the rows ``session`` must have received (see the module's docstring)."""
-    last_commit = session.closed - (0.0 if session.ended_by == "end" else leave_margin)
+    written = list(written)
+    if session.ended_by == "end":
+        last_commit = session.closed
+    else:
+        last_commit = session.closed - reading_behind(session, written) - leave_margin
     return {
         row.key
         for row in written
         if row.started >= session.opened + join_margin and row.committed <= last_commit
     }
+
+
+def reading_behind(session: Session, written: Iterable[Written]) -> float:
+    """How far behind the server's stream ``session`` read when it ended: the time from its
+    last chat row's commit to that row's arrival (0 without chat)."""
+    if not session.chat or not session.chat_at:
+        return 0.0
+    last = session.chat[len(session.chat_at) - 1]
+    committed = next((row.committed for row in written if row.key == last), None)
+    return 0.0 if committed is None else max(0.0, session.chat_at[-1] - committed)
 
 
 def judge_session(
