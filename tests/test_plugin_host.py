@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from dback_core import PluginHost, hookimpl
+from dback_core import PluginHost, Unavailable, hookimpl
 from dback_core.loading.plugins import FAILED, load_plugins
 from dback_core.plugin.events import Message, Presence, Refresh
 from dback_core.plugin.health import UNAVAILABLE
@@ -216,3 +216,39 @@ async def test_revoke_takes_out_only_the_viewers_admitted_under_that_grant():
     assert [frame for frame in ann_after if frame["type"] == "presence"] == []
     # Admitted elsewhere meanwhile, its admission is void too: back means a login again.
     assert ann_away_back["type"] == "error"
+
+
+class OutOfReach(Provider):
+    """A provider whose members cannot be read while ``reachable`` is False."""
+
+    def __init__(self) -> None:
+        super().__init__("10", "ten")
+        self.reachable = True
+
+    @hookimpl
+    def get_user_data(self, server_id):
+        if not self.reachable:
+            raise Unavailable("out of reach")
+        return super().get_user_data(server_id)
+
+
+async def test_a_guild_served_empty_to_its_viewers_is_loaded_by_the_next_full_refresh():
+    """A viewer that joined while the providers were out of reach was served the guild
+    empty, and the guild was left unloaded: the refresh a bus does once it answers again
+    must load it, or its chat goes nowhere until another viewer joins."""
+    provider = OutOfReach()
+    async with running_server(
+        in_process=[("flaky", provider)], environ={"DBACK_PLUGINS": ""}
+    ) as server:
+        async with Client(server) as viewer:
+            provider.reachable = False
+            joined = await viewer.join("ten")
+            assert joined["data"]["users"] == {}
+            provider.reachable = True
+            await server.refresh_everything()
+            world = await viewer.recv_type("server-join")
+            assert set(world["data"]["users"]) == {"1", "2"}
+            assert provider.host is not None
+            await provider.host.publish(Message("10", "1", "back"))
+            frame = await viewer.recv_type("message")
+            assert frame["data"]["message"] == "back"

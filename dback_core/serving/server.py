@@ -341,9 +341,12 @@ class DbackServer:
     async def refresh_everything(self) -> None:
         """Reload the guild list and every loaded guild from the plugins now serving; viewers
         get a new world only where it changed (after plugins were released or held, or a bus
-        reconnected)."""
+        reconnected). A guild viewers watch that is not loaded - served empty because its
+        providers failed as they joined - is loaded too: nothing else would load it until
+        the next viewer joins, and its chat would go nowhere until then."""
         await self.refresh(None)
-        for key in list(self.directory.guilds):
+        unloaded = [key for key in self.fanout.by_guild if key not in self.directory.guilds]
+        for key in [*self.directory.guilds, *unloaded]:
             await self.refresh(key, always=False)
 
     # -- health ----------------------------------------------------------------------------
@@ -440,10 +443,14 @@ class DbackServer:
         if always or server_id not in self.directory.servers:
             await self.refresh(None)
         current = self.directory.guilds.get(server_id)
-        if current is None:
+        if current is None and not self.fanout.watchers(server_id):
             return False
+        # Not loaded but watched: its load failed when a viewer joined (the providers out of
+        # reach), and the viewers were served it empty; load it now.
         guild = await self.directory.load(server_id)
-        if guild is None or (not always and guild.looks_like(current)):
+        if guild is None or self.directory.guilds.get(server_id) is not guild:
+            return False  # the load failed again: the viewers keep what they have
+        if current is not None and not always and guild.looks_like(current):
             return False
         await self.refresh_viewers(guild)
         self.fanout.broadcast(server_id, protocol.refresh_data(server_id))

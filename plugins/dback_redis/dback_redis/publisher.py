@@ -262,8 +262,11 @@ class Publisher(Role):
                 yield pipe
             return
         async with self.lease.lock, self.redis.pipeline(transaction=True) as pipe:
-            await self.lease.guard(pipe)
             try:
+                # A connection that fails while WATCH is sent is a WatchError too ("A
+                # ConnectionError occurred while watching"): told apart from a lost lease
+                # below, like one that fails at EXEC.
+                await self.lease.guard(pipe)
                 yield pipe
             except WatchError:
                 if await self.lease.held():
