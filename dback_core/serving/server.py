@@ -443,7 +443,7 @@ class DbackServer:
         if always or server_id not in self.directory.servers:
             await self.refresh(None)
         current = self.directory.guilds.get(server_id)
-        if current is None and not self.fanout.watchers(server_id):
+        if current is None and server_id not in self.fanout.by_guild:
             return False
         # Not loaded but watched: its load failed when a viewer joined (the providers out of
         # reach), and the viewers were served it empty; load it now.

@@ -54,7 +54,8 @@ def owed_rows(
     if session.ended_by == "end":
         last_commit = session.closed
     else:
-        last_commit = session.closed - reading_behind(session, written) - leave_margin
+        committed = {row.key: row.committed for row in written}
+        last_commit = session.closed - reading_behind(session, committed) - leave_margin
     return {
         row.key
         for row in written
@@ -62,14 +63,14 @@ def owed_rows(
     }
 
 
-def reading_behind(session: Session, written: Iterable[Written]) -> float:
+def reading_behind(session: Session, committed: Mapping[int, float]) -> float:
     """How far behind the server's stream ``session`` read when it ended: the time from its
-    last chat row's commit to that row's arrival (0 without chat)."""
-    if not session.chat or not session.chat_at:
+    last chat row's commit (``committed``: per row key) to that row's arrival (0 without
+    chat)."""
+    if not session.chat_at:
         return 0.0
-    last = session.chat[len(session.chat_at) - 1]
-    committed = next((row.committed for row in written if row.key == last), None)
-    return 0.0 if committed is None else max(0.0, session.chat_at[-1] - committed)
+    last = committed.get(session.chat[len(session.chat_at) - 1])
+    return 0.0 if last is None else max(0.0, session.chat_at[-1] - last)
 
 
 def judge_session(
@@ -83,7 +84,7 @@ def judge_session(
     neighbours: Sequence[Session] = (),
 ) -> ChatVerdict:
     verdict = ChatVerdict(sessions=1, foreign=session.foreign_chat)
-    known = {row.key for row in written}
+    committed = {row.key: row.committed for row in written}
     owed = owed_rows(written, session, join_margin, leave_margin)
     verdict.owed = len(owed)
     seen: set[int] = set()
@@ -91,7 +92,7 @@ def judge_session(
     for key in session.chat:
         if key in uncertain:
             continue
-        if key not in known:
+        if key not in committed:
             verdict.foreign += 1
             continue
         if key in seen:
@@ -109,7 +110,7 @@ def judge_session(
         verdict.examples.append(
             f"{label} on {session.node} ended by {session.ended_by}: lost {verdict.lost}, "
             f"duplicated {verdict.duplicated}, reordered {verdict.reordered}; "
-            + _timing(session, written, missing, origin)
+            + _timing(session, committed, missing, origin)
             + _witnesses(session, written, missing, neighbours)
         )
     return verdict
@@ -138,11 +139,12 @@ def _witnesses(
     return f"; {got} of {len(there)} other sessions on {session.node} then got them"
 
 
-def _timing(session: Session, written: list[Written], missing: set[int], origin: float) -> str:
+def _timing(
+    session: Session, committed: Mapping[int, float], missing: set[int], origin: float
+) -> str:
     """When the session ran, when its lost rows were committed and how late its chat came
     (times in seconds from ``origin``): a loss at the end of a session whose chat arrived
     seconds late is a client that fell behind, one in the middle of a live session is not."""
-    committed = {row.key: row.committed for row in written}
     latencies = [
         at - committed[key]
         for key, at in zip(session.chat, session.chat_at, strict=False)
